@@ -1,0 +1,78 @@
+"""promptgen's built-in plugin: the MNIST digit generator and digit classifiers.
+
+Registered through the ``builtin`` entry point of promptgen-core and the same
+hooks as any third-party plugin (see :mod:`promptgen.hookspecs`).
+"""
+
+from __future__ import annotations
+
+from promptgen.classifiers import ModuleClassifier
+from promptgen.energies.classifier import DEFAULT_WEIGHT, build_classifier_energy
+from promptgen.generators import ModuleGenerator
+from promptgen.hookspecs import hookimpl
+from promptgen.protocols import GeneratorInfo
+from promptgen.registry import ClassifierEntry, EnergyEntry, GeneratorEntry
+from promptgen.spec import Spec, expect_options
+
+DIGITS = [str(d) for d in range(10)]
+MNIST_LICENCE = "CC BY-SA 3.0 (weights trained by promptgen on the MNIST test set)"
+MNIST_SOURCE = "promptgen package data; retrain with scripts/train_builtin.py"
+
+
+def build_mnist(spec: Spec) -> ModuleGenerator:
+    from promptgen.builtin.mnist.models import LATENT_DIM, load_pretrained
+
+    expect_options(spec, {})
+    info = GeneratorInfo(
+        name="mnist",
+        resolution=(28, 28),
+        channels=1,
+        licence=MNIST_LICENCE,
+        source=MNIST_SOURCE,
+        description="handwritten digits, 28×28 grey, latent N(0, I) of size 32 (DCGAN)",
+    )
+    return ModuleGenerator(load_pretrained("generator"), (LATENT_DIM,), info)
+
+
+def _digit_classifier(name: str) -> ModuleClassifier:
+    from promptgen.builtin.mnist.models import load_pretrained
+
+    return ModuleClassifier(load_pretrained(name), {"digit": (DIGITS, slice(0, 10))}, (28, 28), channels=1)
+
+
+@hookimpl
+def promptgen_generators() -> list[GeneratorEntry]:
+    return [GeneratorEntry("mnist", build_mnist, summary="built-in digit GAN, 28×28, latent 32; runs offline")]
+
+
+@hookimpl
+def promptgen_energies() -> list[EnergyEntry]:
+    return [
+        EnergyEntry(
+            "classifier",
+            build_classifier_energy,
+            summary="-log p(class) from an attribute classifier: classifier:digit=3, classifier:digit!=1",
+            default_weight=DEFAULT_WEIGHT,
+            usage="classifier:digit=3",
+        )
+    ]
+
+
+@hookimpl
+def promptgen_attribute_classifiers() -> list[ClassifierEntry]:
+    return [
+        ClassifierEntry(
+            "mnist-digit",
+            {"digit": DIGITS},
+            lambda: _digit_classifier("classifier"),
+            role="control",
+            summary="built-in CNN digit classifier (controls)",
+        ),
+        ClassifierEntry(
+            "mnist-digit-evaluator",
+            {"digit": DIGITS},
+            lambda: _digit_classifier("evaluator"),
+            role="evaluator",
+            summary="independent residual digit classifier, disjoint training split (judges results only)",
+        ),
+    ]

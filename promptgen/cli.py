@@ -1,0 +1,200 @@
+"""The ``promptgen`` command (Typer); each command mirrors a function of :mod:`promptgen.api`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from promptgen.errors import PromptgenError
+
+app = typer.Typer(
+    name="promptgen",
+    help="Distributional control of pretrained generators: train a prompt, then sample it in one pass.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn a PromptgenError into one red line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PromptgenError as exc:
+            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@user_errors
+def compose(
+    gen: Annotated[str, typer.Option("--gen", "-g", help="Generator spec, e.g. mnist or stylegan2:path=ffhq.pkl")] = "mnist",
+    energy: Annotated[
+        Optional[list[str]],
+        typer.Option("--energy", "-e", help='Energy spec, repeatable: classifier:digit=3, clip:"a smiling face"@600'),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Prompt folder to create [default: runs/<energies>-<time>]")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps")] = 400,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per micro-batch")] = 64,
+    accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation)")] = 1,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate")] = 1e-3,
+    clip_grad: Annotated[float, typer.Option(min=0.0, help="Max gradient norm (0 disables clipping)")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = 6,
+    hidden: Annotated[int, typer.Option(min=1, help="Hidden width of each coupling network")] = 128,
+    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on fixed noise every N steps")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoint.pt every N steps")] = 200,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing prompt folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+) -> None:
+    """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
+    from promptgen.compose import compose as run
+    from promptgen.trainer import TrainConfig
+
+    config = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        accumulate=accumulate,
+        lr=lr,
+        clip_grad=clip_grad or None,
+        seed=seed,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+    )
+    prompt = run(
+        gen,
+        energy or [],
+        out,
+        train=config,
+        flow={"transforms": transforms, "hidden": hidden},
+        device=device,
+        overwrite=overwrite,
+        progress=not quiet,
+        console=err_console,
+    )
+    t = prompt.manifest.training
+    out_console.print(
+        f"[green]✓[/green] prompt saved to [bold]{prompt.path}[/bold] "
+        f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / 'samples.png'}"
+    )
+    out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
+
+
+@app.command()
+@user_errors
+def sample(
+    prompt: Annotated[Optional[Path], typer.Argument(help="Prompt folder made by `promptgen compose`")] = None,
+    gen: Annotated[Optional[str], typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="Number of images")] = 64,
+    out: Annotated[Path, typer.Option("--out", "-o", help="OUT.png: a grid; OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs")] = Path("samples.png"),
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same images")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+) -> None:
+    """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""
+    from promptgen.api import sample as draw
+    from promptgen.images import check_output, save_images
+    from promptgen.prompt import build_generator, load_prompt
+
+    if (prompt is None) == (gen is None):
+        raise PromptgenError("give a prompt folder or --gen SPEC (not both), e.g. `promptgen sample runs/three -n 64 -o grid.png`")
+    check_output(out)
+    source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    images = draw(source, n=n, seed=seed, device=device)
+    seconds = time.perf_counter() - t0
+    save_images(images, out)
+    out_console.print(f"[green]✓[/green] {n} images in {seconds:.2f} s -> [bold]{out}[/bold]")
+
+
+@app.command("list")
+@user_errors
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """Show installed plugins and the generators, energies and classifiers each registers."""
+    from promptgen.registry import get_registry
+
+    reg = get_registry()
+    if as_json:
+        rows = [
+            {
+                "plugin": p.name,
+                "distribution": p.distribution,
+                "version": p.version,
+                "generators": p.generators,
+                "energies": p.energies,
+                "classifiers": p.classifiers,
+                "error": p.error,
+            }
+            for p in reg.plugins
+        ]
+        out_console.print_json(json.dumps(rows))
+        return
+    table = Table(title="promptgen plugins")
+    for col in ("plugin", "distribution", "generators", "energies", "attribute classifiers", "status"):
+        table.add_column(col)
+    for p in reg.plugins:
+        classifiers = [
+            f"{c} ({', '.join(reg.classifiers[c].attributes)}{'; evaluator' if reg.classifiers[c].role == 'evaluator' else ''})"
+            for c in p.classifiers
+        ]
+        table.add_row(
+            p.name,
+            f"{p.distribution} {p.version}",
+            "\n".join(p.generators),
+            "\n".join(p.energies),
+            "\n".join(classifiers),
+            f"[red]{p.error}[/red]" if p.error else "[green]ok[/green]",
+        )
+    out_console.print(table)
+
+
+@app.command()
+@user_errors
+def info(
+    prompt: Annotated[Path, typer.Argument(help="Prompt folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON")] = False,
+) -> None:
+    """Show a prompt's manifest: generator, energies and weights, flow, training summary."""
+    from promptgen.artifact import read_manifest
+
+    m = read_manifest(prompt)
+    if as_json:
+        out_console.print_json(m.model_dump_json())
+        return
+    t = Table(show_header=False, title=f"prompt {prompt}")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("generator", f"{m.generator.spec}  (latent {m.generator.latent_shape}, {m.generator.resolution[0]}×{m.generator.resolution[1]}, licence {m.generator.licence})")
+    for e in m.energies:
+        t.add_row("energy", f"{e.spec}  weight {e.weight:g}")
+    t.add_row("flow", f"{m.flow.kind}, {m.flow.transforms} layers, hidden {m.flow.hidden}")
+    c = m.training.config
+    t.add_row("training", f"{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, {m.training.device}, {m.training.seconds:.1f} s")
+    t.add_row("final", f"loss {m.training.final_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.training.final_terms.items()))
+    t.add_row("created", f"{m.created} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
+    out_console.print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

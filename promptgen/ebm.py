@@ -1,0 +1,92 @@
+"""The energy-based model in latent space.
+
+    p*(z)  ∝  N(z; 0, I) · exp( − Σ_i w_i · E_i(G(z)) )
+
+Its potential ``U(z) = ½‖z‖² + Σ_i w_i E_i(G(z))`` is ``−log p*(z)`` up to a
+constant. The reverse-KL loss of a sampler ``z = f(ε)`` is
+``U(f(ε)) − log |det ∂f/∂ε|`` averaged over ε (see ``../shared/METHOD.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from promptgen.protocols import Energy, Generator, Sampler
+from promptgen.spec import Spec
+
+
+@dataclass
+class WeightedEnergy:
+    """One term of the sum: the spec the user typed, the built energy, its weight."""
+
+    spec: Spec
+    energy: Energy
+    weight: float
+
+    @property
+    def label(self) -> str:
+        return self.energy.label
+
+
+@dataclass
+class Potential:
+    """``U(z)`` per sample and its parts, each (B,).
+
+    Attributes:
+        total: ½‖z‖² + Σ w_i E_i.
+        prior: ½‖z‖².
+        energies: label -> unweighted E_i.
+        images: G(z), (B, C, H, W) in [0, 1].
+    """
+
+    total: Tensor
+    prior: Tensor
+    energies: dict[str, Tensor]
+    images: Tensor
+
+
+class EnergyBasedModel:
+    """Gaussian prior times the exponentiated, weighted, negative energies.
+
+    Args:
+        generator: the frozen generator ``G``.
+        terms: the energies and their weights (an empty list gives the generator itself).
+    """
+
+    def __init__(self, generator: Generator, terms: Sequence[WeightedEnergy]) -> None:
+        self.generator = generator
+        self.terms = list(terms)
+
+    def potential(self, z: Tensor) -> Potential:
+        """``U(z)`` for latents ``z`` of shape (B, *latent_shape)."""
+        prior = 0.5 * z.flatten(1).pow(2).sum(1)
+        images = self.generator.decode(z)
+        total = prior
+        parts: dict[str, Tensor] = {}
+        for term in self.terms:
+            e = term.energy(images, z)
+            if e.shape != prior.shape:
+                raise RuntimeError(f"energy {term.label!r} returned shape {tuple(e.shape)}, expected {tuple(prior.shape)}")
+            parts[term.label] = e
+            total = total + term.weight * e
+        return Potential(total=total, prior=prior, energies=parts, images=images)
+
+    def reverse_kl(self, sampler: Sampler, eps: Tensor) -> tuple[Tensor, Potential, Tensor]:
+        """Per-sample reverse-KL loss ``U(f(ε)) − log|det ∂f/∂ε|``.
+
+        Returns:
+            (loss (B,), potential at z = f(ε), log_det (B,)).
+        """
+        z, log_det = sampler.forward(eps)
+        pot = self.potential(z)
+        return pot.total - log_det, pot, log_det
+
+    def to(self, device: torch.device | str) -> EnergyBasedModel:
+        self.generator.to(device)
+        for t in self.terms:
+            t.energy.to(device)
+        return self

@@ -1,0 +1,118 @@
+"""The invertible network ``z = f(ε)``: affine coupling layers from zuko.
+
+RealNVP-style affine couplings (Dinh et al., 2016, arXiv:1605.08803) with
+random masks, as in the Glow-style network of the paper; every coupling's
+last layer starts at zero, so ``f`` starts as the identity and training starts
+from the generator's own distribution. docs/flow.md records why zuko was kept
+over a hand-written network (benchmarks/flow_implementations.py).
+
+>>> flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8))
+>>> eps = torch.randn(3, 4)
+>>> z, log_det = flow(eps)
+>>> bool(torch.allclose(z, eps)), log_det.shape
+(True, torch.Size([3]))
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from zuko.flows.coupling import GeneralCouplingTransform
+from zuko.lazy import LazyComposedTransform
+
+
+class FlowConfig(BaseModel):
+    """Shape of the flow; stored in the prompt's manifest so it can be rebuilt.
+
+    Attributes:
+        features: latent size (product of the latent shape).
+        latent_shape: shape of one latent; defaults to ``(features,)``.
+        transforms: number of coupling layers.
+        hidden: width of the two hidden layers of each coupling's network.
+        mask_seed: seed of the random coupling masks.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "affine-coupling"
+    features: int = Field(gt=1)
+    latent_shape: tuple[int, ...] | None = None
+    transforms: int = Field(default=6, ge=1, le=64)
+    hidden: int = Field(default=128, ge=1, le=8192)
+    mask_seed: int = 0
+
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.latent_shape) if self.latent_shape else (self.features,)
+
+
+def coupling_masks(features: int, transforms: int, seed: int) -> list[Tensor]:
+    """Random half/half masks, each paired with its complement so every feature is updated."""
+    g = torch.Generator().manual_seed(seed)
+    masks = []
+    for i in range(transforms):
+        if i % 2 == 0:
+            perm = torch.randperm(features, generator=g)
+            mask = torch.zeros(features, dtype=torch.bool)
+            mask[perm[: features // 2]] = True
+        else:
+            mask = ~masks[-1]
+        masks.append(mask)
+    return masks
+
+
+class CouplingFlow(nn.Module):
+    """An invertible map on latents with its log-determinant (a :class:`~promptgen.protocols.Sampler`).
+
+    Args:
+        config: see :class:`FlowConfig`.
+
+    ``forward(eps)`` takes (B, *latent_shape) and returns ``(z, log_det)`` with
+    ``z`` of the same shape and ``log_det`` of shape (B,).
+    """
+
+    def __init__(self, config: FlowConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.features
+        masks = coupling_masks(d, config.transforms, config.mask_seed)
+        self.transform = LazyComposedTransform(
+            *(
+                GeneralCouplingTransform(features=d, mask=m, hidden_features=(config.hidden, config.hidden))
+                for m in masks
+            )
+        )
+        for layer in self.transform.transforms:
+            last = layer.hyper[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.config.shape()
+
+    def forward(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        flat = eps.flatten(1)
+        z, ladj = self.transform().call_and_ladj(flat)
+        return z.view_as(eps), ladj
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return self.transform().inv(z.flatten(1)).view_as(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Latents ``f(ε)`` for ``n`` fresh noises, (n, *latent_shape)."""
+        device = next(self.parameters()).device
+        eps = torch.randn((n, *self.latent_shape), generator=generator, device=device)
+        return self.forward(eps)[0]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def standard_normal_logpdf(x: Tensor) -> Tensor:
+    """``log N(x; 0, I)`` per sample, (B, ...) -> (B,)."""
+    flat = x.flatten(1)
+    return -0.5 * flat.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)

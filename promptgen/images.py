@@ -1,0 +1,90 @@
+"""Writing images: a grid PNG, a folder of PNGs, or the raw array as .npz."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from promptgen.atomic import write_atomic
+from promptgen.errors import PromptgenError
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (N, H, W, C) uint8."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tile (N, C, H, W) images in [0, 1] into one (H', W', C) uint8 array."""
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    ncol = math.ceil(n / nrow)
+    grid = np.full((ncol * (h + padding) + padding, nrow * (w + padding) + padding, c), 255, np.uint8)
+    tiles = to_uint8(images)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        y, x = padding + r * (h + padding), padding + k * (w + padding)
+        grid[y : y + h, x : x + w] = tiles[i]
+    return grid
+
+
+def _pil(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def check_output(out: str | Path) -> Path:
+    """Refuse an output that :func:`save_images` could not write, before any work is done."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix in (".jpg", ".jpeg", ".gif", ".npy", ".pt"):
+        raise PromptgenError(f"cannot write {out.name!r}: use a .png (grid), a .npz (raw array) or a folder name")
+    if suffix in (".png", ".npz"):
+        if not out.parent.exists():
+            raise PromptgenError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist; create it or choose another -o")
+        if out.is_dir():
+            raise PromptgenError(f"cannot write {str(out)!r}: it is a folder; give a file name or drop the {suffix}")
+    if suffix not in (".png", ".npz") and out.exists() and not out.is_dir():
+        raise PromptgenError(f"cannot write images into {str(out)!r}: it is a file; give a folder, a .png or a .npz")
+    target = out.parent if suffix in (".png", ".npz") else (out if out.exists() else out.parent)
+    if target.exists() and not os.access(target, os.W_OK):
+        raise PromptgenError(f"cannot write {str(out)!r}: {str(target)!r} is not writable; choose another -o")
+    return out
+
+
+def save_images(images: Tensor, out: str | Path) -> Path:
+    """Save images by the form of ``out``.
+
+    - ``*.png``: one grid image.
+    - ``*.npz``: the raw array under key ``images``, (N, C, H, W) float32 in [0, 1].
+    - anything else: a folder (created if needed) with ``000000.png``, ``000001.png``...
+
+    Files are written atomically; existing files are only replaced whole.
+    """
+    out = check_output(out)
+    suffix = out.suffix.lower()
+    if suffix == ".png":
+        grid = _pil(make_grid(images))
+        write_atomic(out, lambda p: grid.save(p, format="PNG"))
+    elif suffix == ".npz":
+        array = images.detach().cpu().float().numpy()
+
+        def write(p: Path) -> None:
+            with open(p, "wb") as fh:
+                np.savez_compressed(fh, images=array)
+
+        write_atomic(out, write)
+    else:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PromptgenError(f"cannot create folder {str(out)!r}: {exc.strerror}; choose another -o") from None
+        for i, tile in enumerate(to_uint8(images)):
+            img = _pil(tile)
+            write_atomic(out / f"{i:06d}.png", lambda p, img=img: img.save(p, format="PNG"))
+    return out

@@ -1,0 +1,124 @@
+"""A trained prompt: the generator composed with its flow, ``x = G(f(ε))``.
+
+A :class:`Prompt` is itself a :class:`~promptgen.protocols.Generator` whose
+latent is the flow's Gaussian noise ε, so it can be sampled exactly like a
+base generator (and, later, controlled again).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from promptgen.artifact import PromptManifest, load_flow, read_manifest
+from promptgen.errors import UnknownNameError
+from promptgen.flow import CouplingFlow
+from promptgen.protocols import Generator, GeneratorInfo
+from promptgen.registry import Registry, get_registry
+from promptgen.spec import parse_spec
+
+
+def build_generator(spec: str, registry: Registry | None = None) -> Generator:
+    """The generator for a spec such as ``mnist`` or ``stylegan2:path=ffhq.pkl``."""
+    registry = registry or get_registry()
+    parsed = parse_spec(spec)
+    if parsed.weight is not None:
+        from promptgen.errors import SpecError
+
+        raise SpecError(f"{spec!r}: a generator takes no @weight; write {parsed.with_weight(None).format()!r}")
+    return registry.generator(parsed.name).build(parsed)
+
+
+class Prompt:
+    """A generator followed by a trained flow.
+
+    Args:
+        manifest: the prompt's manifest.
+        generator: the base generator the manifest names.
+        flow: the trained flow.
+        path: the folder it was loaded from, if any.
+    """
+
+    def __init__(self, manifest: PromptManifest, generator: Generator, flow: CouplingFlow, path: Path | None = None) -> None:
+        self.manifest = manifest
+        self.generator = generator
+        self.flow = flow.eval().requires_grad_(False)
+        self.path = path
+        name = f"prompt:{path}" if path is not None else "prompt"
+        self.info = GeneratorInfo(
+            name=name,
+            resolution=generator.info.resolution,
+            channels=generator.info.channels,
+            licence=generator.info.licence,
+            source=generator.info.source,
+            description=" + ".join(e.spec for e in manifest.energies) or "no energies",
+        )
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.generator.latent_shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.generator.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.generator.dtype
+
+    def latents(self, eps: Tensor) -> Tensor:
+        """``z = f(ε)``: (B, *latent_shape) -> (B, *latent_shape)."""
+        return self.flow(eps)[0]
+
+    def decode(self, eps: Tensor) -> Tensor:
+        """Images ``G(f(ε))``, (B, C, H, W) in [0, 1]."""
+        return self.generator.decode(self.latents(eps))
+
+    def to(self, device: torch.device | str) -> Prompt:
+        self.generator.to(device)
+        self.flow.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Prompt({self.info.description!r} on {self.manifest.generator.spec!r})"
+
+
+def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
+    """Load a prompt folder. Needs the generator's plugin, none of the energies'."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    flow = load_flow(path, manifest)
+    try:
+        generator = build_generator(manifest.generator.spec, registry)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{exc} — the prompt {str(path)!r} needs the plugin that provides it") from None
+    if tuple(generator.latent_shape) != tuple(manifest.generator.latent_shape):
+        raise UnknownNameError(
+            f"generator {manifest.generator.spec!r} now has latent shape {generator.latent_shape}, "
+            f"the prompt was trained for {tuple(manifest.generator.latent_shape)}; install the matching plugin version"
+        )
+    return Prompt(manifest, generator, flow, path)
+
+
+@torch.no_grad()
+def sample_images(
+    generator: Generator, n: int, seed: int = 0, device: torch.device | None = None, batch_size: int = 500
+) -> Tensor:
+    """``n`` images from any generator (a base one or a :class:`Prompt`).
+
+    The noise is drawn on the CPU from ``seed`` so results repeat across devices.
+
+    Returns:
+        (n, C, H, W) float in [0, 1], on the CPU.
+    """
+    g = torch.Generator().manual_seed(seed)
+    device = device or generator.device
+    generator.to(device)
+    out = []
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        z = torch.randn((m, *generator.latent_shape), generator=g).to(device)
+        out.append(generator.decode(z).clamp(0, 1).cpu())
+    return torch.cat(out) if out else torch.empty(0)

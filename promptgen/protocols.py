@@ -1,0 +1,183 @@
+"""The four things promptgen composes, as typed protocols.
+
+Conventions used throughout:
+
+- Images are float tensors in [0, 1], shape (B, C, H, W) (NCHW).
+- Latents are float tensors of shape (B, *latent_shape), standard normal under
+  the generator's own prior.
+- An energy returns one value per sample, shape (B,); lower means "more of
+  what was asked for".
+
+Any object with these attributes and methods fits; nothing needs to inherit
+from a promptgen class. :class:`promptgen.generators.ModuleGenerator` is a
+convenient base for generators that are a single ``torch.nn.Module``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What a user needs to know about a generator before trusting its images.
+
+    Attributes:
+        name: registry name, e.g. ``"mnist"`` or ``"stylegan2-ffhq"``.
+        resolution: (height, width) of decoded images in pixels.
+        channels: 1 for greyscale, 3 for RGB.
+        licence: licence of the weights, e.g. ``"CC BY-SA 3.0"``.
+        source: where the weights come from (URL or "trained by promptgen").
+        description: one line for ``promptgen list``.
+    """
+
+    name: str
+    resolution: tuple[int, int]
+    channels: int
+    licence: str = "unknown"
+    source: str = ""
+    description: str = ""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A frozen, pretrained map from Gaussian latents to images."""
+
+    info: GeneratorInfo
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent, without the batch dimension, e.g. ``(512,)``."""
+        ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Images for latents.
+
+        Args:
+            z: (B, *latent_shape) on ``self.device``.
+
+        Returns:
+            (B, C, H, W) float in [0, 1]. Differentiable with respect to ``z``.
+        """
+        ...
+
+    def to(self, device: torch.device | str) -> Generator:
+        """Move to ``device`` and return ``self``."""
+        ...
+
+
+@dataclass
+class BaseSample:
+    """Samples of the base distribution, handed to energies that fit before training.
+
+    Attributes:
+        latents: (N, *latent_shape).
+        images: (N, C, H, W) in [0, 1].
+    """
+
+    latents: Tensor
+    images: Tensor
+
+
+@runtime_checkable
+class Energy(Protocol):
+    """A control: one scalar per sample, low where the user's wish is met.
+
+    Attributes:
+        label: short text naming this energy in logs and progress bars.
+        default_weight: weight used when the spec has no ``@weight``.
+        needs_fit: if True, :meth:`fit` is called once, on samples of the base
+            distribution, before the flow is trained (e.g. de-biasing's β).
+    """
+
+    label: str
+    default_weight: float
+    needs_fit: bool
+
+    def fit(self, base: BaseSample) -> Mapping[str, float]:
+        """One-off fit on base samples; returns numbers worth reporting (may be empty)."""
+        ...
+
+    def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
+        """Energy per sample.
+
+        Args:
+            images: (B, C, H, W) in [0, 1], the generator's output for ``latents``.
+            latents: (B, *latent_shape).
+
+        Returns:
+            (B,) float. Must be differentiable with respect to both inputs.
+        """
+        ...
+
+    def to(self, device: torch.device | str) -> Energy: ...
+
+
+@runtime_checkable
+class AttributeClassifier(Protocol):
+    """Class probabilities of named attributes, e.g. ``digit`` with classes 0–9.
+
+    Attributes:
+        attributes: attribute name -> its class labels, in output order.
+    """
+
+    attributes: Mapping[str, Sequence[str]]
+
+    def log_probs(self, images: Tensor) -> Mapping[str, Tensor]:
+        """Log class probabilities.
+
+        Args:
+            images: (B, C, H, W) in [0, 1]; the classifier resizes or converts
+                channels itself, differentiably, if it needs to.
+
+        Returns:
+            attribute name -> (B, K) log-probabilities (each row logsumexp's to 0).
+            Differentiable with respect to ``images``.
+        """
+        ...
+
+    def to(self, device: torch.device | str) -> AttributeClassifier: ...
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """The trained invertible map ``z = f(ε)`` from noise to latents."""
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]: ...
+
+    def forward(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """Latents and ``log |det ∂f/∂ε|``.
+
+        Args:
+            eps: (B, *latent_shape) standard normal noise.
+
+        Returns:
+            (z, log_det): z of shape (B, *latent_shape), log_det of shape (B,).
+        """
+        ...
+
+    def inverse(self, z: Tensor) -> Tensor:
+        """The noise that maps to ``z``: (B, *latent_shape) -> (B, *latent_shape)."""
+        ...
+
+
+__all__ = [
+    "AttributeClassifier",
+    "BaseSample",
+    "Energy",
+    "Generator",
+    "GeneratorInfo",
+    "Sampler",
+]

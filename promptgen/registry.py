@@ -1,0 +1,251 @@
+"""Registries of generators, energies and attribute classifiers, filled by plugins.
+
+The registry is built once per process from every installed distribution that
+declares an entry point in the ``promptgen`` group (promptgen-core's own
+built-in pieces included). A plugin that fails to import, or whose hook
+raises, is recorded in :attr:`Registry.failures` with its distribution's name;
+the others keep working.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from promptgen.errors import unknown_name
+
+if TYPE_CHECKING:
+    from promptgen.protocols import AttributeClassifier, Energy, Generator
+    from promptgen.spec import Spec
+
+ENTRY_POINT_GROUP = "promptgen"
+
+
+@dataclass(frozen=True)
+class GeneratorEntry:
+    """A generator a plugin provides.
+
+    Attributes:
+        name: what users type after ``--gen``.
+        build: returns the generator (on the CPU) for a parsed spec.
+        summary: one line for ``promptgen list``.
+        options: option name -> one-line description, for help and error messages.
+    """
+
+    name: str
+    build: Callable[[Spec], Generator]
+    summary: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EnergyEntry:
+    """An energy a plugin provides.
+
+    Attributes:
+        name: what users type before ``:`` in ``--energy``.
+        build: returns the energy for a parsed spec; gets the registry so it can
+            look up attribute classifiers.
+        summary: one line for ``promptgen list``.
+        default_weight: the weight when the spec has no ``@weight``.
+        usage: an example spec, shown in errors.
+    """
+
+    name: str
+    build: Callable[[Spec, Registry], Energy]
+    summary: str = ""
+    default_weight: float = 1.0
+    usage: str = ""
+
+
+@dataclass(frozen=True)
+class ClassifierEntry:
+    """An attribute classifier a plugin provides.
+
+    Attributes:
+        name: registry name, used with ``model=NAME`` in energy specs.
+        attributes: attribute -> class labels, in the classifier's output order.
+        build: returns the classifier (on the CPU).
+        role: ``"control"`` may define energies; ``"evaluator"`` only judges.
+        summary: one line for ``promptgen list``.
+    """
+
+    name: str
+    attributes: Mapping[str, Sequence[str]]
+    build: Callable[[], AttributeClassifier]
+    role: Literal["control", "evaluator"] = "control"
+    summary: str = ""
+
+
+@dataclass
+class PluginRecord:
+    """One installed plugin and what it registered (or why it failed)."""
+
+    name: str
+    distribution: str
+    version: str
+    generators: list[str] = field(default_factory=list)
+    energies: list[str] = field(default_factory=list)
+    classifiers: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Registry:
+    """What the installed plugins provide, by name."""
+
+    generators: dict[str, GeneratorEntry] = field(default_factory=dict)
+    energies: dict[str, EnergyEntry] = field(default_factory=dict)
+    classifiers: dict[str, ClassifierEntry] = field(default_factory=dict)
+    plugins: list[PluginRecord] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[PluginRecord]:
+        return [p for p in self.plugins if p.error]
+
+    def generator(self, name: str) -> GeneratorEntry:
+        if name not in self.generators:
+            raise unknown_name("generator", name, self.generators, "see `promptgen list`")
+        return self.generators[name]
+
+    def energy(self, name: str) -> EnergyEntry:
+        if name not in self.energies:
+            raise unknown_name("energy", name, self.energies, "see `promptgen list`")
+        return self.energies[name]
+
+    def classifier(self, name: str) -> ClassifierEntry:
+        if name not in self.classifiers:
+            raise unknown_name("classifier", name, self.classifiers, "see `promptgen list`")
+        return self.classifiers[name]
+
+    def classifier_for(self, attribute: str, model: str | None = None) -> ClassifierEntry:
+        """The classifier that provides ``attribute``.
+
+        With ``model`` the named classifier is used (evaluators included);
+        otherwise the first control classifier that declares the attribute.
+        """
+        if model is not None:
+            entry = self.classifier(model)
+            if attribute not in entry.attributes:
+                raise unknown_name(f"attribute of classifier {model!r}:", attribute, entry.attributes)
+            return entry
+        for entry in self.classifiers.values():
+            if entry.role == "control" and attribute in entry.attributes:
+                return entry
+        known = {a for e in self.classifiers.values() if e.role == "control" for a in e.attributes}
+        raise unknown_name("attribute", attribute, known, "no installed classifier provides it")
+
+    def evaluator_for(self, attribute: str) -> ClassifierEntry | None:
+        """An evaluator-role classifier for ``attribute``, if one is installed."""
+        for entry in self.classifiers.values():
+            if entry.role == "evaluator" and attribute in entry.attributes:
+                return entry
+        return None
+
+    def _add(self, kind: str, entry: Any, record: PluginRecord) -> None:
+        table, names = {
+            "generator": (self.generators, record.generators),
+            "energy": (self.energies, record.energies),
+            "classifier": (self.classifiers, record.classifiers),
+        }[kind]
+        if entry.name in table:
+            record.error = f"{kind} {entry.name!r} is already registered by {self._owner(entry.name)}; skipped"
+            return
+        table[entry.name] = entry
+        names.append(entry.name)
+
+    def _owner(self, name: str) -> str:
+        for p in self.plugins:
+            if name in p.generators + p.energies + p.classifiers:
+                return p.distribution
+        return "another plugin"
+
+
+_HOOKS = (
+    ("promptgen_generators", "generator"),
+    ("promptgen_energies", "energy"),
+    ("promptgen_attribute_classifiers", "classifier"),
+)
+
+
+def _distribution_of(ep: md.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ep.value.split(":")[0].split(".")[0], "?"
+    return dist.metadata["Name"], dist.version
+
+
+def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry:
+    """Discover plugins through the ``promptgen`` entry-point group.
+
+    Args:
+        extra_plugins: (name, module-or-object) pairs registered after the
+            entry points; used by tests and by programs that embed promptgen.
+    """
+    import pluggy
+
+    from promptgen import hookspecs
+
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    reg = Registry()
+    records: dict[str, PluginRecord] = {}
+
+    def register(plugin: object, key: str, record: PluginRecord) -> None:
+        reg.plugins.append(record)
+        try:
+            pm.register(plugin, name=key)
+        except Exception as exc:  # e.g. a hook whose signature does not match the spec
+            record.error = f"cannot register: {type(exc).__name__}: {exc}".splitlines()[0]
+            return
+        records[key] = record
+
+    # The built-in plugin first, so its names win ties and its errors show first.
+    eps = sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name != "builtin", e.name))
+    for ep in eps:
+        dist, version = _distribution_of(ep)
+        key = f"{dist}:{ep.name}"
+        if key in records or any(r.distribution == dist and r.name == ep.name for r in reg.plugins):
+            continue  # the same distribution found twice on sys.path
+        record = PluginRecord(name=ep.name, distribution=dist, version=version)
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            record.error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}".splitlines()[0]
+            reg.plugins.append(record)
+            continue
+        register(plugin, key, record)
+    for name, plugin in extra_plugins:
+        register(plugin, name, PluginRecord(name=name, distribution=name, version=""))
+
+    for hook_name, kind in _HOOKS:
+        # get_hookimpls() lists implementations in registration order.
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            record = records[impl.plugin_name]
+            try:
+                entries = impl.function() or []
+            except Exception as exc:
+                record.error = f"{hook_name} raised {type(exc).__name__}: {exc}".splitlines()[0]
+                continue
+            for entry in entries:
+                reg._add(kind, entry, record)
+    return reg
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = build_registry()
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    """Forget the process-wide registry (after installing a plugin at run time)."""
+    global _REGISTRY
+    _REGISTRY = None
