@@ -47,6 +47,7 @@ class GeneratorRecord(BaseModel):
     channels: int
     licence: str = "unknown"
     source: str = ""
+    plugin: str = ""
 
 
 class EnergyRecord(BaseModel):
@@ -57,6 +58,7 @@ class EnergyRecord(BaseModel):
     spec: str
     label: str
     weight: float = Field(ge=0)
+    plugin: str = ""
 
 
 class TrainingSummary(BaseModel):

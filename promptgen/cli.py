@@ -163,6 +163,18 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = 
             f"[red]{p.error}[/red]" if p.error else "[green]ok[/green]",
         )
     out_console.print(table)
+    provided = Table(title="what they provide", show_lines=False)
+    for col in ("name", "kind", "use", "summary"):
+        provided.add_column(col, overflow="fold")
+    for name, g in reg.generators.items():
+        opts = ", ".join(f"{k}=" for k in g.options)
+        provided.add_row(name, "generator", f"--gen {name}" + (f":{opts}" if opts else ""), g.summary)
+    for name, e in reg.energies.items():
+        provided.add_row(name, "energy", f"--energy {e.usage or name}", f"{e.summary} (default weight {e.default_weight:g})")
+    for name, c in reg.classifiers.items():
+        attrs = "; ".join(f"{a}: {'/'.join(map(str, labels))}" for a, labels in c.attributes.items())
+        provided.add_row(name, f"classifier ({c.role})", attrs, c.summary)
+    out_console.print(provided)
 
 
 @app.command()

@@ -40,6 +40,16 @@ def build_energy(spec: str, registry: Registry | None = None) -> WeightedEnergy:
     return WeightedEnergy(spec=parsed, energy=energy, weight=weight)
 
 
+def unique_labels(terms: list[WeightedEnergy]) -> list[WeightedEnergy]:
+    """Give repeated labels a ``#2``, ``#3``... so each term keeps its own numbers in logs."""
+    seen: dict[str, int] = {}
+    for t in terms:
+        seen[t.label] = seen.get(t.label, 0) + 1
+        if seen[t.label] > 1:
+            t.energy.label = f"{t.label}#{seen[t.label]}"
+    return terms
+
+
 def default_out_dir(energies: Sequence[str], root: Path = Path("runs")) -> Path:
     """``runs/<slug of the energies>-<timestamp>``: a new folder each time."""
     slug = "-".join(re.sub(r"[^A-Za-z0-9]+", "-", parse_spec(e).with_weight(None).format()).strip("-") for e in energies)
@@ -88,9 +98,14 @@ def compose(
         raise SpecError("give at least one --energy, e.g. --energy classifier:digit=3")
     train = train or TrainConfig()
     dev = resolve_device(device)
-    # Build everything (and so check every spec) before touching the disk.
+    # Check every spec and name before loading any weights, and build everything
+    # before touching the disk.
+    gen_name = parse_spec(generator).name
+    registry.generator(gen_name)
+    for e in energies:
+        registry.energy(parse_spec(e).name)
+    terms = unique_labels([build_energy(e, registry) for e in energies])
     gen = build_generator(generator, registry)
-    terms = [build_energy(e, registry) for e in energies]
     out = Path(out) if out is not None else default_out_dir(energies)
     prepare_out_dir(out, overwrite=overwrite)
 
@@ -111,8 +126,12 @@ def compose(
             channels=gen.info.channels,
             licence=gen.info.licence,
             source=gen.info.source,
+            plugin=registry.provider(gen_name, "generator"),
         ),
-        energies=[EnergyRecord(spec=t.spec.format(), label=t.label, weight=t.weight) for t in terms],
+        energies=[
+            EnergyRecord(spec=t.spec.format(), label=t.label, weight=t.weight, plugin=registry.provider(t.spec.name, "energy"))
+            for t in terms
+        ],
         flow=flow_config,
         training=TrainingSummary(
             config=train,

@@ -105,20 +105,34 @@ class Registry:
     def failures(self) -> list[PluginRecord]:
         return [p for p in self.plugins if p.error]
 
+    def _list_hint(self) -> str:
+        failed = [p.distribution for p in self.failures]
+        if failed:
+            return f"{', '.join(failed)} failed to load; see `promptgen list`"
+        return "see `promptgen list`"
+
     def generator(self, name: str) -> GeneratorEntry:
         if name not in self.generators:
-            raise unknown_name("generator", name, self.generators, "see `promptgen list`")
+            raise unknown_name("generator", name, self.generators, self._list_hint())
         return self.generators[name]
 
     def energy(self, name: str) -> EnergyEntry:
         if name not in self.energies:
-            raise unknown_name("energy", name, self.energies, "see `promptgen list`")
+            raise unknown_name("energy", name, self.energies, self._list_hint())
         return self.energies[name]
 
     def classifier(self, name: str) -> ClassifierEntry:
         if name not in self.classifiers:
-            raise unknown_name("classifier", name, self.classifiers, "see `promptgen list`")
+            raise unknown_name("classifier", name, self.classifiers, self._list_hint())
         return self.classifiers[name]
+
+    def provider(self, name: str, kind: Literal["generator", "energy", "classifier"]) -> str:
+        """``"distribution version"`` of the plugin that registered ``name`` (for manifests)."""
+        for p in self.plugins:
+            names = {"generator": p.generators, "energy": p.energies, "classifier": p.classifiers}[kind]
+            if name in names:
+                return f"{p.distribution} {p.version}".strip()
+        return "unknown"
 
     def classifier_for(self, attribute: str, model: str | None = None) -> ClassifierEntry:
         """The classifier that provides ``attribute``.
@@ -197,8 +211,12 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
         reg.plugins.append(record)
         try:
             pm.register(plugin, name=key)
+            # A @hookimpl whose name matches no hook (a typo such as promptgen_energy) is an error.
+            pm.check_pending()
         except Exception as exc:  # e.g. a hook whose signature does not match the spec
-            record.error = f"cannot register: {type(exc).__name__}: {exc}".splitlines()[0]
+            record.error = one_line(f"cannot register: {type(exc).__name__}: {exc}")
+            if pm.is_registered(plugin):
+                pm.unregister(plugin)
             return
         records[key] = record
 
@@ -213,7 +231,7 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
-            record.error = f"failed to import {ep.value}: {type(exc).__name__}: {exc}".splitlines()[0]
+            record.error = one_line(f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
             reg.plugins.append(record)
             continue
         register(plugin, key, record)
@@ -221,17 +239,25 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
         register(plugin, name, PluginRecord(name=name, distribution=name, version=""))
 
     for hook_name, kind in _HOOKS:
-        # get_hookimpls() lists implementations in registration order.
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            record = records[impl.plugin_name]
+        # Plugins in discovery order (built-in first), whatever tryfirst/trylast say:
+        # on a name clash the first plugin keeps the name.
+        impls = {impl.plugin_name: impl for impl in getattr(pm.hook, hook_name).get_hookimpls()}
+        for key, record in records.items():
+            if key not in impls:
+                continue
             try:
-                entries = impl.function() or []
+                entries = impls[key].function() or []
             except Exception as exc:
-                record.error = f"{hook_name} raised {type(exc).__name__}: {exc}".splitlines()[0]
+                record.error = one_line(f"{hook_name} raised {type(exc).__name__}: {exc}")
                 continue
             for entry in entries:
                 reg._add(kind, entry, record)
     return reg
+
+
+def one_line(text: str) -> str:
+    """Collapse a (possibly multi-line) message onto one line."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 _REGISTRY: Registry | None = None

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from promptgen.errors import SpecError
@@ -252,7 +253,7 @@ def needs_quotes(value: str) -> bool:
     return value != value.strip() or not value or not _BARE_SAFE.match(value) or "!=" in value
 
 
-def expect_options(spec: Spec, allowed: dict[str, str], positional: int = 0) -> dict[str, str]:
+def expect_options(spec: Spec, allowed: Mapping[str, str], positional: int = 0) -> dict[str, str]:
     """The spec's ``key=value`` options, refusing unknown keys and extra positional values.
 
     Args:

@@ -7,6 +7,7 @@ hooks as any third-party plugin (see :mod:`promptgen.hookspecs`).
 from __future__ import annotations
 
 from promptgen.classifiers import ModuleClassifier
+from promptgen.errors import PromptgenError
 from promptgen.energies.classifier import DEFAULT_WEIGHT, build_classifier_energy
 from promptgen.generators import ModuleGenerator
 from promptgen.hookspecs import hookimpl
@@ -19,8 +20,20 @@ MNIST_LICENCE = "CC BY-SA 3.0 (weights trained by promptgen on the MNIST test se
 MNIST_SOURCE = "promptgen package data; retrain with scripts/train_builtin.py"
 
 
+def _load(name: str):
+    from promptgen.builtin.mnist.models import WEIGHTS_DIR, load_pretrained
+
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.exists():
+        raise PromptgenError(
+            f"the built-in weights {str(path)!r} are missing; reinstall with `pip install --force-reinstall promptgen-core` "
+            "or retrain with `python scripts/train_builtin.py all --data ../shared/data/mnist`"
+        )
+    return load_pretrained(name)
+
+
 def build_mnist(spec: Spec) -> ModuleGenerator:
-    from promptgen.builtin.mnist.models import LATENT_DIM, load_pretrained
+    from promptgen.builtin.mnist.models import LATENT_DIM
 
     expect_options(spec, {})
     info = GeneratorInfo(
@@ -31,13 +44,11 @@ def build_mnist(spec: Spec) -> ModuleGenerator:
         source=MNIST_SOURCE,
         description="handwritten digits, 28×28 grey, latent N(0, I) of size 32 (DCGAN)",
     )
-    return ModuleGenerator(load_pretrained("generator"), (LATENT_DIM,), info)
+    return ModuleGenerator(_load("generator"), (LATENT_DIM,), info)
 
 
 def _digit_classifier(name: str) -> ModuleClassifier:
-    from promptgen.builtin.mnist.models import load_pretrained
-
-    return ModuleClassifier(load_pretrained(name), {"digit": (DIGITS, slice(0, 10))}, (28, 28), channels=1)
+    return ModuleClassifier(_load(name), {"digit": (DIGITS, slice(0, 10))}, (28, 28), channels=1)
 
 
 @hookimpl
