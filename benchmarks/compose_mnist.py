@@ -102,8 +102,14 @@ def main() -> None:
     fd_prompt = frechet_distance(prompt_feat, real_feat)
     fd_rejection = frechet_distance(rejection_feat, real_feat)
 
-    prompt_time = best_time(lambda: sample_images(prompt, 1000, seed=1))
-    base_time = best_time(lambda: sample_images(base, 1000, seed=1))
+    # Interleave the two so that a busy moment of the machine hits both alike.
+    prompt_time = base_time = flow_time = float("inf")
+    eps = torch.randn(1000, *prompt.latent_shape)
+    for _ in range(10):
+        prompt_time = min(prompt_time, best_time(lambda: sample_images(prompt, 1000, seed=1), repeats=1))
+        base_time = min(base_time, best_time(lambda: sample_images(base, 1000, seed=1), repeats=1))
+        with torch.no_grad():
+            flow_time = min(flow_time, best_time(lambda: prompt.flow(eps), repeats=1))
     manifest = prompt.manifest
     result = {
         "benchmark": "compose_mnist_digit3",
@@ -124,13 +130,15 @@ def main() -> None:
         "diversity_rejection": round(mean_pairwise_distance(rejection_feat), 3),
         "sample_1000_prompt_seconds": round(prompt_time, 4),
         "sample_1000_base_seconds": round(base_time, 4),
+        "flow_1000_seconds": round(flow_time, 4),
         "flow_overhead": round(prompt_time / base_time - 1, 3),
+        "flow_share_of_generator_time": round(flow_time / base_time, 3),
         "targets": {
             "training_seconds<=60": compose_wall <= 60,
             "share>=0.95": float((prompt_pred == TARGET).double().mean()) >= 0.95,
             "fd_ratio<=1.25": fd_prompt / fd_rejection <= 1.25,
             "sample_1000<=2s": prompt_time <= 2.0,
-            "flow_overhead<=0.20": prompt_time / base_time - 1 <= 0.20,
+            "flow_overhead<=0.20": prompt_time / base_time - 1 <= 0.20 and flow_time / base_time <= 0.20,
         },
     }
     print(json.dumps(result, indent=2))

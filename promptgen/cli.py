@@ -14,6 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from promptgen.errors import PromptgenError
+from promptgen.flow import FlowConfig
+from promptgen.trainer import TrainConfig
+
+
+def _default(model: type, name: str) -> Any:
+    return model.model_fields[name].default
 
 app = typer.Typer(
     name="promptgen",
@@ -51,30 +57,34 @@ def compose(
         typer.Option("--energy", "-e", help='Energy spec, repeatable: classifier:digit=3, clip:"a smiling face"@600'),
     ] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Prompt folder to create [default: runs/<energies>-<time>]")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps")] = 400,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per micro-batch")] = 64,
-    accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation)")] = 1,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate")] = 1e-3,
-    clip_grad: Annotated[float, typer.Option(min=0.0, help="Max gradient norm (0 disables clipping)")] = 10.0,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = 6,
-    hidden: Annotated[int, typer.Option(min=1, help="Hidden width of each coupling network")] = 128,
-    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on fixed noise every N steps")] = 100,
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoint.pt every N steps")] = 200,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps")] = _default(TrainConfig, "steps"),
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per micro-batch")] = _default(TrainConfig, "batch_size"),
+    accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation)")] = _default(TrainConfig, "accumulate"),
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate")] = _default(TrainConfig, "lr"),
+    clip_grad: Annotated[float, typer.Option(min=0.0, help="Max gradient norm (0 disables clipping)")] = _default(TrainConfig, "clip_grad"),
+    warmup: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of steps over which energy weights ramp up from 0")] = _default(TrainConfig, "warmup"),
+    flow: Annotated[str, typer.Option(help="Flow layers: spline-coupling or affine-coupling")] = _default(FlowConfig, "kind"),
+    seed: Annotated[int, typer.Option(help="Random seed")] = _default(TrainConfig, "seed"),
+    transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
+    hidden: Annotated[int, typer.Option(min=1, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
+    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on fixed noise every N steps")] = _default(TrainConfig, "eval_every"),
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoint.pt every N steps")] = _default(TrainConfig, "checkpoint_every"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing prompt folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
     """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
     from promptgen.compose import compose as run
-    from promptgen.trainer import TrainConfig
 
+    if flow not in ("spline-coupling", "affine-coupling"):
+        raise PromptgenError(f"unknown --flow {flow!r}; use spline-coupling or affine-coupling")
     config = TrainConfig(
         steps=steps,
         batch_size=batch_size,
         accumulate=accumulate,
         lr=lr,
         clip_grad=clip_grad or None,
+        warmup=warmup,
         seed=seed,
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,
@@ -84,7 +94,7 @@ def compose(
         energy or [],
         out,
         train=config,
-        flow={"transforms": transforms, "hidden": hidden},
+        flow={"kind": flow, "transforms": transforms, "hidden": hidden},
         device=device,
         overwrite=overwrite,
         progress=not quiet,
@@ -105,7 +115,7 @@ def sample(
     gen: Annotated[Optional[str], typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="Number of images")] = 64,
     out: Annotated[Path, typer.Option("--out", "-o", help="OUT.png: a grid; OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs")] = Path("samples.png"),
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same images")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
 ) -> None:
     """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""

@@ -61,8 +61,12 @@ class EnergyBasedModel:
         self.generator = generator
         self.terms = list(terms)
 
-    def potential(self, z: Tensor) -> Potential:
-        """``U(z)`` for latents ``z`` of shape (B, *latent_shape)."""
+    def potential(self, z: Tensor, anneal: float = 1.0) -> Potential:
+        """``U(z)`` for latents ``z`` of shape (B, *latent_shape).
+
+        ``anneal`` in [0, 1] multiplies every energy weight; 1 (the default) is
+        the model itself. The trainer ramps it up at the start of training.
+        """
         prior = 0.5 * z.flatten(1).pow(2).sum(1)
         images = self.generator.decode(z)
         total = prior
@@ -72,17 +76,17 @@ class EnergyBasedModel:
             if e.shape != prior.shape:
                 raise RuntimeError(f"energy {term.label!r} returned shape {tuple(e.shape)}, expected {tuple(prior.shape)}")
             parts[term.label] = e
-            total = total + term.weight * e
+            total = total + (anneal * term.weight) * e
         return Potential(total=total, prior=prior, energies=parts, images=images)
 
-    def reverse_kl(self, sampler: Sampler, eps: Tensor) -> tuple[Tensor, Potential, Tensor]:
-        """Per-sample reverse-KL loss ``U(f(ε)) − log|det ∂f/∂ε|``.
+    def reverse_kl(self, sampler: Sampler, eps: Tensor, anneal: float = 1.0) -> tuple[Tensor, Potential, Tensor]:
+        """Per-sample reverse-KL loss ``U(f(ε)) − log|det ∂f/∂ε|`` (see :meth:`potential` for ``anneal``).
 
         Returns:
             (loss (B,), potential at z = f(ε), log_det (B,)).
         """
         z, log_det = sampler.forward(eps)
-        pot = self.potential(z)
+        pot = self.potential(z, anneal)
         return pot.total - log_det, pot, log_det
 
     def to(self, device: torch.device | str) -> EnergyBasedModel:

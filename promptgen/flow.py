@@ -16,12 +16,14 @@ over a hand-written network (benchmarks/flow_implementations.py).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.lazy import LazyComposedTransform
+from zuko.transforms import MonotonicRQSTransform
 
 
 class FlowConfig(BaseModel):
@@ -37,12 +39,13 @@ class FlowConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = "affine-coupling"
+    kind: Literal["affine-coupling", "spline-coupling"] = "spline-coupling"
     features: int = Field(gt=1)
     latent_shape: tuple[int, ...] | None = None
     transforms: int = Field(default=6, ge=1, le=64)
     hidden: int = Field(default=128, ge=1, le=8192)
     mask_seed: int = 0
+    bins: int = Field(default=8, ge=2, le=64, description="spline bins (spline-coupling only)")
 
     def shape(self) -> tuple[int, ...]:
         return tuple(self.latent_shape) if self.latent_shape else (self.features,)
@@ -78,9 +81,15 @@ class CouplingFlow(nn.Module):
         self.config = config
         d = config.features
         masks = coupling_masks(d, config.transforms, config.mask_seed)
+        if config.kind == "spline-coupling":
+            # Rational-quadratic splines (Durkan et al., 2019, arXiv:1906.04032) on [-5, 5], linear outside.
+            k = config.bins
+            extra = {"univariate": MonotonicRQSTransform, "shapes": ((k,), (k,), (k - 1,))}
+        else:
+            extra = {}
         self.transform = LazyComposedTransform(
             *(
-                GeneralCouplingTransform(features=d, mask=m, hidden_features=(config.hidden, config.hidden))
+                GeneralCouplingTransform(features=d, mask=m, hidden_features=(config.hidden, config.hidden), **extra)
                 for m in masks
             )
         )

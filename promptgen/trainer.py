@@ -33,7 +33,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(default=400, ge=1)
+    steps: int = Field(default=800, ge=1)
     batch_size: int = Field(default=64, ge=1)
     accumulate: int = Field(default=1, ge=1, description="micro-batches per optimiser step")
     lr: float = Field(default=1e-3, gt=0)
@@ -43,6 +43,17 @@ class TrainConfig(BaseModel):
     eval_batch: int = Field(default=256, ge=1)
     checkpoint_every: int = Field(default=200, ge=1)
     fit_samples: int = Field(default=2048, ge=1, description="base samples for energies that fit first")
+    warmup: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of the steps over which the energies' weights ramp linearly from 0 to their value",
+    )
+
+    def anneal(self, step: int) -> float:
+        """Multiplier of the energy weights at optimiser step ``step`` (1-based)."""
+        ramp = self.warmup * self.steps
+        return 1.0 if ramp <= 0 else min(1.0, step / ramp)
 
 
 @dataclass
@@ -143,9 +154,10 @@ def train_flow(
         for step in range(1, config.steps + 1):
             opt.zero_grad(set_to_none=True)
             stats: dict[str, float] = {}
+            anneal = config.anneal(step)
             for _ in range(config.accumulate):
                 eps = torch.randn((config.batch_size, *flow.latent_shape), generator=g).to(device)
-                loss, pot, _ = ebm.reverse_kl(flow, eps)
+                loss, pot, _ = ebm.reverse_kl(flow, eps, anneal)
                 (loss.mean() / config.accumulate).backward()
                 for k, v in {"loss": loss, **pot.energies}.items():
                     stats[k] = stats.get(k, 0.0) + float(v.detach().mean()) / config.accumulate
