@@ -4,9 +4,11 @@ A small invertible network in a generator's latent space is trained so that
 the generator's samples follow an energy-based model built from other models
 (classifiers, CLIP...). Afterwards sampling is one forward pass.
 
->>> import promptgen                                          # doctest: +SKIP
->>> prompt = promptgen.compose("mnist", ["classifier:digit=3"], out="runs/three")
->>> images = promptgen.sample(prompt, n=64, seed=0)           # (64, 1, 28, 28) in [0, 1]
+Example (trains for about a minute)::
+
+    import promptgen
+    prompt = promptgen.compose("mnist", ["classifier:digit=3"], out="runs/three")
+    images = promptgen.sample(prompt, n=64, seed=0)   # (64, 1, 28, 28) in [0, 1]
 """
 
 from __future__ import annotations

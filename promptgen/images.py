@@ -45,6 +45,8 @@ def check_output(out: str | Path) -> Path:
     if suffix in (".jpg", ".jpeg", ".gif", ".npy", ".pt"):
         raise PromptgenError(f"cannot write {out.name!r}: use a .png (grid), a .npz (raw array) or a folder name")
     if suffix in (".png", ".npz"):
+        if out.parent.exists() and not out.parent.is_dir():
+            raise PromptgenError(f"cannot write {str(out)!r}: {str(out.parent)!r} is a file, not a folder; choose another -o")
         if not out.parent.exists():
             raise PromptgenError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist; create it or choose another -o")
         if out.is_dir():

@@ -36,7 +36,10 @@ def test_compose_writes_a_complete_prompt(prompt_dir):
     assert {p.name for p in prompt_dir.iterdir()} >= {"manifest.json", "flow.safetensors", "samples.png", "checkpoint.pt"}
     m = json.loads((prompt_dir / "manifest.json").read_text())
     assert m["generator"]["spec"] == "mnist" and m["generator"]["latent_shape"] == [32]
-    assert m["energies"] == [{"spec": "classifier:digit=3", "label": "classifier:digit=3", "weight": m["energies"][0]["weight"]}]
+    assert m["energies"] == [
+        {"spec": "classifier:digit=3", "label": "classifier:digit=3", "weight": 30.0, "plugin": "promptgen-core 0.1.0"}
+    ]
+    assert m["generator"]["plugin"] == "promptgen-core 0.1.0"
     assert m["energies"][0]["weight"] > 0
     assert m["training"]["config"]["steps"] == 12
     assert [h["step"] for h in m["training"]["history"]] == [5.0, 10.0, 12.0]
@@ -218,7 +221,7 @@ def test_sample_output_that_cannot_be_written_keeps_existing_files(prompt_dir, t
     existing = tmp_path / "grid.png"
     existing.write_bytes(b"user's file")
     one_line_error(run("sample", prompt_dir, "-o", tmp_path / "g.jpg"), ".png")
-    one_line_error(run("sample", prompt_dir, "-o", existing / "x.png"), "does not exist")
+    one_line_error(run("sample", prompt_dir, "-o", existing / "x.png"), "is a file, not a folder")
     assert existing.read_bytes() == b"user's file"
 
 
