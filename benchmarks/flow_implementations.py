@@ -1,10 +1,11 @@
 """Is a hand-written affine coupling flow faster than zuko's? (issue: "use zuko unless...")
 
 Times, on the CPU, the forward pass with log-determinant of promptgen's
-zuko-based :class:`~promptgen.flow.CouplingFlow` against a minimal hand-written
-RealNVP with the same layers (same masks, same MLP widths, same soft-clamped
+zuko-based :class:`~promptgen.flow.CouplingFlow` (affine couplings) against a
+minimal hand-written RealNVP with the same layers (same masks, same MLP widths, same soft-clamped
 scale), for sampling (1,000 latents, no grad) and for a training step (batch
-64, forward + backward). Prints JSON.
+64, forward + backward); zuko's spline couplings (the default) are timed too,
+for reference. Prints JSON.
 
     python benchmarks/flow_implementations.py
 """
@@ -83,10 +84,11 @@ def main() -> None:
     torch.manual_seed(0)
     rows = []
     for d, transforms, hidden in [(32, 6, 128), (512, 8, 256)]:
-        config = FlowConfig(features=d, transforms=transforms, hidden=hidden)
+        config = FlowConfig(features=d, transforms=transforms, hidden=hidden, kind="affine-coupling")
         zuko_flow, hand_flow = CouplingFlow(config), HandFlow(config)
+        spline = CouplingFlow(config.model_copy(update={"kind": "spline-coupling"}))
         row = {"features": d, "transforms": transforms, "hidden": hidden}
-        for name, flow in (("zuko", zuko_flow), ("hand", hand_flow)):
+        for name, flow in (("zuko", zuko_flow), ("hand", hand_flow), ("zuko_spline", spline)):
             for k, v in measure(flow, d).items():
                 row[f"{name}_{k}"] = round(v, 3)
         row["hand_speedup_sample"] = round(row["zuko_sample_1000_ms"] / row["hand_sample_1000_ms"], 2)
