@@ -42,7 +42,7 @@ class FlowConfig(BaseModel):
     kind: Literal["affine-coupling", "spline-coupling"] = "spline-coupling"
     features: int = Field(gt=1)
     latent_shape: tuple[int, ...] | None = None
-    transforms: int = Field(default=6, ge=1, le=64)
+    transforms: int = Field(default=4, ge=1, le=64)
     hidden: int = Field(default=128, ge=1, le=8192)
     mask_seed: int = 0
     bins: int = Field(default=8, ge=2, le=64, description="spline bins (spline-coupling only)")
