@@ -42,7 +42,7 @@ def build_mnist(spec: Spec) -> ModuleGenerator:
         channels=1,
         licence=MNIST_LICENCE,
         source=MNIST_SOURCE,
-        description="handwritten digits, 28×28 grey, latent N(0, I) of size 32 (DCGAN)",
+        description="handwritten digits, 28×28 grey, latent N(0, I) of size 32 (GAN whose digit is argmax z[:10])",
     )
     return ModuleGenerator(_load("generator"), (LATENT_DIM,), info)
 
