@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from promptgen.atomic import write_atomic, write_text_atomic
 from promptgen.errors import ArtifactError
 from promptgen.flow import CouplingFlow, FlowConfig
-from promptgen.trainer import TrainConfig
+from promptgen.trainer import TrainingSummary
 
 FORMAT = "promptgen-prompt"
 FORMAT_VERSION = 1
@@ -59,20 +59,6 @@ class EnergyRecord(BaseModel):
     label: str
     weight: float = Field(ge=0)
     plugin: str = ""
-
-
-class TrainingSummary(BaseModel):
-    """How the flow was trained and where it ended."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    config: TrainConfig
-    device: str
-    seconds: float
-    final_loss: float
-    final_terms: dict[str, float]
-    history: list[dict[str, float]] = Field(default_factory=list)
-    fits: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 class PromptManifest(BaseModel):

@@ -14,7 +14,6 @@ from promptgen.artifact import (
     EnergyRecord,
     GeneratorRecord,
     PromptManifest,
-    TrainingSummary,
     current_versions,
     prepare_out_dir,
     save_prompt,
@@ -133,15 +132,7 @@ def compose(
             for t in terms
         ],
         flow=flow_config,
-        training=TrainingSummary(
-            config=train,
-            device=str(dev),
-            seconds=result.seconds,
-            final_loss=result.final_loss,
-            final_terms=result.final_terms,
-            history=result.history,
-            fits=result.fits,
-        ),
+        training=result,
         versions=current_versions(),
     )
     sampler.eval().requires_grad_(False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -56,16 +55,18 @@ class TrainConfig(BaseModel):
         return 1.0 if ramp <= 0 else min(1.0, step / ramp)
 
 
-@dataclass
-class TrainResult:
-    """What happened during training; becomes the manifest's training summary."""
+class TrainingSummary(BaseModel):
+    """How the flow was trained and where it ended; stored in the prompt's manifest."""
 
-    steps: int
+    model_config = ConfigDict(extra="forbid")
+
+    config: TrainConfig
+    device: str
     seconds: float
     final_loss: float
     final_terms: dict[str, float]
-    history: list[dict[str, float]] = field(default_factory=list)
-    fits: dict[str, dict[str, float]] = field(default_factory=dict)
+    history: list[dict[str, float]] = Field(default_factory=list)
+    fits: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 def fit_energies(ebm: EnergyBasedModel, n: int, generator: torch.Generator, device: torch.device) -> dict[str, dict[str, float]]:
@@ -108,7 +109,7 @@ def train_flow(
     console: Console | None = None,
     progress: bool = True,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
-) -> TrainResult:
+) -> TrainingSummary:
     """Minimise ``E_ε[U(f(ε)) − log|det ∂f/∂ε|]`` over the flow's weights with Adam.
 
     Args:
@@ -176,8 +177,9 @@ def train_flow(
             if step % 5 == 0 or step == config.steps:
                 bar.update(task, completed=step, description=describe())
     final = history[-1]
-    return TrainResult(
-        steps=config.steps,
+    return TrainingSummary(
+        config=config,
+        device=str(device),
         seconds=time.perf_counter() - t0,
         final_loss=final["loss"],
         final_terms={k: final[k] for k in labels if k in final},
