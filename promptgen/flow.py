@@ -15,7 +15,6 @@ over a hand-written network (benchmarks/flow_implementations.py).
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -109,19 +108,3 @@ class CouplingFlow(nn.Module):
 
     def inverse(self, z: Tensor) -> Tensor:
         return self.transform().inv(z.flatten(1)).view_as(z)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Latents ``f(ε)`` for ``n`` fresh noises, (n, *latent_shape)."""
-        device = next(self.parameters()).device
-        eps = torch.randn((n, *self.latent_shape), generator=generator, device=device)
-        return self.forward(eps)[0]
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-
-def standard_normal_logpdf(x: Tensor) -> Tensor:
-    """``log N(x; 0, I)`` per sample, (B, ...) -> (B,)."""
-    flat = x.flatten(1)
-    return -0.5 * flat.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi)

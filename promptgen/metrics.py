@@ -26,12 +26,6 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * tr_sqrt)
 
 
-def class_histogram(log_probs: Tensor) -> Tensor:
-    """Share of samples whose most likely class is each class: (N, K) -> (K,), sums to 1."""
-    k = log_probs.shape[1]
-    return torch.bincount(log_probs.argmax(1), minlength=k).double() / log_probs.shape[0]
-
-
 def mean_pairwise_distance(features: Tensor, max_samples: int = 1000) -> float:
     """Mean Euclidean distance between distinct samples: a collapse shows as a small value."""
     f = features[:max_samples].double().flatten(1)

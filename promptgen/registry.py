@@ -151,13 +151,6 @@ class Registry:
         known = {a for e in self.classifiers.values() if e.role == "control" for a in e.attributes}
         raise unknown_name("attribute", attribute, known, "no installed classifier provides it")
 
-    def evaluator_for(self, attribute: str) -> ClassifierEntry | None:
-        """An evaluator-role classifier for ``attribute``, if one is installed."""
-        for entry in self.classifiers.values():
-            if entry.role == "evaluator" and attribute in entry.attributes:
-                return entry
-        return None
-
     def _add(self, kind: str, entry: Any, record: PluginRecord) -> None:
         table, names = {
             "generator": (self.generators, record.generators),

@@ -45,7 +45,6 @@ from promptgen.errors import SpecError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
-_BARE_SAFE = re.compile(r"[^,@=\"'!\\]*\Z")
 _OPS = ("=", "!=")
 
 
@@ -246,11 +245,6 @@ def _parse_weight(text: str, i: int) -> float:
     if w < 0:
         raise _fail(text, i, f"weight {raw!r} is negative; weights are >= 0 (to ask for the opposite, use the energy's own negation, e.g. digit!=1)")
     return w
-
-
-def needs_quotes(value: str) -> bool:
-    """Whether a bare value must be quoted to survive :func:`parse_spec`."""
-    return value != value.strip() or not value or not _BARE_SAFE.match(value) or "!=" in value
 
 
 def expect_options(spec: Spec, allowed: Mapping[str, str], positional: int = 0) -> dict[str, str]:
