@@ -124,6 +124,55 @@ class Energy(Protocol):
     def to(self, device: torch.device | str) -> Energy: ...
 
 
+# Optional methods. An energy may also define any of these; the core checks with
+# ``hasattr`` and works without them.
+#
+# ``targets() -> list[AttributeTarget]``
+#     what the energy asks of named attributes; `promptgen eval` and `report`
+#     judge prompts against it, and the manifest records it.
+# ``state() -> dict[str, list[float]]`` and ``load_state(state) -> None``
+#     numbers fitted during training (e.g. de-biasing's β), stored in the
+#     manifest so the energy can be rebuilt exactly for `eval` and for the
+#     rejection and Langevin samplers.
+# ``adapt_every: int`` and ``adapt(sample: BaseSample) -> Mapping[str, float]``
+#     called by the trainer every ``adapt_every`` steps (once the warm-up is
+#     over) with samples of the flow being trained, for energies that close a
+#     loop on what the flow reaches (de-biasing's refit of β); 0 disables it.
+# ``lower_bound() -> float``
+#     a number the energy never goes below; makes rejection sampling exact.
+# ``acceptance(images) -> Tensor``
+#     (B,) in [0, 1]: the probability of keeping each image when rejection
+#     sampling "by the attribute" (e.g. 1 where the classifier's top class is
+#     the asked one).
+
+
+@dataclass(frozen=True)
+class AttributeTarget:
+    """What an energy asks of one attribute, so results can be judged against it.
+
+    Attributes:
+        attribute: attribute name, e.g. ``"digit"``; a joint attribute joins its
+            parts with ``*``, e.g. ``"digit*thickness"`` (classes: every
+            combination, first part slowest, labels joined with ``/``).
+        labels: class labels in order.
+        target: the class distribution aimed for (sums to 1), or None when the
+            energy asks for classes rather than a distribution.
+        asked: classes asked for (``classifier:digit=3`` asks ``("3",)``).
+        avoided: classes asked against (``classifier:digit!=1``).
+    """
+
+    attribute: str
+    labels: tuple[str, ...]
+    target: tuple[float, ...] | None = None
+    asked: tuple[str, ...] = ()
+    avoided: tuple[str, ...] = ()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The plain attributes of a joint one (``("digit", "thickness")``), or ``(attribute,)``."""
+        return tuple(self.attribute.split("*"))
+
+
 @runtime_checkable
 class AttributeClassifier(Protocol):
     """Class probabilities of named attributes, e.g. ``digit`` with classes 0–9.
@@ -175,6 +224,7 @@ class Sampler(Protocol):
 
 __all__ = [
     "AttributeClassifier",
+    "AttributeTarget",
     "BaseSample",
     "Energy",
     "Generator",

@@ -151,6 +151,18 @@ class Registry:
         known = {a for e in self.classifiers.values() if e.role == "control" for a in e.attributes}
         raise unknown_name("attribute", attribute, known, "no installed classifier provides it")
 
+    def evaluator_for(self, attribute: str) -> tuple[ClassifierEntry, bool]:
+        """The classifier that judges ``attribute``, and whether it is independent.
+
+        An evaluator-role classifier if one declares the attribute (independent:
+        True); else the control classifier, flagged not independent, because a
+        flow can fool the model that defined its energy.
+        """
+        for entry in self.classifiers.values():
+            if entry.role == "evaluator" and attribute in entry.attributes:
+                return entry, True
+        return self.classifier_for(attribute), False
+
     def _add(self, kind: str, entry: Any, record: PluginRecord) -> None:
         table, names = {
             "generator": (self.generators, record.generators),

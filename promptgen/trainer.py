@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +50,20 @@ class TrainConfig(BaseModel):
         description="share of the steps over which the energies' weights ramp linearly from 0 to their value",
     )
 
+    schedule: Literal["constant", "cosine"] = Field(
+        default="cosine", description="learning rate over the steps: constant, or cosine decay to zero"
+    )
+    settle: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="share of the steps at the end in which energies that close a loop stop adapting",
+    )
+
+    def adapting(self, step: int) -> bool:
+        """Whether energies that close a loop (``adapt_every``) adapt after step ``step``."""
+        return self.anneal(step) >= 1.0 and step <= (1.0 - self.settle) * self.steps
+
     def anneal(self, step: int) -> float:
         """Multiplier of the energy weights at optimiser step ``step`` (1-based)."""
         ramp = self.warmup * self.steps
@@ -67,6 +82,9 @@ class TrainingSummary(BaseModel):
     final_terms: dict[str, float]
     history: list[dict[str, float]] = Field(default_factory=list)
     fits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    adaptations: list[dict[str, float]] = Field(
+        default_factory=list, description="what energies that close a loop saw of the flow, by step"
+    )
 
 
 def fit_energies(ebm: EnergyBasedModel, n: int, generator: torch.Generator, device: torch.device) -> dict[str, dict[str, float]]:
@@ -91,6 +109,23 @@ def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor) -> di
         for k, v in row.items():
             out.setdefault(k, []).append(float(v.sum()))
     return {k: sum(v) / len(eps) for k, v in out.items()}
+
+
+def adapt_energies(ebm: EnergyBasedModel, flow: CouplingFlow, step: int, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+    """Show energies that close a loop (``adapt_every``) samples of the flow as it is now."""
+    row: dict[str, float] = {}
+    for t in ebm.terms:
+        every = getattr(t.energy, "adapt_every", 0)
+        if not every or step % every:
+            continue
+        n = getattr(t.energy, "adapt_samples", 1024)
+        with torch.no_grad():
+            eps = torch.randn((n, *flow.latent_shape), generator=generator).to(device)
+            z = torch.cat([flow(chunk)[0] for chunk in eps.split(256)])
+            images = torch.cat([ebm.generator.decode(chunk) for chunk in z.split(256)])
+        report = t.energy.adapt(BaseSample(latents=z, images=images))
+        row.update({f"{t.label} {k}": float(v) for k, v in report.items()})
+    return row
 
 
 def save_checkpoint(path: Path, flow: CouplingFlow, optimizer: torch.optim.Optimizer, step: int) -> None:
@@ -130,7 +165,15 @@ def train_flow(
     fits = fit_energies(ebm, config.fit_samples, g, device)
     eval_eps = torch.randn((config.eval_batch, *flow.latent_shape), generator=g).to(device)
     opt = torch.optim.Adam(flow.parameters(), lr=config.lr)
+    # Decaying the rate lets the flow settle on one distribution instead of
+    # wandering between nearby ones (which shows when sharp energies are evened out).
+    schedule = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.steps)
+        if config.schedule == "cosine"
+        else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    )
     history: list[dict[str, float]] = []
+    adaptations: list[dict[str, float]] = []
     labels = [t.label for t in ebm.terms]
     running: dict[str, float] = {}
 
@@ -165,6 +208,11 @@ def train_flow(
             if config.clip_grad is not None:
                 torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip_grad)
             opt.step()
+            schedule.step()
+            if config.adapting(step):
+                row = adapt_energies(ebm, flow, step, g, device)
+                if row:
+                    adaptations.append({"step": float(step), **row})
             for k, v in stats.items():  # exponential moving average for the display
                 running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
             if step % config.eval_every == 0 or step == config.steps:
@@ -185,4 +233,5 @@ def train_flow(
         final_terms={k: final[k] for k in labels if k in final},
         history=history,
         fits=fits,
+        adaptations=adaptations,
     )

@@ -92,8 +92,10 @@ def test_builtin_registers_through_its_own_entry_point():
     builtin = next(p for p in reg.plugins if p.name == "builtin")
     assert builtin.distribution == "promptgen-core"
     assert builtin.generators == ["mnist"]
-    assert builtin.energies == ["classifier"]
-    assert set(builtin.classifiers) == {"mnist-digit", "mnist-digit-evaluator"}
+    assert builtin.energies == ["classifier", "debias"]
+    assert set(builtin.classifiers) == {"mnist-digit", "mnist-digit-evaluator", "mnist-stroke", "mnist-stroke-evaluator"}
+    prompts = next(p for p in reg.plugins if p.name == "prompts")
+    assert (prompts.distribution, prompts.generators) == ("promptgen-core", ["prompt"])
 
 
 def test_name_clash_keeps_the_first_and_reports_the_second():
@@ -128,7 +130,7 @@ def test_list_command_shows_plugins_and_failures(fake_plugins):
     assert result.exit_code == 0, result.output
     import json
 
-    rows = {r["distribution"]: r for r in json.loads(result.stdout)}
+    rows = {r["distribution"]: r for r in json.loads(result.stdout) if r["plugin"] != "prompts"}
     assert rows["promptgen-plugin-toy"]["generators"] == ["toy"]
     assert rows["promptgen-plugin-broken"]["error"].startswith("failed to import brokenplug")
     assert rows["promptgen-core"]["generators"] == ["mnist"]

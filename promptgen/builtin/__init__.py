@@ -7,8 +7,9 @@ hooks as any third-party plugin (see :mod:`promptgen.hookspecs`).
 from __future__ import annotations
 
 from promptgen.classifiers import ModuleClassifier
-from promptgen.errors import PromptgenError
+from promptgen.energies import debias
 from promptgen.energies.classifier import DEFAULT_WEIGHT, build_classifier_energy
+from promptgen.errors import PromptgenError
 from promptgen.generators import ModuleGenerator
 from promptgen.hookspecs import hookimpl
 from promptgen.protocols import GeneratorInfo
@@ -16,6 +17,8 @@ from promptgen.registry import ClassifierEntry, EnergyEntry, GeneratorEntry
 from promptgen.spec import Spec, expect_options
 
 DIGITS = [str(d) for d in range(10)]
+THICKNESS = ["thin", "medium", "thick"]
+SLANT = ["left", "upright", "right"]
 MNIST_LICENCE = "CC BY-SA 3.0 (weights trained by promptgen on the MNIST test set)"
 MNIST_SOURCE = "promptgen package data; retrain with scripts/train_builtin.py"
 
@@ -47,6 +50,12 @@ def build_mnist(spec: Spec) -> ModuleGenerator:
     return ModuleGenerator(_load("generator"), (LATENT_DIM,), info)
 
 
+def _stroke_classifier(role: str):
+    from promptgen.builtin.mnist.strokes import StrokeClassifier, StrokeEvaluator
+
+    return StrokeClassifier() if role == "control" else StrokeEvaluator()
+
+
 def _digit_classifier(name: str) -> ModuleClassifier:
     return ModuleClassifier(_load(name), {"digit": (DIGITS, slice(0, 10))}, (28, 28), channels=1)
 
@@ -65,7 +74,15 @@ def promptgen_energies() -> list[EnergyEntry]:
             summary="-log p(class) from an attribute classifier: classifier:digit=3, classifier:digit!=1",
             default_weight=DEFAULT_WEIGHT,
             usage="classifier:digit=3",
-        )
+        ),
+        EnergyEntry(
+            "debias",
+            debias.build_debias_energy,
+            summary="even out attributes by a moment constraint: debias:digit,thickness, debias:digit*thickness, "
+            "debias:thickness=0.2/0.3/0.5",
+            default_weight=debias.DEFAULT_WEIGHT,
+            usage="debias:digit,thickness",
+        ),
     ]
 
 
@@ -85,5 +102,19 @@ def promptgen_attribute_classifiers() -> list[ClassifierEntry]:
             lambda: _digit_classifier("evaluator"),
             role="evaluator",
             summary="independent residual digit classifier, disjoint training split (judges results only)",
+        ),
+        ClassifierEntry(
+            "mnist-stroke",
+            {"thickness": THICKNESS, "slant": SLANT},
+            lambda: _stroke_classifier("control"),
+            role="control",
+            summary="stroke thickness (ink per pixel) and slant (shear), soft bins, differentiable (controls)",
+        ),
+        ClassifierEntry(
+            "mnist-stroke-evaluator",
+            {"thickness": THICKNESS, "slant": SLANT},
+            lambda: _stroke_classifier("evaluator"),
+            role="evaluator",
+            summary="thickness and slant of the binarised image, hard bins (judges results only)",
         ),
     ]

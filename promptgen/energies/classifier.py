@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from promptgen.errors import SpecError, unknown_name
-from promptgen.protocols import AttributeClassifier, BaseSample
+from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
 from promptgen.registry import Registry
 from promptgen.spec import Spec
 
@@ -42,10 +42,39 @@ class ClassifierEnergy:
     needs_fit = False
     default_weight = DEFAULT_WEIGHT
 
-    def __init__(self, classifier: AttributeClassifier, conditions: Sequence[ClassCondition], label: str) -> None:
+    def __init__(
+        self,
+        classifier: AttributeClassifier,
+        conditions: Sequence[ClassCondition],
+        label: str,
+    ) -> None:
         self.classifier = classifier
         self.conditions = list(conditions)
         self.label = label
+
+    def targets(self) -> list[AttributeTarget]:
+        out: dict[str, AttributeTarget] = {}
+        for c in self.conditions:
+            t = out.get(c.attribute) or AttributeTarget(c.attribute, tuple(map(str, self.classifier.attributes[c.attribute])))
+            if c.wanted:
+                t = AttributeTarget(t.attribute, t.labels, None, t.asked + (c.label,), t.avoided)
+            else:
+                t = AttributeTarget(t.attribute, t.labels, None, t.asked, t.avoided + (c.label,))
+            out[c.attribute] = t
+        return list(out.values())
+
+    def lower_bound(self) -> float:
+        # -log p >= 0 and -log(1 - p) >= 0.
+        return 0.0
+
+    def acceptance(self, images: Tensor) -> Tensor:
+        """1 where every condition holds for the classifier's top class, else 0."""
+        logp = self.classifier.log_probs(images)
+        keep = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
+        for c in self.conditions:
+            top = logp[c.attribute].argmax(1) == c.index
+            keep &= top if c.wanted else ~top
+        return keep.to(images.dtype)
 
     def fit(self, base: BaseSample) -> Mapping[str, float]:
         return {}
@@ -99,8 +128,8 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
             "use one --energy per classifier"
         )
     entry = registry.classifier(entries.pop())
-    parsed = [
-        ClassCondition(attr, _class_index(entry.attributes[attr], value, attr), value, wanted)
-        for attr, value, wanted in conditions
-    ]
+    parsed = []
+    for attr, value, wanted in conditions:
+        index = _class_index(entry.attributes[attr], value, attr)
+        parsed.append(ClassCondition(attr, index, str(entry.attributes[attr][index]), wanted))
     return ClassifierEnergy(entry.build(), parsed, label=spec.with_weight(None).format())

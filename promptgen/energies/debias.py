@@ -1,0 +1,363 @@
+"""De-biasing by a moment constraint: ``debias:ATTR[,ATTR...]``.
+
+The closest distribution (in KL) to the generator's own whose expected class
+probabilities equal a target ``μ`` is an exponential tilt of it,
+``p(x) ∝ p_G(x) · exp(β · φ(x))``, with ``φ(x)`` the classifier's class
+probabilities (see ``../shared/METHOD.md``). The energy is ``E(x) = −β · φ(x)``.
+
+``β`` is fitted once, before the flow is trained, on a cached sample of the base
+distribution, by the convex dual ``min_β log mean_i exp(β · φ_i) − β · μ``
+(:func:`fit_moment_constraint`). A reverse-KL flow falls short of the tilt it is
+trained on (it under-covers the rare classes the tilt must lift), so by default
+the loop is closed: every ``refit`` steps after the warm-up, the dual is solved
+again on the flow's own samples and the correction is added to ``β``. With
+``refit=0`` the fit on the base sample is used as is (the paper's way).
+
+Spec::
+
+    debias:digit                     uniform over digits
+    debias:digit,thickness           uniform over each (β fitted jointly)
+    debias:digit*thickness           uniform over the 30 combinations
+    debias:thickness=0.2/0.3/0.5     an explicit target, in class order
+    debias:thickness=target.json     a target from a file: [0.2, 0.3, 0.5]
+                                     or {"thin": 0.2, "medium": 0.3, "thick": 0.5}
+    debias:digit,refit=0             open loop: β from the base sample only
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from promptgen.errors import SpecError
+from promptgen.metrics import kl_divergence
+from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
+from promptgen.registry import Registry
+from promptgen.spec import Spec
+
+#: β already carries the scale of the tilt, so the weight is 1 (a weight w
+#: applies the tilt w·β; the paper compensated under-coverage with w = 2).
+DEFAULT_WEIGHT = 1.0
+DEFAULT_REFIT = 50
+REFIT_SAMPLES = 2048
+# Share of each refit's correction applied: the flow lags behind β, so full
+# corrections overshoot and oscillate.
+DAMPING = 0.5
+# Largest correction of β per refit, and of β overall, in nats: keeps a refit on
+# a sample that happens to miss a rare class from throwing the flow off.
+MAX_STEP = 2.0
+MAX_BETA = 20.0
+OPTIONS = ("refit",)
+
+
+@dataclass
+class MomentFit:
+    """The solution of the dual and what it reaches on the sample it was fitted on.
+
+    Attributes:
+        beta: (D,) the tilt.
+        moments: (D,) ``E_w[φ]`` under the self-normalised weights ``exp(β · φ)``.
+        iterations: Newton steps taken.
+        converged: the moment error fell below the tolerance.
+        ess: effective sample size of the weights as a share of the sample, in (0, 1].
+    """
+
+    beta: Tensor
+    moments: Tensor
+    iterations: int
+    converged: bool
+    ess: float
+
+
+def fit_moment_constraint(
+    phi: Tensor, target: Tensor, *, ridge: float = 1e-6, max_iter: int = 100, tol: float = 1e-7
+) -> MomentFit:
+    """Solve ``min_β log mean_i exp(β · φ_i) − β · μ`` by damped Newton steps.
+
+    The objective is convex (its Hessian is the weighted covariance of φ), so
+    any minimum is the global one and its gradient, ``E_w[φ] − μ``, is zero
+    there: the tilted sample meets the constraint exactly when ``μ`` lies
+    inside the convex hull of the φ_i. A tiny ridge fixes the directions in
+    which φ is constant (its blocks sum to one).
+
+    Args:
+        phi: (N, D) features of N samples, e.g. class probabilities.
+        target: (D,) the wanted ``E[φ]``.
+
+    >>> phi = torch.eye(2).repeat_interleave(torch.tensor([3, 1]), dim=0)  # 3 of class 0, 1 of class 1
+    >>> fit = fit_moment_constraint(phi, torch.tensor([0.5, 0.5]))
+    >>> [round(float(m), 4) for m in fit.moments], round(float(fit.beta[1] - fit.beta[0]), 4), round(math.log(3), 4)
+    ([0.5, 0.5], 1.0986, 1.0986)
+    """
+    phi = phi.detach().to(torch.float64)
+    mu = target.detach().to(phi)
+    n, d = phi.shape
+    beta = phi.new_zeros(d)
+
+    def objective(b: Tensor) -> Tensor:
+        return torch.logsumexp(phi @ b, 0) - math.log(n) - b @ mu + 0.5 * ridge * b @ b
+
+    value = objective(beta)
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        w = torch.softmax(phi @ beta, 0)
+        m = w @ phi
+        grad = m - mu + ridge * beta
+        if float(grad.abs().max()) < tol:
+            converged = True
+            it -= 1
+            break
+        centred = phi - m
+        hess = (centred * w[:, None]).T @ centred + ridge * torch.eye(d, dtype=phi.dtype)
+        step = -torch.linalg.lstsq(hess, grad[:, None]).solution[:, 0]
+        t = 1.0
+        while t > 1e-8:
+            cand = beta + t * step
+            new = objective(cand)
+            if new <= value + 1e-4 * t * (grad @ step):
+                break
+            t *= 0.5
+        beta, value = cand, new
+    w = torch.softmax(phi @ beta, 0)
+    moments = w @ phi
+    if not converged:
+        converged = float((moments - mu).abs().max()) < 1e-4
+    return MomentFit(
+        beta=beta.to(torch.float32),
+        moments=moments.to(torch.float32),
+        iterations=it,
+        converged=converged,
+        ess=float(1.0 / (w * w).sum() / n),
+    )
+
+
+@dataclass(frozen=True)
+class Block:
+    """One constrained attribute: plain (``digit``) or joint (``digit*thickness``).
+
+    Attributes:
+        attribute: as typed, parts joined with ``*``.
+        parts: the plain attributes.
+        labels: its classes (joint: every combination, first part slowest, joined with ``/``).
+        target: (K,) the wanted class distribution.
+    """
+
+    attribute: str
+    parts: tuple[str, ...]
+    labels: tuple[str, ...]
+    target: tuple[float, ...]
+
+
+class DebiasEnergy:
+    """``E(x) = −β · φ(x)``, φ the class probabilities of each block (see the module docstring).
+
+    Args:
+        blocks: the attributes and their targets.
+        classifiers: attribute -> the control classifier providing it.
+        label: text for logs.
+        refit: close the loop every ``refit`` training steps (0: never).
+    """
+
+    needs_fit = True
+    default_weight = DEFAULT_WEIGHT
+
+    def __init__(
+        self,
+        blocks: Sequence[Block],
+        classifiers: Mapping[str, AttributeClassifier],
+        label: str,
+        refit: int = DEFAULT_REFIT,
+    ) -> None:
+        self.blocks = list(blocks)
+        self.classifiers = dict(classifiers)
+        self.label = label
+        self.adapt_every = refit
+        self.adapt_samples = REFIT_SAMPLES
+        self.mu = torch.tensor([p for b in self.blocks for p in b.target])
+        self.beta = torch.zeros_like(self.mu)
+        self.base_moments: Tensor | None = None
+
+    # -- features -----------------------------------------------------------
+    def features(self, images: Tensor) -> Tensor:
+        """φ(x): each block's class probabilities, concatenated, (B, D)."""
+        logp: dict[str, Tensor] = {}
+        for clf in {id(c): c for c in self.classifiers.values()}.values():
+            out = clf.log_probs(images)
+            logp.update({a: out[a] for a in out if a in self.classifiers and self.classifiers[a] is clf})
+        parts = []
+        for b in self.blocks:
+            joint = logp[b.parts[0]]
+            for p in b.parts[1:]:
+                # Joint classes: the outer product of the parts' probabilities, first part slowest.
+                joint = (joint[:, :, None] + logp[p][:, None, :]).flatten(1)
+            parts.append(joint.exp())
+        return torch.cat(parts, dim=1)
+
+    def _features_of(self, images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([self.features(chunk) for chunk in images.split(512)])
+
+    def _report(self, prefix: str, moments: Tensor) -> dict[str, float]:
+        out = {}
+        start = 0
+        for b in self.blocks:
+            k = len(b.labels)
+            out[f"{prefix} KL {b.attribute}"] = kl_divergence(moments[start : start + k].tolist(), self.mu[start : start + k].tolist())
+            start += k
+        return out
+
+    # -- the Energy protocol --------------------------------------------------
+    def fit(self, base: BaseSample) -> dict[str, float]:
+        phi = self._features_of(base.images)
+        fit = fit_moment_constraint(phi, self.mu)
+        self.beta = fit.beta.clamp(-MAX_BETA, MAX_BETA).to(self.beta.device)
+        self.base_moments = phi.mean(0)
+        return {
+            **self._report("base", self.base_moments.cpu()),
+            **self._report("fit", fit.moments),
+            "fit ess": fit.ess,
+            "fit converged": float(fit.converged),
+        }
+
+    def adapt(self, sample: BaseSample) -> dict[str, float]:
+        """Close the loop: tilt the flow's own samples onto the target and add that tilt to β."""
+        phi = self._features_of(sample.images)
+        fit = fit_moment_constraint(phi, self.mu.to(phi.device))
+        step = (DAMPING * fit.beta.to(self.beta.device)).clamp(-MAX_STEP, MAX_STEP)
+        self.beta = (self.beta + step).clamp(-MAX_BETA, MAX_BETA)
+        return self._report("flow", phi.mean(0).cpu())
+
+    def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
+        return -(self.features(images) * self.beta.to(images.device, images.dtype)).sum(1)
+
+    def to(self, device: torch.device | str) -> DebiasEnergy:
+        for c in self.classifiers.values():
+            c.to(device)
+        self.beta = self.beta.to(device)
+        self.mu = self.mu.to(device)
+        return self
+
+    # -- optional methods (see promptgen.protocols) ----------------------------
+    def targets(self) -> list[AttributeTarget]:
+        return [AttributeTarget(b.attribute, b.labels, b.target) for b in self.blocks]
+
+    def state(self) -> dict[str, list[float]]:
+        out = {"beta": self.beta.cpu().tolist()}
+        if self.base_moments is not None:
+            out["base_moments"] = self.base_moments.cpu().tolist()
+        return out
+
+    def load_state(self, state: Mapping[str, Sequence[float]]) -> None:
+        beta = torch.tensor(list(state["beta"]), dtype=torch.float32)
+        if beta.shape != self.mu.shape:
+            raise SpecError(
+                f"{self.label!r}: the saved β has {beta.numel()} numbers, this energy needs {self.mu.numel()}; "
+                "the classifier's classes changed since training: install the plugin version named in the manifest"
+            )
+        self.beta = beta.to(self.mu.device)
+        if "base_moments" in state:
+            self.base_moments = torch.tensor(list(state["base_moments"]), dtype=torch.float32)
+
+    def lower_bound(self) -> float:
+        # φ of each block lies on the simplex, so β · φ is at most the sum of each block's largest β.
+        out, start = 0.0, 0
+        for b in self.blocks:
+            out -= float(self.beta[start : start + len(b.labels)].max())
+            start += len(b.labels)
+        return out
+
+
+# -- building from a spec ---------------------------------------------------------
+
+
+def _parse_target(spec: Spec, attribute: str, labels: Sequence[str], value: str) -> tuple[float, ...]:
+    usage = f"debias:{attribute}={'/'.join(['%.3g' % (1 / len(labels))] * len(labels))}"
+    if value.lower().endswith(".json") or Path(value).is_file():
+        path = Path(value)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SpecError(f"{spec.format()!r}: cannot read the target file {value!r} ({type(exc).__name__}); give a JSON list like [0.2, 0.3, 0.5] or a {{label: probability}} object") from None
+        if isinstance(raw, dict):
+            unknown = [k for k in raw if str(k) not in labels]
+            if unknown:
+                raise SpecError(f"{spec.format()!r}: {value!r} names class {unknown[0]!r}, which {attribute!r} does not have; its classes are {', '.join(labels)}")
+            raw = [raw.get(lab, 0.0) for lab in labels]
+        if not isinstance(raw, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw):
+            raise SpecError(f"{spec.format()!r}: {value!r} must hold a JSON list of numbers or a {{label: probability}} object")
+        probs = [float(x) for x in raw]
+    else:
+        try:
+            probs = [float(x) for x in value.split("/")]
+        except ValueError:
+            raise SpecError(f"{spec.format()!r}: the target {value!r} is not numbers separated by '/'; write it like {usage}") from None
+    if len(probs) != len(labels):
+        raise SpecError(
+            f"{spec.format()!r}: {attribute!r} has {len(labels)} classes ({', '.join(labels)}), the target has {len(probs)} numbers; "
+            f"give one per class, e.g. {usage}"
+        )
+    if any(not math.isfinite(p) or p < 0 for p in probs):
+        raise SpecError(f"{spec.format()!r}: target probabilities must be finite and >= 0; e.g. {usage}")
+    total = sum(probs)
+    if abs(total - 1.0) > 1e-3:
+        raise SpecError(f"{spec.format()!r}: the target for {attribute!r} sums to {total:.4g}, not 1; e.g. {usage}")
+    if any(p == 0 for p in probs):
+        raise SpecError(
+            f"{spec.format()!r}: a target of 0 for a class cannot be reached by a tilt (β would be −∞); "
+            f"use a small positive number, or classifier:{attribute}!=CLASS to rule a class out"
+        )
+    return tuple(p / total for p in probs)
+
+
+def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
+    """Build ``debias:ATTR[*ATTR][,ATTR...][,ATTR=TARGET][,refit=N]``."""
+    refit = DEFAULT_REFIT
+    wanted: list[tuple[str, str | None]] = []
+    for arg in spec.args:
+        if arg.key == "refit":
+            try:
+                refit = int(arg.value)
+            except ValueError:
+                raise SpecError(f"{spec.format()!r}: refit={arg.value!r} must be a whole number of steps (0: never)") from None
+            if refit < 0:
+                raise SpecError(f"{spec.format()!r}: refit must be >= 0 (0: fit β once on the base sample)")
+            continue
+        if arg.key is not None and arg.op != "=":
+            raise SpecError(f"{spec.format()!r}: debias takes ATTR or ATTR=TARGET, not {arg.format()!r}")
+        wanted.append((arg.key, arg.value) if arg.key is not None else (arg.value, None))
+    if not wanted:
+        raise SpecError(f"{spec.format()!r}: name the attributes to even out, e.g. debias:digit or debias:digit,thickness")
+    classifiers: dict[str, AttributeClassifier] = {}
+    built: dict[str, AttributeClassifier] = {}
+    blocks: list[Block] = []
+    seen: set[str] = set()
+    for attribute, value in wanted:
+        parts = tuple(p.strip() for p in attribute.split("*"))
+        if any(not p for p in parts):
+            raise SpecError(f"{spec.format()!r}: {attribute!r} has an empty part; write joint attributes like digit*thickness")
+        part_labels = []
+        for p in parts:
+            if p in seen:
+                raise SpecError(f"{spec.format()!r}: {p!r} appears twice; name each attribute once (use a*b for a joint target)")
+            seen.add(p)
+            entry = registry.classifier_for(p)
+            if entry.name not in built:
+                built[entry.name] = entry.build()
+            classifiers[p] = built[entry.name]
+            part_labels.append([str(x) for x in entry.attributes[p]])
+        labels = [""]
+        for pl in part_labels:
+            labels = [f"{a}/{b}" if a else b for a in labels for b in pl]
+        if value is None:
+            target = tuple(1.0 / len(labels) for _ in labels)
+        else:
+            target = _parse_target(spec, attribute, labels, value)
+        blocks.append(Block(attribute, parts, tuple(labels), target))
+    return DebiasEnergy(blocks, classifiers, label=spec.with_weight(None).format(), refit=refit)
