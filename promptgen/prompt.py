@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from promptgen import chaining
 from promptgen.artifact import PromptManifest, load_flow, read_manifest
 from promptgen.errors import UnknownNameError
 from promptgen.flow import CouplingFlow
@@ -47,13 +48,16 @@ class Prompt:
         self.flow = flow.eval().requires_grad_(False)
         self.path = path
         name = f"prompt:{path}" if path is not None else "prompt"
+        description = " + ".join(e.spec for e in manifest.energies) or "no energies"
+        if isinstance(generator, Prompt):  # a chain: say what it controls further
+            description += f" on {generator.info.name}"
         self.info = GeneratorInfo(
             name=name,
             resolution=generator.info.resolution,
             channels=generator.info.channels,
             licence=generator.info.licence,
             source=generator.info.source,
-            description=" + ".join(e.spec for e in manifest.energies) or "no energies",
+            description=description,
         )
 
     @property
@@ -82,18 +86,28 @@ class Prompt:
         return self
 
     def __repr__(self) -> str:
+        if isinstance(self.generator, Prompt):  # the description already names the parent
+            return f"Prompt({self.info.description!r})"
         return f"Prompt({self.info.description!r} on {self.manifest.generator.spec!r})"
 
 
 def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
-    """Load a prompt folder. Needs the generator's plugin, none of the energies'."""
+    """Load a prompt folder. Needs the generator's plugin, none of the energies'.
+
+    A prompt trained on another prompt (``--gen prompt:PATH``) loads its parent
+    the same way, through the ``prompt`` generator (see :mod:`promptgen.chaining`).
+    """
     path = Path(path)
-    manifest = read_manifest(path)
-    flow = load_flow(path, manifest)
-    try:
-        generator = build_generator(manifest.generator.spec, registry)
-    except UnknownNameError as exc:
-        raise UnknownNameError(f"{exc} — the prompt {str(path)!r} needs the plugin that provides it") from None
+    with chaining.loading(path, registry):
+        manifest = read_manifest(path)
+        flow = load_flow(path, manifest)
+        spec = chaining.resolve_parent_spec(path, manifest)
+        try:
+            generator = build_generator(spec, registry)
+        except UnknownNameError as exc:
+            if "needs the plugin that provides it" in str(exc):  # already said by a parent prompt
+                raise
+            raise UnknownNameError(f"{exc} — the prompt {str(path)!r} needs the plugin that provides it") from None
     if tuple(generator.latent_shape) != tuple(manifest.generator.latent_shape):
         raise UnknownNameError(
             f"generator {manifest.generator.spec!r} now has latent shape {generator.latent_shape}, "

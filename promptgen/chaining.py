@@ -1,0 +1,201 @@
+"""Iterative control: a trained prompt folder used as a generator, ``--gen prompt:PATH``.
+
+A prompt ``x = G(f₁(ε))`` is itself a generator whose latent is the flow's
+Gaussian noise ε, so a second prompt can be trained on it
+(``x = G(f₁(f₂(ε)))``), and so on. This module is a plugin of promptgen-core,
+registered by the ``prompts`` entry point through the same hook as any
+third-party generator (:func:`promptgen_generators`).
+
+A chained prompt's manifest names its parent by absolute path in
+``generator.spec`` and keeps one :class:`~promptgen.artifact.LineageRecord` per
+ancestor (nearest first) with the path relative to the prompt's own folder and
+the sha256 of the ancestor's flow weights. Loading follows the absolute path,
+else the relative one (a parent moved together with its child), refuses a
+parent whose weights changed, and refuses a chain that loops.
+
+>>> normalise_generator_spec("mnist")
+'mnist'
+>>> normalise_generator_spec("prompt:/runs/three") == prompt_spec(Path("/runs/three").resolve())
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptgen.artifact import MANIFEST, LineageRecord, PromptManifest, read_manifest
+from promptgen.errors import ArtifactError, SpecError
+from promptgen.hookspecs import hookimpl
+from promptgen.registry import GeneratorEntry, Registry
+from promptgen.spec import Arg, Piece, Spec, expect_options, parse_spec
+
+if TYPE_CHECKING:
+    from promptgen.prompt import Prompt
+
+NAME = "prompt"
+_SPECIAL = set(",@=\"'")
+
+# The resolved folders of the prompts being loaded, outermost first (to catch a loop),
+# and the registry the outermost load_prompt was given (so parents use it too).
+_LOADING: ContextVar[tuple[Path, ...]] = ContextVar("promptgen_loading", default=())
+_LOADING_REGISTRY: ContextVar[Registry | None] = ContextVar("promptgen_loading_registry", default=None)
+
+
+def prompt_path(spec: Spec) -> str:
+    """The folder named by ``prompt:PATH`` or ``prompt:path=PATH``."""
+    opts = expect_options(spec, {"path": "the prompt folder"}, positional=1)
+    given = spec.positional + ([opts["path"]] if "path" in opts else [])
+    if len(given) != 1 or not given[0].strip():
+        raise SpecError(
+            f"{spec.format()!r}: give one prompt folder, e.g. prompt:runs/three or prompt:path=runs/three"
+        )
+    return given[0]
+
+
+def prompt_spec(folder: Path, weight: float | None = None) -> str:
+    """The canonical spec ``prompt:FOLDER`` (quoted if the path has a spec character)."""
+    text = str(folder)
+    quoted = bool(_SPECIAL & set(text)) or text != text.strip()
+    return Spec(NAME, (Arg((Piece(text, quoted),)),), weight).format()
+
+
+def normalise_generator_spec(spec: str) -> str:
+    """``prompt:PATH`` with PATH made absolute and resolved; any other spec unchanged.
+
+    ``compose`` stores this in the manifest so a chained prompt still finds its
+    parent when it is sampled from another working directory.
+    """
+    parsed = parse_spec(spec)
+    if parsed.name != NAME:
+        return spec
+    folder = Path(prompt_path(parsed)).expanduser().resolve()
+    return prompt_spec(folder, parsed.weight)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def loading(folder: Path, registry: Registry | None = None) -> Iterator[None]:
+    """Mark ``folder`` as being loaded; a prompt met again while its own load is open is a loop."""
+    key = Path(folder).resolve()
+    stack = _LOADING.get()
+    if key in stack:
+        loop = " → ".join(str(p) for p in (*stack[stack.index(key):], key))
+        raise ArtifactError(
+            f"prompt chain loops back on itself: {loop}; a prompt cannot be trained on itself — restore the edited "
+            f"manifest.json, or retrain {str(key)!r} on a generator outside the chain (e.g. --gen mnist)"
+        )
+    token = _LOADING.set((*stack, key))
+    reg_token = _LOADING_REGISTRY.set(registry) if registry is not None else None
+    try:
+        yield
+    finally:
+        if reg_token is not None:
+            _LOADING_REGISTRY.reset(reg_token)
+        _LOADING.reset(token)
+
+
+def resolve_parent_spec(folder: Path, manifest: PromptManifest) -> str:
+    """The generator spec to build for the prompt in ``folder``.
+
+    For a chained prompt whose spec still names the recorded parent, that is the
+    parent at its absolute path, else at its path relative to ``folder``; the
+    parent's flow weights must still hash to the recorded sha256. Any other spec
+    is returned as stored.
+    """
+    spec = manifest.generator.spec
+    if not manifest.lineage:
+        return spec
+    try:
+        parsed = parse_spec(spec)
+        if parsed.name != NAME or parsed.weight is not None:
+            return spec
+        named = Path(prompt_path(parsed))
+    except SpecError:
+        return spec  # building it reports the problem
+    parent = manifest.lineage[0]
+    if named != Path(parent.path):
+        return spec  # edited by hand to name another prompt: follow the spec
+    candidates = [Path(parent.path)] + ([Path(folder) / parent.relative] if parent.relative else [])
+    found = next((c for c in candidates if (c / MANIFEST).is_file()), None)
+    if found is None:
+        raise ArtifactError(
+            f"prompt {str(folder)!r} was trained on prompt {parent.path!r}, which is missing; "
+            f"put that prompt folder back (or retrain {folder})"
+        )
+    found = found.resolve()
+    weights = found / read_manifest(found).weights_file
+    if weights.is_file() and file_sha256(weights) != parent.weights_sha256:
+        raise ArtifactError(
+            f"prompt {str(folder)!r} was trained on prompt {str(found)!r}, whose flow has changed since "
+            f"({weights.name} no longer matches the recorded sha256); retrain {folder} or restore that prompt"
+        )
+    return prompt_spec(found)
+
+
+def lineage_for(generator: Any, out: Path) -> list[LineageRecord]:
+    """The lineage of a prompt trained on ``generator`` into ``out`` (empty for a base generator).
+
+    Refuses an ``out`` that is the parent prompt or one of its ancestors: the
+    new prompt would be trained on itself.
+    """
+    from promptgen.prompt import Prompt
+
+    target = Path(out).resolve()
+    records: list[LineageRecord] = []
+    g = generator
+    while isinstance(g, Prompt) and g.path is not None:
+        folder = Path(g.path).resolve()
+        if folder == target:
+            which = "the prompt it is trained on" if not records else "an ancestor of the prompt it is trained on"
+            raise ArtifactError(
+                f"--out {str(out)!r} is {which} ({prompt_spec(folder)}); overwriting it would make the chain loop: "
+                "choose a new --out folder"
+            )
+        try:
+            relative: str | None = os.path.relpath(folder, target)
+        except ValueError:  # another drive on Windows
+            relative = None
+        records.append(
+            LineageRecord(
+                path=str(folder),
+                relative=relative,
+                generator=g.manifest.generator.spec,
+                energies=[e.spec for e in g.manifest.energies],
+                created=g.manifest.created,
+                weights_sha256=file_sha256(folder / g.manifest.weights_file),
+            )
+        )
+        g = g.generator
+    return records
+
+
+def build_prompt_generator(spec: Spec) -> Prompt:
+    """The prompt folder named by ``spec``, loaded as a generator (its latent is the flow's noise ε)."""
+    from promptgen.prompt import load_prompt
+
+    return load_prompt(Path(prompt_path(spec)).expanduser(), _LOADING_REGISTRY.get())
+
+
+@hookimpl
+def promptgen_generators() -> list[GeneratorEntry]:
+    return [
+        GeneratorEntry(
+            NAME,
+            build_prompt_generator,
+            summary="a trained prompt folder as a generator, to control it further: prompt:runs/three",
+            options={"path": "the prompt folder (or give it bare: prompt:runs/three)"},
+        )
+    ]
