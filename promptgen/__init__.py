@@ -15,6 +15,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from promptgen.api import compose, info, list_plugins, load_prompt, sample  # noqa: E402
+from promptgen.api import compose, info, list_plugins, load_prompt, sample
 
 __all__ = ["__version__", "compose", "info", "list_plugins", "load_prompt", "sample"]

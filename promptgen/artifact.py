@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from promptgen.atomic import write_atomic, write_text_atomic
 from promptgen.errors import ArtifactError
 from promptgen.flow import CouplingFlow, FlowConfig
+from promptgen.protocols import AttributeTarget
 from promptgen.trainer import TrainingSummary
 
 FORMAT = "promptgen-prompt"
@@ -50,6 +51,37 @@ class GeneratorRecord(BaseModel):
     plugin: str = ""
 
 
+class TargetRecord(BaseModel):
+    """An :class:`~promptgen.protocols.AttributeTarget` as stored in the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attribute: str
+    labels: list[str]
+    target: list[float] | None = None
+    asked: list[str] = Field(default_factory=list)
+    avoided: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, t: AttributeTarget) -> TargetRecord:
+        return cls(
+            attribute=t.attribute,
+            labels=list(t.labels),
+            target=None if t.target is None else list(t.target),
+            asked=list(t.asked),
+            avoided=list(t.avoided),
+        )
+
+    def to_target(self) -> AttributeTarget:
+        return AttributeTarget(
+            self.attribute,
+            tuple(self.labels),
+            None if self.target is None else tuple(self.target),
+            tuple(self.asked),
+            tuple(self.avoided),
+        )
+
+
 class EnergyRecord(BaseModel):
     """One energy of the prompt, as typed and as weighted."""
 
@@ -59,6 +91,25 @@ class EnergyRecord(BaseModel):
     label: str
     weight: float = Field(ge=0)
     plugin: str = ""
+    state: dict[str, list[float]] = Field(default_factory=dict, description="fitted numbers, e.g. de-biasing's beta")
+    targets: list[TargetRecord] = Field(default_factory=list, description="what the energy asks of attributes")
+
+
+class LineageRecord(BaseModel):
+    """One ancestor of a prompt trained on another prompt (``--gen prompt:PATH``).
+
+    ``relative`` is the ancestor's folder relative to this prompt's own folder,
+    tried when ``path`` is gone (the two were moved together).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    relative: str | None = None
+    generator: str
+    energies: list[str]
+    created: str
+    weights_sha256: str
 
 
 class PromptManifest(BaseModel):
@@ -71,6 +122,7 @@ class PromptManifest(BaseModel):
     created: str = Field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     generator: GeneratorRecord
     energies: list[EnergyRecord]
+    lineage: list[LineageRecord] = Field(default_factory=list, description="ancestors, nearest parent first")
     flow: FlowConfig
     weights_file: str = WEIGHTS
     training: TrainingSummary

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,23 @@ class ModuleClassifier:
     def log_probs(self, images: Tensor) -> dict[str, Tensor]:
         logits = self.module(adapt_images(images, self.input_size, self.channels))
         return {name: torch.log_softmax(logits[:, part], dim=1) for name, (_, part) in self.heads.items()}
+
+    @property
+    def features(self) -> Callable[[Tensor], Tensor]:
+        """``features(images) -> (B, D)``: the module's own ``features``, after the same resizing.
+
+        Only present when the module has a ``features`` method (``hasattr``
+        is False otherwise), as the optional classifier method that
+        `promptgen eval` uses for diversity and Fréchet distances.
+        """
+        fn = getattr(self.module, "features", None)
+        if not callable(fn):
+            raise AttributeError(f"{type(self.module).__name__} has no features() method")  # noqa: TRY004 - hasattr() must say False
+
+        def features(images: Tensor) -> Tensor:
+            return fn(adapt_images(images, self.input_size, self.channels)).flatten(1)
+
+        return features
 
     def to(self, device: torch.device | str) -> ModuleClassifier:
         self.module.to(device)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -53,10 +52,10 @@ def user_errors(fn: F) -> F:
 def compose(
     gen: Annotated[str, typer.Option("--gen", "-g", help="Generator spec, e.g. mnist or stylegan2:path=ffhq.pkl")] = "mnist",
     energy: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--energy", "-e", help='Energy spec, repeatable: classifier:digit=3, clip:"a smiling face"@600'),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Prompt folder to create [default: runs/<energies>-<time>]")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Prompt folder to create [default: runs/<energies>-<time>]")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps")] = _default(TrainConfig, "steps"),
     batch_size: Annotated[int, typer.Option(min=1, help="Samples per micro-batch")] = _default(TrainConfig, "batch_size"),
     accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation)")] = _default(TrainConfig, "accumulate"),
@@ -111,27 +110,83 @@ def compose(
 @app.command()
 @user_errors
 def sample(
-    prompt: Annotated[Optional[Path], typer.Argument(help="Prompt folder made by `promptgen compose`")] = None,
-    gen: Annotated[Optional[str], typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
+    prompt: Annotated[Path | None, typer.Argument(help="Prompt folder made by `promptgen compose`")] = None,
+    gen: Annotated[str | None, typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="Number of images")] = 64,
     out: Annotated[Path, typer.Option("--out", "-o", help="OUT.png: a grid; OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs")] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    method: Annotated[
+        str,
+        typer.Option(help="flow: the trained prompt (one pass per image); rejection or langevin: sample the prompt's "
+                     "energy-based model without the flow (slow; needs the energies' models)"),
+    ] = "flow",
+    accept: Annotated[
+        str,
+        typer.Option(help="rejection: energy (exact p*, keep with prob. exp(-Σw(E-bound))), attribute (keep images "
+                     "that have the asked attribute) or auto (attribute when every energy can tell)"),
+    ] = "auto",
+    max_draws: Annotated[int, typer.Option(min=1, help="rejection: give up after this many generator samples")] = 1_000_000,
+    steps: Annotated[int, typer.Option(min=1, help="langevin: MALA steps per chain (step size adapted in the first half)")] = 200,
+    step_size: Annotated[float, typer.Option(min=0.0, help="langevin: initial step size h (> 0)")] = 0.05,
+    cost_json: Annotated[Path | None, typer.Option("--cost-json", help="Write the sampling cost (time, draws, acceptance) as JSON")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
 ) -> None:
     """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""
-    from promptgen.api import sample as draw
+    from promptgen.api import sample_with_cost
+    from promptgen.atomic import write_text_atomic
     from promptgen.images import check_output, save_images
     from promptgen.prompt import build_generator, load_prompt
+    from promptgen.samplers import ACCEPT_MODES, METHODS
 
     if (prompt is None) == (gen is None):
         raise PromptgenError("give a prompt folder or --gen SPEC (not both), e.g. `promptgen sample runs/three -n 64 -o grid.png`")
+    if method not in METHODS:
+        raise PromptgenError(f"unknown --method {method!r}; use {', '.join(METHODS)}")
+    if accept not in ACCEPT_MODES:
+        raise PromptgenError(f"unknown --accept {accept!r}; use {', '.join(ACCEPT_MODES)}")
+    if method != "flow" and gen is not None:
+        raise PromptgenError(
+            f"--method {method} samples a trained prompt's energy-based model: give a prompt folder, not --gen "
+            f"(e.g. `promptgen sample runs/three --method {method}`)"
+        )
     check_output(out)
+    if cost_json is not None:
+        if cost_json.is_dir():
+            raise PromptgenError(f"cannot write {str(cost_json)!r}: it is a folder; give a file name for --cost-json")
+        parent = cost_json.parent if str(cost_json.parent) else Path(".")
+        if not parent.is_dir():
+            raise PromptgenError(f"cannot write {str(cost_json)!r}: folder {str(parent)!r} does not exist; create it or choose another --cost-json")
     source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
-    t0 = time.perf_counter()
-    images = draw(source, n=n, seed=seed, device=device)
-    seconds = time.perf_counter() - t0
+    images, cost = sample_with_cost(
+        source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
+        step_size=step_size, progress=not quiet and err_console.is_terminal, console=err_console,
+    )
     save_images(images, out)
-    out_console.print(f"[green]✓[/green] {n} images in {seconds:.2f} s -> [bold]{out}[/bold]")
+    if cost_json is not None:
+        write_text_atomic(cost_json, cost.model_dump_json(indent=2) + "\n")
+    out_console.print(f"[green]✓[/green] {n} images in {cost.seconds:.2f} s -> [bold]{out}[/bold]")
+    if method != "flow":
+        out_console.print(_cost_table(cost))
+
+
+def _cost_table(cost: Any) -> Table:
+    """A :class:`~promptgen.samplers.SamplerCost` as a two-column table."""
+    t = Table(show_header=False, title=f"cost of --method {cost.method}" + (f" --accept {cost.accept}" if cost.accept else ""))
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("samples", f"{cost.target}  ({'exact' if cost.exact else 'not exact'})")
+    t.add_row("time", f"{cost.seconds:.2f} s on {cost.device}: {cost.samples_per_second:.3g} samples/s")
+    t.add_row("generator calls", f"{cost.draws:,} ({cost.draws_per_sample:.3g} per image)")
+    t.add_row("energy evaluations", f"{cost.energy_evaluations:,}" + (f", gradients {cost.gradient_evaluations:,}" if cost.gradient_evaluations else ""))
+    if cost.acceptance_rate is not None:
+        t.add_row("acceptance rate", f"{cost.acceptance_rate:.3g} ({cost.accepted} accepted)")
+    if cost.steps is not None:
+        mh = f"{cost.mh_acceptance:.2f}" if cost.mh_acceptance is not None else "n/a"
+        t.add_row("langevin", f"{cost.steps} steps, step size {cost.step_size:.3g}, MH acceptance {mh}")
+    if cost.note:
+        t.add_row("note", cost.note)
+    return t
 
 
 @app.command("list")
@@ -202,16 +257,92 @@ def info(
         return
     t = Table(show_header=False, title=f"prompt {prompt}")
     t.add_column(style="bold")
-    t.add_column()
+    t.add_column(overflow="fold")
     t.add_row("generator", f"{m.generator.spec}  (latent {m.generator.latent_shape}, {m.generator.resolution[0]}×{m.generator.resolution[1]}, licence {m.generator.licence})")
     for e in m.energies:
         t.add_row("energy", f"{e.spec}  weight {e.weight:g}")
+    for i, r in enumerate(m.lineage):
+        found = Path(r.path).exists() or (r.relative is not None and (prompt / r.relative).exists())
+        t.add_row(
+            "lineage" if i == 0 else "",
+            f"{i + 1}. {r.path}{'' if found else '  [missing]'}  ({' + '.join(r.energies)} on {r.generator}; "
+            f"created {r.created}; sha256 {r.weights_sha256[:12]})",
+        )
     t.add_row("flow", f"{m.flow.kind}, {m.flow.transforms} layers, hidden {m.flow.hidden}")
     c = m.training.config
     t.add_row("training", f"{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, {m.training.device}, {m.training.seconds:.1f} s")
     t.add_row("final", f"loss {m.training.final_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.training.final_terms.items()))
     t.add_row("created", f"{m.created} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
     out_console.print(t)
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    prompt: Annotated[Path, typer.Argument(help="Prompt folder made by `promptgen compose`")],
+    n: Annotated[int, typer.Option("-n", min=2, help="Samples of the base and of the prompt each")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed; base and prompt draw the same noise")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples generated and judged at once")] = 500,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option("--attr", help="Also judge this attribute, repeatable; joint ones as a*b, e.g. digit*thickness"),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Real images for Fréchet distances: an MNIST idx folder or an .npz with 'images' (N,C,H,W) in [0,1]"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the JSON report to this file")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+) -> None:
+    """Judge a prompt against its generator: attribute histograms and targets, energies, diversity, Fréchet distance."""
+    from promptgen.api import evaluate
+    from promptgen.evaluation import check_json_output, report_table, write_report_json
+
+    if out is not None:
+        check_json_output(out)
+    report = evaluate(
+        prompt, n=n, seed=seed, attrs=attr or [], data=data, batch_size=batch_size, device=device,
+        progress=not quiet, console=err_console,
+    )
+    if out is not None:
+        write_report_json(report, out)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        out_console.print(report_table(report))
+        if out is not None:
+            out_console.print(f"[green]✓[/green] JSON report -> [bold]{out}[/bold]")
+
+
+@app.command()
+@user_errors
+def report(
+    prompt: Annotated[Path, typer.Argument(help="Prompt folder made by `promptgen compose`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write")] = Path("report.html"),
+    n: Annotated[int, typer.Option("-n", min=2, help="Samples of the base and of the prompt each")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; base and prompt draw the same noise")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples generated and judged at once")] = 500,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option("--attr", help="Also judge this attribute, repeatable; joint ones as a*b"),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Real images for Fréchet distances: an MNIST idx folder or an .npz with 'images' (N,C,H,W) in [0,1]"),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+) -> None:
+    """Write one self-contained HTML page about a prompt: samples, attribute histograms, training curves, eval numbers."""
+    from promptgen.api import report as write
+
+    path = write(
+        prompt, out, n=n, seed=seed, attrs=attr or [], data=data, batch_size=batch_size, device=device,
+        progress=not quiet, console=err_console,
+    )
+    out_console.print(f"[green]✓[/green] report -> [bold]{path}[/bold]")
 
 
 def main() -> None:

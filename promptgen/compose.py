@@ -14,10 +14,12 @@ from promptgen.artifact import (
     EnergyRecord,
     GeneratorRecord,
     PromptManifest,
+    TargetRecord,
     current_versions,
     prepare_out_dir,
     save_prompt,
 )
+from promptgen.chaining import lineage_for, normalise_generator_spec
 from promptgen.device import resolve_device
 from promptgen.ebm import EnergyBasedModel, WeightedEnergy
 from promptgen.errors import SpecError
@@ -37,6 +39,43 @@ def build_energy(spec: str, registry: Registry | None = None) -> WeightedEnergy:
     energy = entry.build(parsed, registry)
     weight = parsed.weight if parsed.weight is not None else float(getattr(energy, "default_weight", entry.default_weight))
     return WeightedEnergy(spec=parsed, energy=energy, weight=weight)
+
+
+def energy_record(term: WeightedEnergy, registry: Registry) -> EnergyRecord:
+    """How a trained term is stored in the manifest: spec, weight, fitted state, targets."""
+    energy = term.energy
+    return EnergyRecord(
+        spec=term.spec.format(),
+        label=term.label,
+        weight=term.weight,
+        plugin=registry.provider(term.spec.name, "energy"),
+        state={k: [float(x) for x in v] for k, v in energy.state().items()} if hasattr(energy, "state") else {},
+        targets=[TargetRecord.of(t) for t in energy.targets()] if hasattr(energy, "targets") else [],
+    )
+
+
+def rebuild_terms(records: Sequence[EnergyRecord], registry: Registry | None = None) -> list[WeightedEnergy]:
+    """The energies of a trained prompt as they were at the end of training (fitted state restored).
+
+    Needs the energies' plugins (and their models), unlike sampling a prompt.
+    """
+    registry = registry or get_registry()
+    terms = []
+    for r in records:
+        term = build_energy(r.spec, registry)
+        term.energy.label = r.label
+        term.weight = r.weight
+        if r.state:
+            if not hasattr(term.energy, "load_state"):
+                raise SpecError(f"energy {r.spec!r} was saved with fitted state but the installed plugin cannot load it; install the version named in the manifest")
+            term.energy.load_state(r.state)
+        terms.append(term)
+    return terms
+
+
+def prompt_ebm(prompt: Prompt, registry: Registry | None = None) -> EnergyBasedModel:
+    """The energy-based model a prompt was trained to sample, over its generator's latent."""
+    return EnergyBasedModel(prompt.generator, rebuild_terms(prompt.manifest.energies, registry))
 
 
 def unique_labels(terms: list[WeightedEnergy]) -> list[WeightedEnergy]:
@@ -97,6 +136,7 @@ def compose(
         raise SpecError("give at least one --energy, e.g. --energy classifier:digit=3")
     train = train or TrainConfig()
     dev = resolve_device(device)
+    generator = normalise_generator_spec(generator)  # prompt:PATH -> absolute path, stored in the manifest
     # Check every spec and name before loading any weights, and build everything
     # before touching the disk.
     gen_name = parse_spec(generator).name
@@ -106,6 +146,7 @@ def compose(
     terms = unique_labels([build_energy(e, registry) for e in energies])
     gen = build_generator(generator, registry)
     out = Path(out) if out is not None else default_out_dir(energies)
+    lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor
     prepare_out_dir(out, overwrite=overwrite)
 
     features = 1
@@ -127,10 +168,8 @@ def compose(
             source=gen.info.source,
             plugin=registry.provider(gen_name, "generator"),
         ),
-        energies=[
-            EnergyRecord(spec=t.spec.format(), label=t.label, weight=t.weight, plugin=registry.provider(t.spec.name, "energy"))
-            for t in terms
-        ],
+        energies=[energy_record(t, registry) for t in terms],
+        lineage=lineage,
         flow=flow_config,
         training=result,
         versions=current_versions(),

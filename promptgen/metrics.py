@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -14,9 +17,20 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 
     Args:
         a: (N, D) features; b: (M, D) features. Both need N, M > 1.
+
+    With fewer samples than dimensions (e.g. raw pixels) the trace of the root
+    is computed in sample space instead, exactly and much faster: the non-zero
+    eigenvalues of ``Σ_a Σ_b`` are the squared singular values of
+    ``X_a X_bᵀ / √((N−1)(M−1))`` (X: centred features).
     """
     a, b = a.double().flatten(1), b.double().flatten(1)
     mu_a, mu_b = a.mean(0), b.mean(0)
+    n, m, d = a.shape[0], b.shape[0], a.shape[1]
+    if min(n, m) < d:
+        xa, xb = a - mu_a, b - mu_b
+        tr_a, tr_b = xa.pow(2).sum() / (n - 1), xb.pow(2).sum() / (m - 1)
+        tr_sqrt = torch.linalg.svdvals(xa @ xb.T).sum() / math.sqrt((n - 1) * (m - 1))
+        return float((mu_a - mu_b).pow(2).sum() + tr_a + tr_b - 2 * tr_sqrt)
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
     # Tr((Σa Σb)^½) = Tr((Σa^½ Σb Σa^½)^½), whose argument is symmetric PSD.
     vals, vecs = torch.linalg.eigh(cov_a)
@@ -32,3 +46,126 @@ def mean_pairwise_distance(features: Tensor, max_samples: int = 1000) -> float:
     d = torch.cdist(f, f)
     n = f.shape[0]
     return float(d.sum() / (n * (n - 1)))
+
+
+# Attribute histograms and how far they are from a target. Histograms are lists
+# of shares (each in [0, 1], summing to 1), one per class, in the class order of
+# the attribute; a joint attribute ``a*b`` has one class per combination, first
+# part slowest (see :class:`promptgen.protocols.AttributeTarget`).
+
+
+def class_histogram(classes: Tensor | Sequence[int], num_classes: int) -> list[float]:
+    """Share of samples in each class (unitless, sums to 1; all zeros for no samples).
+
+    Args:
+        classes: (N,) class indices in ``0 .. num_classes - 1``.
+        num_classes: K, the length of the histogram.
+
+    >>> class_histogram(torch.tensor([0, 2, 2, 1]), 3)
+    [0.25, 0.25, 0.5]
+    >>> class_histogram([], 2)
+    [0.0, 0.0]
+    """
+    idx = torch.as_tensor(classes, dtype=torch.long).flatten().cpu()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= num_classes):
+        raise ValueError(f"class indices must be in 0..{num_classes - 1}, got {int(idx.min())}..{int(idx.max())}")
+    counts = torch.bincount(idx, minlength=num_classes).double()
+    total = float(counts.sum())
+    return [float(c) / total if total else 0.0 for c in counts]
+
+
+def joint_classes(parts: Sequence[Tensor], sizes: Sequence[int]) -> Tensor:
+    """Index of each sample's combination of classes, first part slowest.
+
+    Args:
+        parts: one (N,) tensor of class indices per part attribute.
+        sizes: number of classes of each part.
+
+    Returns:
+        (N,) int64 indices in ``0 .. prod(sizes) - 1``.
+
+    >>> joint_classes([torch.tensor([0, 1, 2]), torch.tensor([1, 0, 1])], [3, 2]).tolist()
+    [1, 2, 5]
+    """
+    if len(parts) != len(sizes) or not parts:
+        raise ValueError("give one size per part, and at least one part")
+    out = torch.zeros_like(torch.as_tensor(parts[0], dtype=torch.long))
+    for p, k in zip(parts, sizes):
+        out = out * int(k) + torch.as_tensor(p, dtype=torch.long)
+    return out
+
+
+def joint_labels(labels: Sequence[Sequence[str]]) -> list[str]:
+    """Labels of a joint attribute's classes, joined with ``/``, first part slowest.
+
+    >>> joint_labels([["0", "1"], ["thin", "thick"]])
+    ['0/thin', '0/thick', '1/thin', '1/thick']
+    """
+    out = [""]
+    for i, part in enumerate(labels):
+        out = [f"{a}/{b}" if i else str(b) for a in out for b in part]
+    return out
+
+
+def _distributions(p: Sequence[float], q: Sequence[float]) -> tuple[Tensor, Tensor]:
+    a, b = torch.as_tensor(p, dtype=torch.float64).flatten(), torch.as_tensor(q, dtype=torch.float64).flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"distributions of different lengths: {a.numel()} and {b.numel()}")
+    if (a < 0).any() or (b < 0).any() or a.sum() <= 0 or b.sum() <= 0:
+        raise ValueError("distributions need non-negative shares with a positive sum")
+    return a / a.sum(), b / b.sum()
+
+
+def kl_divergence(p: Sequence[float], q: Sequence[float]) -> float:
+    """``KL(p ‖ q) = Σ p ln(p / q)`` in nats (natural log); 0 when p == q.
+
+    Both are normalised to sum to 1. Classes with p = 0 add nothing; a class
+    with p > 0 where q = 0 makes the divergence infinite.
+
+    Args:
+        p: the observed histogram (e.g. of samples); q: the target distribution.
+
+    >>> import math
+    >>> math.isclose(kl_divergence([0.5, 0.25, 0.25], [1/3, 1/3, 1/3]), 0.5 * math.log(1.5) + 0.5 * math.log(0.75))
+    True
+    >>> kl_divergence([0.2, 0.8], [0.2, 0.8])
+    0.0
+    >>> kl_divergence([0.5, 0.5], [1.0, 0.0])
+    inf
+    """
+    a, b = _distributions(p, q)
+    keep = a > 0
+    if (b[keep] == 0).any():
+        return float("inf")
+    return max(0.0, float((a[keep] * (a[keep] / b[keep]).log()).sum()))
+
+
+def total_variation(p: Sequence[float], q: Sequence[float]) -> float:
+    """Total variation distance ``½ Σ |p − q|`` (unitless, in [0, 1]); both normalised to sum to 1.
+
+    >>> total_variation([0.5, 0.25, 0.25], [0.25, 0.25, 0.5])
+    0.25
+    """
+    a, b = _distributions(p, q)
+    return float(0.5 * (a - b).abs().sum())
+
+
+def class_share(
+    histogram: Sequence[float], labels: Sequence[str], asked: Sequence[str] = (), avoided: Sequence[str] = ()
+) -> float:
+    """Share of samples (unitless, in [0, 1]) whose class is an asked one and not an avoided one.
+
+    With no ``asked`` classes every class counts as asked, so the share is that
+    of samples outside the ``avoided`` classes.
+
+    >>> class_share([0.1, 0.7, 0.2], ["0", "1", "2"], asked=["1"])
+    0.7
+    >>> round(class_share([0.1, 0.7, 0.2], ["0", "1", "2"], avoided=["1"]), 6)
+    0.3
+    """
+    if len(histogram) != len(labels):
+        raise ValueError(f"{len(histogram)} shares for {len(labels)} labels")
+    wanted, unwanted = {str(a) for a in asked}, {str(a) for a in avoided}
+    return float(
+        sum(h for h, lab in zip(histogram, labels) if (not wanted or str(lab) in wanted) and str(lab) not in unwanted)
+    )

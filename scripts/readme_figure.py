@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from promptgen.images import make_grid  # noqa: E402
-from promptgen.prompt import load_prompt, sample_images  # noqa: E402
+from promptgen.images import make_grid
+from promptgen.prompt import load_prompt, sample_images
 
 
 def main() -> None:

@@ -3,6 +3,15 @@
 # (installed as a stranger would, through its entry point), then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The HTML report is checked in a real headless browser: Chromium from Debian's packages.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; })
+    else
+        echo "scripts/test.sh: install Chromium first (sudo apt-get install chromium); the report test needs it" >&2
+    fi
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip

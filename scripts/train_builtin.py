@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rich.console import Console  # noqa: E402
-from rich.markup import escape  # noqa: E402
-from rich.progress import (  # noqa: E402
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
@@ -35,8 +35,8 @@ from rich.progress import (  # noqa: E402
     TimeRemainingColumn,
 )
 
-from promptgen.builtin.mnist import training  # noqa: E402
-from promptgen.builtin.mnist.models import WEIGHTS_DIR  # noqa: E402
+from promptgen.builtin.mnist import training
+from promptgen.builtin.mnist.models import WEIGHTS_DIR
 
 
 class _Bar:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         with progress:
-            factory = lambda label, total: _Bar(progress, label, total)  # noqa: E731
+            factory = lambda label, total: _Bar(progress, label, total)
             for name in names:
                 if name == "generator":
                     results[name] = training.train_generator(

@@ -37,7 +37,16 @@ def test_compose_writes_a_complete_prompt(prompt_dir):
     m = json.loads((prompt_dir / "manifest.json").read_text())
     assert m["generator"]["spec"] == "mnist" and m["generator"]["latent_shape"] == [32]
     assert m["energies"] == [
-        {"spec": "classifier:digit=3", "label": "classifier:digit=3", "weight": 30.0, "plugin": "promptgen-core 0.1.0"}
+        {
+            "spec": "classifier:digit=3",
+            "label": "classifier:digit=3",
+            "weight": 30.0,
+            "plugin": "promptgen-core 0.1.0",
+            "state": {},
+            "targets": [
+                {"attribute": "digit", "labels": [str(d) for d in range(10)], "target": None, "asked": ["3"], "avoided": []}
+            ],
+        }
     ]
     assert m["generator"]["plugin"] == "promptgen-core 0.1.0"
     assert m["energies"][0]["weight"] > 0
@@ -78,7 +87,7 @@ def test_base_generator_is_sampled_the_same_way(prompt_dir, tmp_path):
 
 
 def test_sampling_needs_no_energy_model(prompt_dir, tmp_path, monkeypatch):
-    import promptgen.builtin as builtin
+    from promptgen import builtin
 
     def refuse(name):
         raise AssertionError("a classifier was loaded while sampling a prompt")

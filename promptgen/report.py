@@ -1,0 +1,331 @@
+"""One self-contained HTML page about a prompt (what `promptgen report` does).
+
+The page needs nothing but itself: the CSS is inline and every picture is a
+base64 PNG ``data:`` URI, so it can be mailed, archived or opened offline. It
+shows the prompt's energies, sample grids of the base and of the prompt side by
+side, one histogram per judged attribute (base and prompt bars, the target
+drawn over them), the training curves from the manifest, the numbers of
+:func:`promptgen.evaluation.evaluate_prompt` and the manifest itself.
+
+Pictures carry stable classes and ids for scripts and tests: ``img.grid``
+(``#grid-base``, ``#grid-prompt``), ``img.histogram`` (``#hist-0``, ``#hist-1``...,
+with ``data-attribute``), ``img.curves`` (``#curves``); the report's JSON is in
+``<script type="application/json" id="eval-json">``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from rich.console import Console
+from torch import Tensor
+
+from promptgen.artifact import PromptManifest
+from promptgen.atomic import write_text_atomic
+from promptgen.errors import PromptgenError
+from promptgen.evaluation import (
+    AttributeEval,
+    Evaluation,
+    ancestors,
+    attribute_title,
+    evaluate_prompt,
+    measured_in,
+    summary_rows,
+)
+from promptgen.images import make_grid
+from promptgen.prompt import Prompt, load_prompt
+from promptgen.registry import Registry
+
+GRID_SAMPLES = 64
+VISIBLE_SIZE = 112  # small images are upscaled (nearest neighbour) to about this many pixels
+MAX_TILE = 128  # larger images are shrunk to this many pixels in the grids
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2em auto; max-width: 1200px;
+       padding: 0 1em; color: #1d2731; background: #fff; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.2em; border-bottom: 1px solid #d8dee4; padding-bottom: 0.2em; margin-top: 2em; }
+.sub { color: #57606a; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.92em; }
+th, td { border: 1px solid #d8dee4; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f4f6f8; }
+td.num { font-variant-numeric: tabular-nums; }
+td.indent { padding-left: 2em; }
+.pair { display: flex; gap: 1.5em; align-items: flex-start; }
+.pair figure { flex: 1 1 0; min-width: 0; }
+.pair img { width: 100%; }
+figure { margin: 0.5em 0; }
+figcaption { color: #57606a; font-size: 0.9em; }
+img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+pre { background: #f6f8fa; padding: 1em; overflow: auto; font-size: 0.82em; max-height: 40em; }
+.note { color: #9a6700; }
+"""
+
+
+def check_report_output(out: str | Path) -> Path:
+    """Refuse an ``-o`` that cannot be written, before any work is done."""
+    out = Path(out)
+    if out.is_dir():
+        raise PromptgenError(f"cannot write {str(out)!r}: it is a folder; give a file name such as report.html")
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise PromptgenError(f"cannot write {str(out)!r}: the report is an HTML page; give a name ending in .html")
+    if not out.parent.is_dir():
+        raise PromptgenError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist; create it or choose another -o")
+    return out
+
+
+def _figure_class():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise PromptgenError("the report draws its charts with matplotlib; install it with `pip install matplotlib`") from None
+    return Figure
+
+
+def data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for PNG bytes."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")  # a Figure made without pyplot renders with Agg: no display needed
+    return buf.getvalue()
+
+
+def grid_png(images: Tensor, nrow: int | None = None) -> bytes:
+    """A PNG grid of (N, C, H, W) images in [0, 1], small images upscaled with nearest neighbour.
+
+    28×28 digits are drawn 4× (``VISIBLE_SIZE // 28``); images larger than
+    ``MAX_TILE`` pixels are shrunk first so the page stays light.
+    """
+    h, w = images.shape[-2:]
+    if max(h, w) > MAX_TILE:
+        k = MAX_TILE / max(h, w)
+        images = F.interpolate(images, size=(max(1, round(h * k)), max(1, round(w * k))), mode="bilinear", antialias=True, align_corners=False)
+        h, w = images.shape[-2:]
+    grid = make_grid(images.clamp(0, 1), nrow=nrow)
+    img = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    scale = max(1, VISIBLE_SIZE // max(h, w))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return _png(img)
+
+
+def histogram_png(a: AttributeEval) -> bytes:
+    """Bars of the base's and the prompt's class shares, the target drawn over them, asked classes shaded."""
+    assert a.base is not None and a.prompt is not None
+    k = len(a.labels)
+    x = np.arange(k)
+    fig = _figure_class()(figsize=(min(16.0, max(5.0, 0.45 * k + 2.0)), 3.4), dpi=100)
+    ax = fig.add_subplot()
+    for i, label in enumerate(a.asked):
+        if label in a.labels:
+            j = a.labels.index(label)
+            ax.axvspan(j - 0.5, j + 0.5, color="#8fd694", alpha=0.35, lw=0, label="asked" if i == 0 else None)
+    for i, label in enumerate(a.avoided):
+        if label in a.labels:
+            j = a.labels.index(label)
+            ax.axvspan(j - 0.5, j + 0.5, color="#f4a6a6", alpha=0.35, lw=0, label="avoided" if i == 0 else None)
+    ax.bar(x - 0.2, a.base.histogram, 0.4, label="base", color="#9aa5b1")
+    ax.bar(x + 0.2, a.prompt.histogram, 0.4, label="prompt", color="#2f6db5")
+    if a.target is not None:
+        ax.hlines(a.target, x - 0.45, x + 0.45, colors="#d1495b", linewidths=2.5, label="target")
+    ax.set_xticks(x, a.labels, rotation=90 if k > 12 else 0, fontsize=7 if k > 30 else 9)
+    ax.set_xlim(-0.6, k - 0.4)
+    ax.set_ylabel("share of samples")
+    ax.set_title(attribute_title(a), fontsize=9)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+def curves_png(history: Sequence[dict[str, float]], labels: Sequence[str]) -> bytes:
+    """Loss and each energy term (unweighted) against the optimiser step, one panel each."""
+    panels = ["loss"] + [lab for lab in labels if any(lab in row for row in history)]
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure_class()(figsize=(3.6 * cols, 2.8 * rows), dpi=100)
+    steps = [row.get("step", i + 1) for i, row in enumerate(history)]
+    for i, name in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        xs = [s for s, row in zip(steps, history) if name in row]
+        ys = [row[name] for row in history if name in row]
+        ax.plot(xs, ys, marker="o", ms=3, color="#2f6db5" if i == 0 else "#d1495b")
+        ax.set_title(name if i == 0 else f"energy {name}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+def _img(png: bytes, cls: str, id_: str, alt: str, **data: str) -> str:
+    extra = "".join(f' data-{k}="{html.escape(v)}"' for k, v in data.items())
+    return f'<img class="{cls}" id="{id_}" alt="{html.escape(alt)}"{extra} src="{data_uri(png)}">'
+
+
+def _energies_section(manifest: PromptManifest, ancestors: Sequence[Prompt]) -> str:
+    rows = []
+    for e in manifest.energies:
+        wishes = []
+        for t in e.targets:
+            w = []
+            if t.asked:
+                w.append("asks " + ", ".join(t.asked))
+            if t.avoided:
+                w.append("avoids " + ", ".join(t.avoided))
+            if t.target is not None:
+                w.append("target distribution over " + ", ".join(t.labels[:12]) + (" …" if len(t.labels) > 12 else ""))
+            wishes.append(f"{t.attribute}: {'; '.join(w) or 'judged'}")
+        rows.append(
+            f"<tr><td><code>{html.escape(e.spec)}</code></td><td class=num>{e.weight:g}</td>"
+            f"<td>{html.escape(' | '.join(wishes)) or '—'}</td><td>{html.escape(e.plugin)}</td></tr>"
+        )
+    out = [
+        '<section id="energies"><h2>Energies</h2>',
+        (
+            f"<p>Generator <code>{html.escape(manifest.generator.spec)}</code> ({html.escape(manifest.generator.name)}, "
+            f"{manifest.generator.resolution[0]}×{manifest.generator.resolution[1]}, licence {html.escape(manifest.generator.licence)}).</p>"
+        ),
+        "<table><thead><tr><th>energy</th><th>weight</th><th>asks of attributes</th><th>plugin</th></tr></thead><tbody>",
+        *rows,
+        "</tbody></table>",
+    ]
+    if ancestors:
+        out.append("<p>Trained on a chain of prompts (nearest parent first):</p><ol>")
+        for p in ancestors:
+            specs = ", ".join(e.spec for e in p.manifest.energies)
+            out.append(f"<li><code>{html.escape(str(p.path))}</code>: {html.escape(specs)}</li>")
+        out.append("</ol>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
+    """The whole report page as a string."""
+    manifest, report = prompt.manifest, evaluation.report
+    specs = " + ".join(e.spec for e in manifest.energies) or "no energies"
+    title = f"promptgen report: {specs}"
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        (
+            f'<p class="sub">{html.escape(str(prompt.path or ""))} · on <code>{html.escape(manifest.generator.spec)}</code> · '
+            f"created {html.escape(manifest.created)} · evaluated on {report.n} samples each, seed {report.seed}</p>"
+        ),
+        _energies_section(manifest, ancestors(prompt)),
+        '<section id="samples"><h2>Samples</h2><div class="pair">',
+    ]
+    for side, caption in (("base", f"base: {report.generator}"), ("prompt", "prompt")):
+        images = evaluation.images.get(side)
+        if images is None or images.numel() == 0:
+            parts.append(f'<p class="note">no {side} samples kept</p>')
+            continue
+        alt = f"grid of {images.shape[0]} samples of the {side} ({report.generator if side == 'base' else specs})"
+        parts.append(
+            f"<figure>{_img(grid_png(images, nrow=8), 'grid', f'grid-{side}', alt, side=side)}"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts.append("</div></section>")
+
+    parts.append('<section id="attributes"><h2>Attributes</h2>')
+    if not report.attributes:
+        parts.append('<p class="note">No energy of this prompt asks anything of a named attribute; add some with --attr.</p>')
+    for i, a in enumerate(report.attributes):
+        if not a.available or a.base is None:
+            parts.append(f'<p class="note">{html.escape(attribute_title(a))}: unavailable ({html.escape(a.reason or "")})</p>')
+            continue
+        alt = f"histogram of {a.attribute}: base and prompt class shares" + (", with the target" if a.target is not None else "")
+        parts.append(f"<figure>{_img(histogram_png(a), 'histogram', f'hist-{i}', alt, attribute=a.attribute)}</figure>")
+    parts.append("</section>")
+
+    parts.append('<section id="training"><h2>Training</h2>')
+    history = manifest.training.history
+    if history:
+        labels = [e.label for e in manifest.energies]
+        alt = "training curves: loss and each energy term against the optimiser step"
+        parts.append(f"<figure>{_img(curves_png(history, labels), 'curves', 'curves', alt)}</figure>")
+    else:
+        parts.append('<p class="note">The manifest has no training history.</p>')
+    c = manifest.training.config
+    parts.append(
+        f"<p>{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, "
+        f"{html.escape(manifest.training.device)}, {manifest.training.seconds:.1f} s; final loss {manifest.training.final_loss:.3f}.</p>"
+    )
+    parts.append("</section>")
+
+    parts.append('<section id="numbers"><h2>Evaluation</h2>')
+    parts.append(f"<p>{html.escape(measured_in(report))}</p>")
+    parts.append(
+        f'<table class="eval"><thead><tr><th></th><th>base ({html.escape(report.generator)})</th><th>prompt</th></tr></thead><tbody>'
+    )
+    for what, b, p in summary_rows(report):
+        indent = ' class="indent"' if what.startswith(" ") else ""
+        parts.append(f"<tr><td{indent}>{html.escape(what.strip())}</td><td class=num>{html.escape(b)}</td><td class=num>{html.escape(p)}</td></tr>")
+    parts.append("</tbody></table></section>")
+
+    parts.append('<section id="manifest"><h2>Manifest</h2>')
+    parts.append(f"<pre>{html.escape(manifest.model_dump_json(indent=2))}</pre></section>")
+    parts.append(
+        '<script type="application/json" id="eval-json">'
+        + report.model_dump_json().replace("</", "<\\/")
+        + "</script>"
+    )
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(
+    prompt: Prompt | str | Path,
+    out: str | Path = "report.html",
+    *,
+    n: int = 2000,
+    seed: int = 0,
+    attrs: Sequence[str] = (),
+    data: str | Path | None = None,
+    batch_size: int = 500,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+    console: Console | None = None,
+    registry: Registry | None = None,
+) -> Path:
+    """Evaluate ``prompt`` (see :func:`~promptgen.evaluation.evaluate_prompt`) and write the report to ``out``.
+
+    Returns:
+        ``out``, written atomically.
+    """
+    out = check_report_output(out)
+    _figure_class()  # fail before the long work if matplotlib is missing
+    if not isinstance(prompt, Prompt):
+        prompt = load_prompt(prompt, registry)
+    evaluation = evaluate_prompt(
+        prompt, n=n, seed=seed, attrs=attrs, data=data, batch_size=batch_size, device=device,
+        keep=GRID_SAMPLES, progress=progress, console=console, registry=registry,
+    )
+    write_text_atomic(out, render_html(prompt, evaluation))
+    return out
+
+
+__all__ = ["check_report_output", "curves_png", "grid_png", "histogram_png", "render_html", "write_report"]
