@@ -121,7 +121,7 @@ def main() -> None:
         "weight": manifest.energies[0].weight,
         "evaluator_share_target_prompt": float((prompt_pred == TARGET).double().mean()),
         "evaluator_share_target_base": float((base_pred == TARGET).double().mean()),
-        "real_heldout_threes": int(len(real_feat)),
+        "real_heldout_threes": len(real_feat),
         "rejection_acceptance": round(len(torch.cat(accepted)) / drawn, 4),
         "fd_prompt_vs_real": round(fd_prompt, 3),
         "fd_rejection_vs_real": round(fd_rejection, 3),

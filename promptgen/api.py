@@ -22,10 +22,13 @@ if TYPE_CHECKING:
 
 
 def _source(source: str | Path | Generator) -> Generator:
-    """A prompt folder (a string that exists or contains a ``/``), a generator spec, or the object itself."""
+    """A prompt folder (a string that exists or contains a ``/``), a generator spec, or the object itself.
+
+    ``prompt:PATH`` is a generator spec like any other (a chained prompt).
+    """
     if isinstance(source, (str, Path)):
         text = str(source)
-        looks_like_path = Path(text).exists() or "/" in text or "\\" in text
+        looks_like_path = not text.startswith("prompt:") and (Path(text).exists() or "/" in text or "\\" in text)
         return load_prompt(text) if looks_like_path else build_generator(text)
     return source
 

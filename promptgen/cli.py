@@ -62,6 +62,9 @@ def compose(
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate")] = _default(TrainConfig, "lr"),
     clip_grad: Annotated[float, typer.Option(min=0.0, help="Max gradient norm (0 disables clipping)")] = _default(TrainConfig, "clip_grad"),
     warmup: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of steps over which energy weights ramp up from 0")] = _default(TrainConfig, "warmup"),
+    forward_weight: Annotated[
+        float, typer.Option(min=0.0, help="Weight of a forward-KL term on importance-weighted base samples (helps rare targets)")
+    ] = _default(TrainConfig, "forward_weight"),
     flow: Annotated[str, typer.Option(help="Flow layers: spline-coupling or affine-coupling")] = _default(FlowConfig, "kind"),
     seed: Annotated[int, typer.Option(help="Random seed")] = _default(TrainConfig, "seed"),
     transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
@@ -84,6 +87,7 @@ def compose(
         lr=lr,
         clip_grad=clip_grad or None,
         warmup=warmup,
+        forward_weight=forward_weight,
         seed=seed,
         eval_every=eval_every,
         checkpoint_every=checkpoint_every,

@@ -15,6 +15,8 @@ over a hand-written network (benchmarks/flow_implementations.py).
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal
 
 import torch
@@ -108,3 +110,9 @@ class CouplingFlow(nn.Module):
 
     def inverse(self, z: Tensor) -> Tensor:
         return self.transform().inv(z.flatten(1)).view_as(z)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """``log q(z)`` of the flow's samples' density, (B, *latent_shape) -> (B,); differentiable."""
+        flat = z.flatten(1)
+        eps, ladj = self.transform().inv.call_and_ladj(flat)
+        return -0.5 * eps.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi) + ladj

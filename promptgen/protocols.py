@@ -134,6 +134,9 @@ class Energy(Protocol):
 #     numbers fitted during training (e.g. de-biasing's β), stored in the
 #     manifest so the energy can be rebuilt exactly for `eval` and for the
 #     rejection and Langevin samplers.
+# ``fit_samples: int``
+#     base samples :meth:`Energy.fit` wants at least (the trainer's default is
+#     TrainConfig.fit_samples); de-biasing asks for more to see rare classes.
 # ``adapt_every: int`` and ``adapt(sample: BaseSample) -> Mapping[str, float]``
 #     called by the trainer every ``adapt_every`` steps (once the warm-up is
 #     over) with samples of the flow being trained, for energies that close a

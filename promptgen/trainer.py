@@ -50,6 +50,14 @@ class TrainConfig(BaseModel):
         description="share of the steps over which the energies' weights ramp linearly from 0 to their value",
     )
 
+    forward_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="weight of a forward-KL term: the flow's negative log-likelihood of base samples drawn "
+        "in proportion to their importance weights exp(-sum w E); teaches the flow the rare parts of the target "
+        "that reverse KL alone under-covers",
+    )
+    forward_samples: int = Field(default=16384, ge=1, description="base samples behind the forward-KL term")
     schedule: Literal["constant", "cosine"] = Field(
         default="cosine", description="learning rate over the steps: constant, or cosine decay to zero"
     )
@@ -92,6 +100,8 @@ def fit_energies(ebm: EnergyBasedModel, n: int, generator: torch.Generator, devi
     needy = [t for t in ebm.terms if t.energy.needs_fit]
     if not needy:
         return {}
+    # An energy may ask for more base samples than the default (rare classes need many).
+    n = max([n] + [int(getattr(t.energy, "fit_samples", 0)) for t in needy])
     with torch.no_grad():
         z = torch.randn((n, *ebm.generator.latent_shape), generator=generator, device="cpu").to(device)
         images = torch.cat([ebm.generator.decode(chunk) for chunk in z.split(256)])
@@ -109,6 +119,35 @@ def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor) -> di
         for k, v in row.items():
             out.setdefault(k, []).append(float(v.sum()))
     return {k: sum(v) / len(eps) for k, v in out.items()}
+
+
+class ImportanceBank:
+    """Base latents with self-normalised importance weights for the model ``p*``.
+
+    With ``z_i ~ N(0, I)`` (the generator's prior), ``p*(z_i) / N(z_i) ∝
+    exp(−Σ w E(G(z_i)))``, so resampling the bank by these weights gives
+    (approximate) samples of ``p*`` for a forward-KL term.
+    """
+
+    def __init__(self, ebm: EnergyBasedModel, n: int, generator: torch.Generator, device: torch.device) -> None:
+        self.ebm = ebm
+        self.latents = torch.randn((n, *ebm.generator.latent_shape), generator=generator).to(device)
+        self.reweight()
+
+    @torch.no_grad()
+    def reweight(self) -> None:
+        """Recompute the weights (after an energy changed, e.g. de-biasing's β was refitted)."""
+        parts = []
+        for chunk in self.latents.split(512):
+            pot = self.ebm.potential(chunk)
+            parts.append(-(pot.total - pot.prior))
+        self.log_weights = torch.cat(parts)
+        w = torch.softmax(self.log_weights, 0)
+        self.ess = float(1.0 / (w * w).sum())
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.multinomial(torch.softmax(self.log_weights, 0).cpu(), n, replacement=True, generator=generator)
+        return self.latents[idx.to(self.latents.device)]
 
 
 def adapt_energies(ebm: EnergyBasedModel, flow: CouplingFlow, step: int, generator: torch.Generator, device: torch.device) -> dict[str, float]:
@@ -164,6 +203,7 @@ def train_flow(
     t0 = time.perf_counter()
     fits = fit_energies(ebm, config.fit_samples, g, device)
     eval_eps = torch.randn((config.eval_batch, *flow.latent_shape), generator=g).to(device)
+    bank = ImportanceBank(ebm, config.forward_samples, g, device) if config.forward_weight > 0 else None
     opt = torch.optim.Adam(flow.parameters(), lr=config.lr)
     # Decaying the rate lets the flow settle on one distribution instead of
     # wandering between nearby ones (which shows when sharp energies are evened out).
@@ -202,7 +242,12 @@ def train_flow(
             for _ in range(config.accumulate):
                 eps = torch.randn((config.batch_size, *flow.latent_shape), generator=g).to(device)
                 loss, pot, _ = ebm.reverse_kl(flow, eps, anneal)
-                (loss.mean() / config.accumulate).backward()
+                total = loss.mean()
+                if bank is not None:
+                    nll = -flow.log_prob(bank.draw(config.batch_size, g)).mean()
+                    total = total + anneal * config.forward_weight * nll
+                    stats["nll"] = stats.get("nll", 0.0) + float(nll.detach()) / config.accumulate
+                (total / config.accumulate).backward()
                 for k, v in {"loss": loss, **pot.energies}.items():
                     stats[k] = stats.get(k, 0.0) + float(v.detach().mean()) / config.accumulate
             if config.clip_grad is not None:
@@ -211,6 +256,9 @@ def train_flow(
             schedule.step()
             if config.adapting(step):
                 row = adapt_energies(ebm, flow, step, g, device)
+                if row and bank is not None:
+                    bank.reweight()
+                    row["forward ess"] = bank.ess
                 if row:
                     adaptations.append({"step": float(step), **row})
             for k, v in stats.items():  # exponential moving average for the display

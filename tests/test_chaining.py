@@ -115,6 +115,15 @@ def test_chain_samples_through_load_prompt(chain):
     assert c.info.description == f"classifier:digit=3 on prompt:{chain['b'].resolve()}"
 
 
+def test_python_api_takes_a_prompt_spec_or_folder(chain):
+    import promptgen
+
+    via_spec = promptgen.sample(f"prompt:{chain['b']}", n=4, seed=2)
+    via_folder = promptgen.sample(chain["b"], n=4, seed=2)
+    torch.testing.assert_close(via_spec, via_folder, rtol=0, atol=0)
+    torch.testing.assert_close(via_spec, by_hand(noise(4, 2), chain["a"], chain["b"]), rtol=0, atol=1e-5)
+
+
 def test_sampling_a_chain_needs_no_energy(chain, tmp_path, monkeypatch):
     from promptgen import builtin
     from promptgen.registry import get_registry

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from promptgen.ebm import EnergyBasedModel, WeightedEnergy
@@ -75,3 +76,17 @@ def test_weights_scale_each_term():
     one = EnergyBasedModel(g, [WeightedEnergy(parse_spec("sum@1"), SumOfPixels(), 1.0)]).potential(z)
     ten = EnergyBasedModel(g, [WeightedEnergy(parse_spec("sum@10"), SumOfPixels(), 10.0)]).potential(z)
     assert torch.allclose(ten.total - ten.prior, 10 * (one.total - one.prior))
+
+
+def test_importance_bank_resamples_the_tilted_model():
+    from promptgen.trainer import ImportanceBank
+
+    # p*(z) ∝ N(z; 0, I) exp(−Σ z): a Gaussian with mean −1 in each coordinate.
+    ebm = EnergyBasedModel(PixelsAreLatents(), [WeightedEnergy(parse_spec("sum"), SumOfPixels(), 1.0)])
+    g = torch.Generator().manual_seed(0)
+    bank = ImportanceBank(ebm, 40_000, g, torch.device("cpu"))
+    draws = bank.draw(20_000, g)
+    assert torch.allclose(draws.mean(0), torch.tensor([-1.0, -1.0]), atol=0.05)
+    assert torch.allclose(draws.var(0), torch.tensor([1.0, 1.0]), atol=0.08)
+    # Weights exp(−Σz) on N(0, I) have ESS share exp(−d) = e^-2 in expectation.
+    assert bank.ess / 40_000 == pytest.approx(math.exp(-2), rel=0.15)

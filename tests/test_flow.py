@@ -68,3 +68,14 @@ def test_masks_update_every_feature(features, transforms, seed):
     if transforms >= 2:
         # Each feature is transformed (mask False) by at least one of the first two layers.
         assert bool((~masks[0] | ~masks[1]).all())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_log_prob_is_the_density_of_the_flows_samples(kind):
+    flow = randomised(CouplingFlow(FlowConfig(features=3, transforms=4, hidden=8, kind=kind)), scale=0.1).double()
+    eps = torch.randn(16, 3, dtype=torch.float64)
+    z, log_det = flow(eps)
+    # Change of variables: log q(z) = log N(ε) − log|det ∂f/∂ε|.
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum(1) - log_det
+    assert torch.allclose(flow.log_prob(z), expected, atol=1e-8)
+    assert (flow.log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)).abs().max() > 1e-3

@@ -49,11 +49,16 @@ REFIT_SAMPLES = 2048
 # Share of each refit's correction applied: the flow lags behind β, so full
 # corrections overshoot and oscillate.
 DAMPING = 0.5
-# Largest correction of β per refit, and of β overall, in nats: keeps a refit on
-# a sample that happens to miss a rare class from throwing the flow off.
-MAX_STEP = 2.0
-MAX_BETA = 20.0
-OPTIONS = ("refit",)
+# Largest correction of β per refit, and largest total correction of the closed
+# loop over the fit on the base sample, in nats. Without the second bound a
+# class the generator (almost) never makes keeps raising its β while the flow
+# cannot follow (integral wind-up), until that one class dominates the energy.
+MAX_STEP = 1.0
+MAX_CORRECTION = 3.0
+MAX_BETA = 30.0
+#: Base samples the fit wants: rare classes (a thick 1 is 0.06 % of the built-in
+#: generator's digits) need thousands to be seen at all.
+FIT_SAMPLES = 8192
 
 
 @dataclass
@@ -182,15 +187,33 @@ class DebiasEnergy:
         self.adapt_samples = REFIT_SAMPLES
         self.mu = torch.tensor([p for b in self.blocks for p in b.target])
         self.beta = torch.zeros_like(self.mu)
+        self.beta_fit = torch.zeros_like(self.mu)
         self.base_moments: Tensor | None = None
+        self.fit_samples = FIT_SAMPLES
+
+    def _centred(self, beta: Tensor) -> Tensor:
+        """β with each block's mean removed: each block of φ sums to 1, so this changes
+        every energy by the same constant only, and keeps β from drifting."""
+        out, start = beta.clone(), 0
+        for b in self.blocks:
+            k = len(b.labels)
+            out[start : start + k] -= out[start : start + k].mean()
+            start += k
+        return out
 
     # -- features -----------------------------------------------------------
-    def features(self, images: Tensor) -> Tensor:
-        """φ(x): each block's class probabilities, concatenated, (B, D)."""
+    def features(self, images: Tensor, hard: bool = False) -> Tensor:
+        """φ(x): each block's class probabilities, concatenated, (B, D).
+
+        With ``hard``, each part's top class as a one-hot vector instead: the
+        histogram the user asked to even out.
+        """
         logp: dict[str, Tensor] = {}
         for clf in {id(c): c for c in self.classifiers.values()}.values():
             out = clf.log_probs(images)
             logp.update({a: out[a] for a in out if a in self.classifiers and self.classifiers[a] is clf})
+        if hard:
+            logp = {a: torch.where(v == v.max(1, keepdim=True).values, 0.0, -torch.inf) for a, v in logp.items()}
         parts = []
         for b in self.blocks:
             joint = logp[b.parts[0]]
@@ -200,9 +223,9 @@ class DebiasEnergy:
             parts.append(joint.exp())
         return torch.cat(parts, dim=1)
 
-    def _features_of(self, images: Tensor) -> Tensor:
+    def _features_of(self, images: Tensor, hard: bool = False) -> Tensor:
         with torch.no_grad():
-            return torch.cat([self.features(chunk) for chunk in images.split(512)])
+            return torch.cat([self.features(chunk, hard) for chunk in images.split(512)])
 
     def _report(self, prefix: str, moments: Tensor) -> dict[str, float]:
         out = {}
@@ -217,7 +240,8 @@ class DebiasEnergy:
     def fit(self, base: BaseSample) -> dict[str, float]:
         phi = self._features_of(base.images)
         fit = fit_moment_constraint(phi, self.mu)
-        self.beta = fit.beta.clamp(-MAX_BETA, MAX_BETA).to(self.beta.device)
+        self.beta = self._centred(fit.beta).clamp(-MAX_BETA, MAX_BETA).to(self.beta.device)
+        self.beta_fit = self.beta.clone()
         self.base_moments = phi.mean(0)
         return {
             **self._report("base", self.base_moments.cpu()),
@@ -228,10 +252,14 @@ class DebiasEnergy:
 
     def adapt(self, sample: BaseSample) -> dict[str, float]:
         """Close the loop: tilt the flow's own samples onto the target and add that tilt to β."""
-        phi = self._features_of(sample.images)
+        # The loop is closed on the control classifier's histogram (its top
+        # classes), the quantity the user asked to even out: with soft
+        # probabilities the moments can match while the histogram does not.
+        phi = self._features_of(sample.images, hard=True)
         fit = fit_moment_constraint(phi, self.mu.to(phi.device))
-        step = (DAMPING * fit.beta.to(self.beta.device)).clamp(-MAX_STEP, MAX_STEP)
-        self.beta = (self.beta + step).clamp(-MAX_BETA, MAX_BETA)
+        step = (DAMPING * self._centred(fit.beta).to(self.beta.device)).clamp(-MAX_STEP, MAX_STEP)
+        correction = (self._centred(self.beta + step) - self.beta_fit).clamp(-MAX_CORRECTION, MAX_CORRECTION)
+        self.beta = (self.beta_fit + correction).clamp(-MAX_BETA, MAX_BETA)
         return self._report("flow", phi.mean(0).cpu())
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
@@ -249,7 +277,7 @@ class DebiasEnergy:
         return [AttributeTarget(b.attribute, b.labels, b.target) for b in self.blocks]
 
     def state(self) -> dict[str, list[float]]:
-        out = {"beta": self.beta.cpu().tolist()}
+        out = {"beta": self.beta.cpu().tolist(), "beta_fit": self.beta_fit.cpu().tolist()}
         if self.base_moments is not None:
             out["base_moments"] = self.base_moments.cpu().tolist()
         return out
@@ -262,6 +290,7 @@ class DebiasEnergy:
                 "the classifier's classes changed since training: install the plugin version named in the manifest"
             )
         self.beta = beta.to(self.mu.device)
+        self.beta_fit = torch.tensor(list(state.get("beta_fit", beta.tolist())), dtype=torch.float32).to(self.mu.device)
         if "base_moments" in state:
             self.base_moments = torch.tensor(list(state["base_moments"]), dtype=torch.float32)
 

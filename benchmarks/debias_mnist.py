@@ -1,0 +1,115 @@
+"""Issue 3 de-biasing targets on the built-in digits, judged by the independent evaluators.
+
+Cases (``--case``, repeatable; default all):
+
+- ``marginal``: ``debias:digit,thickness``; KL to uniform of each attribute on
+  5,000 samples, the generator's own KL, the KL the fitted β reaches on paper
+  (on the base sample it was fitted on), and training seconds.
+- ``loop``: the same control trained three ways: β fitted once on the base
+  sample (``refit=0``, the paper's way), that β with the paper's hand-set
+  weight 2 (``refit=0@2``), and the closed loop (the default).
+- ``joint``: ``debias:digit*thickness``; KL over the 30 combinations.
+- ``iterative``: ``classifier:thickness=thick``, then ``debias:digit`` on that
+  prompt (``--gen prompt:PATH``); digits' KL and the share that stays thick.
+
+    python benchmarks/debias_mnist.py [--case marginal] [--seed 0] [--out runs/bench-debias]
+
+Prints one JSON object per case. Every KL is ``KL(histogram ‖ target)`` in
+nats, the histogram by the evaluator role classifiers (``mnist-digit-evaluator``,
+``mnist-stroke-evaluator``), which never define an energy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from promptgen.compose import compose
+from promptgen.evaluation import evaluate_prompt
+from promptgen.metrics import kl_divergence
+from promptgen.trainer import TrainConfig
+
+CASES = ("marginal", "loop", "joint", "iterative")
+
+
+def train(gen: str, energy: str, out: Path, seed: int, steps: int | None = None) -> tuple[object, float]:
+    config = TrainConfig(seed=seed) if steps is None else TrainConfig(seed=seed, steps=steps)
+    t = time.perf_counter()
+    prompt = compose(gen, [energy], out, train=config, overwrite=True, progress=False, preview=64)
+    return prompt, time.perf_counter() - t
+
+
+def judge(prompt, attrs: list[str], n: int, seed: int) -> dict[str, dict[str, float]]:
+    report = evaluate_prompt(prompt, n=n, seed=seed + 1000, attrs=attrs).report
+    out = {}
+    for a in report.attributes:
+        if a.attribute in out or a.base is None:
+            continue
+        uniform = [1 / len(a.labels)] * len(a.labels)
+        out[a.attribute] = {
+            "kl_base": round(kl_divergence(a.base.histogram, uniform), 4),
+            "kl_prompt": round(kl_divergence(a.prompt.histogram, uniform), 4),
+            "prompt_histogram": [round(h, 4) for h in a.prompt.histogram],
+        }
+    return out
+
+
+def fit_report(prompt) -> dict[str, float]:
+    return {k: round(v, 4) for fits in prompt.manifest.training.fits.values() for k, v in fits.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", action="append", choices=CASES)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-n", type=int, default=5000, help="samples judged per side")
+    ap.add_argument("--joint-steps", type=int, default=None, help="training steps of the joint case (default: the trainer's)")
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-debias"))
+    args = ap.parse_args()
+    cases = args.case or list(CASES)
+    seed, n, out = args.seed, args.n, args.out
+
+    if "marginal" in cases:
+        p, seconds = train("mnist", "debias:digit,thickness", out / "marginal", seed)
+        print(json.dumps({
+            "case": "marginal", "spec": "debias:digit,thickness", "seed": seed, "n": n,
+            "train_seconds": round(seconds, 1), "fit": fit_report(p),
+            "evaluator": judge(p, ["digit", "thickness"], n, seed),
+        }), flush=True)
+
+    if "loop" in cases:
+        rows = []
+        for name, spec in (("open loop", "debias:digit,thickness,refit=0"),
+                           ("open loop, weight 2", "debias:digit,thickness,refit=0@2"),
+                           ("closed loop", "debias:digit,thickness")):
+            p, seconds = train("mnist", spec, out / f"loop-{len(rows)}", seed)
+            rows.append({"choice": name, "spec": spec, "train_seconds": round(seconds, 1),
+                         "evaluator": judge(p, ["digit", "thickness"], n, seed)})
+        print(json.dumps({"case": "loop", "seed": seed, "n": n, "rows": rows}), flush=True)
+
+    if "joint" in cases:
+        p, seconds = train("mnist", "debias:digit*thickness", out / "joint", seed, args.joint_steps)
+        print(json.dumps({
+            "case": "joint", "spec": "debias:digit*thickness", "seed": seed, "n": n,
+            "steps": p.manifest.training.config.steps, "train_seconds": round(seconds, 1), "fit": fit_report(p),
+            "evaluator": judge(p, ["digit*thickness", "digit", "thickness"], n, seed),
+        }), flush=True)
+
+    if "iterative" in cases:
+        thick, s1 = train("mnist", "classifier:thickness=thick", out / "thick", seed)
+        even, s2 = train(f"prompt:{out / 'thick'}", "debias:digit", out / "thick-even", seed)
+        first = judge(thick, ["digit", "thickness"], n, seed)
+        second = judge(even, ["digit", "thickness"], n, seed)
+        print(json.dumps({
+            "case": "iterative", "specs": ["classifier:thickness=thick", "debias:digit on prompt:thick"], "seed": seed, "n": n,
+            "train_seconds": [round(s1, 1), round(s2, 1)],
+            "thick_prompt": {"digit_kl": first["digit"]["kl_prompt"], "thick_share": first["thickness"]["prompt_histogram"][2]},
+            "chained_prompt": {"digit_kl": second["digit"]["kl_prompt"], "thick_share": second["thickness"]["prompt_histogram"][2],
+                               "digit_histogram": second["digit"]["prompt_histogram"]},
+        }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
