@@ -12,7 +12,10 @@ Cases (``--case``, repeatable; default all):
 - ``iterative``: ``classifier:thickness=thick``, then ``debias:digit`` on that
   prompt (``--gen prompt:PATH``); digits' KL and the share that stays thick.
 
-    python benchmarks/debias_mnist.py [--case marginal] [--seed 0] [--out runs/bench-debias]
+    python benchmarks/debias_mnist.py [--case marginal] [--seed 0] [--steps 1500] [--out runs/bench-debias]
+
+The debias prompts train for 1,500 steps (``promptgen compose ... --steps 1500``),
+the joint one for 3,000; the first prompt of the iterative case uses the defaults.
 
 Prints one JSON object per case. Every KL is ``KL(histogram ‖ target)`` in
 nats, the histogram by the evaluator role classifiers (``mnist-digit-evaluator``,
@@ -65,14 +68,15 @@ def main() -> None:
     ap.add_argument("--case", action="append", choices=CASES)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-n", type=int, default=5000, help="samples judged per side")
-    ap.add_argument("--joint-steps", type=int, default=None, help="training steps of the joint case (default: the trainer's)")
+    ap.add_argument("--steps", type=int, default=1500, help="training steps of the debias prompts")
+    ap.add_argument("--joint-steps", type=int, default=3000, help="training steps of the joint case")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-debias"))
     args = ap.parse_args()
     cases = args.case or list(CASES)
     seed, n, out = args.seed, args.n, args.out
 
     if "marginal" in cases:
-        p, seconds = train("mnist", "debias:digit,thickness", out / "marginal", seed)
+        p, seconds = train("mnist", "debias:digit,thickness", out / "marginal", seed, args.steps)
         print(json.dumps({
             "case": "marginal", "spec": "debias:digit,thickness", "seed": seed, "n": n,
             "train_seconds": round(seconds, 1), "fit": fit_report(p),
@@ -84,7 +88,7 @@ def main() -> None:
         for name, spec in (("open loop", "debias:digit,thickness,refit=0"),
                            ("open loop, weight 2", "debias:digit,thickness,refit=0@2"),
                            ("closed loop", "debias:digit,thickness")):
-            p, seconds = train("mnist", spec, out / f"loop-{len(rows)}", seed)
+            p, seconds = train("mnist", spec, out / f"loop-{len(rows)}", seed, args.steps)
             rows.append({"choice": name, "spec": spec, "train_seconds": round(seconds, 1),
                          "evaluator": judge(p, ["digit", "thickness"], n, seed)})
         print(json.dumps({"case": "loop", "seed": seed, "n": n, "rows": rows}), flush=True)
@@ -99,7 +103,7 @@ def main() -> None:
 
     if "iterative" in cases:
         thick, s1 = train("mnist", "classifier:thickness=thick", out / "thick", seed)
-        even, s2 = train(f"prompt:{out / 'thick'}", "debias:digit", out / "thick-even", seed)
+        even, s2 = train(f"prompt:{out / 'thick'}", "debias:digit", out / "thick-even", seed, args.steps)
         first = judge(thick, ["digit", "thickness"], n, seed)
         second = judge(even, ["digit", "thickness"], n, seed)
         print(json.dumps({

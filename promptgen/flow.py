@@ -16,7 +16,6 @@ over a hand-written network (benchmarks/flow_implementations.py).
 from __future__ import annotations
 
 import math
-
 from typing import Literal
 
 import torch

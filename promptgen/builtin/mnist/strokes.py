@@ -45,7 +45,7 @@ SLANT_EDGES = (-0.15, 0.15)
 # Softness of the control's bins, in each measure's units: about a tenth of a
 # bin's width, so probabilities are near 0 or 1 away from an edge and gradients
 # reach samples near one.
-INK_SOFTNESS = 0.015
+INK_SOFTNESS = 0.006
 SLANT_SOFTNESS = 0.03
 SIZE = (28, 28)
 
