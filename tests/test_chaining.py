@@ -19,6 +19,7 @@ from promptgen.cli import app
 from promptgen.compose import compose
 from promptgen.errors import ArtifactError
 from promptgen.prompt import Prompt, build_generator, load_prompt
+from promptgen.testing import one_line_error
 from promptgen.trainer import TrainConfig
 
 runner = CliRunner()
@@ -35,15 +36,6 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, *words):
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text
-    assert text.startswith("error:"), text
-    assert len(text.splitlines()) == 1, text
-    for w in words:
-        assert w in text, (w, text)
-    return text
 
 
 def sha256(path: Path) -> str:

@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from promptgen.cli import app
+from promptgen.testing import one_line_error
 
 runner = CliRunner()
 
@@ -126,15 +127,6 @@ def test_python_m_promptgen_runs(tmp_path):
 # -- bad input: one line, exit code 2, nothing damaged ---------------------------------------------------------------
 
 
-def one_line_error(result, *words):
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text
-    assert text.startswith("error:"), text
-    assert len(text.splitlines()) == 1, text
-    for w in words:
-        assert w in text, (w, text)
-    return text
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from promptgen.metrics import (
 from promptgen.prompt import Prompt, load_prompt, sample_images
 from promptgen.protocols import GeneratorInfo
 from promptgen.registry import ClassifierEntry, GeneratorEntry, build_registry, get_registry
+from promptgen.testing import one_line_error
 from promptgen.trainer import TrainConfig
 
 runner = CliRunner()
@@ -51,15 +52,6 @@ TOP_KEYS = {
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *words):
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text and text.startswith("error:"), text
-    assert len(text.splitlines()) == 1, text
-    for w in words:
-        assert w in text, (w, text)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from promptgen.prompt import load_prompt, sample_images
 from promptgen.protocols import GeneratorInfo
 from promptgen.samplers import SamplerCost, flow_sample, langevin_sample, rejection_sample
 from promptgen.spec import parse_spec
+from promptgen.testing import one_line_error
 from promptgen.trainer import TrainConfig
 
 runner = CliRunner()
@@ -105,15 +106,6 @@ def assert_gaussian(z: torch.Tensor, mean, var: float) -> None:
     assert torch.all((z.var(0) - var).abs() < 5 * se_var), (z.var(0), var, se_var)
 
 
-def one_line_error(result, *words):
-    assert result.exit_code == 2, result.output
-    text = result.output.strip()
-    assert "Traceback" not in text
-    assert text.startswith("error:"), text
-    assert len(text.splitlines()) == 1, text
-    for w in words:
-        assert w in text, (w, text)
-    return text
 
 
 # -- Langevin (MALA) on a known Gaussian -------------------------------------------------------------------------------
