@@ -54,7 +54,7 @@ DAMPING = 0.5
 # class the generator (almost) never makes keeps raising its β while the flow
 # cannot follow (integral wind-up), until that one class dominates the energy.
 MAX_STEP = 1.0
-MAX_CORRECTION = 3.0
+MAX_CORRECTION = 6.0
 MAX_BETA = 30.0
 #: Base samples the fit wants: rare classes (a thick 1 is 0.06 % of the built-in
 #: generator's digits) need thousands to be seen at all.
