@@ -218,7 +218,7 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
             pm.register(plugin, name=key)
             # A @hookimpl whose name matches no hook (a typo such as promptgen_energy) is an error.
             pm.check_pending()
-        except Exception as exc:  # e.g. a hook whose signature does not match the spec
+        except Exception as exc:  # noqa: BLE001 - e.g. a hook whose signature does not match the spec
             record.error = one_line(f"cannot register: {type(exc).__name__}: {exc}")
             if pm.is_registered(plugin):
                 pm.unregister(plugin)
@@ -235,7 +235,7 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
         record = PluginRecord(name=ep.name, distribution=dist, version=version)
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken plugin must not take the others down
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
             record.error = one_line(f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
             reg.plugins.append(record)
             continue
@@ -252,7 +252,7 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
                 continue
             try:
                 entries = impls[key].function() or []
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a plugin hook that raises is reported, not fatal
                 record.error = one_line(f"{hook_name} raised {type(exc).__name__}: {exc}")
                 continue
             for entry in entries:
