@@ -34,14 +34,13 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from torch import Tensor
 
 from promptgen.artifact import EnergyRecord, current_versions
 from promptgen.atomic import write_text_atomic
 from promptgen.classifiers import adapt_images
-from promptgen.compose import prompt_ebm, rebuild_terms
+from promptgen.compose import rebuild_terms
 from promptgen.device import resolve_device
 from promptgen.errors import PromptgenError, UnknownNameError
 from promptgen.metrics import (
@@ -54,6 +53,7 @@ from promptgen.metrics import (
     mean_pairwise_distance,
     total_variation,
 )
+from promptgen.progress import progress_bar
 from promptgen.prompt import Prompt, load_prompt
 from promptgen.protocols import AttributeClassifier, AttributeTarget
 from promptgen.registry import ClassifierEntry, Registry, get_registry, one_line
@@ -421,27 +421,11 @@ def _moments(values: list[Tensor]) -> Moments:
     return Moments(mean=float(v.mean()), std=float(v.std()) if v.numel() > 1 else 0.0)
 
 
-def _progress(console: Console | None, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def _rebuild_energies(prompt: Prompt, registry: Registry) -> tuple[list, dict[str, str]]:
     """The prompt's energy terms that can be rebuilt here, and label -> reason for those that cannot."""
     # A plugin's model may fail in its own way (unknown name, missing file, import
     # error...): whatever it raises, report that energy as unavailable and keep the others.
-    try:
-        return list(prompt_ebm(prompt, registry).terms), {}
-    except Exception:  # noqa: BLE001 - find out which energy below
-        terms, missing = [], {}
+    terms, missing = [], {}
     for record in prompt.manifest.energies:
         try:
             terms += rebuild_terms([record], registry)
@@ -500,7 +484,7 @@ def evaluate_prompt(
     prompt.to(dev)
 
     results = {side: _SideResult() for side in SIDES}
-    bar = _progress(console, progress)
+    bar = progress_bar(console, progress)
     with bar, torch.no_grad():
         warm = torch.zeros((2, *base.latent_shape), device=dev)  # first calls are slow; keep them out of the timings
         base.decode(warm)

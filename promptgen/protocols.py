@@ -137,9 +137,9 @@ class Energy(Protocol):
 # ``fit_samples: int``
 #     base samples :meth:`Energy.fit` wants at least (the trainer's default is
 #     TrainConfig.fit_samples); de-biasing asks for more to see rare classes.
-# ``adapt_every: int`` and ``adapt(sample: BaseSample) -> Mapping[str, float]``
+# ``adapt_every: int``, ``adapt_samples: int`` and ``adapt(sample: BaseSample) -> Mapping[str, float]``
 #     called by the trainer every ``adapt_every`` steps (once the warm-up is
-#     over) with samples of the flow being trained, for energies that close a
+#     over) with ``adapt_samples`` (default 1024) samples of the flow being trained, for energies that close a
 #     loop on what the flow reaches (de-biasing's refit of β); 0 disables it.
 # ``lower_bound() -> float``
 #     a number the energy never goes below; makes rejection sampling exact.

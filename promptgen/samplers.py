@@ -26,12 +26,12 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
 from promptgen.device import resolve_device
 from promptgen.ebm import EnergyBasedModel
 from promptgen.errors import PromptgenError
+from promptgen.progress import progress_bar
 from promptgen.protocols import Generator
 
 #: Acceptance rate MALA's step size is adapted towards (optimal for MALA in high
@@ -108,20 +108,6 @@ def _place(ebm: EnergyBasedModel, device: torch.device | str | None) -> torch.de
     dev = resolve_device(device)
     ebm.to(dev)
     return dev
-
-
-def _progress(label: str, console: Console | None, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn(f"[bold]{label}[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
 
 
 # -- the flow ----------------------------------------------------------------------------------------------------------
@@ -269,7 +255,7 @@ def rejection_sample(
 
     kept: list[Tensor] = []
     n_kept = 0
-    bar = _progress("rejection", console, progress)
+    bar = progress_bar(console, progress, "rejection")
     with bar:
         task = bar.add_task("", total=n)
         while n_kept < n:
@@ -408,7 +394,7 @@ def langevin_sample(
     alpha_count = 0
     _sync(dev)
     t0 = time.perf_counter()
-    bar = _progress("langevin", console, progress)
+    bar = progress_bar(console, progress, "langevin")
     with bar:
         task = bar.add_task("", total=steps * batches)
         for b in range(batches):

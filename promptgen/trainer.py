@@ -16,12 +16,12 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from promptgen.atomic import write_atomic
 from promptgen.ebm import EnergyBasedModel
 from promptgen.flow import CouplingFlow
-from promptgen.protocols import BaseSample
+from promptgen.progress import progress_bar
+from promptgen.protocols import BaseSample, Generator
 
 
 class TrainConfig(BaseModel):
@@ -95,6 +95,11 @@ class TrainingSummary(BaseModel):
     )
 
 
+def decode_in_chunks(generator: Generator, z: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """``generator.decode`` over ``z`` (N, *latent_shape) a chunk at a time -> (N, C, H, W)."""
+    return torch.cat([generator.decode(part) for part in z.split(chunk)])
+
+
 def fit_energies(ebm: EnergyBasedModel, n: int, generator: torch.Generator, device: torch.device) -> dict[str, dict[str, float]]:
     """Give energies that need it their one-off fit on ``n`` base samples."""
     needy = [t for t in ebm.terms if t.energy.needs_fit]
@@ -104,7 +109,7 @@ def fit_energies(ebm: EnergyBasedModel, n: int, generator: torch.Generator, devi
     n = max([n] + [int(getattr(t.energy, "fit_samples", 0)) for t in needy])
     with torch.no_grad():
         z = torch.randn((n, *ebm.generator.latent_shape), generator=generator, device="cpu").to(device)
-        images = torch.cat([ebm.generator.decode(chunk) for chunk in z.split(256)])
+        images = decode_in_chunks(ebm.generator, z)
     base = BaseSample(latents=z, images=images)
     return {t.label: dict(t.energy.fit(base)) for t in needy}
 
@@ -161,7 +166,7 @@ def adapt_energies(ebm: EnergyBasedModel, flow: CouplingFlow, step: int, generat
         with torch.no_grad():
             eps = torch.randn((n, *flow.latent_shape), generator=generator).to(device)
             z = torch.cat([flow(chunk)[0] for chunk in eps.split(256)])
-            images = torch.cat([ebm.generator.decode(chunk) for chunk in z.split(256)])
+            images = decode_in_chunks(ebm.generator, z)
         report = t.energy.adapt(BaseSample(latents=z, images=images))
         row.update({f"{t.label} {k}": float(v) for k, v in report.items()})
     return row
@@ -222,17 +227,7 @@ def train_flow(
         parts += [f"{lab} {running.get(lab, math.nan):.3f}" for lab in labels]
         return "  ".join(parts)
 
-    bar = Progress(
-        TextColumn("[bold]training[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-        console=console,
-        disable=not progress,
-        transient=False,
-    )
+    bar = progress_bar(console, progress, "training")
     with bar:
         task = bar.add_task(describe(), total=config.steps)
         for step in range(1, config.steps + 1):
@@ -246,7 +241,6 @@ def train_flow(
                 if bank is not None:
                     nll = -flow.log_prob(bank.draw(config.batch_size, g)).mean()
                     total = total + anneal * config.forward_weight * nll
-                    stats["nll"] = stats.get("nll", 0.0) + float(nll.detach()) / config.accumulate
                 (total / config.accumulate).backward()
                 for k, v in {"loss": loss, **pot.energies}.items():
                     stats[k] = stats.get(k, 0.0) + float(v.detach().mean()) / config.accumulate
