@@ -87,10 +87,22 @@ def test_debias_energy_lowers_the_rare_class_by_the_log_ratio():
     assert energy.lower_bound() <= float(e.min()) + 1e-6
 
 
-def test_debias_weight_scales_the_tilt():
+def test_debias_weight_defaults_to_one_and_scales_the_tilt():
     a = build_energy("debias:digit")
     b = build_energy("debias:digit@2")
     assert (a.weight, b.weight) == (1.0, 2.0)
+    # The weight multiplies β in the potential: the tilt of @2 is twice that of @1.
+    from promptgen.ebm import EnergyBasedModel
+    from promptgen.prompt import build_generator
+
+    gen = build_generator("mnist")
+    for t in (a, b):
+        t.energy.beta = torch.linspace(-1.0, 1.0, 10)
+    z = torch.randn(4, 32)
+    pa = EnergyBasedModel(gen, [a]).potential(z)
+    pb = EnergyBasedModel(gen, [b]).potential(z)
+    torch.testing.assert_close(pb.total - pb.prior, 2 * (pa.total - pa.prior))
+    assert (pa.total - pa.prior).abs().max() > 1e-3
 
 
 def test_joint_debias_has_one_class_per_combination():
