@@ -1,9 +1,18 @@
-"""The one progress bar of long work (training, sampling, evaluating), on rich."""
+"""The progress bars of long work (training, sampling, evaluating, downloading), on rich."""
 
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 
 def progress_bar(console: Console | None, enabled: bool, label: str | None = None) -> Progress:
@@ -22,6 +31,24 @@ def progress_bar(console: Console | None, enabled: bool, label: str | None = Non
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         *tail,
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def transfer_bar(console: Console | None, enabled: bool) -> Progress:
+    """A bar for a download: bytes received of the total, speed, remaining time.
+
+    Each task's description is its title (the file name); a task whose total
+    is None (no Content-Length) shows a pulsing bar and the bytes so far.
+    """
+    return Progress(
+        TextColumn("[bold]{task.description}[/bold]"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
         console=console,
         disable=not enabled,
         transient=False,
