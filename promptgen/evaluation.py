@@ -340,6 +340,21 @@ def domain_evaluators(prompt: Prompt, registry: Registry) -> list[ClassifierEntr
     return []
 
 
+def _options_in(energy_spec: str | None, entry: ClassifierEntry) -> dict[str, str]:
+    """The options of classifier ``entry`` that an energy spec (as recorded in a manifest) gave."""
+    if not energy_spec or not entry.options:
+        return {}
+    try:
+        spec = parse_spec(energy_spec)
+    except PromptgenError:
+        return {}
+    return {
+        a.key: a.value
+        for a in spec.args
+        if a.key in entry.options and a.key not in entry.attributes and a.op == "="
+    }
+
+
 def _pixel_features(images: Tensor, channels: int) -> Tensor:
     return adapt_images(images, PIXEL_SIZE, channels).flatten(1)
 
@@ -358,8 +373,10 @@ class _Judge:
             if row.reason is not None:
                 continue
             try:
-                for entry, _ in row.parts:
-                    self._build(entry)
+                for entry, independent in row.parts:
+                    # The control classifier judging its own energy's attributes gets the
+                    # options the energy gave it (e.g. path= to local weights).
+                    self._build(entry, {} if independent else _options_in(row.energy, entry))
             except Exception as exc:  # noqa: BLE001 - a plugin's model that fails to load: say so in the row
                 row.reason = f"its evaluator cannot be loaded: {one_line(str(exc)) or type(exc).__name__}"
                 continue
@@ -381,9 +398,9 @@ class _Judge:
                 self.feature_source, self._features = entry.name, fn
                 break
 
-    def _build(self, entry: ClassifierEntry) -> AttributeClassifier:
+    def _build(self, entry: ClassifierEntry, options: dict[str, str] | None = None) -> AttributeClassifier:
         if entry.name not in self.classifiers:
-            self.classifiers[entry.name] = entry.build().to(self.device)
+            self.classifiers[entry.name] = entry.build(**(options or {})).to(self.device)
         return self.classifiers[entry.name]
 
     @property

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptgen.errors import unknown_name
+from promptgen.errors import UnknownNameError, unknown_name
 
 if TYPE_CHECKING:
     from promptgen.protocols import AttributeClassifier, Energy, Generator
@@ -67,16 +67,21 @@ class ClassifierEntry:
     Attributes:
         name: registry name, used with ``model=NAME`` in energy specs.
         attributes: attribute -> class labels, in the classifier's output order.
-        build: returns the classifier (on the CPU).
+        build: returns the classifier (on the CPU); called as ``build(**options)``
+            with the options a spec gave (strings), as ``build()`` without.
         role: ``"control"`` may define energies; ``"evaluator"`` only judges.
         summary: one line for ``promptgen list``.
+        options: option name -> one-line description (e.g. ``path``: a local
+            weights file). An energy spec that uses this classifier passes
+            ``NAME=VALUE`` on to ``build``: ``classifier:gender=female,path=res34.pt``.
     """
 
     name: str
     attributes: Mapping[str, Sequence[str]]
-    build: Callable[[], AttributeClassifier]
+    build: Callable[..., AttributeClassifier]
     role: Literal["control", "evaluator"] = "control"
     summary: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,13 +148,39 @@ class Registry:
         if model is not None:
             entry = self.classifier(model)
             if attribute not in entry.attributes:
-                raise unknown_name(f"attribute of classifier {model!r}:", attribute, entry.attributes)
+                raise self.unknown_attribute(attribute, model)
             return entry
         for entry in self.classifiers.values():
             if entry.role == "control" and attribute in entry.attributes:
                 return entry
-        known = {a for e in self.classifiers.values() if e.role == "control" for a in e.attributes}
-        raise unknown_name("attribute", attribute, known, "no installed classifier provides it")
+        raise self.unknown_attribute(attribute)
+
+    def provides(self, attribute: str, model: str | None = None) -> bool:
+        """Whether :meth:`classifier_for` would find ``attribute`` (``model`` must exist)."""
+        if model is not None:
+            return attribute in self.classifier(model).attributes
+        return any(e.role == "control" and attribute in e.attributes for e in self.classifiers.values())
+
+    def unknown_attribute(
+        self, attribute: str, model: str | None = None, chosen: Sequence[ClassifierEntry] = ()
+    ) -> UnknownNameError:
+        """The error for an energy argument that names no attribute (of ``model``, if given).
+
+        ``chosen``: the classifiers the energy uses; their options are offered
+        too, since an argument may also be one of those.
+        """
+        options = {o: e.name for e in chosen for o in e.options}
+        if model is not None:
+            kind, known, hint = f"attribute of classifier {model!r}:", set(self.classifier(model).attributes), ""
+        else:
+            known = {a for e in self.classifiers.values() if e.role == "control" for a in e.attributes}
+            kind, hint = "attribute", "no installed classifier provides it"
+        if options:
+            takes = "; ".join(
+                f"{e.name} takes options {', '.join(f'{o}=...' for o in e.options)}" for e in chosen if e.options
+            )
+            hint = f"{hint}; {takes}" if hint else takes
+        return unknown_name(kind, attribute, known | set(options), hint)
 
     def evaluator_for(self, attribute: str) -> tuple[ClassifierEntry, bool]:
         """The classifier that judges ``attribute``, and whether it is independent.

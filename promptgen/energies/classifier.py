@@ -10,8 +10,8 @@ from torch import Tensor
 
 from promptgen.errors import SpecError, unknown_name
 from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
-from promptgen.registry import Registry
-from promptgen.spec import Spec
+from promptgen.registry import ClassifierEntry, Registry
+from promptgen.spec import Arg, Spec
 
 #: The paper weighted classifier energies 100 against the prior's 1. On the
 #: built-in digits 30 reaches the same evaluator share with less loss of
@@ -106,10 +106,52 @@ def _class_index(labels: Sequence[str], value: str, attribute: str) -> int:
     raise unknown_name(f"class of attribute {attribute!r}:", value, labels)
 
 
+def classifier_options(
+    spec: Spec, args: Sequence[Arg], chosen: Sequence[ClassifierEntry], registry: Registry, model: str | None = None
+) -> dict[str, dict[str, str]]:
+    """Route ``key=value`` arguments that are no attribute to the classifiers that declare them as options.
+
+    Args:
+        spec: the energy spec, for error messages.
+        args: the arguments that named no attribute.
+        chosen: the classifiers the energy uses.
+        model: the ``model=`` of the spec, if any (for the error's list of attributes).
+
+    Returns:
+        classifier name -> {option: value}, for every classifier in ``chosen``.
+
+    Raises:
+        UnknownNameError: an argument that is neither an attribute nor an option of ``chosen``.
+        SpecError: an option written with ``!=``, given twice, or declared by two of ``chosen``.
+    """
+    out: dict[str, dict[str, str]] = {e.name: {} for e in chosen}
+    for arg in args:
+        key = arg.key or arg.value
+        owners = [e for e in chosen if key in e.options]
+        if arg.key is None or not owners:
+            raise registry.unknown_attribute(key, model, chosen)
+        if len(owners) > 1:
+            raise SpecError(
+                f"{spec.format()!r}: {key}= is an option of both {owners[0].name} and {owners[1].name}; "
+                f"use one --energy per classifier"
+            )
+        owner = owners[0]
+        if arg.op != "=":
+            raise SpecError(f"{spec.format()!r}: {key} is an option of classifier {owner.name}; write {key}=VALUE")
+        if key in out[owner.name]:
+            raise SpecError(f"{spec.format()!r}: option {key} is given twice; give it once")
+        out[owner.name][key] = arg.value
+    return out
+
+
 def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
-    """Build ``classifier:ATTR=CLASS[,ATTR!=CLASS...][,model=NAME]``."""
+    """Build ``classifier:ATTR=CLASS[,ATTR!=CLASS...][,model=NAME][,OPTION=VALUE...]``.
+
+    ``OPTION``: an option the chosen classifier declares (``ClassifierEntry.options``),
+    passed to its ``build``, e.g. ``classifier:gender=female,path=res34.pt``.
+    """
     model = None
-    conditions: list[tuple[str, str, bool]] = []
+    keyed: list[Arg] = []
     for arg in spec.args:
         if arg.key is None:
             raise SpecError(
@@ -118,8 +160,15 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
         if arg.key == "model":
             model = arg.value
             continue
-        conditions.append((arg.key, arg.value, arg.op == "="))
+        keyed.append(arg)
+    conditions = [(a.key, a.value, a.op == "=") for a in keyed if registry.provides(a.key, model)]
+    others = [a for a in keyed if not registry.provides(a.key, model)]
     if not conditions:
+        # Only options, or a misspelt attribute: say which name is unknown first.
+        declared = {o for e in registry.classifiers.values() for o in e.options}
+        for arg in others:
+            if arg.key not in declared:
+                raise registry.unknown_attribute(arg.key, model)
         raise SpecError(f"{spec.format()!r}: name a class to ask for, e.g. classifier:digit=3 or classifier:digit!=1")
     entries = {registry.classifier_for(attr, model).name for attr, _, _ in conditions}
     if len(entries) > 1:
@@ -128,8 +177,9 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
             "use one --energy per classifier"
         )
     entry = registry.classifier(entries.pop())
+    options = classifier_options(spec, others, [entry], registry, model)[entry.name]
     parsed = []
     for attr, value, wanted in conditions:
         index = _class_index(entry.attributes[attr], value, attr)
         parsed.append(ClassCondition(attr, index, str(entry.attributes[attr][index]), wanted))
-    return ClassifierEnergy(entry.build(), parsed, label=spec.with_weight(None).format())
+    return ClassifierEnergy(entry.build(**options), parsed, label=spec.with_weight(None).format())

@@ -35,11 +35,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from promptgen.energies.classifier import classifier_options
 from promptgen.errors import SpecError
 from promptgen.metrics import kl_divergence
 from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
-from promptgen.registry import Registry
-from promptgen.spec import Spec
+from promptgen.registry import ClassifierEntry, Registry
+from promptgen.spec import Arg, Spec
 
 #: β already carries the scale of the tilt, so the weight is 1 (a weight w
 #: applies the tilt w·β; the paper compensated under-coverage with w = 2).
@@ -340,9 +341,15 @@ def _parse_target(spec: Spec, attribute: str, labels: Sequence[str], value: str)
 
 
 def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
-    """Build ``debias:ATTR[*ATTR][,ATTR...][,ATTR=TARGET][,refit=N]``."""
+    """Build ``debias:ATTR[*ATTR][,ATTR...][,ATTR=TARGET][,refit=N][,OPTION=VALUE...]``.
+
+    ``OPTION``: an option a classifier of the attributes declares
+    (``ClassifierEntry.options``), passed to its ``build``, e.g.
+    ``debias:race,gender,age,path=res34.pt``.
+    """
     refit = DEFAULT_REFIT
     wanted: list[tuple[str, str | None]] = []
+    others: list[Arg] = []
     for arg in spec.args:
         if arg.key == "refit":
             try:
@@ -352,13 +359,19 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
             if refit < 0:
                 raise SpecError(f"{spec.format()!r}: refit must be >= 0 (0: fit β once on the base sample)")
             continue
+        if arg.key is not None and "*" not in arg.key and not registry.provides(arg.key):
+            others.append(arg)  # a classifier's option, or an unknown attribute: decided once the classifiers are known
+            continue
         if arg.key is not None and arg.op != "=":
             raise SpecError(f"{spec.format()!r}: debias takes ATTR or ATTR=TARGET, not {arg.format()!r}")
         wanted.append((arg.key, arg.value) if arg.key is not None else (arg.value, None))
     if not wanted:
+        declared = {o for e in registry.classifiers.values() for o in e.options}
+        for arg in others:
+            if arg.key not in declared:
+                raise registry.unknown_attribute(arg.key)
         raise SpecError(f"{spec.format()!r}: name the attributes to even out, e.g. debias:digit or debias:digit,thickness")
-    classifiers: dict[str, AttributeClassifier] = {}
-    built: dict[str, AttributeClassifier] = {}
+    entries: dict[str, ClassifierEntry] = {}  # attribute -> its classifier
     blocks: list[Block] = []
     seen: set[str] = set()
     for attribute, value in wanted:
@@ -370,11 +383,8 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
             if p in seen:
                 raise SpecError(f"{spec.format()!r}: {p!r} appears twice; name each attribute once (use a*b for a joint target)")
             seen.add(p)
-            entry = registry.classifier_for(p)
-            if entry.name not in built:
-                built[entry.name] = entry.build()
-            classifiers[p] = built[entry.name]
-            part_labels.append([str(x) for x in entry.attributes[p]])
+            entries[p] = registry.classifier_for(p)
+            part_labels.append([str(x) for x in entries[p].attributes[p]])
         labels = [""]
         for pl in part_labels:
             labels = [f"{a}/{b}" if a else b for a in labels for b in pl]
@@ -383,4 +393,9 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
         else:
             target = _parse_target(spec, attribute, labels, value)
         blocks.append(Block(attribute, parts, tuple(labels), target))
+    chosen = list({e.name: e for e in entries.values()}.values())
+    options = classifier_options(spec, others, chosen, registry)
+    # One classifier object per classifier, however many of its attributes are used.
+    built = {e.name: e.build(**options[e.name]) for e in chosen}
+    classifiers: dict[str, AttributeClassifier] = {p: built[e.name] for p, e in entries.items()}
     return DebiasEnergy(blocks, classifiers, label=spec.with_weight(None).format(), refit=refit)
