@@ -1,0 +1,169 @@
+"""StyleGAN2 as a promptgen :class:`~promptgen.protocols.Generator`, with the options users set in specs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from promptgen.download import DownloadError, RemoteFile, cache_root, fetch
+from promptgen.errors import SpecError
+from promptgen.generators import ModuleGenerator
+from promptgen.protocols import GeneratorInfo
+from promptgen.spec import Spec, expect_options
+from promptgen_plugin_stylegan2.checkpoints import load_generator
+from promptgen_plugin_stylegan2.network import StyleGAN2
+from promptgen_plugin_stylegan2.zoo import ZooModel
+
+CACHE_SUBDIR = "stylegan2"
+#: Latents behind the Gaussian fit of W (``space=w``).
+W_FIT_SAMPLES = 10_000
+
+OPTIONS: dict[str, str] = {
+    "path": "a local checkpoint instead of the download: an NVIDIA .pkl or a rosinality .pt",
+    "psi": "truncation ψ in [0, 1] towards the mean w (default 1: none)",
+    "noise": "per-pixel noise: const (default, fixed per layer), random (fresh per image) or none",
+    "space": "the latent the flow acts on: z (default, as in the paper) or w (a Gaussian fit of W)",
+    "class": "class of a class-conditional model, by index or name (stylegan2-cifar10: 0-9 or cat...)",
+    "size": "output size in pixels, e.g. 256 for energies that need no more (default: the model's)",
+}
+
+
+class StyleGAN2Decoder(nn.Module):
+    """latent (B, D) -> images (B, C, size, size) in [0, 1], with the chosen options baked in."""
+
+    def __init__(
+        self,
+        net: StyleGAN2,
+        *,
+        psi: float = 1.0,
+        noise: str = "const",
+        space: str = "z",
+        label: int | None = None,
+        size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.psi, self.noise, self.space, self.size = psi, noise, space, size
+        c = torch.zeros(1, net.cfg.c_dim)
+        if label is not None:
+            c[0, label] = 1.0
+        self.register_buffer("label", c)
+        self.register_buffer("w_mean", torch.zeros(net.cfg.w_dim))
+        self.register_buffer("w_std", torch.ones(net.cfg.w_dim))
+        if space == "w":
+            with torch.no_grad():
+                g = torch.Generator().manual_seed(0)
+                ws = torch.cat(
+                    [net.mapping(torch.randn(1000, net.cfg.z_dim, generator=g), self._labels(1000))[:, 0] for _ in range(W_FIT_SAMPLES // 1000)]
+                )
+                self.w_mean.copy_(ws.mean(0))
+                self.w_std.copy_(ws.std(0))
+
+    def _labels(self, n: int) -> Tensor | None:
+        return self.label.expand(n, -1) if self.net.cfg.c_dim else None
+
+    @property
+    def latent_dim(self) -> int:
+        return self.net.cfg.z_dim if self.space == "z" else self.net.cfg.w_dim
+
+    def forward(self, latent: Tensor) -> Tensor:
+        n = latent.shape[0]
+        if self.space == "z":
+            ws = self.net.mapping(latent, self._labels(n), psi=self.psi)
+        else:
+            w = self.w_mean + self.w_std * latent
+            if self.psi != 1:
+                w = self.net.mapping.w_avg.lerp(w, self.psi)
+            ws = w.unsqueeze(1).repeat(1, self.net.num_ws, 1)
+        img = self.net.synthesis(ws, noise_mode=self.noise)
+        x = ((img + 1) / 2).clamp(0, 1)
+        if self.size is not None and self.size != x.shape[-1]:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=self.size < x.shape[-1])
+        return x
+
+
+def _float(spec: Spec, key: str, value: str, lo: float, hi: float) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        v = math.nan
+    if not (lo <= v <= hi):
+        raise SpecError(f"{spec.format()!r}: {key}={value!r} must be a number in [{lo:g}, {hi:g}]")
+    return v
+
+
+def _class_index(spec: Spec, value: str, n: int, names: tuple[str, ...], model: str) -> int:
+    if n == 0:
+        raise SpecError(f"{spec.format()!r}: {model} is not class-conditional; drop class=")
+    if value.isdigit() and int(value) < n:
+        return int(value)
+    lowered = [x.lower() for x in names]
+    if value.lower() in lowered:
+        return lowered.index(value.lower())
+    known = ", ".join(names) if names else f"0-{n - 1}"
+    raise SpecError(f"{spec.format()!r}: class={value!r} is not one of {model}'s classes ({known})")
+
+
+def checkpoint_path(model: ZooModel | None, path: str | None, spec: Spec, *, progress: bool = True) -> Path:
+    """The local checkpoint for a zoo model or a ``path=`` option, downloading into the cache once."""
+    if model is None:
+        if path is None:
+            raise SpecError(f"{spec.format()!r}: give the checkpoint, e.g. stylegan2:path=ffhq.pkl, or a named model (promptgen list)")
+        given = Path(path).expanduser()
+        if not given.is_file():
+            raise SpecError(f"{spec.format()!r}: path={path!r} is not a file; give an NVIDIA .pkl or a rosinality .pt")
+        return given
+    if model.url is None:
+        target = cache_root() / CACHE_SUBDIR / model.filename
+        if path is not None:
+            return checkpoint_path(None, path, spec)
+        if target.is_file():
+            return target
+        raise DownloadError(f"{model.name} has no direct download link: download {model.filename} from {model.page} and put it at {target}, or pass path=")
+    return fetch(RemoteFile(model.url, model.filename, model.sha256), subdir=CACHE_SUBDIR, path=path, progress=progress)
+
+
+def build_generator(spec: Spec, model: ZooModel | None = None, *, progress: bool = True) -> ModuleGenerator:
+    """A promptgen generator for ``stylegan2:path=FILE`` or a zoo name, with the spec's options."""
+    opts = expect_options(spec, OPTIONS)
+    psi = _float(spec, "psi", opts["psi"], 0.0, 1.0) if "psi" in opts else 1.0
+    noise = opts.get("noise", "const")
+    if noise not in ("const", "random", "none"):
+        raise SpecError(f"{spec.format()!r}: noise={noise!r}; use noise=const, noise=random or noise=none")
+    space = opts.get("space", "z")
+    if space not in ("z", "w"):
+        raise SpecError(f"{spec.format()!r}: space={space!r}; use space=z (the paper's) or space=w")
+    size = None
+    if "size" in opts:
+        size = int(_float(spec, "size", opts["size"], 8, 4096))
+        if size != float(opts["size"]):
+            raise SpecError(f"{spec.format()!r}: size={opts['size']!r} must be a whole number of pixels, e.g. size=256")
+    path = checkpoint_path(model, opts.get("path"), spec, progress=progress)
+    net = load_generator(path)
+    label = None
+    names = model.classes if model is not None else ()
+    if "class" in opts:
+        label = _class_index(spec, opts["class"], net.cfg.c_dim, names, spec.name)
+    elif net.cfg.c_dim:
+        known = ", ".join(names) if names else f"0-{net.cfg.c_dim - 1}"
+        raise SpecError(f"{spec.format()!r}: {spec.name} is class-conditional; add class=N ({known}), e.g. {spec.name}:class=3")
+    decoder = StyleGAN2Decoder(net, psi=psi, noise=noise, space=space, label=label, size=size)
+    res = size or net.cfg.resolution
+    info = GeneratorInfo(
+        name=spec.name,
+        resolution=(res, res),
+        channels=net.cfg.img_channels,
+        licence=model.licence if model is not None else "see the checkpoint's source",
+        source=(model.url or model.page) if model is not None else str(path),
+        description=(model.description if model is not None else f"StyleGAN2 from {path.name}") + f", latent {space} of size {decoder.latent_dim}",
+    )
+    return ModuleGenerator(decoder, (decoder.latent_dim,), info)
+
+
+def zoo_options() -> Mapping[str, str]:
+    return OPTIONS

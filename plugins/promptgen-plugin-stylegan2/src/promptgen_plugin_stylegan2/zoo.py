@@ -1,0 +1,86 @@
+"""Named official StyleGAN2 checkpoints: where they are published and under which terms.
+
+NVIDIA publishes no checksums for these files, so downloads are checked by
+size only (``sha256=None``); set one here when a trusted hash is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
+SG3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
+ADA_TERMS = "NVIDIA Source Code License (non-commercial), https://nvlabs.github.io/stylegan2-ada-pytorch/license.html"
+SG3_TERMS = "NVIDIA Source Code License (non-commercial), https://github.com/NVlabs/stylegan3/blob/main/LICENSE.txt"
+FFHQ = "; FFHQ images: CC BY-NC-SA 4.0"
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One published generator.
+
+    Attributes:
+        name: what users type after ``--gen``.
+        resolution: output size in pixels.
+        description: one line.
+        url: the file; None when there is no direct link (``page`` says where to get it).
+        filename: its name in the cache (``$PROMPTGEN_HOME/stylegan2/``).
+        licence: terms of the weights (and of the data they were trained on).
+        classes: class labels of a class-conditional model, else empty.
+        sha256: published checksum, when there is one.
+        page: where a person downloads it by hand.
+    """
+
+    name: str
+    resolution: int
+    description: str
+    url: str | None
+    filename: str
+    licence: str
+    classes: tuple[str, ...] = ()
+    sha256: str | None = None
+    page: str = ""
+
+
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _ada(name: str, file: str, res: int, what: str, licence: str, classes: tuple[str, ...] = ()) -> ZooModel:
+    return ZooModel(name, res, what, ADA + file, f"ada-{file}", ADA_TERMS + licence, classes, page="https://github.com/NVlabs/stylegan2-ada-pytorch#data-repository")
+
+
+def _sg3(name: str, file: str, res: int, what: str, licence: str) -> ZooModel:
+    return ZooModel(name, res, what, SG3 + file, file, SG3_TERMS + licence, page="https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2")
+
+
+MODELS: dict[str, ZooModel] = {
+    m.name: m
+    for m in [
+        _ada("stylegan2-ffhq", "ffhq.pkl", 1024, "FFHQ faces (original StyleGAN2 training)", FFHQ),
+        _ada("stylegan2-metfaces", "metfaces.pkl", 1024, "MetFaces portraits (ADA, transfer from FFHQ)", "; MetFaces images: CC BY-NC 2.0"),
+        _ada("stylegan2-afhqcat", "afhqcat.pkl", 512, "AFHQ cats (ADA)", "; AFHQ images: CC BY-NC 4.0"),
+        _ada("stylegan2-afhqdog", "afhqdog.pkl", 512, "AFHQ dogs (ADA)", "; AFHQ images: CC BY-NC 4.0"),
+        _ada("stylegan2-afhqwild", "afhqwild.pkl", 512, "AFHQ wild animals (ADA)", "; AFHQ images: CC BY-NC 4.0"),
+        _ada("stylegan2-brecahad", "brecahad.pkl", 512, "BreCaHAD histology (ADA)", "; BreCaHAD images: CC BY 4.0"),
+        _ada("stylegan2-cifar10", "cifar10.pkl", 32, "CIFAR-10, class-conditional (ADA)", "; CIFAR-10 images: see cs.toronto.edu/~kriz/cifar.html", CIFAR10),
+        _sg3("stylegan2-ffhq-1024", "stylegan2-ffhq-1024x1024.pkl", 1024, "FFHQ faces (stylegan3 release)", FFHQ),
+        _sg3("stylegan2-ffhq-512", "stylegan2-ffhq-512x512.pkl", 512, "FFHQ faces (stylegan3 release)", FFHQ),
+        _sg3("stylegan2-ffhq-256", "stylegan2-ffhq-256x256.pkl", 256, "FFHQ faces (stylegan3 release)", FFHQ),
+        _sg3("stylegan2-ffhqu-1024", "stylegan2-ffhqu-1024x1024.pkl", 1024, "FFHQ-U, unaligned faces (stylegan3 release)", FFHQ),
+        _sg3("stylegan2-ffhqu-256", "stylegan2-ffhqu-256x256.pkl", 256, "FFHQ-U, unaligned faces (stylegan3 release)", FFHQ),
+        _sg3("stylegan2-metfaces-1024", "stylegan2-metfaces-1024x1024.pkl", 1024, "MetFaces (stylegan3 release)", "; MetFaces images: CC BY-NC 2.0"),
+        _sg3("stylegan2-metfacesu-1024", "stylegan2-metfacesu-1024x1024.pkl", 1024, "MetFaces-U (stylegan3 release)", "; MetFaces images: CC BY-NC 2.0"),
+        _sg3("stylegan2-afhqv2-512", "stylegan2-afhqv2-512x512.pkl", 512, "AFHQv2 animals (stylegan3 release)", "; AFHQ images: CC BY-NC 4.0"),
+        _sg3("stylegan2-celebahq-256", "stylegan2-celebahq-256x256.pkl", 256, "CelebA-HQ faces (stylegan3 release)", "; CelebA-HQ: non-commercial research"),
+        _sg3("stylegan2-lsundog-256", "stylegan2-lsundog-256x256.pkl", 256, "LSUN dogs (stylegan3 release)", "; LSUN: see the LSUN terms"),
+        ZooModel(
+            "stylegan2-ffhq-256-rosinality",
+            256,
+            "FFHQ faces, rosinality's port trained 550k iterations (.pt)",
+            None,
+            "550000.pt",
+            "MIT (rosinality/stylegan2-pytorch); NVIDIA ops under the NVIDIA Source Code License" + FFHQ,
+            page="https://github.com/rosinality/stylegan2-pytorch#pretrained-checkpoints (Google Drive folder)",
+        ),
+    ]
+}
