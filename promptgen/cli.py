@@ -70,6 +70,7 @@ def compose(
     transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
     hidden: Annotated[int, typer.Option(min=1, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
     eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on fixed noise every N steps")] = _default(TrainConfig, "eval_every"),
+    eval_batch: Annotated[int, typer.Option(min=1, help="Samples in each periodic evaluation")] = _default(TrainConfig, "eval_batch"),
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoint.pt every N steps")] = _default(TrainConfig, "checkpoint_every"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing prompt folder")] = False,
@@ -90,6 +91,7 @@ def compose(
         forward_weight=forward_weight,
         seed=seed,
         eval_every=eval_every,
+        eval_batch=eval_batch,
         checkpoint_every=checkpoint_every,
     )
     prompt = run(

@@ -12,7 +12,9 @@ For each NVIDIA codebase it builds small random generators (skip / resnet
 outputs, clamping, a class-conditional one), writes training snapshots with
 the official ``pickle.dump`` (G, D, G_ema, augment_pipe, training_set_kwargs),
 loads them with promptgen's allow-listed unpickler and compares images for the
-same z (noise_mode const, ψ 1 and 0.5), and records the pickle's globals. For
+same z (noise_mode const, ψ 1 and 0.5; and, for stylegan2-ada-pytorch, which
+runs its float16 blocks in float16 on the CPU too, with ``half=True``), and
+records the pickle's globals. For
 rosinality it saves ``{"g_ema", "latent_avg", "args"}`` with ``torch.save`` and
 compares likewise. Prints one JSON line per case.
 
@@ -85,8 +87,13 @@ def nvidia(repo: Path, which: str, tmp: Path) -> None:
                     a = snap["G_ema"](z, c, truncation_psi=psi, noise_mode="const", force_fp32=True)
                     b = ours(z, c if c_dim else None, psi=psi, noise_mode="const")
                     diffs.append(float((a - b).abs().max()))
+            half = None
+            if which == "stylegan2-ada-pytorch":  # it runs the fp16 blocks in float16 on the CPU too (stylegan3 forces float32 there)
+                with torch.no_grad():
+                    a16 = snap["G_ema"](z, c, noise_mode="const")
+                    half = float((a16 - ours(z, c if c_dim else None, noise_mode="const", half=True)).abs().max())
             print(json.dumps({"code": which, "resolution": res, "architecture": arch, "conv_clamp": clamp, "c_dim": c_dim,
-                              "max_abs_diff": max(diffs), "image_scale": float(a.abs().max()), "pickle_globals": sorted(".".join(g) for g in rec.seen)}), flush=True)
+                              "max_abs_diff": max(diffs), "max_abs_diff_float16_blocks": half, "image_scale": float(a.abs().max()), "pickle_globals": sorted(".".join(g) for g in rec.seen)}), flush=True)
     finally:
         sys.path.remove(str(repo))
         for name in [m for m in sys.modules if m.split(".")[0] in ("training", "torch_utils", "dnnlib")]:

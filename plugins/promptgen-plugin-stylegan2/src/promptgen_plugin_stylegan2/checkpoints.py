@@ -241,6 +241,7 @@ def config_from_persistent(g: PersistentObject) -> StyleGAN2Config:
         channels=channels,
         architecture=str(b4.attr("architecture", "skip")),
         conv_clamp=float(clamp) if clamp is not None else None,
+        fp16_resolutions=sum(bool(syn.module(f"b{r}").attr("use_fp16", False)) for r in channels),
         use_noise=bool(conv.attr("use_noise", True)),
         fir=tuple(float(t) for t in taps),
     )

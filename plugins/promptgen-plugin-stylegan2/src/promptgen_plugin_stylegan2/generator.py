@@ -30,6 +30,7 @@ OPTIONS: dict[str, str] = {
     "space": "the latent the flow acts on: z (default, as in the paper) or w (a Gaussian fit of W)",
     "class": "class of a class-conditional model, by index or name (stylegan2-cifar10: 0-9 or cat...)",
     "size": "output size in pixels, e.g. 256 for energies that need no more (default: the model's)",
+    "precision": "auto (default: float16 in the blocks the checkpoint marks, on CUDA only, as NVIDIA's code), fp32, or fp16",
 }
 
 
@@ -45,10 +46,11 @@ class StyleGAN2Decoder(nn.Module):
         space: str = "z",
         label: int | None = None,
         size: int | None = None,
+        precision: str = "auto",
     ) -> None:
         super().__init__()
         self.net = net
-        self.psi, self.noise, self.space, self.size = psi, noise, space, size
+        self.psi, self.noise, self.space, self.size, self.precision = psi, noise, space, size, precision
         c = torch.zeros(1, net.cfg.c_dim)
         if label is not None:
             c[0, label] = 1.0
@@ -80,7 +82,8 @@ class StyleGAN2Decoder(nn.Module):
             if self.psi != 1:
                 w = self.net.mapping.w_avg.lerp(w, self.psi)
             ws = w.unsqueeze(1).repeat(1, self.net.num_ws, 1)
-        img = self.net.synthesis(ws, noise_mode=self.noise)
+        half = self.precision == "fp16" or (self.precision == "auto" and latent.device.type == "cuda")
+        img = self.net.synthesis(ws, noise_mode=self.noise, half=half).to(torch.float32)
         x = ((img + 1) / 2).clamp(0, 1)
         if self.size is not None and self.size != x.shape[-1]:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=self.size < x.shape[-1])
@@ -124,7 +127,7 @@ def checkpoint_path(model: ZooModel | None, path: str | None, spec: Spec, *, pro
             return checkpoint_path(None, path, spec)
         if target.is_file():
             return target
-        raise DownloadError(f"{model.name} has no direct download link: download {model.filename} from {model.page} and put it at {target}, or pass path=")
+        raise DownloadError(f"{model.name} has no direct download link: download {model.filename} by hand from {model.page} and put it at {target}, or pass path=")
     return fetch(RemoteFile(model.url, model.filename, model.sha256), subdir=CACHE_SUBDIR, path=path, progress=progress)
 
 
@@ -138,6 +141,9 @@ def build_generator(spec: Spec, model: ZooModel | None = None, *, progress: bool
     space = opts.get("space", "z")
     if space not in ("z", "w"):
         raise SpecError(f"{spec.format()!r}: space={space!r}; use space=z (the paper's) or space=w")
+    precision = opts.get("precision", "auto")
+    if precision not in ("auto", "fp32", "fp16"):
+        raise SpecError(f"{spec.format()!r}: precision={precision!r}; use precision=auto, precision=fp32 or precision=fp16")
     size = None
     if "size" in opts:
         size = int(_float(spec, "size", opts["size"], 8, 4096))
@@ -152,7 +158,7 @@ def build_generator(spec: Spec, model: ZooModel | None = None, *, progress: bool
     elif net.cfg.c_dim:
         known = ", ".join(names) if names else f"0-{net.cfg.c_dim - 1}"
         raise SpecError(f"{spec.format()!r}: {spec.name} is class-conditional; add class=N ({known}), e.g. {spec.name}:class=3")
-    decoder = StyleGAN2Decoder(net, psi=psi, noise=noise, space=space, label=label, size=size)
+    decoder = StyleGAN2Decoder(net, psi=psi, noise=noise, space=space, label=label, size=size, precision=precision)
     res = size or net.cfg.resolution
     info = GeneratorInfo(
         name=spec.name,

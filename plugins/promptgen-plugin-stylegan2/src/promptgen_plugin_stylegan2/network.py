@@ -58,6 +58,7 @@ class StyleGAN2Config(BaseModel):
     channels: dict[int, int] | None = None
     architecture: Literal["skip", "orig", "resnet"] = "skip"
     conv_clamp: float | None = None
+    fp16_resolutions: int = Field(default=0, ge=0, description="the N highest resolutions may run in float16 (the official num_fp16_res)")
     use_noise: bool = True
     fir: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
 
@@ -161,7 +162,7 @@ class SynthesisLayer(nn.Module):
         if self.use_noise and noise_mode != "none":
             if noise is None:
                 noise = (
-                    torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+                    torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device)
                     if noise_mode == "random"
                     else self.noise_const
                 )
@@ -209,6 +210,8 @@ class Block(nn.Module):
         super().__init__()
         self.in_channels, self.resolution, self.architecture = n_in, resolution, cfg.architecture
         self.is_last = resolution == cfg.resolution
+        log2 = int(math.log2(cfg.resolution))
+        self.use_fp16 = cfg.fp16_resolutions > 0 and resolution >= max(2 ** (log2 + 1 - cfg.fp16_resolutions), 8)
         self.register_buffer("resample_filter", fir_filter(cfg.fir))
         self.num_conv = 0
         if n_in == 0:
@@ -225,18 +228,23 @@ class Block(nn.Module):
         if n_in and cfg.architecture == "resnet":
             self.skip = SkipConv(n_in, n_out, cfg)
 
-    def forward(self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: NoiseMode, noise: list[Tensor | None]) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: NoiseMode, noise: list[Tensor | None], half: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         w = iter(ws.unbind(dim=1))
         nz = iter(noise)
+        dtype = torch.float16 if half and self.use_fp16 else torch.float32
         if self.in_channels == 0:
-            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = self.const.to(dtype).unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
             x = self.conv1(x, next(w), noise_mode, next(nz))
         elif self.architecture == "resnet":
+            x = x.to(dtype)
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, next(w), noise_mode, next(nz))
             x = self.conv1(x, next(w), noise_mode, next(nz), gain=math.sqrt(0.5))
             x = y + x
         else:
+            x = x.to(dtype)
             x = self.conv0(x, next(w), noise_mode, next(nz))
             x = self.conv1(x, next(w), noise_mode, next(nz))
         if img is not None:
@@ -262,15 +270,19 @@ class Synthesis(nn.Module):
             self.noise_shapes += [res] * block.num_conv
             setattr(self, f"b{res}", block)
 
-    def forward(self, ws: Tensor, noise_mode: NoiseMode = "const", noise: list[Tensor | None] | None = None) -> Tensor:
-        """``noise``: one (B or 1, 1, r, r) tensor per convolution (see :attr:`noise_shapes`), or None for ``noise_mode``."""
+    def forward(self, ws: Tensor, noise_mode: NoiseMode = "const", noise: list[Tensor | None] | None = None, half: bool = False) -> Tensor:
+        """``noise``: one (B or 1, 1, r, r) tensor per convolution (see :attr:`noise_shapes`), or None for ``noise_mode``.
+
+        ``half``: run the blocks the checkpoint marks for float16 in float16, as the
+        official code does on GPUs (faster there, slightly different images).
+        """
         ws = ws.to(torch.float32)
         noise = list(noise) if noise is not None else [None] * len(self.noise_shapes)
         x = img = None
         w_idx = n_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
-            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), noise_mode, noise[n_idx : n_idx + block.num_conv])
+            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), noise_mode, noise[n_idx : n_idx + block.num_conv], half)
             w_idx += block.num_conv
             n_idx += block.num_conv
         return img
@@ -299,6 +311,7 @@ class StyleGAN2(nn.Module):
         cutoff: int | None = None,
         noise_mode: NoiseMode = "const",
         noise: list[Tensor | None] | None = None,
+        half: bool = False,
     ) -> Tensor:
         ws = self.mapping(z, c, psi=psi, cutoff=cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, noise=noise)
+        return self.synthesis(ws, noise_mode=noise_mode, noise=noise, half=half)

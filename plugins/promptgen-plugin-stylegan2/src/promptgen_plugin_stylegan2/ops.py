@@ -79,6 +79,20 @@ def bias_act(x: Tensor, bias: Tensor | None, *, act: str = "linear", gain: float
     return x
 
 
+def _conv(x: Tensor, w: Tensor, *, up: int, padding: int, f: Tensor | None, groups: int) -> Tensor:
+    """Convolution, or (``up`` > 1) strided transposed convolution then the low-pass filter ``f``."""
+    if up == 1:
+        return F.conv2d(x, w, padding=padding, groups=groups)
+    o, i, kh, kw = w.shape  # o = groups · out, i = in per group
+    # Transposed convolution wants (in, out per group, k, k) per group.
+    wt = w.reshape(groups, o // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, o // groups, kh, kw)
+    out = F.conv_transpose2d(x, wt, stride=up, groups=groups)
+    fw = f.shape[-1]
+    p0 = (fw + up - 1) // 2 + padding - (kw - 1)
+    p1 = (fw - up) // 2 + padding - (kw - up)
+    return upfirdn2d(out, f, pad=(p0, p1, p0, p1), gain=up**2)
+
+
 def modulated_conv2d(
     x: Tensor,
     weight: Tensor,
@@ -92,9 +106,11 @@ def modulated_conv2d(
 ) -> Tensor:
     """Convolution whose input channels are scaled per sample by ``styles`` (and output renormalised).
 
-    One grouped convolution for the whole batch. With ``up=2`` it is a strided
-    transposed convolution followed by the low-pass filter ``f``, which is the
-    same as up-sampling with ``f`` and then convolving.
+    In float32 (or for one image), one grouped convolution with per-sample
+    weights; in float16 the activations are scaled before and after a shared
+    convolution instead, which the official code does there for range. With
+    ``up=2`` it is a strided transposed convolution followed by the low-pass
+    filter ``f``, the same as up-sampling with ``f`` and then convolving.
 
     Args:
         x: (B, I, H, W).
@@ -106,20 +122,24 @@ def modulated_conv2d(
     """
     b, i, h, w = x.shape
     o, _, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        # Scale both factors to at most 1 first, so float16 cannot overflow (demodulation undoes it).
+        weight = weight * (1 / math.sqrt(i * kh * kw) / weight.norm(float("inf"), dim=(1, 2, 3), keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    fused = x.dtype == torch.float32 or b == 1
     wt = weight[None] * styles.reshape(b, 1, i, 1, 1)  # (B, O, I, k, k)
-    if demodulate:
-        wt = wt * (wt.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt().reshape(b, o, 1, 1, 1)
-    xg = x.reshape(1, b * i, h, w)
-    if up == 1:
-        out = F.conv2d(xg, wt.reshape(b * o, i, kh, kw).to(x.dtype), padding=padding, groups=b)
-    else:
-        # Transposed convolution: weights as (B·I, O, k, k), then the filter over the result.
-        wtt = wt.transpose(1, 2).reshape(b * i, o, kh, kw).to(x.dtype)
-        out = F.conv_transpose2d(xg, wtt, stride=up, groups=b)
-        fw = f.shape[-1]
-        p0 = (fw + up - 1) // 2 + padding - (kw - 1)
-        p1 = (fw - up) // 2 + padding - (kw - up)
-        out = upfirdn2d(out, f, pad=(p0, p1, p0, p1), gain=up**2)
+    dcoefs = (wt.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt() if demodulate else None  # (B, O)
+    if not fused:
+        x = x * styles.to(x.dtype).reshape(b, -1, 1, 1)
+        x = _conv(x, weight.to(x.dtype), up=up, padding=padding, f=f, groups=1)
+        if dcoefs is not None and noise is not None:
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(b, -1, 1, 1))
+        if dcoefs is not None:
+            return x * dcoefs.to(x.dtype).reshape(b, -1, 1, 1)
+        return x + noise.to(x.dtype) if noise is not None else x
+    if dcoefs is not None:
+        wt = wt * dcoefs.reshape(b, o, 1, 1, 1)
+    out = _conv(x.reshape(1, b * i, h, w), wt.reshape(b * o, i, kh, kw).to(x.dtype), up=up, padding=padding, f=f, groups=b)
     out = out.reshape(b, o, *out.shape[2:])
     if noise is not None:
         out = out + noise.to(out.dtype)
@@ -128,13 +148,8 @@ def modulated_conv2d(
 
 def conv2d_up(x: Tensor, weight: Tensor, f: Tensor, up: int = 2) -> Tensor:
     """A plain convolution (same weight for every sample) with up-sampling, for the residual skip path."""
-    _o, _i, kh, kw = weight.shape
+    kh, kw = weight.shape[-2:]
     if kh == 1 and kw == 1:
         # 1×1: convolve first, then up-sample (cheaper, the same result).
-        x = F.conv2d(x, weight)
-        return upsample2d(x, f, up)
-    fw = f.shape[-1]
-    out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=up)
-    p0 = (fw + up - 1) // 2 + kw // 2 - (kw - 1)
-    p1 = (fw - up) // 2 + kw // 2 - (kw - up)
-    return upfirdn2d(out, f, pad=(p0, p1, p0, p1), gain=up**2)
+        return upsample2d(F.conv2d(x, weight), f, up)
+    return _conv(x, weight, up=up, padding=kw // 2, f=f, groups=1)
