@@ -219,7 +219,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = 
         return
     table = Table(title="promptgen plugins")
     for col in ("plugin", "distribution", "generators", "energies", "attribute classifiers", "status"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # names must be readable in full, even at 80 columns
     for p in reg.plugins:
         classifiers = [
             f"{c} ({', '.join(reg.classifiers[c].attributes)}{'; evaluator' if reg.classifiers[c].role == 'evaluator' else ''})"
