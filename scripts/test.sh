@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv with promptgen-core (editable), its test extras and the example plugin
-# (installed as a stranger would, through its entry point), then run every test.
+# Set up .venv with promptgen-core (editable), its test extras, the example plugin and the
+# FairFace plugin (installed as a stranger would, through their entry points), then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The HTML report is checked in a real headless browser: Chromium from Debian's packages.
@@ -17,4 +17,9 @@ fi
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[test]"
 python -m pip install -q --force-reinstall --no-deps ./examples/promptgen-plugin-ink
+# The FairFace plugin needs torchvision; each torchvision release is built for one torch
+# release, so ask for the one that matches the torch already installed.
+TORCH_VERSION="$(python -c 'import torch; print(torch.__version__.split("+")[0])')"
+python -m pip install -q torchvision "torch==$TORCH_VERSION"
+python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-fairface
 python -m pytest "$@"
