@@ -16,7 +16,7 @@ One grammar serves ``--gen`` and ``--energy`` (and the Python API)::
 Examples::
 
     mnist
-    stylegan2:path=ffhq.pkl,truncation=0.7
+    stylegan2:path=ffhq.pkl,psi=0.7
     classifier:digit=3
     classifier:digit!=1@50
     clip:"a smiling face"@600

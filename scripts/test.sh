@@ -22,4 +22,5 @@ python -m pip install -q --force-reinstall --no-deps ./examples/promptgen-plugin
 TORCH_VERSION="$(python -c 'import torch; print(torch.__version__.split("+")[0])')"
 python -m pip install -q torchvision "torch==$TORCH_VERSION"
 python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-fairface
+python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-stylegan2
 python -m pytest "$@"
