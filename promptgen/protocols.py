@@ -15,7 +15,7 @@ convenient base for generators that are a single ``torch.nn.Module``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -77,17 +77,62 @@ class Generator(Protocol):
         ...
 
 
-@dataclass
 class BaseSample:
-    """Samples of the base distribution, handed to energies that fit before training.
+    """Samples of the base distribution (or of a flow), handed to energies that fit or adapt.
 
-    Attributes:
+    The images are decoded a chunk at a time on request, so a fit on thousands
+    of 1024² images never holds them all: use :meth:`map_images` (or
+    :meth:`image_chunks`) to reduce them to the features you need.
+
+    Args:
         latents: (N, *latent_shape).
-        images: (N, C, H, W) in [0, 1].
+        images: (N, C, H, W) in [0, 1], when they are already in memory.
+        decode: latents -> images, used chunk by chunk when ``images`` is not given.
+        chunk: images per chunk.
+
+    >>> s = BaseSample(torch.zeros(5, 2), decode=lambda z: z[:, :1, None, None].expand(-1, 1, 4, 4), chunk=2)
+    >>> s.map_images(lambda x: x.mean((1, 2, 3))).shape, len(list(s.image_chunks()))
+    (torch.Size([5]), 3)
     """
 
-    latents: Tensor
-    images: Tensor
+    def __init__(
+        self,
+        latents: Tensor,
+        images: Tensor | None = None,
+        *,
+        decode: Callable[[Tensor], Tensor] | None = None,
+        chunk: int = 256,
+    ) -> None:
+        if images is None and decode is None:
+            raise ValueError("BaseSample needs images or a decode function")
+        self.latents = latents
+        self._images = images
+        self.decode = decode
+        self.chunk = chunk
+
+    def __len__(self) -> int:
+        return self.latents.shape[0]
+
+    def image_chunks(self) -> Iterator[Tensor]:
+        """The images, ``chunk`` at a time, decoded without gradients."""
+        if self._images is not None:
+            yield from self._images.split(self.chunk)
+            return
+        with torch.no_grad():
+            for z in self.latents.split(self.chunk):
+                yield self.decode(z)
+
+    def map_images(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``fn`` applied to each chunk of images (without gradients), concatenated along dimension 0."""
+        with torch.no_grad():
+            return torch.cat([fn(x) for x in self.image_chunks()])
+
+    @property
+    def images(self) -> Tensor:
+        """All images at once (N, C, H, W). Memory grows with N × image size: prefer :meth:`map_images`."""
+        if self._images is None:
+            self._images = torch.cat(list(self.image_chunks()))
+        return self._images
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ from promptgen.atomic import write_atomic
 from promptgen.ebm import EnergyBasedModel
 from promptgen.flow import CouplingFlow
 from promptgen.progress import progress_bar
-from promptgen.protocols import BaseSample, Generator
+from promptgen.protocols import BaseSample
 
 
 class TrainConfig(BaseModel):
@@ -95,23 +95,35 @@ class TrainingSummary(BaseModel):
     )
 
 
-def decode_in_chunks(generator: Generator, z: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """``generator.decode`` over ``z`` (N, *latent_shape) a chunk at a time -> (N, C, H, W)."""
-    return torch.cat([generator.decode(part) for part in z.split(chunk)])
-
-
-def fit_energies(ebm: EnergyBasedModel, n: int, generator: torch.Generator, device: torch.device) -> dict[str, dict[str, float]]:
+def fit_energies(
+    ebm: EnergyBasedModel,
+    n: int,
+    generator: torch.Generator,
+    device: torch.device,
+    *,
+    console: Console | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
     """Give energies that need it their one-off fit on ``n`` base samples."""
     needy = [t for t in ebm.terms if t.energy.needs_fit]
     if not needy:
         return {}
     # An energy may ask for more base samples than the default (rare classes need many).
     n = max([n] + [int(getattr(t.energy, "fit_samples", 0)) for t in needy])
-    with torch.no_grad():
-        z = torch.randn((n, *ebm.generator.latent_shape), generator=generator, device="cpu").to(device)
-        images = decode_in_chunks(ebm.generator, z)
-    base = BaseSample(latents=z, images=images)
-    return {t.label: dict(t.energy.fit(base)) for t in needy}
+    z = torch.randn((n, *ebm.generator.latent_shape), generator=generator, device="cpu").to(device)
+    fits = {}
+    with progress_bar(console, progress, "fitting") as bar:
+        for t in needy:
+            task = bar.add_task(t.label, total=n)
+
+            def decode(chunk: torch.Tensor, task: int = task) -> torch.Tensor:
+                images = ebm.generator.decode(chunk)
+                bar.advance(task, chunk.shape[0])
+                return images
+
+            # Decoded a chunk at a time when the energy asks: 8,192 StyleGAN images at 1024² would not fit in memory.
+            fits[t.label] = dict(t.energy.fit(BaseSample(latents=z, decode=decode)))
+    return fits
 
 
 @torch.no_grad()
@@ -166,8 +178,7 @@ def adapt_energies(ebm: EnergyBasedModel, flow: CouplingFlow, step: int, generat
         with torch.no_grad():
             eps = torch.randn((n, *flow.latent_shape), generator=generator).to(device)
             z = torch.cat([flow(chunk)[0] for chunk in eps.split(256)])
-            images = decode_in_chunks(ebm.generator, z)
-        report = t.energy.adapt(BaseSample(latents=z, images=images))
+        report = t.energy.adapt(BaseSample(latents=z, decode=ebm.generator.decode))
         row.update({f"{t.label} {k}": float(v) for k, v in report.items()})
     return row
 
@@ -206,7 +217,7 @@ def train_flow(
     ebm.to(device)
     flow.to(device)
     t0 = time.perf_counter()
-    fits = fit_energies(ebm, config.fit_samples, g, device)
+    fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=progress)
     eval_eps = torch.randn((config.eval_batch, *flow.latent_shape), generator=g).to(device)
     bank = ImportanceBank(ebm, config.forward_samples, g, device) if config.forward_weight > 0 else None
     opt = torch.optim.Adam(flow.parameters(), lr=config.lr)

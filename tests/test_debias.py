@@ -186,3 +186,29 @@ def test_state_with_the_wrong_size_is_refused():
     energy = build_energy("debias:thickness").energy
     with pytest.raises(SpecError, match="saved β has 2 numbers"):
         energy.load_state({"beta": [0.0, 1.0]})
+
+
+def test_the_fit_decodes_base_samples_a_chunk_at_a_time():
+    # 8,192 StyleGAN images at 1024² do not fit in memory: the fit must never ask for them all at once.
+    from promptgen.ebm import EnergyBasedModel, WeightedEnergy
+    from promptgen.spec import parse_spec
+    from promptgen.trainer import fit_energies
+
+    class CountingGenerator:
+        latent_shape = (2,)
+        batches: ClassVar[list[int]] = []
+
+        def decode(self, z):
+            self.batches.append(z.shape[0])
+            return (z[:, :1, None, None] > 0).float().expand(-1, 1, 2, 2)
+
+        def to(self, device):
+            return self
+
+    energy = DebiasEnergy([Block("bright", ("bright",), ("dark", "light"), (0.5, 0.5))], {"bright": TwoClassClassifier()}, "debias:bright", refit=0)
+    energy.fit_samples = 3000
+    gen = CountingGenerator()
+    ebm = EnergyBasedModel(gen, [WeightedEnergy(parse_spec("debias:bright"), energy, 1.0)])
+    report = fit_energies(ebm, 100, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert sum(gen.batches) == 3000 and max(gen.batches) <= 256
+    assert report["debias:bright"]["fit KL bright"] == pytest.approx(0.0, abs=1e-6)
