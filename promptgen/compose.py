@@ -27,7 +27,7 @@ from promptgen.flow import CouplingFlow, FlowConfig
 from promptgen.images import save_images
 from promptgen.prompt import Prompt, build_generator, sample_images
 from promptgen.registry import Registry, get_registry
-from promptgen.spec import parse_spec
+from promptgen.spec import absolute_paths, parse_spec
 from promptgen.trainer import TrainConfig, train_flow
 
 
@@ -137,6 +137,9 @@ def compose(
     train = train or TrainConfig()
     dev = resolve_device(device)
     generator = normalise_generator_spec(generator)  # prompt:PATH -> absolute path, stored in the manifest
+    # path=FILE options made absolute too, so the manifest's specs work from any folder.
+    generator = absolute_paths(generator)
+    energies = [absolute_paths(e) for e in energies]
     # Check every spec and name before loading any weights, and build everything
     # before touching the disk.
     gen_name = parse_spec(generator).name

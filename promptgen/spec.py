@@ -267,3 +267,32 @@ def expect_options(spec: Spec, allowed: Mapping[str, str], positional: int = 0) 
         extra = spec.positional[positional]
         raise SpecError(f"{spec.format()!r}: unexpected value {extra!r}; {spec.name!r} takes options {', '.join(sorted(allowed)) or 'none'} as key=value")
     return opts
+
+
+def absolute_paths(spec: str, keys: tuple[str, ...] = ("path",)) -> str:
+    """``spec`` with each ``path=FILE`` (an existing file or folder) made absolute; anything else unchanged.
+
+    ``compose`` stores specs in the manifest; an absolute path still finds the
+    file when the prompt is evaluated from another working directory.
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp(); open(os.path.join(d, "w.pt"), "w").close(); old = os.getcwd(); os.chdir(d)
+    >>> absolute_paths("classifier:gender=female,path=w.pt@30") == f"classifier:gender=female,path={os.path.realpath(d)}/w.pt@30"
+    True
+    >>> absolute_paths("classifier:digit=3"), absolute_paths("x:path=missing.pt")
+    ('classifier:digit=3', 'x:path=missing.pt')
+    >>> os.chdir(old)
+    """
+    from pathlib import Path
+
+    parsed = parse_spec(spec)
+    changed = False
+    args = []
+    for a in parsed.args:
+        if a.key in keys and a.op == "=" and Path(a.value).expanduser().exists():
+            full = str(Path(a.value).expanduser().resolve())
+            if full != a.value:
+                a = Arg((Piece(full, quoted=any(c in full for c in ',@="\'')),), a.key, a.op)
+                changed = True
+        args.append(a)
+    return Spec(parsed.name, tuple(args), parsed.weight).format() if changed else spec
