@@ -20,7 +20,8 @@ python -m pip install -q --force-reinstall --no-deps ./examples/promptgen-plugin
 # The FairFace plugin needs torchvision; each torchvision release is built for one torch
 # release, so ask for the one that matches the torch already installed.
 TORCH_VERSION="$(python -c 'import torch; print(torch.__version__.split("+")[0])')"
-python -m pip install -q torchvision "torch==$TORCH_VERSION"
+python -m pip install -q torchvision open_clip_torch "torch==$TORCH_VERSION"
 python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-fairface
 python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-stylegan2
+python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-clip
 python -m pytest "$@"
