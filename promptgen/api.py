@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from torch import Tensor
 
-from promptgen.artifact import PromptManifest, read_manifest
+from promptgen.artifact import PromptManifest, check_prompt
 from promptgen.compose import compose, prompt_ebm
 from promptgen.device import resolve_device
 from promptgen.errors import PromptgenError
@@ -105,8 +105,8 @@ def sample_with_cost(
 
 
 def info(path: str | Path) -> PromptManifest:
-    """The validated manifest of a prompt folder."""
-    return read_manifest(Path(path))
+    """The validated manifest of a prompt folder (its weights checked too)."""
+    return check_prompt(Path(path))
 
 
 def list_plugins() -> list[PluginRecord]:

@@ -9,23 +9,32 @@
 
 Sampling needs the generator named in the manifest, and none of the energies'
 models.
+
+A prompt folder may come from a stranger. Reading one runs no code (JSON and
+safetensors only), reads no file outside the folder (the manifest names its
+weights by a plain file name, and neither file may be a link to elsewhere),
+and refuses anything damaged, inconsistent or from a newer promptgen with one
+:class:`~promptgen.errors.ArtifactError` line (see docs/robustness.md).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import platform
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from safetensors import SafetensorError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from promptgen.atomic import write_atomic, write_text_atomic
-from promptgen.errors import ArtifactError
+from promptgen.checkpoint import check_shapes, check_tensors
+from promptgen.errors import ArtifactError, inline, one_line
 from promptgen.flow import CouplingFlow, FlowConfig
 from promptgen.protocols import AttributeTarget
 from promptgen.trainer import TrainingSummary
@@ -34,6 +43,10 @@ FORMAT = "promptgen-prompt"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "flow.safetensors"
+# Far above any manifest promptgen writes (a long training history is a few MB);
+# a bigger "manifest" is not one, and reading it whole could exhaust memory.
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_DAMAGED = "the prompt is damaged, train it again"
 
 
 class GeneratorRecord(BaseModel):
@@ -43,9 +56,9 @@ class GeneratorRecord(BaseModel):
 
     spec: str
     name: str
-    latent_shape: tuple[int, ...]
+    latent_shape: tuple[int, ...] = Field(min_length=1)
     resolution: tuple[int, int]
-    channels: int
+    channels: int = Field(ge=1)
     licence: str = "unknown"
     source: str = ""
     plugin: str = ""
@@ -109,7 +122,7 @@ class LineageRecord(BaseModel):
     generator: str
     energies: list[str]
     created: str
-    weights_sha256: str
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class PromptManifest(BaseModel):
@@ -118,7 +131,7 @@ class PromptManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal["promptgen-prompt"] = FORMAT
-    format_version: int = FORMAT_VERSION
+    format_version: int = Field(default=FORMAT_VERSION, ge=1, le=FORMAT_VERSION, strict=True)
     created: str = Field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     generator: GeneratorRecord
     energies: list[EnergyRecord]
@@ -132,9 +145,25 @@ class PromptManifest(BaseModel):
     @classmethod
     def _inside_folder(cls, v: str) -> str:
         # A manifest must not make us read files outside its own folder.
-        if not v or "/" in v or "\\" in v or v in (".", "..") or v.startswith("."):
-            raise ValueError("must be a plain file name inside the prompt folder")
+        if (
+            not v
+            or len(v) > 255
+            or "/" in v
+            or "\\" in v
+            or v.startswith(".")
+            or not v.isprintable()
+            or re.match(r"^[A-Za-z]:", v)
+        ):
+            raise ValueError("must be a plain file name inside the prompt folder, such as flow.safetensors")
         return v
+
+    @model_validator(mode="after")
+    def _flow_fits_generator(self) -> PromptManifest:
+        if self.flow.shape() != tuple(self.generator.latent_shape):
+            raise ValueError(
+                f"the flow's latent shape {self.flow.shape()} differs from the generator's {tuple(self.generator.latent_shape)}"
+            )
+        return self
 
 
 def current_versions() -> dict[str, str]:
@@ -176,62 +205,137 @@ def save_prompt(out: Path, manifest: PromptManifest, flow: CouplingFlow) -> None
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ArtifactError(f"the trained flow has non-finite weights ({k}); nothing was saved. Lower --lr and retry")
     write_atomic(out / manifest.weights_file, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
-    write_text_atomic(out / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
+    write_text_atomic(out / MANIFEST, manifest_json(manifest))
+
+
+def manifest_json(manifest: PromptManifest) -> str:
+    """The text of ``manifest.json``.
+
+    Written with Python's json rather than pydantic's so that a NaN or infinite
+    figure (an evaluation that overflowed) is stored as ``NaN``/``Infinity``,
+    which :func:`read_manifest` reads back, not as ``null``, which it would refuse.
+    """
+    return json.dumps(manifest.model_dump(mode="python"), indent=2, ensure_ascii=False, allow_nan=True) + "\n"
+
+
+def _own_file(folder: Path, name: str) -> Path | None:
+    """``folder/name`` resolved, if it exists; refuses a link to outside ``folder`` and anything but a regular file."""
+    path = folder / name
+    if not path.exists():
+        return None
+    try:
+        real, root = path.resolve(strict=True), folder.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise ArtifactError(f"cannot follow {str(path)!r} ({one_line(str(exc))}); {_DAMAGED}") from None
+    if not real.is_relative_to(root):
+        raise ArtifactError(
+            f"{str(path)!r} is a link to {str(real)!r}, outside the prompt folder; promptgen reads only files inside "
+            "it: copy the file into the folder"
+        )
+    if not real.is_file():  # a folder, a FIFO or a device would fail or block
+        raise ArtifactError(f"{str(path)!r} is not a regular file; {_DAMAGED}")
+    return real
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as ``a.b.0.c``, with names taken from the file quoted safely."""
+    parts = [str(p) if isinstance(p, int) or re.fullmatch(r"[A-Za-z0-9_\-]{1,40}", str(p)) else repr(str(p)[:40]) for p in loc]
+    return ".".join(parts) or "the top level"
 
 
 def read_manifest(folder: Path) -> PromptManifest:
     """Read and validate ``folder/manifest.json`` with one-line errors."""
     folder = Path(folder)
     if not folder.exists():
-        raise ArtifactError(f"prompt folder {str(folder)!r} does not exist; train one with `promptgen compose --out {folder}`")
+        raise ArtifactError(f"prompt folder {str(folder)!r} does not exist; train one with `promptgen compose --out {inline(folder)}`")
     if not folder.is_dir():
         raise ArtifactError(f"{str(folder)!r} is a file, not a prompt folder; give the folder that holds {MANIFEST}")
     path = folder / MANIFEST
-    if not path.exists():
+    real = _own_file(folder, MANIFEST)
+    if real is None:
         raise ArtifactError(f"{str(folder)!r} is not a prompt: it has no {MANIFEST}; give a folder made by `promptgen compose`")
     try:
-        raw: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{str(path)!r} is not valid JSON ({str(exc).splitlines()[0]}); the prompt is damaged, train it again") from None
+        size = real.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ArtifactError(
+                f"{str(path)!r} is {size / 2**20:.0f} MB, far larger than a promptgen manifest "
+                f"(at most {MAX_MANIFEST_BYTES // 2**20} MB); it is not a prompt manifest"
+            )
+        raw: Any = json.loads(real.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {str(path)!r}: {exc.strerror or exc}; check the file and its permissions") from None
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{str(path)!r} is not UTF-8 text, so not a manifest; {_DAMAGED}") from None
+    except RecursionError:
+        raise ArtifactError(f"{str(path)!r} is nested too deeply to be a promptgen manifest; {_DAMAGED}") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer with thousands of digits
+        raise ArtifactError(f"{str(path)!r} is not valid JSON ({one_line(str(exc))[:120]}); {_DAMAGED}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ArtifactError(f"{str(path)!r} is not a promptgen manifest (no \"format\": \"{FORMAT}\")")
     version = raw.get("format_version")
-    if isinstance(version, int) and version > FORMAT_VERSION:
-        made_by = raw.get("versions", {}).get("promptgen", "a newer promptgen") if isinstance(raw.get("versions"), dict) else "a newer promptgen"
+    if isinstance(version, (int, float)) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        versions = raw.get("versions")
+        made_by = versions.get("promptgen") if isinstance(versions, dict) else None
+        if not (isinstance(made_by, str) and made_by.isprintable() and 0 < len(made_by) <= 40):
+            made_by = "a newer promptgen"
+        shown = f"{version:.0f}" if math.isfinite(version) and version < 1e6 else "newer"
         raise ArtifactError(
-            f"{str(folder)!r} is prompt format {version} (made by promptgen {made_by}); this promptgen reads up to "
+            f"{str(folder)!r} is prompt format {shown} (made by promptgen {made_by}); this promptgen reads up to "
             f"format {FORMAT_VERSION}: upgrade with `pip install -U promptgen-core`"
         )
     try:
         return PromptManifest.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "manifest"
-        raise ArtifactError(f"{str(path)!r} is invalid at {where}: {err['msg']}; the prompt is damaged, train it again") from None
+        msg = one_line(err["msg"])[:200]
+        raise ArtifactError(f"{str(path)!r} is invalid at {_where(err['loc'])}: {msg}; {_DAMAGED}") from None
+    except RecursionError:
+        raise ArtifactError(f"{str(path)!r} is nested too deeply to be a promptgen manifest; {_DAMAGED}") from None
 
 
 def load_flow(folder: Path, manifest: PromptManifest) -> CouplingFlow:
-    """Rebuild the flow from the manifest and load its safetensors weights."""
-    path = Path(folder) / manifest.weights_file
-    if not path.exists():
-        raise ArtifactError(f"{str(path)!r} is missing; the prompt is incomplete, train it again")
+    """Rebuild the flow from the manifest and load its safetensors weights.
+
+    The file's header (names and shapes) is checked before its data is read
+    and before the flow is built, so a manifest that describes a huge flow
+    cannot make promptgen allocate it; then every tensor must have the flow's
+    shape and dtype, the coupling masks their fixed values, and every weight
+    must be finite.
+    """
+    folder = Path(folder)
+    path = folder / manifest.weights_file
+    where = str(path)
+    real = _own_file(folder, manifest.weights_file)
+    if real is None:
+        raise ArtifactError(f"{where!r} is missing; the prompt is incomplete, train it again")
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ArtifactError(f"{str(path)!r} is corrupt ({str(exc).splitlines()[0]}); the prompt is damaged, train it again") from None
-    flow = CouplingFlow(manifest.flow)
+        with safe_open(str(real), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways (safetensors, OS, dtype); each gets one line
+        raise ArtifactError(f"{where!r} is corrupt ({one_line(str(exc))[:120]}); {_DAMAGED}") from None
+    config = manifest.flow
+    numbers = sum(math.prod(s) for s in shapes.values())
+    if config.size_bound() > 4 * numbers + 4096:
+        raise ArtifactError(
+            f"{where!r} holds {numbers:,} numbers, far fewer than the manifest's flow ({config.kind}, "
+            f"{config.transforms} layers, {config.features} features, hidden {config.hidden}) needs; "
+            "the manifest and the weights do not belong together, train the prompt again"
+        )
+    flow = CouplingFlow(config)
     expected = flow.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        raise ArtifactError(f"{str(path)!r} does not match the manifest's flow (missing {missing[:2]}, unexpected {extra[:2]})")
-    for k, v in tensors.items():
-        if v.shape != expected[k].shape or v.dtype != expected[k].dtype:
-            raise ArtifactError(
-                f"{str(path)!r}: {k} has shape {tuple(v.shape)} {v.dtype}, the manifest's flow needs "
-                f"{tuple(expected[k].shape)} {expected[k].dtype}; the prompt is damaged"
-            )
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise ArtifactError(f"{str(path)!r}: {k} holds NaN or infinite values; the prompt is damaged")
+    hint = "the manifest and the weights do not belong together, train the prompt again"
+    check_shapes(shapes, {k: tuple(v.shape) for k, v in expected.items()}, where, hint)  # the file's data is not read yet
+    try:
+        tensors = load_file(str(real))
+    except Exception as exc:  # noqa: BLE001 - as above
+        raise ArtifactError(f"{where!r} is corrupt ({one_line(str(exc))[:120]}); {_DAMAGED}") from None
+    check_tensors(tensors, expected, where, hint)
     flow.load_state_dict(tensors)
     return flow.eval().requires_grad_(False)
+
+
+def check_prompt(folder: Path) -> PromptManifest:
+    """The manifest of the prompt in ``folder``, after checking its weights too (without building its generator)."""
+    manifest = read_manifest(folder)
+    load_flow(folder, manifest)
+    return manifest

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptgen.artifact import MANIFEST, LineageRecord, PromptManifest, read_manifest
-from promptgen.errors import ArtifactError, SpecError
+from promptgen.errors import ArtifactError, SpecError, inline, one_line
 from promptgen.hookspecs import hookimpl
 from promptgen.registry import GeneratorEntry, Registry
 from promptgen.spec import Arg, Piece, Spec, expect_options, parse_spec
@@ -74,7 +74,10 @@ def normalise_generator_spec(spec: str) -> str:
     parsed = parse_spec(spec)
     if parsed.name != NAME:
         return spec
-    folder = Path(prompt_path(parsed)).expanduser().resolve()
+    try:
+        folder = Path(prompt_path(parsed)).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop, an unknown ~user
+        raise SpecError(f"{spec!r}: cannot use that prompt folder ({one_line(str(exc))}); give the folder made by `promptgen compose`") from None
     return prompt_spec(folder, parsed.weight)
 
 
@@ -133,14 +136,14 @@ def resolve_parent_spec(folder: Path, manifest: PromptManifest) -> str:
     if found is None:
         raise ArtifactError(
             f"prompt {str(folder)!r} was trained on prompt {parent.path!r}, which is missing; "
-            f"put that prompt folder back (or retrain {folder})"
+            f"put that prompt folder back (or retrain {inline(folder)})"
         )
     found = found.resolve()
     weights = found / read_manifest(found).weights_file
     if weights.is_file() and file_sha256(weights) != parent.weights_sha256:
         raise ArtifactError(
             f"prompt {str(folder)!r} was trained on prompt {str(found)!r}, whose flow has changed since "
-            f"({weights.name} no longer matches the recorded sha256); retrain {folder} or restore that prompt"
+            f"({weights.name} no longer matches the recorded sha256); retrain {inline(folder)} or restore that prompt"
         )
     return prompt_spec(found)
 
@@ -153,7 +156,10 @@ def lineage_for(generator: Any, out: Path) -> list[LineageRecord]:
     """
     from promptgen.prompt import Prompt
 
-    target = Path(out).resolve()
+    try:
+        target = Path(out).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop
+        raise ArtifactError(f"cannot use --out {str(out)!r} ({one_line(str(exc))}); choose another folder") from None
     records: list[LineageRecord] = []
     g = generator
     while isinstance(g, Prompt) and g.path is not None:
@@ -186,7 +192,12 @@ def build_prompt_generator(spec: Spec) -> Prompt:
     """The prompt folder named by ``spec``, loaded as a generator (its latent is the flow's noise ε)."""
     from promptgen.prompt import load_prompt
 
-    return load_prompt(Path(prompt_path(spec)).expanduser(), _LOADING_REGISTRY.get())
+    text = prompt_path(spec)
+    try:
+        folder = Path(text).expanduser()
+    except RuntimeError as exc:  # ~user that does not exist
+        raise SpecError(f"{spec.format()!r}: cannot use that prompt folder ({one_line(str(exc))}); give the folder made by `promptgen compose`") from None
+    return load_prompt(folder, _LOADING_REGISTRY.get())
 
 
 @hookimpl

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from promptgen.errors import PromptgenError
+from promptgen.errors import PromptgenError, printable
 from promptgen.flow import FlowConfig
 from promptgen.trainer import TrainConfig
 
@@ -41,7 +41,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except PromptgenError as exc:
-            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            # printable: the message may quote a stranger's manifest or a plugin's text.
+            err_console.print(f"[bold red]error:[/bold red] {printable(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -171,7 +172,7 @@ def sample(
     save_images(images, out)
     if cost_json is not None:
         write_text_atomic(cost_json, cost.model_dump_json(indent=2) + "\n")
-    out_console.print(f"[green]✓[/green] {n} images in {cost.seconds:.2f} s -> [bold]{out}[/bold]")
+    out_console.print(f"[green]✓[/green] {n} images in {cost.seconds:.2f} s -> [bold]{printable(out)}[/bold]")
     if method != "flow":
         out_console.print(_cost_table(cost))
 
@@ -181,7 +182,7 @@ def _cost_table(cost: Any) -> Table:
     t = Table(show_header=False, title=f"cost of --method {cost.method}" + (f" --accept {cost.accept}" if cost.accept else ""))
     t.add_column(style="bold")
     t.add_column(overflow="fold")
-    t.add_row("samples", f"{cost.target}  ({'exact' if cost.exact else 'not exact'})")
+    t.add_row("samples", f"{printable(cost.target)}  ({'exact' if cost.exact else 'not exact'})")
     t.add_row("time", f"{cost.seconds:.2f} s on {cost.device}: {cost.samples_per_second:.3g} samples/s")
     t.add_row("generator calls", f"{cost.draws:,} ({cost.draws_per_sample:.3g} per image)")
     t.add_row("energy evaluations", f"{cost.energy_evaluations:,}" + (f", gradients {cost.gradient_evaluations:,}" if cost.gradient_evaluations else ""))
@@ -191,7 +192,7 @@ def _cost_table(cost: Any) -> Table:
         mh = f"{cost.mh_acceptance:.2f}" if cost.mh_acceptance is not None else "n/a"
         t.add_row("langevin", f"{cost.steps} steps, step size {cost.step_size:.3g}, MH acceptance {mh}")
     if cost.note:
-        t.add_row("note", cost.note)
+        t.add_row("note", printable(cost.note))
     return t
 
 
@@ -220,18 +221,19 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = 
     table = Table(title="promptgen plugins")
     for col in ("plugin", "distribution", "generators", "energies", "attribute classifiers", "status"):
         table.add_column(col, overflow="fold")  # names must be readable in full, even at 80 columns
+    # Every name and message below comes from a plugin: printable() keeps rich markup and terminal codes out.
     for p in reg.plugins:
         classifiers = [
-            f"{c} ({', '.join(reg.classifiers[c].attributes)}{'; evaluator' if reg.classifiers[c].role == 'evaluator' else ''})"
+            f"{c} ({', '.join(map(str, reg.classifiers[c].attributes))}{'; evaluator' if reg.classifiers[c].role == 'evaluator' else ''})"
             for c in p.classifiers
         ]
         table.add_row(
-            p.name,
-            f"{p.distribution} {p.version}",
-            "\n".join(p.generators),
-            "\n".join(p.energies),
-            "\n".join(classifiers),
-            f"[red]{p.error}[/red]" if p.error else "[green]ok[/green]",
+            printable(p.name),
+            printable(f"{p.distribution} {p.version}"),
+            "\n".join(map(printable, p.generators)),
+            "\n".join(map(printable, p.energies)),
+            "\n".join(map(printable, classifiers)),
+            f"[red]{printable(p.error)}[/red]" if p.error else "[green]ok[/green]",
         )
     out_console.print(table)
     provided = Table(title="what they provide", show_lines=False)
@@ -239,12 +241,14 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = 
         provided.add_column(col, overflow="fold")
     for name, g in reg.generators.items():
         opts = ", ".join(f"{k}=" for k in g.options)
-        provided.add_row(name, "generator", f"--gen {name}" + (f":{opts}" if opts else ""), g.summary)
+        provided.add_row(printable(name), "generator", printable(f"--gen {name}" + (f":{opts}" if opts else "")), printable(g.summary))
     for name, e in reg.energies.items():
-        provided.add_row(name, "energy", f"--energy {e.usage or name}", f"{e.summary} (default weight {e.default_weight:g})")
+        provided.add_row(
+            printable(name), "energy", printable(f"--energy {e.usage or name}"), printable(f"{e.summary} (default weight {e.default_weight:g})")
+        )
     for name, c in reg.classifiers.items():
         attrs = "; ".join(f"{a}: {'/'.join(map(str, labels))}" for a, labels in c.attributes.items())
-        provided.add_row(name, f"classifier ({c.role})", attrs, c.summary)
+        provided.add_row(printable(name), printable(f"classifier ({c.role})"), printable(attrs), printable(c.summary))
     out_console.print(provided)
 
 
@@ -254,31 +258,35 @@ def info(
     prompt: Annotated[Path, typer.Argument(help="Prompt folder")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON")] = False,
 ) -> None:
-    """Show a prompt's manifest: generator, energies and weights, flow, training summary."""
-    from promptgen.artifact import read_manifest
+    """Show a prompt's manifest: generator, energies and weights, flow, training summary (after checking its weights)."""
+    from promptgen.artifact import check_prompt
 
-    m = read_manifest(prompt)
+    m = check_prompt(prompt)
     if as_json:
         out_console.print_json(m.model_dump_json())
         return
-    t = Table(show_header=False, title=f"prompt {prompt}")
+    # Every string below comes from the manifest, which may be a stranger's: printable() it.
+    t = Table(show_header=False, title=printable(f"prompt {prompt}"))
     t.add_column(style="bold")
     t.add_column(overflow="fold")
-    t.add_row("generator", f"{m.generator.spec}  (latent {m.generator.latent_shape}, {m.generator.resolution[0]}×{m.generator.resolution[1]}, licence {m.generator.licence})")
+    g = m.generator
+    t.add_row("generator", printable(f"{g.spec}  (latent {g.latent_shape}, {g.resolution[0]}×{g.resolution[1]}, licence {g.licence})"))
     for e in m.energies:
-        t.add_row("energy", f"{e.spec}  weight {e.weight:g}")
+        t.add_row("energy", printable(f"{e.spec}  weight {e.weight:g}"))
     for i, r in enumerate(m.lineage):
         found = Path(r.path).exists() or (r.relative is not None and (prompt / r.relative).exists())
         t.add_row(
             "lineage" if i == 0 else "",
-            f"{i + 1}. {r.path}{'' if found else '  [missing]'}  ({' + '.join(r.energies)} on {r.generator}; "
-            f"created {r.created}; sha256 {r.weights_sha256[:12]})",
+            printable(
+                f"{i + 1}. {r.path}{'' if found else '  [missing]'}  ({' + '.join(r.energies)} on {r.generator}; "
+                f"created {r.created}; sha256 {r.weights_sha256[:12]})"
+            ),
         )
     t.add_row("flow", f"{m.flow.kind}, {m.flow.transforms} layers, hidden {m.flow.hidden}")
     c = m.training.config
-    t.add_row("training", f"{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, {m.training.device}, {m.training.seconds:.1f} s")
-    t.add_row("final", f"loss {m.training.final_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.training.final_terms.items()))
-    t.add_row("created", f"{m.created} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
+    t.add_row("training", printable(f"{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, {m.training.device}, {m.training.seconds:.1f} s"))
+    t.add_row("final", printable(f"loss {m.training.final_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.training.final_terms.items())))
+    t.add_row("created", printable(f"{m.created} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items())))
     out_console.print(t)
 
 

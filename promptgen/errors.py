@@ -12,8 +12,24 @@ import difflib
 from collections.abc import Iterable
 
 
+# What str.splitlines() breaks at: a message holding one of these would not be one line.
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
 class PromptgenError(Exception):
-    """A problem with the user's input, reported as one line (exit code 2)."""
+    """A problem with the user's input, reported as one line (exit code 2).
+
+    A line break inside the message (from a path or a value the user or a file
+    gave) is kept as its escape, so the message stays one line whoever built it.
+
+    >>> str(PromptgenError("no folder 'a\\u2028b'; see promptgen list"))
+    "no folder 'a\\\\u2028b'; see promptgen list"
+    """
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (args[0].translate(_LINE_BREAKS), *args[1:])
+        super().__init__(*args)
 
 
 class SpecError(PromptgenError):
@@ -26,6 +42,40 @@ class UnknownNameError(PromptgenError):
 
 class ArtifactError(PromptgenError):
     """A prompt folder that is missing, damaged, or from a newer promptgen."""
+
+
+def one_line(text: str) -> str:
+    """Collapse a (possibly multi-line) message onto one line.
+
+    >>> one_line("first\\n  second\\r\\n\\u2028third")
+    'first second third'
+    """
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def inline(text: object) -> str:
+    """``text`` as it is if it prints as one plain line, else its ``repr`` (for paths and names inside messages).
+
+    >>> inline("runs/three"), inline("runs/a\\nb")
+    ('runs/three', "'runs/a\\\\nb'")
+    """
+    text = str(text)
+    return text if text.isprintable() else repr(text)
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print on a rich console: markup escaped, control characters shown as escapes.
+
+    Names and messages can come from a stranger's manifest or a plugin; printed
+    raw, ``[/x]`` would crash rich's markup parser and an ANSI escape sequence
+    would drive the user's terminal.
+
+    >>> printable("a [/red] b\\x1b[2J")
+    'a \\\\[/red] b\\\\x1b[2J'
+    """
+    from rich.markup import escape
+
+    return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text)))
 
 
 def closest(name: str, known: Iterable[str], n: int = 3) -> list[str]:

@@ -42,7 +42,7 @@ from promptgen.atomic import write_text_atomic
 from promptgen.classifiers import adapt_images
 from promptgen.compose import rebuild_terms
 from promptgen.device import resolve_device
-from promptgen.errors import PromptgenError, UnknownNameError
+from promptgen.errors import PromptgenError, UnknownNameError, printable
 from promptgen.metrics import (
     class_histogram,
     class_share,
@@ -702,13 +702,14 @@ def measured_in(report: EvalReport) -> str:
 
 def report_table(report: EvalReport) -> Table:
     """The report as a rich table with base and prompt columns."""
+    # Labels and specs come from the prompt's manifest (maybe a stranger's): printable() keeps markup and terminal codes out.
     title = f"eval of {report.prompt_path or 'prompt'} ({report.n} samples each, seed {report.seed})"
-    table = Table(title=title, caption=measured_in(report))
+    table = Table(title=printable(title), caption=printable(measured_in(report)))
     table.add_column("")
-    table.add_column(f"base ({report.generator})", overflow="fold")
+    table.add_column(printable(f"base ({report.generator})"), overflow="fold")
     table.add_column("prompt", overflow="fold")
     for what, b, p in summary_rows(report):
-        table.add_row(what, b, p)
+        table.add_row(printable(what), printable(b), printable(p))
     return table
 
 

@@ -19,7 +19,7 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.lazy import LazyComposedTransform
@@ -44,11 +44,36 @@ class FlowConfig(BaseModel):
     latent_shape: tuple[int, ...] | None = None
     transforms: int = Field(default=4, ge=1, le=64)
     hidden: int = Field(default=128, ge=1, le=8192)
-    mask_seed: int = 0
+    mask_seed: int = Field(default=0, ge=0, lt=2**63)
     bins: int = Field(default=8, ge=2, le=64, description="spline bins (spline-coupling only)")
+
+    @model_validator(mode="after")
+    def _shape_matches_features(self) -> FlowConfig:
+        # A manifest is read from a file: a shape that disagrees with features would only fail while sampling.
+        shape = self.latent_shape
+        if shape and (any(d < 1 for d in shape) or math.prod(shape) != self.features):
+            raise ValueError(f"latent_shape {shape} must be positive sizes whose product is features={self.features}")
+        return self
 
     def shape(self) -> tuple[int, ...]:
         return tuple(self.latent_shape) if self.latent_shape else (self.features,)
+
+    def size_bound(self) -> int:
+        """An upper bound on the numbers in the flow's state_dict (weights and masks), without building it.
+
+        Each coupling's network maps at most ``features`` inputs through two hidden
+        layers to at most ``features`` × (parameters per feature) outputs. Used to
+        refuse a manifest that describes a far larger flow than its weights file
+        holds before allocating it.
+
+        >>> config = FlowConfig(features=32, transforms=4, hidden=16)
+        >>> actual = sum(t.numel() for t in CouplingFlow(config).state_dict().values())
+        >>> actual <= config.size_bound() <= 4 * actual
+        True
+        """
+        per_feature = 3 * self.bins - 1 if self.kind == "spline-coupling" else 2
+        f, h = self.features, self.hidden
+        return self.transforms * (f + f * h + h + h * h + h + (h + 1) * f * per_feature)
 
 
 def coupling_masks(features: int, transforms: int, seed: int) -> list[Tensor]:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from promptgen import chaining
 from promptgen.artifact import PromptManifest, load_flow, read_manifest
-from promptgen.errors import UnknownNameError
+from promptgen.errors import ArtifactError, UnknownNameError, one_line
 from promptgen.flow import CouplingFlow
 from promptgen.protocols import Generator, GeneratorInfo
 from promptgen.registry import Registry, get_registry
@@ -98,6 +98,10 @@ def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
     the same way, through the ``prompt`` generator (see :mod:`promptgen.chaining`).
     """
     path = Path(path)
+    try:
+        path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop
+        raise ArtifactError(f"cannot use {str(path)!r} as a prompt folder ({one_line(str(exc))}); give the folder made by `promptgen compose`") from None
     with chaining.loading(path, registry):
         manifest = read_manifest(path)
         flow = load_flow(path, manifest)

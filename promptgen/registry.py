@@ -2,25 +2,32 @@
 
 The registry is built once per process from every installed distribution that
 declares an entry point in the ``promptgen`` group (promptgen-core's own
-built-in pieces included). A plugin that fails to import, or whose hook
-raises, is recorded in :attr:`Registry.failures` with its distribution's name;
-the others keep working.
+built-in pieces included). A plugin that fails to import, whose hook raises
+(even ``SystemExit``) or returns something that is not an entry, or whose
+import or hook takes longer than ``$PROMPTGEN_PLUGIN_TIMEOUT`` seconds (default
+60; 0 waits forever), is recorded in :attr:`Registry.failures` with its
+distribution's name; the others keep working. Nothing builds the registry
+before a command needs it, so ``promptgen --help`` never imports a plugin.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptgen.errors import UnknownNameError, unknown_name
+from promptgen.errors import PromptgenError, UnknownNameError, one_line, unknown_name
 
 if TYPE_CHECKING:
     from promptgen.protocols import AttributeClassifier, Energy, Generator
     from promptgen.spec import Spec
 
 ENTRY_POINT_GROUP = "promptgen"
+TIMEOUT_VARIABLE = "PROMPTGEN_PLUGIN_TIMEOUT"
+DEFAULT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -214,17 +221,73 @@ class Registry:
 
 
 _HOOKS = (
-    ("promptgen_generators", "generator"),
-    ("promptgen_energies", "energy"),
-    ("promptgen_attribute_classifiers", "classifier"),
+    ("promptgen_generators", "generator", GeneratorEntry),
+    ("promptgen_energies", "energy", EnergyEntry),
+    ("promptgen_attribute_classifiers", "classifier", ClassifierEntry),
 )
 
 
 def _distribution_of(ep: md.EntryPoint) -> tuple[str, str]:
+    module = ep.value.split(":")[0].split(".")[0]
     dist = getattr(ep, "dist", None)
     if dist is None:
-        return ep.value.split(":")[0].split(".")[0], "?"
-    return dist.metadata["Name"], dist.version
+        return module, "?"
+    try:
+        name, version = dist.metadata["Name"], dist.version
+    except Exception:  # noqa: BLE001 - damaged metadata of one distribution must not stop discovery
+        return module, "?"
+    return str(name or module), str(version or "?")
+
+
+class PluginTimeout(Exception):
+    """A plugin's import or hook did not return within the time allowed."""
+
+
+def plugin_timeout() -> float | None:
+    """Seconds a plugin's import or hook may take (``$PROMPTGEN_PLUGIN_TIMEOUT``); None waits forever."""
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise PromptgenError(f"{TIMEOUT_VARIABLE}={raw!r} is not a number of seconds; set it to e.g. 60, or 0 to wait forever")
+    return seconds or None
+
+
+def _call(fn: Callable[[], Any], timeout: float | None) -> Any:
+    """``fn()``, in a helper thread when ``timeout`` is set, so a plugin that hangs cannot hang promptgen.
+
+    A call that does not finish in time raises :class:`PluginTimeout`; its
+    thread is left behind as a daemon (Python cannot stop it) and ends with the process.
+    """
+    if timeout is None:
+        return fn()
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, who reports it
+            error.append(exc)
+
+    worker = threading.Thread(target=run, name="promptgen-plugin", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise PluginTimeout(f"did not finish within {timeout:g} s (raise {TIMEOUT_VARIABLE} if it is just slow)")
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, PluginTimeout):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry:
@@ -238,6 +301,7 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
 
     from promptgen import hookspecs
 
+    timeout = plugin_timeout()
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     reg = Registry()
@@ -265,16 +329,16 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
             continue  # the same distribution found twice on sys.path
         record = PluginRecord(name=ep.name, distribution=dist, version=version)
         try:
-            plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
-            record.error = one_line(f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+            plugin = _call(ep.load, timeout)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not take the others down
+            record.error = one_line(f"failed to import {ep.value}: {_failure(exc)}")
             reg.plugins.append(record)
             continue
         register(plugin, key, record)
     for name, plugin in extra_plugins:
         register(plugin, name, PluginRecord(name=name, distribution=name, version=""))
 
-    for hook_name, kind in _HOOKS:
+    for hook_name, kind, entry_type in _HOOKS:
         # Plugins in discovery order (built-in first), whatever tryfirst/trylast say:
         # on a name clash the first plugin keeps the name.
         impls = {impl.plugin_name: impl for impl in getattr(pm.hook, hook_name).get_hookimpls()}
@@ -282,18 +346,24 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
             if key not in impls:
                 continue
             try:
-                entries = impls[key].function() or []
-            except Exception as exc:  # noqa: BLE001 - a plugin hook that raises is reported, not fatal
-                record.error = one_line(f"{hook_name} raised {type(exc).__name__}: {exc}")
+                entries = _call(impls[key].function, timeout) or []
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin hook that raises is reported, not fatal
+                record.error = one_line(f"{hook_name} {'' if isinstance(exc, PluginTimeout) else 'raised '}{_failure(exc)}")
+                continue
+            if not isinstance(entries, (list, tuple)):
+                record.error = f"{hook_name} returned a {type(entries).__name__}, not a list of {entry_type.__name__}"
                 continue
             for entry in entries:
+                if not isinstance(entry, entry_type) or not isinstance(entry.name, str) or not entry.name:
+                    record.error = f"{hook_name} returned {_short(entry)}, not a {entry_type.__name__} with a name; skipped"
+                    continue
                 reg._add(kind, entry, record)
     return reg
 
 
-def one_line(text: str) -> str:
-    """Collapse a (possibly multi-line) message onto one line."""
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+def _short(value: object) -> str:
+    text = one_line(repr(value))
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 _REGISTRY: Registry | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
 from typing import Any
 
 
@@ -19,3 +21,18 @@ def one_line_error(result: Any, *words: str) -> str:
     for w in words:
         assert w in text, (w, text)
     return text
+
+
+def install_fake_distribution(root: Path, dist: str, version: str, module: str, source: str, entry_name: str) -> None:
+    """Write an installed distribution ``dist`` into ``root`` (put ``root`` on ``sys.path``).
+
+    Its package ``module`` holds ``source`` and is registered as entry point
+    ``entry_name`` in the ``promptgen`` group, as ``pip install`` would do, so
+    plugin discovery finds it like any third-party plugin.
+    """
+    (root / module).mkdir()
+    (root / module / "__init__.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[promptgen]\n{entry_name} = {module}\n")

@@ -1,7 +1,6 @@
 """Plugin discovery through real entry points of (fake) installed distributions."""
 
 import importlib
-import textwrap
 
 import pytest
 from typer.testing import CliRunner
@@ -9,6 +8,7 @@ from typer.testing import CliRunner
 from promptgen.cli import app
 from promptgen.errors import UnknownNameError
 from promptgen.registry import build_registry
+from promptgen.testing import install_fake_distribution
 
 PLUGIN = '''
 import torch
@@ -47,15 +47,6 @@ def promptgen_generators():
 def promptgen_energies():
     return [EnergyEntry("brightness", lambda spec, registry: Brightness(), default_weight=7.0)]
 '''
-
-
-def install_fake_distribution(root, dist, version, module, source, entry_name):
-    (root / module).mkdir()
-    (root / module / "__init__.py").write_text(textwrap.dedent(source))
-    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[promptgen]\n{entry_name} = {module}\n")
 
 
 @pytest.fixture
