@@ -76,9 +76,19 @@ def compose(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing prompt folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue the unfinished run in this folder from its last checkpoint, with its own settings")
+    ] = None,
+    nproc: Annotated[int, typer.Option(min=1, help="Train with N processes (torchrun; the batch is split among them)")] = 1,
 ) -> None:
     """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
     from promptgen.compose import compose as run
+    from promptgen.distributed import from_env
+
+    if nproc > 1 and not from_env().active:
+        raise typer.Exit(_relaunch_with_torchrun(nproc))
+    if resume is not None and (energy or out is not None):
+        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy and --out")
 
     if flow not in ("spline-coupling", "affine-coupling"):
         raise PromptgenError(f"unknown --flow {flow!r}; use spline-coupling or affine-coupling")
@@ -98,20 +108,44 @@ def compose(
     prompt = run(
         gen,
         energy or [],
-        out,
+        resume if resume is not None else out,
         train=config,
         flow={"kind": flow, "transforms": transforms, "hidden": hidden},
         device=device,
         overwrite=overwrite,
         progress=not quiet,
         console=err_console,
+        resume=resume is not None,
     )
+    if not from_env().main:
+        return
     t = prompt.manifest.training
     out_console.print(
         f"[green]✓[/green] prompt saved to [bold]{prompt.path}[/bold] "
         f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / 'samples.png'}"
     )
     out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
+
+
+def _relaunch_with_torchrun(nproc: int) -> int:
+    """Run this same ``compose`` command under ``torchrun`` with ``nproc`` processes; its exit code."""
+    import subprocess
+    import sys
+
+    argv = sys.argv[1:]
+    if "compose" not in argv:
+        raise PromptgenError("--nproc works from the command line (promptgen compose ... --nproc N); from Python, use torchrun")
+    args = argv[argv.index("compose") + 1 :]
+    clean, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            clean.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "promptgen", "compose", *clean]
+    return subprocess.run(cmd, check=False).returncode
 
 
 @app.command()

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
 from promptgen.artifact import (
+    MANIFEST,
     EnergyRecord,
     GeneratorRecord,
     PromptManifest,
@@ -19,13 +21,15 @@ from promptgen.artifact import (
     prepare_out_dir,
     save_prompt,
 )
+from promptgen.atomic import write_text_atomic
 from promptgen.chaining import lineage_for, normalise_generator_spec
 from promptgen.device import resolve_device
+from promptgen.distributed import barrier, from_env, start, stop
 from promptgen.ebm import EnergyBasedModel, WeightedEnergy
-from promptgen.errors import SpecError
+from promptgen.errors import ArtifactError, SpecError
 from promptgen.flow import CouplingFlow, FlowConfig
 from promptgen.images import save_images
-from promptgen.prompt import Prompt, build_generator, sample_images
+from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
 from promptgen.registry import Registry, get_registry
 from promptgen.spec import absolute_paths, parse_spec
 from promptgen.trainer import TrainConfig, train_flow
@@ -101,9 +105,41 @@ def default_out_dir(energies: Sequence[str], root: Path = Path("runs")) -> Path:
     return out
 
 
+RUN_FILE = "run.json"
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunRequest(BaseModel):
+    """What ``compose`` was asked, written to ``RUN_DIR/run.json`` before training so ``--resume`` can continue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generator: str
+    energies: list[str]
+    train: TrainConfig
+    flow: dict = Field(default_factory=dict)
+    device: str = "auto"
+    preview: int = 64
+
+
+def read_run(folder: Path) -> RunRequest:
+    """The request behind an unfinished run, with one-line errors."""
+    path = folder / RUN_FILE
+    if not folder.is_dir():
+        raise ArtifactError(f"--resume {str(folder)!r} is not a folder; give the --out folder of the run to continue")
+    if (folder / MANIFEST).exists():
+        raise ArtifactError(f"{str(folder)!r} is a finished prompt; sample it with `promptgen sample {folder}` (nothing to resume)")
+    if not path.is_file():
+        raise ArtifactError(f"{str(folder)!r} has no {RUN_FILE}; it is not a run started by `promptgen compose` (start a new one with --out)")
+    try:
+        return RunRequest.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, ValueError, OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{str(path)!r} is damaged ({type(e).__name__}); start the run again with a new --out") from None
+
+
 def compose(
-    generator: str,
-    energies: Sequence[str],
+    generator: str | None,
+    energies: Sequence[str] | None,
     out: str | Path | None = None,
     *,
     train: TrainConfig | None = None,
@@ -114,12 +150,13 @@ def compose(
     preview: int = 64,
     registry: Registry | None = None,
     console: Console | None = None,
+    resume: bool = False,
 ) -> Prompt:
     """Train a prompt for ``generator`` under ``energies`` and save it to ``out``.
 
     Args:
-        generator: a generator spec, e.g. ``"mnist"``.
-        energies: energy specs, e.g. ``["classifier:digit=3"]``.
+        generator: a generator spec, e.g. ``"mnist"`` (ignored with ``resume``).
+        energies: energy specs, e.g. ``["classifier:digit=3"]`` (ignored with ``resume``).
         out: the prompt folder to create (default: a new folder under ``runs/``).
         train: training settings (defaults: :class:`TrainConfig`).
         flow: overrides of :class:`FlowConfig` fields (``transforms``, ``hidden``).
@@ -127,11 +164,31 @@ def compose(
         overwrite: replace an existing prompt folder.
         progress: show a progress bar.
         preview: images in ``samples.png`` (0 for none).
+        resume: continue the unfinished run in ``out`` from its last checkpoint, with the
+            settings it was started with (``out/run.json``); without a checkpoint it starts over.
+
+    Under ``torchrun`` every process calls this; they train together and rank 0 writes.
 
     Returns:
         The trained :class:`~promptgen.prompt.Prompt`, loaded from ``out``.
     """
     registry = registry or get_registry()
+    dist = from_env()
+    state = None
+    if resume:
+        if out is None:
+            raise SpecError("--resume needs the run folder, e.g. --resume runs/my-prompt")
+        out = Path(out)
+        request = read_run(out)
+        generator, energies, train, flow, device, preview = (
+            request.generator, request.energies, request.train, request.flow, request.device, request.preview,
+        )
+        if (out / CHECKPOINT).is_file():
+            from promptgen.checkpoint import load_checkpoint
+
+            state = load_checkpoint(out / CHECKPOINT)
+            if state.get("config") != train.model_dump(mode="json"):
+                raise ArtifactError(f"{str(out / CHECKPOINT)!r} was written with other training settings than {str(out / RUN_FILE)!r}; start a new run")
     if not energies:
         raise SpecError("give at least one --energy, e.g. --energy classifier:digit=3")
     train = train or TrainConfig()
@@ -146,40 +203,60 @@ def compose(
     registry.generator(gen_name)
     for e in energies:
         registry.energy(parse_spec(e).name)
+    if train.batch_size % dist.world:
+        raise SpecError(f"--batch-size {train.batch_size} does not split over {dist.world} processes; use a multiple of {dist.world}")
     terms = unique_labels([build_energy(e, registry) for e in energies])
     gen = build_generator(generator, registry)
     out = Path(out) if out is not None else default_out_dir(energies)
     lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor
-    prepare_out_dir(out, overwrite=overwrite)
-
-    features = 1
-    for s in gen.latent_shape:
-        features *= s
-    flow_config = FlowConfig(features=features, latent_shape=tuple(gen.latent_shape), **(flow or {}))
-    torch.manual_seed(train.seed)
-    sampler = CouplingFlow(flow_config)
-    ebm = EnergyBasedModel(gen, terms)
-    result = train_flow(ebm, sampler, train, device=dev, checkpoint=out / "checkpoint.pt", console=console, progress=progress)
-    manifest = PromptManifest(
-        generator=GeneratorRecord(
-            spec=parse_spec(generator).format(),
-            name=gen.info.name,
-            latent_shape=tuple(gen.latent_shape),
-            resolution=tuple(gen.info.resolution),
-            channels=gen.info.channels,
-            licence=gen.info.licence,
-            source=gen.info.source,
-            plugin=registry.provider(gen_name, "generator"),
-        ),
-        energies=[energy_record(t, registry) for t in terms],
-        lineage=lineage,
-        flow=flow_config,
-        training=result,
-        versions=current_versions(),
-    )
-    sampler.eval().requires_grad_(False)
-    save_prompt(out, manifest, sampler)
-    prompt = Prompt(manifest, gen, sampler, out)
-    if preview:
-        save_images(sample_images(prompt, preview, seed=train.seed), out / "samples.png")
-    return prompt
+    flow = dict(flow or {})
+    if dist.main:
+        if resume:
+            for stale in out.glob(f".{CHECKPOINT}.*.tmp"):  # left by a process killed while writing
+                stale.unlink(missing_ok=True)
+        else:
+            if (out / RUN_FILE).is_file() and not (out / MANIFEST).exists():
+                raise ArtifactError(f"--out {str(out)!r} holds an unfinished run; continue it with `promptgen compose --resume {out}` or choose a new folder")
+            prepare_out_dir(out, overwrite=overwrite)
+            request = RunRequest(generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview)
+            write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
+    dev = start(dist, dev)
+    barrier(dist)
+    try:
+        features = 1
+        for s in gen.latent_shape:
+            features *= s
+        flow_config = FlowConfig(features=features, latent_shape=tuple(gen.latent_shape), **flow)
+        torch.manual_seed(train.seed)
+        sampler = CouplingFlow(flow_config)
+        ebm = EnergyBasedModel(gen, terms)
+        result = train_flow(
+            ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state, dist=dist
+        )
+        if dist.main:
+            manifest = PromptManifest(
+                generator=GeneratorRecord(
+                    spec=parse_spec(generator).format(),
+                    name=gen.info.name,
+                    latent_shape=tuple(gen.latent_shape),
+                    resolution=tuple(gen.info.resolution),
+                    channels=gen.info.channels,
+                    licence=gen.info.licence,
+                    source=gen.info.source,
+                    plugin=registry.provider(gen_name, "generator"),
+                ),
+                energies=[energy_record(t, registry) for t in terms],
+                lineage=lineage,
+                flow=flow_config,
+                training=result,
+                versions=current_versions(),
+            )
+            sampler.eval().requires_grad_(False)
+            save_prompt(out, manifest, sampler)
+            prompt = Prompt(manifest, gen, sampler, out)
+            if preview:
+                save_images(sample_images(prompt, preview, seed=train.seed), out / "samples.png")
+        barrier(dist)
+    finally:
+        stop(dist)
+    return prompt if dist.main else load_prompt(out, registry)

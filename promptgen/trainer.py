@@ -7,6 +7,7 @@ the energies are.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
 from promptgen.atomic import write_atomic
+from promptgen.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from promptgen.checkpoint import VERSION as CHECKPOINT_VERSION
+from promptgen.checkpoint import check_tensors
+from promptgen.distributed import Dist, any_true
 from promptgen.ebm import EnergyBasedModel
+from promptgen.errors import PromptgenError
 from promptgen.flow import CouplingFlow
 from promptgen.progress import progress_bar
 from promptgen.protocols import BaseSample
@@ -67,6 +73,10 @@ class TrainConfig(BaseModel):
         le=1,
         description="share of the steps at the end in which energies that close a loop stop adapting",
     )
+    max_bad_steps: int = Field(
+        default=10, ge=1, description="non-finite steps in a row before rolling back to the last good state at half the rate"
+    )
+    max_rollbacks: int = Field(default=3, ge=0, description="rollbacks before training stops as diverged")
 
     def adapting(self, step: int) -> bool:
         """Whether energies that close a loop (``adapt_every``) adapt after step ``step``."""
@@ -93,6 +103,11 @@ class TrainingSummary(BaseModel):
     adaptations: list[dict[str, float]] = Field(
         default_factory=list, description="what energies that close a loop saw of the flow, by step"
     )
+    skipped_steps: int = Field(default=0, description="steps skipped because the loss or a gradient was not finite")
+    rollbacks: int = Field(default=0, description="returns to the last good state after repeated non-finite steps")
+    processes: int = Field(default=1, description="training processes (torchrun); the batch is split among them")
+    resumed_at: list[int] = Field(default_factory=list, description="steps after which training was resumed from a checkpoint")
+    checkpoint_seconds: float = Field(default=0.0, description="time spent writing checkpoints")
 
 
 def fit_energies(
@@ -162,6 +177,19 @@ class ImportanceBank:
         w = torch.softmax(self.log_weights, 0)
         self.ess = float(1.0 / (w * w).sum())
 
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"latents": self.latents.cpu(), "log_weights": self.log_weights.cpu()}
+
+    @classmethod
+    def restore(cls, ebm: EnergyBasedModel, state: dict[str, torch.Tensor], device: torch.device) -> ImportanceBank:
+        bank = cls.__new__(cls)
+        bank.ebm = ebm
+        bank.latents = state["latents"].to(device)
+        bank.log_weights = state["log_weights"].to(device)
+        w = torch.softmax(bank.log_weights, 0)
+        bank.ess = float(1.0 / (w * w).sum())
+        return bank
+
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.multinomial(torch.softmax(self.log_weights, 0).cpu(), n, replacement=True, generator=generator)
         return self.latents[idx.to(self.latents.device)]
@@ -183,10 +211,33 @@ def adapt_energies(ebm: EnergyBasedModel, flow: CouplingFlow, step: int, generat
     return row
 
 
-def save_checkpoint(path: Path, flow: CouplingFlow, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Flow, optimiser and step in one file, written atomically (loadable with weights_only=True)."""
-    state = {"flow": flow.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
+
+
+class TrainingDiverged(PromptgenError):
+    """Training kept producing non-finite losses or gradients after every rollback."""
+
+
+def energy_states(ebm: EnergyBasedModel) -> dict[str, dict[str, list[float]]]:
+    """Fitted or adapted state of the energies that have one (e.g. de-biasing's β), by label."""
+    return {
+        t.label: {k: [float(x) for x in v] for k, v in t.energy.state().items()}
+        for t in ebm.terms
+        if hasattr(t.energy, "state") and hasattr(t.energy, "load_state")
+    }
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Everything needed to continue training, in one file, written atomically.
+
+    A reader never sees half a file: the state goes to a temporary file that is
+    renamed over the old checkpoint, so a process killed while writing leaves
+    the previous checkpoint intact. Loadable with ``torch.load(weights_only=True)``.
+    """
     write_atomic(path, lambda p: torch.save(state, p))
+
+
+def _finite_grads(params: list[torch.nn.Parameter]) -> bool:
+    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
 
 
 def train_flow(
@@ -199,6 +250,8 @@ def train_flow(
     console: Console | None = None,
     progress: bool = True,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    resume: dict | None = None,
+    dist: Dist | None = None,
 ) -> TrainingSummary:
     """Minimise ``E_ε[U(f(ε)) − log|det ∂f/∂ε|]`` over the flow's weights with Adam.
 
@@ -207,20 +260,32 @@ def train_flow(
         flow: the sampler being trained (moved to ``device``).
         config: steps, batch size, accumulation, clipping, seed...
         device: where to train.
-        checkpoint: file to write every ``config.checkpoint_every`` steps.
+        checkpoint: file to write every ``config.checkpoint_every`` steps (rank 0).
         console: where the progress bar goes.
         progress: show a rich progress bar with the loss and each energy term.
         on_eval: called with (step, metrics) at each periodic evaluation.
+        resume: a checkpoint's state (:func:`promptgen.checkpoint.load_checkpoint`) to continue from;
+            the result equals an uninterrupted run with the same settings.
+        dist: this process's rank among several (see :mod:`promptgen.distributed`).
+
+    A step whose loss or gradients are not finite is skipped (the optimiser does
+    not move) and counted; ``config.max_bad_steps`` of them in a row roll the flow
+    and optimiser back to the last good state and halve the learning rate;
+    after ``config.max_rollbacks`` rollbacks training stops with :class:`TrainingDiverged`.
     """
+    dist = dist or Dist()
+    if config.batch_size % dist.world:
+        raise PromptgenError(f"--batch-size {config.batch_size} does not split evenly over {dist.world} processes; use a multiple of {dist.world}")
+    local = config.batch_size // dist.world
+    part = slice(dist.rank * local, (dist.rank + 1) * local)
+    show = progress and dist.main
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     ebm.to(device)
     flow.to(device)
     t0 = time.perf_counter()
-    fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=progress)
-    eval_eps = torch.randn((config.eval_batch, *flow.latent_shape), generator=g).to(device)
-    bank = ImportanceBank(ebm, config.forward_samples, g, device) if config.forward_weight > 0 else None
-    opt = torch.optim.Adam(flow.parameters(), lr=config.lr)
+    params = list(flow.parameters())
+    opt = torch.optim.Adam(params, lr=config.lr)
     # Decaying the rate lets the flow settle on one distribution instead of
     # wandering between nearby ones (which shows when sharp energies are evened out).
     schedule = (
@@ -228,37 +293,119 @@ def train_flow(
         if config.schedule == "cosine"
         else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     )
-    history: list[dict[str, float]] = []
-    adaptations: list[dict[str, float]] = []
+    bank: ImportanceBank | None = None
+    if resume is None:
+        fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=show)
+        eval_eps = torch.randn((config.eval_batch, *flow.latent_shape), generator=g).to(device)
+        bank = ImportanceBank(ebm, config.forward_samples, g, device) if config.forward_weight > 0 else None
+        first, history, adaptations = 1, [], []
+        skipped = rollbacks = 0
+        resumed_at: list[int] = []
+        elapsed_before = checkpoint_seconds = 0.0
+    else:
+        check_tensors(resume["flow"], flow.state_dict(), "checkpoint", "it was written for another flow; start a new run")
+        flow.load_state_dict(resume["flow"])
+        opt.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["scheduler"])
+        g.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        for t in ebm.terms:
+            if t.label in resume["energies"]:
+                t.energy.load_state(resume["energies"][t.label])
+        fits, history, adaptations = resume["fits"], resume["history"], resume["adaptations"]
+        eval_eps = resume["eval_eps"].to(device)
+        if resume.get("bank") is not None:
+            bank = ImportanceBank.restore(ebm, resume["bank"], device)
+        first = int(resume["step"]) + 1
+        skipped, rollbacks = int(resume["skipped"]), int(resume["rollbacks"])
+        resumed_at = [*resume["resumed_at"], int(resume["step"])]
+        elapsed_before, checkpoint_seconds = float(resume["seconds"]), float(resume["checkpoint_seconds"])
+    model = torch.nn.parallel.DistributedDataParallel(flow) if dist.active else flow
     labels = [t.label for t in ebm.terms]
     running: dict[str, float] = {}
+    bad_in_a_row = 0
+
+    def snapshot(step: int) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": step,
+            "flow": {k: v.detach().cpu().clone() for k, v in flow.state_dict().items()},
+            "optimizer": copy.deepcopy(opt.state_dict()),
+            "scheduler": schedule.state_dict(),
+            "generator": g.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "energies": energy_states(ebm),
+            "fits": fits,
+            "history": list(history),
+            "adaptations": list(adaptations),
+            "eval_eps": eval_eps.cpu(),
+            "bank": bank.state() if bank is not None else None,
+            "skipped": skipped,
+            "rollbacks": rollbacks,
+            "resumed_at": resumed_at,
+            "seconds": elapsed_before + time.perf_counter() - t0,
+            "checkpoint_seconds": checkpoint_seconds,
+            "config": config.model_dump(mode="json"),
+        }
+
+    good = snapshot(first - 1)
 
     def describe() -> str:
         parts = [f"loss {running.get('loss', math.nan):8.3f}"]
         parts += [f"{lab} {running.get(lab, math.nan):.3f}" for lab in labels]
+        if skipped:
+            parts.append(f"skipped {skipped}")
         return "  ".join(parts)
 
-    bar = progress_bar(console, progress, "training")
+    bar = progress_bar(console, show, "training")
     with bar:
-        task = bar.add_task(describe(), total=config.steps)
-        for step in range(1, config.steps + 1):
+        task = bar.add_task(describe(), total=config.steps, completed=first - 1)
+        step = first
+        while step <= config.steps:
             opt.zero_grad(set_to_none=True)
             stats: dict[str, float] = {}
             anneal = config.anneal(step)
+            finite = True
             for _ in range(config.accumulate):
-                eps = torch.randn((config.batch_size, *flow.latent_shape), generator=g).to(device)
-                loss, pot, _ = ebm.reverse_kl(flow, eps, anneal)
+                # Every process draws the whole batch and keeps its slice: the same noise as one process.
+                eps = torch.randn((config.batch_size, *flow.latent_shape), generator=g)[part].to(device)
+                loss, pot, _ = ebm.reverse_kl(model, eps, anneal)
                 total = loss.mean()
                 if bank is not None:
-                    nll = -flow.log_prob(bank.draw(config.batch_size, g)).mean()
+                    nll = -flow.log_prob(bank.draw(config.batch_size, g)[part]).mean()
                     total = total + anneal * config.forward_weight * nll
+                finite = finite and bool(torch.isfinite(total))
                 (total / config.accumulate).backward()
                 for k, v in {"loss": loss, **pot.energies}.items():
                     stats[k] = stats.get(k, 0.0) + float(v.detach().mean()) / config.accumulate
-            if config.clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip_grad)
-            opt.step()
-            schedule.step()
+            bad = any_true(dist, not (finite and _finite_grads(params)), device)
+            if bad:
+                opt.zero_grad(set_to_none=True)
+                skipped += 1
+                bad_in_a_row += 1
+                schedule.step()  # the schedule keeps time with the steps
+                if bad_in_a_row >= config.max_bad_steps:
+                    if rollbacks >= config.max_rollbacks:
+                        raise TrainingDiverged(
+                            f"training diverged: {bad_in_a_row} steps in a row with a non-finite loss or gradient at step {step}, "
+                            f"after {rollbacks} rollbacks to lower learning rates; lower --lr or the energies' weights, or check the energies"
+                        )
+                    flow.load_state_dict(good["flow"])
+                    opt.load_state_dict(good["optimizer"])
+                    rollbacks += 1
+                    bad_in_a_row = 0
+                    for group in opt.param_groups:
+                        group["lr"] *= 0.5
+                    schedule.base_lrs = [lr * 0.5 for lr in schedule.base_lrs]
+            else:
+                bad_in_a_row = 0
+                if config.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
+                opt.step()
+                schedule.step()
+                for k, v in stats.items():  # exponential moving average for the display
+                    running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
             if config.adapting(step):
                 row = adapt_energies(ebm, flow, step, g, device)
                 if row and bank is not None:
@@ -266,25 +413,33 @@ def train_flow(
                     row["forward ess"] = bank.ess
                 if row:
                     adaptations.append({"step": float(step), **row})
-            for k, v in stats.items():  # exponential moving average for the display
-                running[k] = v if k not in running else 0.9 * running[k] + 0.1 * v
-            if step % config.eval_every == 0 or step == config.steps:
+            if dist.main and (step % config.eval_every == 0 or step == config.steps):
                 metrics = evaluate(ebm, flow, eval_eps)
-                history.append({"step": float(step), "seconds": time.perf_counter() - t0, **metrics})
+                history.append({"step": float(step), "seconds": elapsed_before + time.perf_counter() - t0, **metrics})
                 if on_eval is not None:
                     on_eval(step, metrics)
-            if checkpoint is not None and step % config.checkpoint_every == 0:
-                save_checkpoint(checkpoint, flow, opt, step)
-            if step % 5 == 0 or step == config.steps:
+            if step % config.checkpoint_every == 0 and not bad:
+                good = snapshot(step)
+                if checkpoint is not None and dist.main:
+                    t = time.perf_counter()
+                    save_checkpoint(checkpoint, good)
+                    checkpoint_seconds += time.perf_counter() - t
+            if show and (step % 5 == 0 or step == config.steps):
                 bar.update(task, completed=step, description=describe())
-    final = history[-1]
+            step += 1
+    final = history[-1] if history else {"loss": math.nan}
     return TrainingSummary(
         config=config,
         device=str(device),
-        seconds=time.perf_counter() - t0,
+        seconds=elapsed_before + time.perf_counter() - t0,
         final_loss=final["loss"],
         final_terms={k: final[k] for k in labels if k in final},
         history=history,
         fits=fits,
         adaptations=adaptations,
+        skipped_steps=skipped,
+        rollbacks=rollbacks,
+        processes=dist.world,
+        resumed_at=resumed_at,
+        checkpoint_seconds=checkpoint_seconds,
     )

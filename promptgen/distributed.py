@@ -1,0 +1,78 @@
+"""Several training processes on PyTorch's own distributed engine (``torchrun``).
+
+``torchrun --nproc_per_node N -m promptgen compose ...`` (or ``compose --nproc
+N``) starts N processes; each reads its rank from the environment torchrun
+sets. They train one flow: each draws the same global batch of noise from the
+same seeded generator and keeps its own slice of it, gradients are averaged
+by :class:`torch.nn.parallel.DistributedDataParallel` (gloo on the CPU, NCCL
+on CUDA), and only rank 0 writes checkpoints, logs and the artifact. So N
+processes with a global batch B take the same steps as one process with batch
+B, up to the order of floating-point sums.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def from_env() -> Dist:
+    """The rank and world size torchrun put in the environment (one process if none)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        return Dist()
+    return Dist(rank, world, local) if world > 1 else Dist()
+
+
+def start(d: Dist, device: torch.device) -> torch.device:
+    """Join the process group (gloo on the CPU, NCCL on CUDA); returns this process's device."""
+    if not d.active:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def barrier(d: Dist) -> None:
+    if d.active and torch_dist.is_initialized():
+        torch_dist.barrier()
+
+
+def any_true(d: Dist, flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is true in any process (every process gets the same answer)."""
+    if not d.active:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def stop(d: Dist) -> None:
+    if d.active and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
