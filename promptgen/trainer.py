@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
+from rich.markup import escape
 
 from promptgen.atomic import write_atomic
 from promptgen.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -129,7 +130,7 @@ def fit_energies(
     fits = {}
     with progress_bar(console, progress, "fitting") as bar:
         for t in needy:
-            task = bar.add_task(t.label, total=n)
+            task = bar.add_task(escape(t.label), total=n)  # labels come from specs or manifests: never markup
 
             def decode(chunk: torch.Tensor, task: int = task) -> torch.Tensor:
                 images = ebm.generator.decode(chunk)
@@ -353,7 +354,7 @@ def train_flow(
 
     def describe() -> str:
         parts = [f"loss {running.get('loss', math.nan):8.3f}"]
-        parts += [f"{lab} {running.get(lab, math.nan):.3f}" for lab in labels]
+        parts += [f"{escape(lab)} {running.get(lab, math.nan):.3f}" for lab in labels]
         if skipped:
             parts.append(f"skipped {skipped}")
         return "  ".join(parts)

@@ -206,3 +206,15 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
     assert three.returncode == 0, three.stderr[-3000:]
     c = load_file(tmp_path / "three" / "flow.safetensors")
     assert all(torch.equal(b[k], c[k]) for k in b)
+
+
+def test_energy_labels_are_shown_literally_in_progress_bars(tmp_path):
+    # A label such as "[/red]" (from a spec or a stranger's manifest) must not break rich's markup.
+    from rich.console import Console
+
+    energy = NaNAt(set())
+    energy.label = "nan-at[/red][bold]x"
+    console = Console(record=True, width=200, force_terminal=False)
+    cfg = TrainConfig(steps=5, batch_size=8, eval_every=1000, eval_batch=8, warmup=0.0)
+    compose("mnist", ["nan-at"], tmp_path / "p", train=cfg, registry=registry_with(energy), progress=True, preview=0, console=console)
+    assert "nan-at[/red][bold]x" in console.export_text()
