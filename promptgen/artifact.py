@@ -6,6 +6,8 @@
       manifest.json       PromptManifest, validated by pydantic
       flow.safetensors    the flow's weights (safetensors: loading runs no code)
       samples.png         a preview grid written by `promptgen compose`
+      run.json            what compose was asked (for `compose --resume`); not needed to sample
+      checkpoint.pt       the training state at the last checkpoint; not needed to sample
 
 Sampling needs the generator named in the manifest, and none of the energies'
 models.
