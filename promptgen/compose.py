@@ -32,7 +32,7 @@ from promptgen.images import save_images
 from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
 from promptgen.registry import Registry, get_registry
 from promptgen.spec import absolute_paths, parse_spec
-from promptgen.trainer import TrainConfig, train_flow
+from promptgen.trainer import TrainConfig, energy_state, train_flow
 
 
 def build_energy(spec: str, registry: Registry | None = None) -> WeightedEnergy:
@@ -53,7 +53,7 @@ def energy_record(term: WeightedEnergy, registry: Registry) -> EnergyRecord:
         label=term.label,
         weight=term.weight,
         plugin=registry.provider(term.spec.name, "energy"),
-        state={k: [float(x) for x in v] for k, v in energy.state().items()} if hasattr(energy, "state") else {},
+        state=energy_state(energy),
         targets=[TargetRecord.of(t) for t in energy.targets()] if hasattr(energy, "targets") else [],
     )
 

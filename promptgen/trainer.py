@@ -218,13 +218,14 @@ class TrainingDiverged(PromptgenError):
     """Training kept producing non-finite losses or gradients after every rollback."""
 
 
+def energy_state(energy: object) -> dict[str, list[float]]:
+    """An energy's fitted or adapted state (e.g. de-biasing's β) as plain lists; empty if it has none."""
+    return {k: [float(x) for x in v] for k, v in energy.state().items()} if hasattr(energy, "state") else {}
+
+
 def energy_states(ebm: EnergyBasedModel) -> dict[str, dict[str, list[float]]]:
-    """Fitted or adapted state of the energies that have one (e.g. de-biasing's β), by label."""
-    return {
-        t.label: {k: [float(x) for x in v] for k, v in t.energy.state().items()}
-        for t in ebm.terms
-        if hasattr(t.energy, "state") and hasattr(t.energy, "load_state")
-    }
+    """:func:`energy_state` of each energy that can also load it back, by label (for checkpoints)."""
+    return {t.label: energy_state(t.energy) for t in ebm.terms if hasattr(t.energy, "load_state")}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
