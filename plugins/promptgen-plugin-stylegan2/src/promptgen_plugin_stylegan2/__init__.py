@@ -17,14 +17,21 @@ from functools import partial
 
 from promptgen.hookspecs import hookimpl
 from promptgen.registry import GeneratorEntry
-from promptgen_plugin_stylegan2.generator import OPTIONS, build_generator
-from promptgen_plugin_stylegan2.zoo import MODELS
+from promptgen_plugin_stylegan2.zoo import MODELS, OPTIONS
 
 __version__ = "0.1.0"
 
 
+def _build(spec, model=None):
+    # The network and checkpoint code load only when a StyleGAN2 generator is asked for,
+    # not every time the registry is built (promptgen list, any other generator).
+    from promptgen_plugin_stylegan2.generator import build_generator
+
+    return build_generator(spec, model)
+
+
 def _build_zoo(name: str, spec):
-    return build_generator(spec, MODELS[name])
+    return _build(spec, MODELS[name])
 
 
 @hookimpl
@@ -32,7 +39,7 @@ def promptgen_generators() -> list[GeneratorEntry]:
     entries = [
         GeneratorEntry(
             "stylegan2",
-            build_generator,
+            _build,
             summary="StyleGAN2 from a local checkpoint: stylegan2:path=FILE (.pkl from NVIDIA, .pt from rosinality)",
             options=OPTIONS,
         )

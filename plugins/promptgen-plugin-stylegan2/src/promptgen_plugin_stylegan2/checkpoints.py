@@ -297,21 +297,32 @@ def generator_from_nvidia(data: Mapping[str, Any], source: str = "the pickle") -
     return model
 
 
-# rosinality/stylegan2-pytorch names -> the official ones.
+# rosinality/stylegan2-pytorch names -> the official ones, and how many dimensions the official tensor has.
 _ROS_PER_LAYER = {
-    "conv.weight": "weight",
-    "conv.modulation.weight": "affine.weight",
-    "conv.modulation.bias": "affine.bias",
-    "noise.weight": "noise_strength",
-    "activate.bias": "bias",
+    "conv.weight": ("weight", 4),
+    "conv.modulation.weight": ("affine.weight", 2),
+    "conv.modulation.bias": ("affine.bias", 1),
+    "noise.weight": ("noise_strength", 0),
+    "activate.bias": ("bias", 1),
 }
-_ROS_RGB = {"conv.weight": "weight", "conv.modulation.weight": "affine.weight", "conv.modulation.bias": "affine.bias", "bias": "bias"}
+_ROS_RGB = {
+    "conv.weight": ("weight", 4),
+    "conv.modulation.weight": ("affine.weight", 2),
+    "conv.modulation.bias": ("affine.bias", 1),
+    "bias": ("bias", 1),
+}
 
 
 def _squeeze_to(t: Tensor, ndim: int) -> Tensor:
+    """Drop leading, then trailing, size-1 dimensions down to ``ndim`` (rosinality's (1, O, I, k, k), (1, 3, 1, 1)...).
+
+    A tensor that cannot get there keeps its shape, and the shape check names it.
+    """
     while t.ndim > ndim and t.shape[0] == 1:
         t = t[0]
-    return t.reshape(()) if ndim == 0 else t
+    while t.ndim > ndim and t.shape[-1] == 1:
+        t = t[..., 0]
+    return t
 
 
 def convert_rosinality(g_ema: Mapping[str, Tensor], latent_avg: Tensor | None, *, lr_mlp: float = 0.01) -> tuple[StyleGAN2Config, dict[str, Tensor]]:
@@ -330,16 +341,16 @@ def convert_rosinality(g_ema: Mapping[str, Tensor], latent_avg: Tensor | None, *
     out["mapping.w_avg"] = _squeeze_to(latent_avg, 1) if latent_avg is not None else torch.zeros(w_dim)
     out["synthesis.b4.const"] = _squeeze_to(g_ema["input.input"], 3)
 
+    def copy(table: dict[str, tuple[str, int]], src: str, dst: str) -> None:
+        for a, (b, ndim) in table.items():
+            out[f"{dst}.{b}"] = _squeeze_to(g_ema[f"{src}.{a}"], ndim)
+
     def layer(src: str, dst: str, noise: str) -> None:
-        for a, b in _ROS_PER_LAYER.items():
-            t = g_ema[f"{src}.{a}"]
-            out[f"{dst}.{b}"] = _squeeze_to(t, {"weight": 4, "noise_strength": 0}.get(b, t.ndim if b != "bias" else 1))
+        copy(_ROS_PER_LAYER, src, dst)
         out[f"{dst}.noise_const"] = _squeeze_to(g_ema[noise], 2)
 
     def rgb(src: str, dst: str) -> None:
-        for a, b in _ROS_RGB.items():
-            t = g_ema[f"{src}.{a}"]
-            out[f"{dst}.{b}"] = t.reshape(-1) if b == "bias" else _squeeze_to(t, 4 if b == "weight" else t.ndim)
+        copy(_ROS_RGB, src, dst)
 
     try:
         layer("conv1", "synthesis.b4.conv1", "noises.noise_0")
@@ -410,10 +421,10 @@ def load_generator(path: str | Path) -> StyleGAN2:
             model, has_avg = generator_from_rosinality(_torch_load(raw, source), source)
         else:
             model = generator_from_nvidia(data, source)
-    if not has_avg:
+    if not has_avg:  # rosinality generators are unconditional
         with torch.no_grad():
             z = torch.randn(4096, model.cfg.z_dim, generator=torch.Generator().manual_seed(0))
-            model.mapping.w_avg.copy_(model.mapping(z, None)[:, 0].mean(0) if not model.cfg.c_dim else model.mapping.w_avg)
+            model.mapping.w_avg.copy_(model.mapping(z, None)[:, 0].mean(0))
     return model
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -17,21 +16,12 @@ from promptgen.protocols import GeneratorInfo
 from promptgen.spec import Spec, expect_options
 from promptgen_plugin_stylegan2.checkpoints import load_generator
 from promptgen_plugin_stylegan2.network import StyleGAN2
-from promptgen_plugin_stylegan2.zoo import ZooModel
+from promptgen_plugin_stylegan2.zoo import OPTIONS, ZooModel
 
 CACHE_SUBDIR = "stylegan2"
 #: Latents behind the Gaussian fit of W (``space=w``).
 W_FIT_SAMPLES = 10_000
 
-OPTIONS: dict[str, str] = {
-    "path": "a local checkpoint instead of the download: an NVIDIA .pkl or a rosinality .pt",
-    "psi": "truncation ψ in [0, 1] towards the mean w (default 1: none)",
-    "noise": "per-pixel noise: const (default, fixed per layer), random (fresh per image) or none",
-    "space": "the latent the flow acts on: z (default, as in the paper) or w (a Gaussian fit of W)",
-    "class": "class of a class-conditional model, by index or name (stylegan2-cifar10: 0-9 or cat...)",
-    "size": "output size in pixels, e.g. 256 for energies that need no more (default: the model's)",
-    "precision": "auto (default: float16 in the blocks the checkpoint marks, on CUDA only, as NVIDIA's code), fp32, or fp16",
-}
 
 
 class StyleGAN2Decoder(nn.Module):
@@ -169,7 +159,3 @@ def build_generator(spec: Spec, model: ZooModel | None = None, *, progress: bool
         description=(model.description if model is not None else f"StyleGAN2 from {path.name}") + f", latent {space} of size {decoder.latent_dim}",
     )
     return ModuleGenerator(decoder, (decoder.latent_dim,), info)
-
-
-def zoo_options() -> Mapping[str, str]:
-    return OPTIONS
