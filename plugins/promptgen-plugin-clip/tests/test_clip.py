@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from promptgen_plugin_clip.energy import DEFAULT_WEIGHT, ClipComponent, build_clip_energy
+from promptgen_plugin_clip.models import ClipLoadError
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.errors import SpecError
 from promptgen.spec import parse_spec
 from promptgen.testing import one_line_error
 
@@ -164,7 +164,7 @@ def test_a_local_checkpoint_loads_with_path(tiny_clip, tmp_path):
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(SpecError.__mro__[1]) as err:
+    with pytest.raises(ClipLoadError) as err:
         build_clip_energy(parse_spec(f"clip:cat,model={tiny_clip},path={tmp_path / 'broken.pt'}"))
     assert "cannot load CLIP weights" in str(err.value) and "\n" not in str(err.value)
 
