@@ -19,18 +19,9 @@ import time
 
 import torch
 from promptgen_plugin_clip.energy import build_clip_energy
+from timing import best_of
 
 from promptgen.spec import parse_spec
-
-
-def best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
@@ -55,7 +46,7 @@ def main() -> None:
             x = images.clone().requires_grad_(True)
             energy(x, None).sum().backward()
 
-        f, b = best(forward, args.repeats), best(backward, args.repeats)
+        f, b = best_of(forward, args.repeats), best_of(backward, args.repeats)
         print(json.dumps({
             "model": "ViT-B-32 (random weights)", "augmentations": n, "policy": "none" if n == 1 else "color,translation,resize,cutout",
             "batch": args.batch, "image_size": args.size,

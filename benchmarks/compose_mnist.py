@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import best_of
 
 from promptgen.builtin.mnist.data import load_split
 from promptgen.builtin.mnist.models import load_pretrained
@@ -35,16 +36,6 @@ from promptgen.metrics import frechet_distance, mean_pairwise_distance
 from promptgen.prompt import build_generator, load_prompt, sample_images
 
 TARGET = 3
-
-
-def best_time(fn, repeats: int = 5) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 @torch.no_grad()
@@ -106,10 +97,10 @@ def main() -> None:
     prompt_time = base_time = flow_time = float("inf")
     eps = torch.randn(1000, *prompt.latent_shape)
     for _ in range(10):
-        prompt_time = min(prompt_time, best_time(lambda: sample_images(prompt, 1000, seed=1), repeats=1))
-        base_time = min(base_time, best_time(lambda: sample_images(base, 1000, seed=1), repeats=1))
+        prompt_time = min(prompt_time, best_of(lambda: sample_images(prompt, 1000, seed=1), repeats=1))
+        base_time = min(base_time, best_of(lambda: sample_images(base, 1000, seed=1), repeats=1))
         with torch.no_grad():
-            flow_time = min(flow_time, best_time(lambda: prompt.flow(eps), repeats=1))
+            flow_time = min(flow_time, best_of(lambda: prompt.flow(eps), repeats=1))
     manifest = prompt.manifest
     result = {
         "benchmark": "compose_mnist_digit3",

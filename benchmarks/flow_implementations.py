@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 
 import torch
+from timing import best_of
 from torch import nn
 
 from promptgen.flow import CouplingFlow, FlowConfig, coupling_masks
+
+REPEATS = 30
 
 
 class HandCoupling(nn.Module):
@@ -55,16 +57,6 @@ class HandFlow(nn.Module):
         return x, total
 
 
-def best_of(fn, repeats: int = 30) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 def measure(flow: nn.Module, d: int) -> dict[str, float]:
     x = torch.randn(1000, d)
     xb = torch.randn(64, d)
@@ -77,7 +69,7 @@ def measure(flow: nn.Module, d: int) -> dict[str, float]:
         z, ld = flow(xb)
         (0.5 * z.pow(2).sum() - ld.sum()).backward()
 
-    return {"sample_1000_ms": 1e3 * best_of(sample), "train_step_b64_ms": 1e3 * best_of(step)}
+    return {"sample_1000_ms": 1e3 * best_of(sample, REPEATS), "train_step_b64_ms": 1e3 * best_of(step, REPEATS)}
 
 
 def main() -> None:

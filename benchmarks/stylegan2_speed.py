@@ -27,6 +27,7 @@ import sys
 import time
 
 import torch
+from timing import best_of
 
 CONFIGS = {256: {"channel_base": 16384, "channel_max": 512}, 1024: {"channel_base": 32768, "channel_max": 512}}
 
@@ -89,16 +90,7 @@ def flow_share_case(batch: int, repeats: int) -> dict:
         loss.backward()
         opt.step()
 
-    def best(fn) -> float:
-        fn()
-        out = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-        return min(out)
-
-    whole, own = best(full_step), best(flow_step)
+    whole, own = best_of(full_step, repeats), best_of(flow_step, repeats)
     return {
         "case": "flow share of a training step", "resolution": 256, "batch": batch,
         "step_seconds": round(whole, 3), "flow_seconds": round(own, 4), "flow_share_percent": round(100 * own / whole, 2),
