@@ -36,3 +36,24 @@ def install_fake_distribution(root: Path, dist: str, version: str, module: str, 
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[promptgen]\n{entry_name} = {module}\n")
+
+
+def toy_generator_entry(name: str = "toy") -> Any:
+    """A :class:`~promptgen.registry.GeneratorEntry` for tests: 8×8 RGB images from a latent of 4, fixed weights.
+
+    The same weights every time it is built (seed 1), without touching the caller's random state.
+    """
+    import torch
+    from torch import nn
+
+    from promptgen.generators import ModuleGenerator
+    from promptgen.protocols import GeneratorInfo
+    from promptgen.registry import GeneratorEntry
+
+    def build(spec: Any) -> ModuleGenerator:
+        with torch.random.fork_rng():
+            torch.manual_seed(1)
+            module = nn.Sequential(nn.Linear(4, 3 * 8 * 8), nn.Sigmoid(), nn.Unflatten(1, (3, 8, 8)))
+        return ModuleGenerator(module, (4,), GeneratorInfo(name, (8, 8), 3))
+
+    return GeneratorEntry(name, build)

@@ -13,11 +13,9 @@ from promptgen.cli import app
 from promptgen.compose import build_energy, compose
 from promptgen.errors import PromptgenError, SpecError, UnknownNameError
 from promptgen.evaluation import evaluate_prompt
-from promptgen.generators import ModuleGenerator
 from promptgen.hookspecs import hookimpl
-from promptgen.protocols import GeneratorInfo
-from promptgen.registry import ClassifierEntry, GeneratorEntry, build_registry
-from promptgen.testing import one_line_error
+from promptgen.registry import ClassifierEntry, build_registry
+from promptgen.testing import one_line_error, toy_generator_entry
 from promptgen.trainer import TrainConfig
 
 TINY = {
@@ -62,13 +60,7 @@ class FacePlugin:
 
     @hookimpl
     def promptgen_generators(self):
-        def build(spec):
-            with torch.random.fork_rng():
-                torch.manual_seed(1)
-                module = nn.Sequential(nn.Linear(4, 3 * 8 * 8), nn.Sigmoid(), nn.Unflatten(1, (3, 8, 8)))
-            return ModuleGenerator(module, (4,), GeneratorInfo("toy", (8, 8), 3))
-
-        return [GeneratorEntry("toy", build)]
+        return [toy_generator_entry()]
 
     @hookimpl
     def promptgen_attribute_classifiers(self):

@@ -18,7 +18,6 @@ from promptgen.classifiers import ModuleClassifier
 from promptgen.cli import app
 from promptgen.compose import compose, prompt_ebm
 from promptgen.evaluation import EvalReport, evaluate_prompt
-from promptgen.generators import ModuleGenerator
 from promptgen.hookspecs import hookimpl
 from promptgen.metrics import (
     class_histogram,
@@ -30,9 +29,8 @@ from promptgen.metrics import (
     total_variation,
 )
 from promptgen.prompt import Prompt, load_prompt, sample_images
-from promptgen.protocols import GeneratorInfo
-from promptgen.registry import ClassifierEntry, GeneratorEntry, build_registry, get_registry
-from promptgen.testing import one_line_error
+from promptgen.registry import ClassifierEntry, build_registry, get_registry
+from promptgen.testing import one_line_error, toy_generator_entry
 from promptgen.trainer import TrainConfig
 
 runner = CliRunner()
@@ -293,13 +291,7 @@ class ShadeModule(nn.Module):
 class ToyPlugin:
     @hookimpl
     def promptgen_generators(self):
-        def build(spec):
-            with torch.random.fork_rng():
-                torch.manual_seed(1)
-                module = nn.Sequential(nn.Linear(4, 3 * 8 * 8), nn.Sigmoid(), nn.Unflatten(1, (3, 8, 8)))
-            return ModuleGenerator(module, (4,), GeneratorInfo("toy", (8, 8), 3))
-
-        return [GeneratorEntry("toy", build)]
+        return [toy_generator_entry()]
 
     @hookimpl
     def promptgen_attribute_classifiers(self):
