@@ -238,10 +238,6 @@ def save_checkpoint(path: Path, state: dict) -> None:
     write_atomic(path, lambda p: torch.save(state, p))
 
 
-def _finite_grads(params: list[torch.nn.Parameter]) -> bool:
-    return all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params)
-
-
 def train_flow(
     ebm: EnergyBasedModel,
     flow: CouplingFlow,
@@ -381,7 +377,9 @@ def train_flow(
                 (total / config.accumulate).backward()
                 for k, v in {"loss": loss, **pot.energies}.items():
                     stats[k] = stats.get(k, 0.0) + float(v.detach().mean()) / config.accumulate
-            bad = any_true(dist, not (finite and _finite_grads(params)), device)
+            # One reduction gives both the clipping and the check: the norm is not finite iff a gradient is not.
+            norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad if config.clip_grad is not None else math.inf)
+            bad = any_true(dist, not (finite and bool(torch.isfinite(norm))), device)
             if bad:
                 opt.zero_grad(set_to_none=True)
                 skipped += 1
@@ -402,8 +400,6 @@ def train_flow(
                     schedule.base_lrs = [lr * 0.5 for lr in schedule.base_lrs]
             else:
                 bad_in_a_row = 0
-                if config.clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(params, config.clip_grad)
                 opt.step()
                 schedule.step()
                 for k, v in stats.items():  # exponential moving average for the display
