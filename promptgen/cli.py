@@ -86,6 +86,17 @@ def compose(
     from promptgen.distributed import from_env
 
     if nproc > 1 and not from_env().active:
+        # Mistakes are caught here, once, before torchrun starts processes that would each report them.
+        if batch_size % nproc:
+            raise PromptgenError(f"--batch-size {batch_size} does not split over --nproc {nproc}; use a multiple of {nproc}")
+        if resume is None:
+            from promptgen.registry import get_registry
+            from promptgen.spec import parse_spec
+
+            registry = get_registry()
+            registry.generator(parse_spec(gen).name)
+            for e in energy or []:
+                registry.energy(parse_spec(e).name)
         raise typer.Exit(_relaunch_with_torchrun(nproc))
     if resume is not None and (energy or out is not None):
         raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy and --out")

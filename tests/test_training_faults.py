@@ -218,3 +218,11 @@ def test_energy_labels_are_shown_literally_in_progress_bars(tmp_path):
     cfg = TrainConfig(steps=5, batch_size=8, eval_every=1000, eval_batch=8, warmup=0.0)
     compose("mnist", ["nan-at"], tmp_path / "p", train=cfg, registry=registry_with(energy), progress=True, preview=0, console=console)
     assert "nan-at[/red][bold]x" in console.export_text()
+
+
+def test_nproc_mistakes_are_one_line_before_any_process_starts(tmp_path):
+    out = tmp_path / "x"
+    one_line_error(runner.invoke(app, ["compose", "--energy", "classifier:digit=3", "--batch-size", "15", "--nproc", "2", "--out", str(out)]),
+                   "--batch-size 15", "multiple of 2")
+    one_line_error(runner.invoke(app, ["compose", "--energy", "clasifier:digit=3", "--nproc", "2", "--out", str(out)]), "did you mean 'classifier'")
+    assert not out.exists()
