@@ -110,6 +110,30 @@ class EnergyRecord(BaseModel):
     targets: list[TargetRecord] = Field(default_factory=list, description="what the energy asks of attributes")
 
 
+class MixtureRecord(BaseModel):
+    """A mixture prompt's components: sampling draws component ``c`` with probability ``weights[c]``.
+
+    Written by an energy with ``mode=mixture`` (de-biasing); the flow then has
+    ``classes = len(labels)`` and the prompt's latent one more coordinate, which
+    picks the component (see :class:`~promptgen.prompt.Prompt`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    energy: str = Field(description="label of the energy that made the prompt a mixture")
+    attribute: str = Field(description="the attributes whose class combinations are the components, joined by *")
+    labels: list[str] = Field(min_length=1)
+    weights: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _weights_are_a_distribution(self) -> MixtureRecord:
+        if len(self.weights) != len(self.labels):
+            raise ValueError(f"{len(self.weights)} weights for {len(self.labels)} components")
+        if not all(math.isfinite(w) and w >= 0 for w in self.weights) or abs(sum(self.weights) - 1) > 1e-3:
+            raise ValueError("the mixture weights must be finite, >= 0 and sum to 1")
+        return self
+
+
 class LineageRecord(BaseModel):
     """One ancestor of a prompt trained on another prompt (``--gen prompt:PATH``).
 
@@ -139,6 +163,7 @@ class PromptManifest(BaseModel):
     energies: list[EnergyRecord]
     lineage: list[LineageRecord] = Field(default_factory=list, description="ancestors, nearest parent first")
     flow: FlowConfig
+    mixture: MixtureRecord | None = None
     weights_file: str = WEIGHTS
     training: TrainingSummary
     versions: dict[str, str] = Field(default_factory=dict)
@@ -165,6 +190,9 @@ class PromptManifest(BaseModel):
             raise ValueError(
                 f"the flow's latent shape {self.flow.shape()} differs from the generator's {tuple(self.generator.latent_shape)}"
             )
+        components = len(self.mixture.labels) if self.mixture is not None else 0
+        if components != self.flow.classes:
+            raise ValueError(f"the flow has {self.flow.classes} classes but the mixture {components} components")
         return self
 
 

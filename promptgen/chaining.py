@@ -90,6 +90,16 @@ def file_sha256(path: Path) -> str:
 
 
 @contextlib.contextmanager
+def using(registry: Registry) -> Iterator[None]:
+    """Parent prompts built inside this block (``prompt:PATH``) look their generators up in ``registry``."""
+    token = _LOADING_REGISTRY.set(registry)
+    try:
+        yield
+    finally:
+        _LOADING_REGISTRY.reset(token)
+
+
+@contextlib.contextmanager
 def loading(folder: Path, registry: Registry | None = None) -> Iterator[None]:
     """Mark ``folder`` as being loaded; a prompt met again while its own load is open is a loop."""
     key = Path(folder).resolve()

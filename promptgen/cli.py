@@ -328,6 +328,10 @@ def info(
             ),
         )
     t.add_row("flow", f"{m.flow.kind}, {m.flow.transforms} layers, hidden {m.flow.hidden}")
+    if m.mixture is not None:
+        shares = sorted(zip(m.mixture.weights, m.mixture.labels, strict=True), reverse=True)
+        shown = " · ".join(f"{lab} {w:.3f}" for w, lab in shares[:6]) + (" · …" if len(shares) > 6 else "")
+        t.add_row("mixture", printable(f"{len(shares)} components over {m.mixture.attribute}: {shown}"))
     c = m.training.config
     t.add_row("training", printable(f"{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, {m.training.device}, {m.training.seconds:.1f} s"))
     t.add_row("final", printable(f"loss {m.training.final_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.training.final_terms.items())))

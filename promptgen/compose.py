@@ -15,6 +15,7 @@ from promptgen.artifact import (
     MANIFEST,
     EnergyRecord,
     GeneratorRecord,
+    MixtureRecord,
     PromptManifest,
     TargetRecord,
     current_versions,
@@ -75,6 +76,19 @@ def rebuild_terms(records: Sequence[EnergyRecord], registry: Registry | None = N
             term.energy.load_state(r.state)
         terms.append(term)
     return terms
+
+
+def mixture_record(term: WeightedEnergy | None) -> MixtureRecord | None:
+    """How a trained mixture energy's components are stored in the manifest (None without one)."""
+    if term is None:
+        return None
+    energy = term.energy
+    return MixtureRecord(
+        energy=term.label,
+        attribute=energy.mixture_attribute,
+        labels=list(energy.component_labels),
+        weights=[float(w) for w in energy.mixture_weights()],
+    )
 
 
 def prompt_ebm(prompt: Prompt, registry: Registry | None = None) -> EnergyBasedModel:
@@ -226,10 +240,12 @@ def compose(
         features = 1
         for s in gen.latent_shape:
             features *= s
-        flow_config = FlowConfig(features=features, latent_shape=tuple(gen.latent_shape), **flow)
+        ebm = EnergyBasedModel(gen, terms)
+        mixture = ebm.mixture_term()
+        classes = mixture.energy.components if mixture is not None else 0
+        flow_config = FlowConfig(features=features, latent_shape=tuple(gen.latent_shape), classes=classes, **flow)
         torch.manual_seed(train.seed)
         sampler = CouplingFlow(flow_config)
-        ebm = EnergyBasedModel(gen, terms)
         result = train_flow(
             ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state, dist=dist
         )
@@ -248,6 +264,7 @@ def compose(
                 energies=[energy_record(t, registry) for t in terms],
                 lineage=lineage,
                 flow=flow_config,
+                mixture=mixture_record(mixture),
                 training=result,
                 versions=current_versions(),
             )

@@ -61,33 +61,58 @@ class EnergyBasedModel:
         self.generator = generator
         self.terms = list(terms)
 
-    def potential(self, z: Tensor, anneal: float = 1.0) -> Potential:
+    def potential(self, z: Tensor, anneal: float = 1.0, classes: Tensor | None = None) -> Potential:
         """``U(z)`` for latents ``z`` of shape (B, *latent_shape).
 
         ``anneal`` in [0, 1] multiplies every energy weight; 1 (the default) is
         the model itself. The trainer ramps it up at the start of training.
+
+        ``classes`` (B,) gives each sample's mixture component when a term is a
+        mixture energy (see :func:`mixture_term`): that term then contributes
+        its component's energy ``conditional(images, z, classes)``. Without
+        classes every term gives its plain energy.
         """
         prior = 0.5 * z.flatten(1).pow(2).sum(1)
         images = self.generator.decode(z)
         total = prior
         parts: dict[str, Tensor] = {}
         for term in self.terms:
-            e = term.energy(images, z)
+            if classes is not None and getattr(term.energy, "components", 0):
+                e = term.energy.conditional(images, z, classes)
+            else:
+                e = term.energy(images, z)
             if e.shape != prior.shape:
                 raise RuntimeError(f"energy {term.label!r} returned shape {tuple(e.shape)}, expected {tuple(prior.shape)}")
             parts[term.label] = e
             total = total + (anneal * term.weight) * e
         return Potential(total=total, prior=prior, energies=parts, images=images)
 
-    def reverse_kl(self, sampler: Sampler, eps: Tensor, anneal: float = 1.0) -> tuple[Tensor, Potential, Tensor]:
+    def reverse_kl(
+        self, sampler: Sampler, eps: Tensor, anneal: float = 1.0, classes: Tensor | None = None
+    ) -> tuple[Tensor, Potential, Tensor]:
         """Per-sample reverse-KL loss ``U(f(ε)) − log|det ∂f/∂ε|`` (see :meth:`potential` for ``anneal``).
+
+        With ``classes`` the sampler is a class-conditional flow and each sample
+        is scored by its own component's energy.
 
         Returns:
             (loss (B,), potential at z = f(ε), log_det (B,)).
         """
-        z, log_det = sampler.forward(eps)
-        pot = self.potential(z, anneal)
+        z, log_det = sampler(eps) if classes is None else sampler(eps, classes)
+        pot = self.potential(z, anneal, classes)
         return pot.total - log_det, pot, log_det
+
+    def mixture_term(self) -> WeightedEnergy | None:
+        """The term whose energy is a mixture (it has ``components``), if any; at most one is allowed."""
+        found = [t for t in self.terms if getattr(t.energy, "components", 0)]
+        if len(found) > 1:
+            from promptgen.errors import SpecError
+
+            raise SpecError(
+                f"{found[0].label!r} and {found[1].label!r} each make the prompt a mixture; only one energy can: "
+                "merge them into one, e.g. debias:digit*thickness"
+            )
+        return found[0] if found else None
 
     def to(self, device: torch.device | str) -> EnergyBasedModel:
         self.generator.to(device)

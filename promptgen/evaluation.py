@@ -503,8 +503,8 @@ def evaluate_prompt(
     results = {side: _SideResult() for side in SIDES}
     bar = progress_bar(console, progress)
     with bar, torch.no_grad():
-        warm = torch.zeros((2, *base.latent_shape), device=dev)  # first calls are slow; keep them out of the timings
-        base.decode(warm)
+        warm = torch.zeros((2, *prompt.latent_shape), device=dev)  # first calls are slow; keep them out of the timings
+        base.decode(prompt.noise(warm))
         prompt.decode(warm)
         for side in SIDES:
             task = bar.add_task(f"{side:>9} samples", total=n)
@@ -512,9 +512,10 @@ def evaluate_prompt(
             g = torch.Generator().manual_seed(seed)
             for start in range(0, n, batch_size):
                 m = min(batch_size, n - start)
-                noise = torch.randn((m, *base.latent_shape), generator=g).to(dev)
+                # The same noise on both sides (a mixture prompt's extra component coordinate aside).
+                noise = torch.randn((m, *prompt.latent_shape), generator=g).to(dev)
                 t0 = time.perf_counter()
-                z = noise if side == "base" else prompt.latents(noise)
+                z = prompt.noise(noise) if side == "base" else prompt.latents(noise)
                 images = base.decode(z).clamp(0, 1)
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)

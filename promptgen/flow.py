@@ -46,6 +46,12 @@ class FlowConfig(BaseModel):
     hidden: int = Field(default=128, ge=1, le=8192)
     mask_seed: int = Field(default=0, ge=0, lt=2**63)
     bins: int = Field(default=8, ge=2, le=64, description="spline bins (spline-coupling only)")
+    classes: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="components of a mixture prompt: each coupling also sees a one-hot of the component (0: none)",
+    )
 
     @model_validator(mode="after")
     def _shape_matches_features(self) -> FlowConfig:
@@ -73,7 +79,7 @@ class FlowConfig(BaseModel):
         """
         per_feature = 3 * self.bins - 1 if self.kind == "spline-coupling" else 2
         f, h = self.features, self.hidden
-        return self.transforms * (f + f * h + h + h * h + h + (h + 1) * f * per_feature)
+        return self.transforms * (f + (f + self.classes) * h + h + h * h + h + (h + 1) * f * per_feature)
 
 
 def coupling_masks(features: int, transforms: int, seed: int) -> list[Tensor]:
@@ -99,6 +105,10 @@ class CouplingFlow(nn.Module):
 
     ``forward(eps)`` takes (B, *latent_shape) and returns ``(z, log_det)`` with
     ``z`` of the same shape and ``log_det`` of shape (B,).
+
+    With ``config.classes = K > 0`` the flow is class-conditional (one map per
+    mixture component, sharing weights): ``forward``, ``inverse`` and
+    ``log_prob`` then also take ``classes``, (B,) integers in ``[0, K)``.
     """
 
     def __init__(self, config: FlowConfig) -> None:
@@ -114,7 +124,9 @@ class CouplingFlow(nn.Module):
             extra = {}
         self.transform = LazyComposedTransform(
             *(
-                GeneralCouplingTransform(features=d, mask=m, hidden_features=(config.hidden, config.hidden), **extra)
+                GeneralCouplingTransform(
+                    features=d, context=config.classes, mask=m, hidden_features=(config.hidden, config.hidden), **extra
+                )
                 for m in masks
             )
         )
@@ -127,16 +139,26 @@ class CouplingFlow(nn.Module):
     def latent_shape(self) -> tuple[int, ...]:
         return self.config.shape()
 
-    def forward(self, eps: Tensor) -> tuple[Tensor, Tensor]:
+    def _map(self, classes: Tensor | None, like: Tensor):
+        k = self.config.classes
+        if not k:
+            if classes is not None:
+                raise ValueError("this flow has no classes (config.classes = 0); call it without them")
+            return self.transform()
+        if classes is None or classes.shape != like.shape[:1]:
+            raise ValueError(f"this flow is a mixture of {k} components: give classes of shape ({like.shape[0]},)")
+        return self.transform(nn.functional.one_hot(classes.long(), k).to(like.dtype))
+
+    def forward(self, eps: Tensor, classes: Tensor | None = None) -> tuple[Tensor, Tensor]:
         flat = eps.flatten(1)
-        z, ladj = self.transform().call_and_ladj(flat)
+        z, ladj = self._map(classes, flat).call_and_ladj(flat)
         return z.view_as(eps), ladj
 
-    def inverse(self, z: Tensor) -> Tensor:
-        return self.transform().inv(z.flatten(1)).view_as(z)
+    def inverse(self, z: Tensor, classes: Tensor | None = None) -> Tensor:
+        return self._map(classes, z).inv(z.flatten(1)).view_as(z)
 
-    def log_prob(self, z: Tensor) -> Tensor:
+    def log_prob(self, z: Tensor, classes: Tensor | None = None) -> Tensor:
         """``log q(z)`` of the flow's samples' density, (B, *latent_shape) -> (B,); differentiable."""
         flat = z.flatten(1)
-        eps, ladj = self.transform().inv.call_and_ladj(flat)
+        eps, ladj = self._map(classes, flat).inv.call_and_ladj(flat)
         return -0.5 * eps.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi) + ladj

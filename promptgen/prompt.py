@@ -3,10 +3,18 @@
 A :class:`Prompt` is itself a :class:`~promptgen.protocols.Generator` whose
 latent is the flow's Gaussian noise ε, so it can be sampled exactly like a
 base generator (and, later, controlled again).
+
+A *mixture* prompt (``debias:...,mode=mixture``) has a class-conditional flow
+and component weights π. Its latent is ε with one more Gaussian coordinate
+``u``, flattened: ``(ε, u)``, and ``u`` picks the component ``c`` with
+``Φ(u)`` against the cumulative weights (so ``c ~ π`` exactly), then
+``x = G(f(ε; c))``. Sampling and chaining need nothing else: a prompt trained
+on a mixture prompt sees a Gaussian latent like any other.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -29,7 +37,8 @@ def build_generator(spec: str, registry: Registry | None = None) -> Generator:
         from promptgen.errors import SpecError
 
         raise SpecError(f"{spec!r}: a generator takes no @weight; write {parsed.with_weight(None).format()!r}")
-    return registry.generator(parsed.name).build(parsed)
+    with chaining.using(registry):  # a prompt:PATH parent is built from the same registry
+        return registry.generator(parsed.name).build(parsed)
 
 
 class Prompt:
@@ -47,6 +56,11 @@ class Prompt:
         self.generator = generator
         self.flow = flow.eval().requires_grad_(False)
         self.path = path
+        mixture = manifest.mixture
+        # Cumulative weights of the components, ending exactly at 1 so every u finds one.
+        self._cumulative = None if mixture is None else torch.tensor(mixture.weights, dtype=torch.float64).cumsum(0)
+        if self._cumulative is not None:
+            self._cumulative /= self._cumulative[-1].clone()
         name = f"prompt:{path}" if path is not None else "prompt"
         description = " + ".join(e.spec for e in manifest.energies) or "no energies"
         if isinstance(generator, Prompt):  # a chain: say what it controls further
@@ -62,7 +76,24 @@ class Prompt:
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        return self.generator.latent_shape
+        if self._cumulative is None:
+            return self.generator.latent_shape
+        return (math.prod(self.generator.latent_shape) + 1,)
+
+    def components(self, eps: Tensor) -> Tensor | None:
+        """Each sample's mixture component, (B,) integers; None for a prompt that is no mixture."""
+        if self._cumulative is None:
+            return None
+        u = eps.flatten(1)[:, -1].double().cpu()
+        p = 0.5 * torch.special.erfc(-u / math.sqrt(2))  # Φ(u), accurate in both tails
+        c = torch.searchsorted(self._cumulative, p, right=True).clamp_max(len(self._cumulative) - 1)
+        return c.to(eps.device)
+
+    def noise(self, eps: Tensor) -> Tensor:
+        """The flow's input ε in ``eps``: ``eps`` itself, or without the component coordinate of a mixture."""
+        if self._cumulative is None:
+            return eps
+        return eps.flatten(1)[:, :-1].reshape(eps.shape[0], *self.generator.latent_shape)
 
     @property
     def device(self) -> torch.device:
@@ -73,8 +104,10 @@ class Prompt:
         return self.generator.dtype
 
     def latents(self, eps: Tensor) -> Tensor:
-        """``z = f(ε)``: (B, *latent_shape) -> (B, *latent_shape)."""
-        return self.flow(eps)[0]
+        """``z = f(ε)``: (B, *latent_shape) -> (B, *generator.latent_shape); ``f(ε; c)`` for a mixture."""
+        classes = self.components(eps)
+        noise = self.noise(eps)
+        return self.flow(noise)[0] if classes is None else self.flow(noise, classes)[0]
 
     def decode(self, eps: Tensor) -> Tensor:
         """Images ``G(f(ε))``, (B, C, H, W) in [0, 1]."""

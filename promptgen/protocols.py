@@ -192,6 +192,15 @@ class Energy(Protocol):
 #     (B,) in [0, 1]: the probability of keeping each image when rejection
 #     sampling "by the attribute" (e.g. 1 where the classifier's top class is
 #     the asked one).
+# ``components: int``, ``component_labels: tuple[str, ...]``, ``mixture_attribute: str``,
+# ``mixture_weights() -> list[float]`` and ``conditional(images, latents, classes) -> Tensor``
+#     a *mixture* energy (de-biasing with ``mode=mixture``): the prompt becomes a
+#     flow with a class input, one component per label, trained with each
+#     component's own energy ``conditional`` (classes: (B,) component indices,
+#     drawn evenly during training) and sampled with the weights
+#     ``mixture_weights()`` (known after :meth:`Energy.fit`). ``__call__`` stays
+#     the energy of the whole model, for the samplers and `promptgen eval`. At
+#     most one energy of a prompt may be a mixture.
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,9 @@ class Sampler(Protocol):
 
     def forward(self, eps: Tensor) -> tuple[Tensor, Tensor]:
         """Latents and ``log |det ∂f/∂ε|``.
+
+        A class-conditional sampler (a mixture prompt's flow) also takes
+        ``classes``, (B,) component indices, as a second argument.
 
         Args:
             eps: (B, *latent_shape) standard normal noise.

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from promptgen.errors import SpecError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+# A key may join attribute names with * (a joint target: debias:digit*thickness=...).
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*(\*[A-Za-z_][A-Za-z0-9_.\-]*)*\Z")
 _OPS = ("=", "!=")
 
 

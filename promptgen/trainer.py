@@ -142,12 +142,32 @@ def fit_energies(
     return fits
 
 
+def training_classes(components: int, n: int, offset: int = 0) -> torch.Tensor | None:
+    """Mixture components for ``n`` training samples: every component in turn, from ``offset``.
+
+    Each component is trained on its own energy, so each gets the same share of
+    every batch whatever its weight when sampling (a rare one is learnt as well
+    as a common one). ``None`` for a flow without components.
+
+    >>> training_classes(3, 5, offset=2).tolist()
+    [2, 0, 1, 2, 0]
+    """
+    if not components:
+        return None
+    return (torch.arange(n) + offset) % components
+
+
 @torch.no_grad()
 def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor) -> dict[str, float]:
-    """Mean loss, prior, log-det and each unweighted energy on fixed noise ``eps``."""
+    """Mean loss, prior, log-det and each unweighted energy on fixed noise ``eps``.
+
+    A mixture flow is evaluated on every component in turn (see :func:`training_classes`).
+    """
     out: dict[str, list[float]] = {}
-    for chunk in eps.split(256):
-        loss, pot, log_det = ebm.reverse_kl(flow, chunk)
+    classes = training_classes(flow.config.classes, eps.shape[0])
+    for i, chunk in enumerate(eps.split(256)):
+        c = None if classes is None else classes[i * 256 : i * 256 + chunk.shape[0]].to(chunk.device)
+        loss, pot, log_det = ebm.reverse_kl(flow, chunk, classes=c)
         row = {"loss": loss, "prior": pot.prior, "log_det": log_det, **pot.energies}
         for k, v in row.items():
             out.setdefault(k, []).append(float(v.sum()))
@@ -272,6 +292,15 @@ def train_flow(
     after ``config.max_rollbacks`` rollbacks training stops with :class:`TrainingDiverged`.
     """
     dist = dist or Dist()
+    mixture = ebm.mixture_term()
+    components = flow.config.classes
+    if (mixture.energy.components if mixture else 0) != components:
+        raise PromptgenError(
+            f"the flow has {components} classes but the energies ask for a mixture of "
+            f"{mixture.energy.components if mixture else 0} components; build it with FlowConfig(classes=...) to match"
+        )
+    if components and config.forward_weight > 0:
+        raise PromptgenError(f"--forward-weight does not apply to a mixture prompt ({mixture.label!r}); remove it")
     if config.batch_size % dist.world:
         raise PromptgenError(f"--batch-size {config.batch_size} does not split evenly over {dist.world} processes; use a multiple of {dist.world}")
     local = config.batch_size // dist.world
@@ -365,10 +394,14 @@ def train_flow(
             stats: dict[str, float] = {}
             anneal = config.anneal(step)
             finite = True
-            for _ in range(config.accumulate):
+            for micro in range(config.accumulate):
                 # Every process draws the whole batch and keeps its slice: the same noise as one process.
                 eps = torch.randn((config.batch_size, *flow.latent_shape), generator=g)[part].to(device)
-                loss, pot, _ = ebm.reverse_kl(model, eps, anneal)
+                # A mixture's components in turn, continuing from one batch to the next.
+                offset = ((step - 1) * config.accumulate + micro) * config.batch_size
+                classes = training_classes(components, config.batch_size, offset)
+                classes = None if classes is None else classes[part].to(device)
+                loss, pot, _ = ebm.reverse_kl(model, eps, anneal, classes)
                 total = loss.mean()
                 if bank is not None:
                     nll = -flow.log_prob(bank.draw(config.batch_size, g)[part]).mean()

@@ -22,6 +22,19 @@ Spec::
     debias:thickness=target.json     a target from a file: [0.2, 0.3, 0.5]
                                      or {"thin": 0.2, "medium": 0.3, "thick": 0.5}
     debias:digit,refit=0             open loop: β from the base sample only
+    debias:digit*thickness,mode=mixture
+                                     a mixture prompt: one flow component per combination
+
+``mode=mixture`` trains a class-conditional flow instead of one flow on the
+tilt: one component per combination ``c`` of the named attributes' classes,
+each trained on ``E_c(x) = 30 · Σ_a −log p̃_a(c_a | x)`` (``p̃``: the control
+classifiers' probabilities averaged over ``shifts`` random translations, see
+:func:`~promptgen.energies.classifier.shifted_log_probs`), and sampled with
+the weights ``π_c = E_w[Π_a p_a(c_a | x)]`` of the fitted tilt's
+self-normalised base sample, whose marginals are exactly the target. Where
+every class is plain to see this is the tilt with the classes made hard; it
+reaches classes the generator almost never draws, which the tilt's flow
+under-covers (docs/debiasing.md).
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from promptgen.energies.classifier import classifier_options
+from promptgen.energies.classifier import classifier_options, shifted_log_probs
 from promptgen.errors import SpecError
 from promptgen.metrics import kl_divergence
 from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
@@ -60,6 +73,13 @@ MAX_BETA = 30.0
 #: Base samples the fit wants: rare classes (a thick 1 is 0.06 % of the built-in
 #: generator's digits) need thousands to be seen at all.
 FIT_SAMPLES = 8192
+MODES = ("tilt", "mixture")
+DEFAULT_MODE = "tilt"
+#: Mixture mode: the energy per nat of each component's classes, as the classifier energy's default weight.
+SHARPNESS = 30.0
+#: Mixture mode: random translations the control's probabilities are averaged over.
+DEFAULT_SHIFTS = 4
+MAX_COMPONENTS = 4096
 
 
 @dataclass
@@ -168,7 +188,10 @@ class DebiasEnergy:
         blocks: the attributes and their targets.
         classifiers: attribute -> the control classifier providing it.
         label: text for logs.
-        refit: close the loop every ``refit`` training steps (0: never).
+        refit: close the loop every ``refit`` training steps (0: never; mode ``tilt`` only).
+        mode: ``tilt`` (one flow on ``−β · φ``) or ``mixture`` (a flow with a
+            component per combination of classes; see the module docstring).
+        shifts: mixture mode: random translations the control's probabilities are averaged over.
     """
 
     needs_fit = True
@@ -180,17 +203,32 @@ class DebiasEnergy:
         classifiers: Mapping[str, AttributeClassifier],
         label: str,
         refit: int = DEFAULT_REFIT,
+        mode: str = DEFAULT_MODE,
+        shifts: int = DEFAULT_SHIFTS,
     ) -> None:
         self.blocks = list(blocks)
         self.classifiers = dict(classifiers)
         self.label = label
-        self.adapt_every = refit
+        self.mode = mode
+        self.shifts = shifts
+        self.adapt_every = refit if mode == "tilt" else 0
         self.adapt_samples = REFIT_SAMPLES
         self.mu = torch.tensor([p for b in self.blocks for p in b.target])
         self.beta = torch.zeros_like(self.mu)
         self.beta_fit = torch.zeros_like(self.mu)
         self.base_moments: Tensor | None = None
         self.fit_samples = FIT_SAMPLES
+        # The mixture's components: every combination of the attributes' classes, first attribute slowest.
+        self.parts = [(p, len(self.classifiers[p].attributes[p])) for b in self.blocks for p in b.parts]
+        self.components = math.prod(k for _, k in self.parts) if mode == "mixture" else 0
+        if self.components:
+            labels = [""]
+            for p, _ in self.parts:
+                names = [str(x) for x in self.classifiers[p].attributes[p]]
+                labels = [f"{a}/{b}" if a else b for a in labels for b in names]
+            self.component_labels = tuple(labels)
+            self.mixture_attribute = "*".join(p for p, _ in self.parts)
+            self.pi = torch.full((self.components,), 1.0 / self.components)
 
     def _centred(self, beta: Tensor) -> Tensor:
         """β with each block's mean removed: each block of φ sums to 1, so this changes
@@ -203,12 +241,24 @@ class DebiasEnergy:
         return out
 
     # -- features -----------------------------------------------------------
-    def features(self, images: Tensor) -> Tensor:
-        """φ(x): each block's class probabilities, concatenated, (B, D)."""
+    def _log_probs(self, images: Tensor, shifts: int = 0) -> dict[str, Tensor]:
+        """Each constrained attribute's class log-probabilities, one classifier call per classifier."""
         logp: dict[str, Tensor] = {}
         for clf in {id(c): c for c in self.classifiers.values()}.values():
-            out = clf.log_probs(images)
+            out = shifted_log_probs(clf, images, shifts)
             logp.update({a: out[a] for a in out if a in self.classifiers and self.classifiers[a] is clf})
+        return logp
+
+    def _combinations(self, logp: Mapping[str, Tensor]) -> Tensor:
+        """(B, components) log-probabilities of every combination of classes, as if the attributes were independent given x."""
+        joint = logp[self.parts[0][0]]
+        for p, _ in self.parts[1:]:
+            joint = (joint[:, :, None] + logp[p][:, None, :]).flatten(1)
+        return joint
+
+    def features(self, images: Tensor) -> Tensor:
+        """φ(x): each block's class probabilities, concatenated, (B, D)."""
+        logp = self._log_probs(images)
         parts = []
         for b in self.blocks:
             joint = logp[b.parts[0]]
@@ -233,17 +283,47 @@ class DebiasEnergy:
 
     # -- the Energy protocol --------------------------------------------------
     def fit(self, base: BaseSample) -> dict[str, float]:
-        phi = self._features_of(base)
+        if not self.components:
+            phi = self._features_of(base)
+        else:  # the combinations' probabilities too, in the same pass over the images
+            d = self.mu.numel()
+
+            def both(images: Tensor) -> Tensor:
+                return torch.cat([self.features(images), self._combinations(self._log_probs(images)).exp()], 1)
+
+            phi, combos = base.map_images(both).split([d, self.components], 1)
         fit = fit_moment_constraint(phi, self.mu)
         self.beta = self._centred(fit.beta).clamp(-MAX_BETA, MAX_BETA).to(self.beta.device)
         self.beta_fit = self.beta.clone()
         self.base_moments = phi.mean(0)
-        return {
+        report = {
             **self._report("base", self.base_moments.cpu()),
             **self._report("fit", fit.moments),
             "fit ess": fit.ess,
             "fit converged": float(fit.converged),
         }
+        if self.components:
+            # π_c = E_w[Π_a p_a(c_a | x)]: summing over the other attributes' classes leaves E_w[φ], which is μ.
+            w = torch.softmax(phi.double() @ fit.beta.double().to(phi.device), 0)
+            pi = (w @ combos.double()).clamp_min(0)
+            self.pi = (pi / pi.sum()).float().cpu()
+            report["mixture components"] = float(self.components)
+            report["mixture smallest weight"] = float(self.pi.min())
+        return report
+
+    def mixture_weights(self) -> list[float]:
+        """π, the share of each component when sampling (mixture mode; known after :meth:`fit`)."""
+        return self.pi.tolist()
+
+    def conditional(self, images: Tensor, latents: Tensor, classes: Tensor) -> Tensor:
+        """Component ``classes[i]``'s energy of each image: ``30 · Σ_a −log p̃_a(c_a | x)``, (B,)."""
+        logp = self._log_probs(images, self.shifts)
+        index = classes.to(images.device).long()
+        energy = images.new_zeros(images.shape[0])
+        for p, k in reversed(self.parts):  # first attribute slowest
+            energy = energy - logp[p].gather(1, (index % k)[:, None])[:, 0]
+            index = index // k
+        return SHARPNESS * energy
 
     def adapt(self, sample: BaseSample) -> dict[str, float]:
         """Close the loop: tilt the flow's own samples onto the target and add that tilt to β."""
@@ -273,6 +353,8 @@ class DebiasEnergy:
 
     def state(self) -> dict[str, list[float]]:
         out = {"beta": self.beta.cpu().tolist(), "beta_fit": self.beta_fit.cpu().tolist()}
+        if self.components:
+            out["mixture"] = self.pi.tolist()
         if self.base_moments is not None:
             out["base_moments"] = self.base_moments.cpu().tolist()
         return out
@@ -288,6 +370,14 @@ class DebiasEnergy:
         self.beta_fit = torch.tensor(list(state.get("beta_fit", beta.tolist())), dtype=torch.float32).to(self.mu.device)
         if "base_moments" in state:
             self.base_moments = torch.tensor(list(state["base_moments"]), dtype=torch.float32)
+        if self.components and "mixture" in state:
+            pi = torch.tensor(list(state["mixture"]), dtype=torch.float32)
+            if pi.shape != (self.components,):
+                raise SpecError(
+                    f"{self.label!r}: the saved mixture has {pi.numel()} weights, this energy has {self.components} components; "
+                    "the classifier's classes changed since training: install the plugin version named in the manifest"
+                )
+            self.pi = pi
 
     def lower_bound(self) -> float:
         # φ of each block lies on the simplex, so β · φ is at most the sum of each block's largest β.
@@ -347,10 +437,24 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
     (``ClassifierEntry.options``), passed to its ``build``, e.g.
     ``debias:race,gender,age,path=res34.pt``.
     """
-    refit = DEFAULT_REFIT
+    refit: int | None = None
+    mode, shifts = DEFAULT_MODE, DEFAULT_SHIFTS
     wanted: list[tuple[str, str | None]] = []
     others: list[Arg] = []
     for arg in spec.args:
+        if arg.key == "mode":
+            if arg.value not in MODES:
+                raise SpecError(f"{spec.format()!r}: mode={arg.value!r} is not a mode; use mode=tilt or mode=mixture")
+            mode = arg.value
+            continue
+        if arg.key == "shifts":
+            try:
+                shifts = int(arg.value)
+            except ValueError:
+                raise SpecError(f"{spec.format()!r}: shifts={arg.value!r} must be a whole number of translations (0: none)") from None
+            if not 0 <= shifts <= 64:
+                raise SpecError(f"{spec.format()!r}: shifts={shifts} must be between 0 and 64 (default {DEFAULT_SHIFTS})")
+            continue
         if arg.key == "refit":
             try:
                 refit = int(arg.value)
@@ -393,9 +497,27 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
         else:
             target = _parse_target(spec, attribute, labels, value)
         blocks.append(Block(attribute, parts, tuple(labels), target))
+    if mode == "mixture" and refit is not None:
+        raise SpecError(f"{spec.format()!r}: refit= closes the loop of mode=tilt; a mixture has no loop, remove refit=")
+    if mode == "tilt" and any(a.key == "shifts" for a in spec.args):
+        raise SpecError(f"{spec.format()!r}: shifts= applies to mode=mixture only; add mode=mixture or remove shifts=")
+    if mode == "mixture":
+        sizes = [len(entries[p].attributes[p]) for p in entries]
+        if math.prod(sizes) > MAX_COMPONENTS:
+            raise SpecError(
+                f"{spec.format()!r}: mode=mixture would need {math.prod(sizes):,} components (one per combination of classes), "
+                f"more than {MAX_COMPONENTS}; use mode=tilt or fewer attributes"
+            )
     chosen = list({e.name: e for e in entries.values()}.values())
     options = classifier_options(spec, others, chosen, registry)
     # One classifier object per classifier, however many of its attributes are used.
     built = {e.name: e.build(**options[e.name]) for e in chosen}
     classifiers: dict[str, AttributeClassifier] = {p: built[e.name] for p, e in entries.items()}
-    return DebiasEnergy(blocks, classifiers, label=spec.with_weight(None).format(), refit=refit)
+    return DebiasEnergy(
+        blocks,
+        classifiers,
+        label=spec.with_weight(None).format(),
+        refit=DEFAULT_REFIT if refit is None else refit,
+        mode=mode,
+        shifts=shifts,
+    )

@@ -1,0 +1,334 @@
+"""Mixture prompts (``debias:...,mode=mixture``): weights, component energies, training, sampling, chaining, files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from promptgen.artifact import MANIFEST, read_manifest
+from promptgen.compose import build_energy, compose
+from promptgen.energies.classifier import max_shift, shifted_log_probs
+from promptgen.energies.debias import SHARPNESS, DebiasEnergy
+from promptgen.errors import ArtifactError, PromptgenError
+from promptgen.flow import CouplingFlow, FlowConfig
+from promptgen.generators import ModuleGenerator
+from promptgen.hookspecs import hookimpl
+from promptgen.metrics import kl_divergence
+from promptgen.prompt import load_prompt, sample_images
+from promptgen.protocols import BaseSample, GeneratorInfo
+from promptgen.registry import ClassifierEntry, GeneratorEntry, build_registry
+from promptgen.trainer import TrainConfig, training_classes
+
+
+class PixelClassifier:
+    """Attribute ``a`` is pixel (0, 0) being bright, ``b`` pixel (0, 1); nearly hard."""
+
+    attributes: ClassVar = {"a": ["off", "on"], "b": ["off", "on"]}
+
+    def log_probs(self, images):
+        flat = images.flatten(1)
+        out = {}
+        for name, i in (("a", 0), ("b", 1)):
+            logit = (flat[:, i] - 0.5) * 30
+            out[name] = torch.stack([nn.functional.logsigmoid(-logit), nn.functional.logsigmoid(logit)], 1)
+        return out
+
+    def to(self, device):
+        return self
+
+
+class TwoPixels(nn.Module):
+    """A 1×2×2 image: pixel a is on for z0 > 1 (16 % of the prior), pixel b for z1 > 0 (half)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sharpness = nn.Parameter(torch.tensor(6.0), requires_grad=False)
+
+    def forward(self, z):
+        a = torch.sigmoid(self.sharpness * (z[:, 0] - 1))
+        b = torch.sigmoid(self.sharpness * z[:, 1])
+        return torch.stack([a, b, torch.zeros_like(a), torch.zeros_like(a)], 1).view(-1, 1, 2, 2)
+
+
+class PixelPlugin:
+    @hookimpl
+    def promptgen_generators(self):
+        return [GeneratorEntry("pixels", lambda spec: ModuleGenerator(TwoPixels(), (2,), GeneratorInfo("pixels", (2, 2), 1)))]
+
+    @hookimpl
+    def promptgen_attribute_classifiers(self):
+        return [ClassifierEntry("pixel-ab", {"a": ["off", "on"], "b": ["off", "on"]}, PixelClassifier, role="control")]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return build_registry(extra_plugins=[("pixels", PixelPlugin())])
+
+
+def hard_classes(images: torch.Tensor) -> torch.Tensor:
+    """Component index (a slowest) of each image, by its pixels."""
+    flat = images.flatten(1)
+    return (flat[:, 0] > 0.5).long() * 2 + (flat[:, 1] > 0.5).long()
+
+
+def pixel_energy(spec: str, registry) -> DebiasEnergy:
+    return build_energy(spec, registry).energy
+
+
+def images_of(counts: dict[tuple[int, int], int]) -> torch.Tensor:
+    rows = []
+    for (a, b), n in counts.items():
+        rows += [torch.tensor([float(a), float(b), 0.0, 0.0])] * n
+    return torch.stack(rows).view(-1, 1, 2, 2)
+
+
+# -- the weights -------------------------------------------------------------------------------------------------------
+
+
+def test_joint_mixture_weights_are_the_target(registry):
+    energy = pixel_energy("debias:a*b=0.1/0.2/0.3/0.4,mode=mixture", registry)
+    assert energy.components == 4 and energy.component_labels == ("off/off", "off/on", "on/off", "on/on")
+    base = images_of({(0, 0): 500, (0, 1): 300, (1, 0): 150, (1, 1): 50})
+    report = energy.fit(BaseSample(latents=torch.zeros(1000, 2), images=base))
+    assert energy.mixture_weights() == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-4)
+    assert report["mixture components"] == 4 and report["mixture smallest weight"] == pytest.approx(0.1, abs=1e-4)
+
+
+def test_marginal_mixture_weights_are_the_closest_joint_with_those_marginals(registry):
+    # a and b independent in the base (a: 0.8/0.2, b: 0.5/0.5); asking a: 0.5/0.5 and b: 0.25/0.75
+    # the closest distribution keeps them independent: π = (0.5, 0.5) ⊗ (0.25, 0.75).
+    energy = pixel_energy("debias:a,b=0.25/0.75,mode=mixture", registry)
+    base = images_of({(0, 0): 400, (0, 1): 400, (1, 0): 100, (1, 1): 100})
+    energy.fit(BaseSample(latents=torch.zeros(1000, 2), images=base))
+    assert energy.mixture_weights() == pytest.approx([0.125, 0.375, 0.125, 0.375], abs=1e-3)
+
+
+def test_mixture_weights_keep_the_base_correlation_that_the_target_leaves_free(registry):
+    # Only a is constrained; b stays as the base has it within each class of a.
+    energy = pixel_energy("debias:a*b=0.25/0.25/0.25/0.25,mode=mixture", registry)
+    energy_a = pixel_energy("debias:a,b=0.5/0.5,mode=mixture", registry)
+    base = images_of({(0, 0): 630, (0, 1): 270, (1, 0): 10, (1, 1): 90})  # b is on for 30 % of a-off and 90 % of a-on
+    sample = BaseSample(latents=torch.zeros(1000, 2), images=base)
+    energy.fit(sample)
+    energy_a.fit(sample)
+    assert energy.mixture_weights() == pytest.approx([0.25] * 4, abs=1e-4)
+    pi = torch.tensor(energy_a.mixture_weights()).view(2, 2)
+    assert pi.sum(1).tolist() == pytest.approx([0.5, 0.5], abs=1e-3)
+    assert pi.sum(0).tolist() == pytest.approx([0.5, 0.5], abs=1e-3)
+    assert float(pi[1, 1]) > float(pi[1, 0])  # b stays more often on where a is on
+
+
+# -- the component energies --------------------------------------------------------------------------------------------
+
+
+def test_component_energy_is_thirty_nats_per_nat_of_each_part(registry):
+    energy = pixel_energy("debias:a*b,mode=mixture,shifts=0", registry)
+    images = torch.rand(6, 1, 2, 2)
+    classes = torch.tensor([0, 1, 2, 3, 1, 2])
+    logp = PixelClassifier().log_probs(images)
+    a, b = classes // 2, classes % 2
+    expected = -SHARPNESS * (logp["a"].gather(1, a[:, None])[:, 0] + logp["b"].gather(1, b[:, None])[:, 0])
+    torch.testing.assert_close(energy.conditional(images, torch.zeros(6, 2), classes), expected)
+    # Each image's lowest-energy component is its own combination.
+    all_classes = torch.stack([energy.conditional(images, torch.zeros(6, 2), torch.full((6,), c)) for c in range(4)], 1)
+    assert torch.equal(all_classes.argmin(1), hard_classes(images))
+
+
+def test_shifted_probabilities_are_the_mean_over_the_same_translations():
+    class Centre:
+        attributes: ClassVar = {"lit": ["no", "yes"]}
+
+        def log_probs(self, images):
+            logit = (images[:, 0, 14, 14] - 0.5) * 20
+            return {"lit": torch.stack([nn.functional.logsigmoid(-logit), nn.functional.logsigmoid(logit)], 1)}
+
+    images = torch.zeros(3, 1, 28, 28)
+    images[:, 0, 14, 14] = 1.0
+    assert max_shift(images) == 2 and max_shift(torch.zeros(1, 3, 224, 224)) == 16
+    torch.manual_seed(5)
+    out = shifted_log_probs(Centre(), images, 8)["lit"]
+    torch.manual_seed(5)
+    offsets = torch.randint(-2, 3, (8, 2)).tolist()
+    # Only the unshifted copies keep the lit pixel at the centre.
+    centred = sum(1 for a, b in offsets if (a, b) == (0, 0))
+    p_yes = (centred * torch.sigmoid(torch.tensor(10.0)) + (8 - centred) * torch.sigmoid(torch.tensor(-10.0))) / 8
+    assert out.exp()[:, 1] == pytest.approx([float(p_yes)] * 3, abs=1e-5)
+    assert centred < 8  # the test means something: some copies moved
+    assert torch.equal(shifted_log_probs(Centre(), images, 0)["lit"], Centre().log_probs(images)["lit"])
+
+
+def test_the_plain_energy_of_a_mixture_is_still_the_tilt(registry):
+    # The samplers and `eval` use __call__: the tilt −β·φ, as in mode=tilt.
+    tilt = pixel_energy("debias:a*b,refit=0", registry)
+    mix = pixel_energy("debias:a*b,mode=mixture", registry)
+    base = images_of({(0, 0): 500, (0, 1): 300, (1, 0): 150, (1, 1): 50})
+    for e in (tilt, mix):
+        e.fit(BaseSample(latents=torch.zeros(1000, 2), images=base))
+    x = torch.rand(5, 1, 2, 2)
+    torch.testing.assert_close(tilt(x, torch.zeros(5, 2)), mix(x, torch.zeros(5, 2)))
+    assert tilt.components == 0 and pixel_energy("debias:a*b", registry).adapt_every > 0 and mix.adapt_every == 0
+
+
+# -- the flow and the trainer ------------------------------------------------------------------------------------------
+
+
+def test_training_classes_take_every_component_in_turn():
+    c = torch.cat([training_classes(3, 4, offset=4 * i) for i in range(3)])
+    assert c.tolist() == [0, 1, 2] * 4
+    assert training_classes(0, 4) is None
+
+
+def test_a_class_conditional_flow_is_one_invertible_map_per_class():
+    flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8, classes=3))
+    for layer in flow.transform.transforms:
+        nn.init.normal_(layer.hyper[-1].weight, std=0.1)
+    eps = torch.randn(6, 4)
+    c = torch.tensor([0, 1, 2, 0, 1, 2])
+    z, log_det = flow(eps, c)
+    torch.testing.assert_close(flow.inverse(z, c), eps, atol=1e-5, rtol=0)
+    assert not torch.allclose(flow(eps, torch.zeros(6, dtype=torch.long))[0], z)
+    torch.testing.assert_close(flow.log_prob(z, c), -0.5 * eps.pow(2).sum(1) - 2 * math.log(2 * math.pi) - log_det, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="mixture of 3 components"):
+        flow(eps)
+    with pytest.raises(ValueError, match="no classes"):
+        CouplingFlow(FlowConfig(features=4))(eps, c)
+
+
+TRAIN = TrainConfig(steps=300, batch_size=64, eval_every=100, checkpoint_every=300, fit_samples=4096, eval_batch=64, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def trained_mixture(tmp_path_factory, registry):
+    # a is on for 16 % of the generator's draws; the joint target is uniform over the 4 combinations.
+    out = tmp_path_factory.mktemp("mixture") / "mix"
+    compose("pixels", ["debias:a*b,mode=mixture,shifts=0"], out, train=TRAIN, flow={"transforms": 2, "hidden": 32},
+            progress=False, preview=0, registry=registry)
+    return out
+
+
+@pytest.fixture
+def mixture_prompt(trained_mixture, tmp_path):
+    """A copy of the trained mixture prompt that a test may change."""
+    import shutil
+
+    return Path(shutil.copytree(trained_mixture, tmp_path / "mix"))
+
+
+def test_a_mixture_prompt_samples_each_combination_as_asked(mixture_prompt, registry):
+    prompt = load_prompt(mixture_prompt, registry)
+    manifest = prompt.manifest
+    assert manifest.flow.classes == 4 and manifest.mixture.labels == ["off/off", "off/on", "on/off", "on/on"]
+    assert manifest.mixture.weights == pytest.approx([0.25] * 4, abs=1e-3)
+    assert prompt.latent_shape == (3,)  # ε and the coordinate that picks the component
+    images = sample_images(prompt, 4000, seed=1)
+    base = sample_images(prompt.generator, 4000, seed=1)
+    hist = torch.bincount(hard_classes(images), minlength=4).double() / 4000
+    base_hist = torch.bincount(hard_classes(base), minlength=4).double() / 4000
+    assert kl_divergence(base_hist.tolist(), [0.25] * 4) > 0.2
+    assert kl_divergence(hist.tolist(), [0.25] * 4) < 0.01
+    # Each sample comes from the component its noise picked, and shows that component's classes.
+    eps = torch.randn(2000, 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        shown = hard_classes(prompt.decode(eps))
+    assert float((shown == prompt.components(eps)).double().mean()) > 0.95
+
+
+def test_the_component_coordinate_draws_components_by_their_weights(mixture_prompt, registry):
+    prompt = load_prompt(mixture_prompt, registry)
+    weights = [0.5, 0.0, 0.2, 0.3]
+    prompt.manifest.mixture.weights = weights
+    prompt = type(prompt)(prompt.manifest, prompt.generator, prompt.flow, prompt.path)
+    eps = torch.randn(100_000, 3, generator=torch.Generator().manual_seed(3))
+    share = torch.bincount(prompt.components(eps), minlength=4).double() / 100_000
+    assert share.tolist() == pytest.approx(weights, abs=0.006)
+    assert share[1] == 0  # a component of weight 0 is never drawn
+
+
+def test_a_prompt_on_a_mixture_prompt_samples_without_energies(mixture_prompt, registry, tmp_path):
+    child = tmp_path / "child"
+    compose(f"prompt:{mixture_prompt}", ["classifier:b=on"], child, train=TrainConfig(steps=4, batch_size=8, eval_every=4, checkpoint_every=4),
+            flow={"transforms": 1, "hidden": 8}, progress=False, preview=0, registry=registry)
+    manifest = read_manifest(child)
+    assert manifest.generator.latent_shape == (3,) and manifest.mixture is None
+    bare = build_registry(extra_plugins=[("pixels", PixelPlugin())])
+    bare.energies.clear()  # sampling needs no energy
+    images = sample_images(load_prompt(child, bare), 16, seed=0)
+    assert images.shape == (16, 1, 2, 2)
+
+
+def test_info_shows_the_mixture(mixture_prompt):
+    from typer.testing import CliRunner
+
+    from promptgen import cli
+
+    result = CliRunner().invoke(cli.app, ["info", str(mixture_prompt)])
+    assert result.exit_code == 0, result.output
+    assert "4 components over a*b" in result.output and "off/off 0.250" in result.output
+
+
+# -- bad input ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("debias:a,mode=sharp", "mode='sharp' is not a mode; use mode=tilt or mode=mixture"),
+        ("debias:a,mode=mixture,refit=10", "a mixture has no loop, remove refit="),
+        ("debias:a,shifts=4", "shifts= applies to mode=mixture only"),
+        ("debias:a,mode=mixture,shifts=many", "shifts='many' must be a whole number"),
+        ("debias:a,mode=mixture,shifts=100", "must be between 0 and 64"),
+    ],
+)
+def test_bad_mixture_specs_get_one_line_errors(spec, message, registry):
+    with pytest.raises(PromptgenError, match=message.replace("(", r"\(")) as info:
+        build_energy(spec, registry)
+    assert "\n" not in str(info.value)
+
+
+def test_two_mixture_energies_are_refused_before_training(tmp_path, registry):
+    with pytest.raises(PromptgenError, match="only one energy can") as info:
+        compose("pixels", ["debias:a,mode=mixture", "debias:b,mode=mixture"], tmp_path / "two", train=TrainConfig(steps=2),
+                progress=False, preview=0, registry=registry)
+    assert "\n" not in str(info.value)
+
+
+def test_too_many_components_are_refused():
+    from promptgen.energies.debias import MAX_COMPONENTS
+
+    class Big:
+        attributes: ClassVar = {"u": [str(i) for i in range(100)], "v": list("abcdefghij"), "w": list("abcdefghij")}
+
+    class Plugin:
+        @hookimpl
+        def promptgen_attribute_classifiers(self):
+            return [ClassifierEntry("big", Big.attributes, Big)]
+
+    reg = build_registry(extra_plugins=[("big", Plugin())])
+    with pytest.raises(PromptgenError, match=f"10,000 components .* more than {MAX_COMPONENTS}; use mode=tilt"):
+        build_energy("debias:u*v*w,mode=mixture", reg)
+    assert build_energy("debias:u*v*w", reg).energy.components == 0  # the tilt has no such limit
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["mixture"].update(weights=[0.5, 0.5, 0.5, -0.5]), "finite, >= 0 and sum to 1"),
+        (lambda m: m["mixture"].update(weights=[0.5, 0.5]), "2 weights for 4 components"),
+        (lambda m: m["flow"].update(classes=3), "the flow has 3 classes but the mixture 4 components"),
+        (lambda m: m.update(mixture=None), "the flow has 4 classes but the mixture 0 components"),
+    ],
+)
+def test_a_tampered_mixture_is_refused(mixture_prompt, change, message):
+    path = mixture_prompt / MANIFEST
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=message) as info:
+        read_manifest(mixture_prompt)
+    assert "\n" not in str(info.value)
