@@ -5,14 +5,20 @@ Cases (``--case``, repeatable; default all):
 - ``marginal``: ``debias:digit,thickness``; KL to uniform of each attribute on
   5,000 samples, the generator's own KL, the KL the fitted β reaches on paper
   (on the base sample it was fitted on), and training seconds.
-- ``loop``: the same control trained three ways: β fitted once on the base
-  sample (``refit=0``, the paper's way), that β with the paper's hand-set
-  weight 2 (``refit=0@2``), and the closed loop (the default).
+- ``loop``: the same control trained four ways: one flow on the tilt with β
+  fitted once on the base sample (``refit=0``, the paper's way), that β with
+  the paper's hand-set weight 2 (``refit=0@2``), the tilt with the loop closed
+  (``mode=tilt``), and the mixture (``mode=mixture``, the default).
 - ``joint``: ``debias:digit*thickness``; KL over the 30 combinations.
-- ``iterative``: ``classifier:thickness=thick``, then ``debias:digit`` on that
-  prompt (``--gen prompt:PATH``); digits' KL and the share that stays thick.
+- ``iterative``: ``classifier:thickness=thick``, then on that prompt
+  (``--gen prompt:PATH``) ``debias:digit``, and ``debias:digit`` with
+  ``classifier:thickness=thick`` asked again; digits' KL and the share that
+  stays thick.
 
-    python benchmarks/debias_mnist.py [--case marginal] [--seed 0] [--steps 1500] [--out runs/bench-debias]
+    python benchmarks/debias_mnist.py [--case marginal] [--seed 0] [--steps 1500] [--mode tilt|mixture] [--out runs/bench-debias]
+
+``--mode`` adds ``,mode=...`` to the debias specs of the marginal, joint and
+iterative cases (default: the spec's default mode).
 
 The debias prompts train for 1,500 steps (``promptgen compose ... --steps 1500``),
 the joint one for 3,000; the first prompt of the iterative case uses the defaults.
@@ -70,15 +76,18 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=5000, help="samples judged per side")
     ap.add_argument("--steps", type=int, default=1500, help="training steps of the debias prompts")
     ap.add_argument("--joint-steps", type=int, default=3000, help="training steps of the joint case")
+    ap.add_argument("--mode", choices=("tilt", "mixture"), help="debias mode of the marginal, joint and iterative cases")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-debias"))
     args = ap.parse_args()
+    mode = f",mode={args.mode}" if args.mode else ""
     cases = args.case or list(CASES)
     seed, n, out = args.seed, args.n, args.out
 
     if "marginal" in cases:
-        p, seconds = train("mnist", "debias:digit,thickness", out / "marginal", seed, args.steps)
+        spec = f"debias:digit,thickness{mode}"
+        p, seconds = train("mnist", spec, out / "marginal", seed, args.steps)
         print(json.dumps({
-            "case": "marginal", "spec": "debias:digit,thickness", "seed": seed, "n": n,
+            "case": "marginal", "spec": spec, "seed": seed, "n": n,
             "train_seconds": round(seconds, 1), "fit": fit_report(p),
             "evaluator": judge(p, ["digit", "thickness"], n, seed),
         }), flush=True)
@@ -87,33 +96,44 @@ def main() -> None:
         rows = []
         for name, spec in (("open loop", "debias:digit,thickness,refit=0"),
                            ("open loop, weight 2", "debias:digit,thickness,refit=0@2"),
-                           ("closed loop", "debias:digit,thickness")):
+                           ("closed loop", "debias:digit,thickness,mode=tilt"),
+                           ("mixture", "debias:digit,thickness,mode=mixture")):
             p, seconds = train("mnist", spec, out / f"loop-{len(rows)}", seed, args.steps)
             rows.append({"choice": name, "spec": spec, "train_seconds": round(seconds, 1),
                          "evaluator": judge(p, ["digit", "thickness"], n, seed)})
         print(json.dumps({"case": "loop", "seed": seed, "n": n, "rows": rows}), flush=True)
 
     if "joint" in cases:
-        p, seconds = train("mnist", "debias:digit*thickness", out / "joint", seed, args.joint_steps)
+        spec = f"debias:digit*thickness{mode}"
+        p, seconds = train("mnist", spec, out / "joint", seed, args.joint_steps)
         print(json.dumps({
-            "case": "joint", "spec": "debias:digit*thickness", "seed": seed, "n": n,
+            "case": "joint", "spec": spec, "seed": seed, "n": n,
             "steps": p.manifest.training.config.steps, "train_seconds": round(seconds, 1), "fit": fit_report(p),
             "evaluator": judge(p, ["digit*thickness", "digit", "thickness"], n, seed),
         }), flush=True)
 
     if "iterative" in cases:
         thick, s1 = train("mnist", "classifier:thickness=thick", out / "thick", seed)
-        even, s2 = train(f"prompt:{out / 'thick'}", "debias:digit", out / "thick-even", seed, args.steps)
         first = judge(thick, ["digit", "thickness"], n, seed)
-        second = judge(even, ["digit", "thickness"], n, seed)
+        rows = []
+        # The same chain, the second time with the parent's condition asked again (each digit's component then stays thick).
+        for name, energies in (("debias:digit", [f"debias:digit{mode}"]),
+                               ("debias:digit + classifier:thickness=thick", [f"debias:digit{mode}", "classifier:thickness=thick"])):
+            t = time.perf_counter()
+            folder = out / f"thick-even-{len(rows)}"
+            config = TrainConfig(seed=seed, steps=args.steps)
+            even = compose(f"prompt:{out / 'thick'}", energies, folder, train=config, overwrite=True, progress=False, preview=64)
+            seconds = time.perf_counter() - t
+            second = judge(even, ["digit", "thickness"], n, seed)
+            rows.append({"second": name, "energies": energies, "train_seconds": round(seconds, 1),
+                         "digit_kl": second["digit"]["kl_prompt"], "thick_share": second["thickness"]["prompt_histogram"][2],
+                         "digit_histogram": second["digit"]["prompt_histogram"]})
         print(json.dumps({
-            "case": "iterative", "specs": ["classifier:thickness=thick", "debias:digit on prompt:thick"], "seed": seed, "n": n,
-            "train_seconds": [round(s1, 1), round(s2, 1)],
+            "case": "iterative", "first": "classifier:thickness=thick", "seed": seed, "n": n,
+            "first_train_seconds": round(s1, 1),
             "thick_prompt": {"digit_kl": first["digit"]["kl_prompt"], "thick_share": first["thickness"]["prompt_histogram"][2]},
-            "chained_prompt": {"digit_kl": second["digit"]["kl_prompt"], "thick_share": second["thickness"]["prompt_histogram"][2],
-                               "digit_histogram": second["digit"]["prompt_histogram"]},
+            "chained": rows,
         }), flush=True)
-
 
 if __name__ == "__main__":
     main()

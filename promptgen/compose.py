@@ -26,7 +26,7 @@ from promptgen.atomic import write_text_atomic
 from promptgen.chaining import lineage_for, normalise_generator_spec
 from promptgen.device import resolve_device
 from promptgen.distributed import barrier, from_env, start, stop
-from promptgen.ebm import EnergyBasedModel, WeightedEnergy
+from promptgen.ebm import EnergyBasedModel, WeightedEnergy, mixture_term
 from promptgen.errors import ArtifactError, SpecError
 from promptgen.flow import CouplingFlow, FlowConfig
 from promptgen.images import save_images
@@ -86,7 +86,7 @@ def mixture_record(term: WeightedEnergy | None) -> MixtureRecord | None:
     return MixtureRecord(
         energy=term.label,
         attribute=energy.mixture_attribute,
-        labels=list(energy.component_labels),
+        labels=list(energy.mixture_labels),
         weights=[float(w) for w in energy.mixture_weights()],
     )
 
@@ -220,6 +220,9 @@ def compose(
     if train.batch_size % dist.world:
         raise SpecError(f"--batch-size {train.batch_size} does not split over {dist.world} processes; use a multiple of {dist.world}")
     terms = unique_labels([build_energy(e, registry) for e in energies])
+    mixture = mixture_term(terms)
+    if mixture is not None and train.forward_weight > 0:
+        raise SpecError(f"--forward-weight does not apply to a mixture prompt ({mixture.label!r}); remove it, or add mode=tilt")
     gen = build_generator(generator, registry)
     out = Path(out) if out is not None else default_out_dir(energies)
     lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor
@@ -241,8 +244,7 @@ def compose(
         for s in gen.latent_shape:
             features *= s
         ebm = EnergyBasedModel(gen, terms)
-        mixture = ebm.mixture_term()
-        classes = mixture.energy.components if mixture is not None else 0
+        classes = mixture.energy.mixture_components if mixture is not None else 0
         flow_config = FlowConfig(features=features, latent_shape=tuple(gen.latent_shape), classes=classes, **flow)
         torch.manual_seed(train.seed)
         sampler = CouplingFlow(flow_config)

@@ -77,7 +77,7 @@ class EnergyBasedModel:
         total = prior
         parts: dict[str, Tensor] = {}
         for term in self.terms:
-            if classes is not None and getattr(term.energy, "components", 0):
+            if classes is not None and mixture_components(term.energy):
                 e = term.energy.conditional(images, z, classes)
             else:
                 e = term.energy(images, z)
@@ -98,24 +98,39 @@ class EnergyBasedModel:
         Returns:
             (loss (B,), potential at z = f(ε), log_det (B,)).
         """
-        z, log_det = sampler(eps) if classes is None else sampler(eps, classes)
+        z, log_det = sampler.forward(eps) if classes is None else sampler.forward(eps, classes)
         pot = self.potential(z, anneal, classes)
         return pot.total - log_det, pot, log_det
 
     def mixture_term(self) -> WeightedEnergy | None:
-        """The term whose energy is a mixture (it has ``components``), if any; at most one is allowed."""
-        found = [t for t in self.terms if getattr(t.energy, "components", 0)]
-        if len(found) > 1:
-            from promptgen.errors import SpecError
-
-            raise SpecError(
-                f"{found[0].label!r} and {found[1].label!r} each make the prompt a mixture; only one energy can: "
-                "merge them into one, e.g. debias:digit*thickness"
-            )
-        return found[0] if found else None
+        """See :func:`mixture_term`."""
+        return mixture_term(self.terms)
 
     def to(self, device: torch.device | str) -> EnergyBasedModel:
         self.generator.to(device)
         for t in self.terms:
             t.energy.to(device)
         return self
+
+
+def mixture_components(energy: object) -> int:
+    """How many mixture components an energy asks for (its optional ``mixture_components``); 0 for most."""
+    k = getattr(energy, "mixture_components", 0)
+    return k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else 0
+
+
+def mixture_term(terms: Sequence[WeightedEnergy]) -> WeightedEnergy | None:
+    """The term whose energy is a mixture (it has ``mixture_components``), if any.
+
+    Raises:
+        SpecError: more than one is; a prompt has one set of components.
+    """
+    found = [t for t in terms if mixture_components(t.energy)]
+    if len(found) > 1:
+        from promptgen.errors import SpecError
+
+        raise SpecError(
+            f"{found[0].label!r} and {found[1].label!r} each make the prompt a mixture; only one energy can: "
+            "merge them into one, e.g. debias:digit*thickness, or add mode=tilt to one"
+        )
+    return found[0] if found else None

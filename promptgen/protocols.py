@@ -192,7 +192,7 @@ class Energy(Protocol):
 #     (B,) in [0, 1]: the probability of keeping each image when rejection
 #     sampling "by the attribute" (e.g. 1 where the classifier's top class is
 #     the asked one).
-# ``components: int``, ``component_labels: tuple[str, ...]``, ``mixture_attribute: str``,
+# ``mixture_components: int``, ``mixture_labels: tuple[str, ...]``, ``mixture_attribute: str``,
 # ``mixture_weights() -> list[float]`` and ``conditional(images, latents, classes) -> Tensor``
 #     a *mixture* energy (de-biasing with ``mode=mixture``): the prompt becomes a
 #     flow with a class input, one component per label, trained with each

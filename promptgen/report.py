@@ -210,6 +210,13 @@ def _energies_section(manifest: PromptManifest, ancestors: Sequence[Prompt]) -> 
         *rows,
         "</tbody></table>",
     ]
+    if manifest.mixture is not None:
+        m = manifest.mixture
+        shares = ", ".join(f"{lab} {w:.3f}" for lab, w in zip(m.labels, m.weights, strict=True))
+        out.append(
+            f'<p id="mixture">A mixture of {len(m.labels)} components over <code>{html.escape(m.attribute)}</code>, '
+            f"drawn in these proportions: {html.escape(shares)}.</p>"
+        )
     if ancestors:
         out.append("<p>Trained on a chain of prompts (nearest parent first):</p><ol>")
         for p in ancestors:

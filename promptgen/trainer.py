@@ -294,10 +294,10 @@ def train_flow(
     dist = dist or Dist()
     mixture = ebm.mixture_term()
     components = flow.config.classes
-    if (mixture.energy.components if mixture else 0) != components:
+    if (mixture.energy.mixture_components if mixture else 0) != components:
         raise PromptgenError(
             f"the flow has {components} classes but the energies ask for a mixture of "
-            f"{mixture.energy.components if mixture else 0} components; build it with FlowConfig(classes=...) to match"
+            f"{mixture.energy.mixture_components if mixture else 0} components; build it with FlowConfig(classes=...) to match"
         )
     if components and config.forward_weight > 0:
         raise PromptgenError(f"--forward-weight does not apply to a mixture prompt ({mixture.label!r}); remove it")

@@ -93,7 +93,7 @@ def images_of(counts: dict[tuple[int, int], int]) -> torch.Tensor:
 
 def test_joint_mixture_weights_are_the_target(registry):
     energy = pixel_energy("debias:a*b=0.1/0.2/0.3/0.4,mode=mixture", registry)
-    assert energy.components == 4 and energy.component_labels == ("off/off", "off/on", "on/off", "on/on")
+    assert energy.mixture_components == 4 and energy.mixture_labels == ("off/off", "off/on", "on/off", "on/on")
     base = images_of({(0, 0): 500, (0, 1): 300, (1, 0): 150, (1, 1): 50})
     report = energy.fit(BaseSample(latents=torch.zeros(1000, 2), images=base))
     assert energy.mixture_weights() == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=1e-4)
@@ -172,7 +172,9 @@ def test_the_plain_energy_of_a_mixture_is_still_the_tilt(registry):
         e.fit(BaseSample(latents=torch.zeros(1000, 2), images=base))
     x = torch.rand(5, 1, 2, 2)
     torch.testing.assert_close(tilt(x, torch.zeros(5, 2)), mix(x, torch.zeros(5, 2)))
-    assert tilt.components == 0 and pixel_energy("debias:a*b", registry).adapt_every > 0 and mix.adapt_every == 0
+    assert tilt.mixture_components == 0 and pixel_energy("debias:a*b,mode=tilt", registry).adapt_every > 0 and mix.adapt_every == 0
+    # The mixture is the default; refit= asks for the tilt.
+    assert pixel_energy("debias:a*b", registry).mixture_components == 4 and pixel_energy("debias:a,refit=5", registry).mixture_components == 0
 
 
 # -- the flow and the trainer ------------------------------------------------------------------------------------------
@@ -280,7 +282,8 @@ def test_info_shows_the_mixture(mixture_prompt):
     [
         ("debias:a,mode=sharp", "mode='sharp' is not a mode; use mode=tilt or mode=mixture"),
         ("debias:a,mode=mixture,refit=10", "a mixture has no loop, remove refit="),
-        ("debias:a,shifts=4", "shifts= applies to mode=mixture only"),
+        ("debias:a,mode=tilt,shifts=4", "shifts= applies to mode=mixture only"),
+        ("debias:a,refit=10,shifts=4", "use mode=mixture without refit="),
         ("debias:a,mode=mixture,shifts=many", "shifts='many' must be a whole number"),
         ("debias:a,mode=mixture,shifts=100", "must be between 0 and 64"),
     ],
@@ -291,11 +294,18 @@ def test_bad_mixture_specs_get_one_line_errors(spec, message, registry):
     assert "\n" not in str(info.value)
 
 
-def test_two_mixture_energies_are_refused_before_training(tmp_path, registry):
-    with pytest.raises(PromptgenError, match="only one energy can") as info:
-        compose("pixels", ["debias:a,mode=mixture", "debias:b,mode=mixture"], tmp_path / "two", train=TrainConfig(steps=2),
-                progress=False, preview=0, registry=registry)
+@pytest.mark.parametrize(
+    ("energies", "train", "message"),
+    [
+        (["debias:a,mode=mixture", "debias:b"], TrainConfig(steps=2), "only one energy can"),
+        (["debias:a"], TrainConfig(steps=2, forward_weight=1.0), "--forward-weight does not apply to a mixture prompt"),
+    ],
+)
+def test_mixture_mistakes_are_refused_before_anything_is_written(tmp_path, registry, energies, train, message):
+    with pytest.raises(PromptgenError, match=message) as info:
+        compose("pixels", energies, tmp_path / "out", train=train, progress=False, preview=0, registry=registry)
     assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
 
 
 def test_too_many_components_are_refused():
@@ -310,9 +320,10 @@ def test_too_many_components_are_refused():
             return [ClassifierEntry("big", Big.attributes, Big)]
 
     reg = build_registry(extra_plugins=[("big", Plugin())])
-    with pytest.raises(PromptgenError, match=f"10,000 components .* more than {MAX_COMPONENTS}; use mode=tilt"):
-        build_energy("debias:u*v*w,mode=mixture", reg)
-    assert build_energy("debias:u*v*w", reg).energy.components == 0  # the tilt has no such limit
+    for spec in ("debias:u*v*w,mode=mixture", "debias:u,v,w"):
+        with pytest.raises(PromptgenError, match=f"10,000 components .* more than {MAX_COMPONENTS}; use mode=tilt"):
+            build_energy(spec, reg)
+    assert build_energy("debias:u*v*w,mode=tilt", reg).energy.mixture_components == 0  # the tilt has no such limit
 
 
 @pytest.mark.parametrize(
@@ -332,3 +343,45 @@ def test_a_tampered_mixture_is_refused(mixture_prompt, change, message):
     with pytest.raises(ArtifactError, match=message) as info:
         read_manifest(mixture_prompt)
     assert "\n" not in str(info.value)
+
+
+def test_a_mixture_run_resumes_to_the_same_weights(tmp_path, registry, monkeypatch):
+    # The components of each step follow from the step, and the shifts from torch's restored generator.
+    from safetensors.torch import load_file
+
+    train = TrainConfig(steps=12, batch_size=16, eval_every=4, checkpoint_every=4, fit_samples=256, eval_batch=16)
+    kw = {"train": train, "flow": {"transforms": 1, "hidden": 8}, "progress": False, "preview": 0, "registry": registry}
+    spec = ["debias:a*b,mode=mixture"]
+    compose("pixels", spec, tmp_path / "whole", **kw)
+    real, calls = DebiasEnergy.conditional, []
+
+    def crash(self, *args):
+        calls.append(1)
+        if len(calls) > 11:  # steps 1–8 and the evaluations at 4 and 8 make 10 calls: this is step 10
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(DebiasEnergy, "conditional", crash)
+    with pytest.raises(KeyboardInterrupt):
+        compose("pixels", spec, tmp_path / "cut", **kw)
+    assert not (tmp_path / "cut" / MANIFEST).exists() and (tmp_path / "cut" / "checkpoint.pt").exists()
+    monkeypatch.setattr(DebiasEnergy, "conditional", real)
+    resumed = compose(None, None, tmp_path / "cut", resume=True, progress=False, registry=registry)
+    assert resumed.manifest.training.resumed_at == [8]
+    whole, cut = load_file(str(tmp_path / "whole" / "flow.safetensors")), load_file(str(tmp_path / "cut" / "flow.safetensors"))
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert resumed.manifest.mixture == read_manifest(tmp_path / "whole").mixture
+
+
+def test_eval_and_report_of_a_mixture_prompt(mixture_prompt, registry, tmp_path):
+    from promptgen.evaluation import evaluate_prompt
+    from promptgen.report import write_report
+
+    report = evaluate_prompt(mixture_prompt, n=400, seed=4, batch_size=200, registry=registry).report
+    (joint,) = [a for a in report.attributes if a.attribute == "a*b"]
+    # eval draws the same noise as sample_images, so its histogram is the prompt's own.
+    images = sample_images(load_prompt(mixture_prompt, registry), 400, seed=4, batch_size=200)
+    assert joint.prompt.histogram == pytest.approx((torch.bincount(hard_classes(images), minlength=4).double() / 400).tolist())
+    assert joint.prompt.kl < 0.05 < joint.base.kl
+    page = write_report(mixture_prompt, tmp_path / "r.html", n=100, registry=registry).read_text()
+    assert 'id="mixture"' in page and "4 components over <code>a*b</code>" in page and "on/on 0.250" in page

@@ -74,7 +74,7 @@ MAX_BETA = 30.0
 #: generator's digits) need thousands to be seen at all.
 FIT_SAMPLES = 8192
 MODES = ("tilt", "mixture")
-DEFAULT_MODE = "tilt"
+DEFAULT_MODE = "mixture"
 #: Mixture mode: the energy per nat of each component's classes, as the classifier energy's default weight.
 SHARPNESS = 30.0
 #: Mixture mode: random translations the control's probabilities are averaged over.
@@ -220,15 +220,15 @@ class DebiasEnergy:
         self.fit_samples = FIT_SAMPLES
         # The mixture's components: every combination of the attributes' classes, first attribute slowest.
         self.parts = [(p, len(self.classifiers[p].attributes[p])) for b in self.blocks for p in b.parts]
-        self.components = math.prod(k for _, k in self.parts) if mode == "mixture" else 0
-        if self.components:
+        self.mixture_components = math.prod(k for _, k in self.parts) if mode == "mixture" else 0
+        if self.mixture_components:
             labels = [""]
             for p, _ in self.parts:
                 names = [str(x) for x in self.classifiers[p].attributes[p]]
                 labels = [f"{a}/{b}" if a else b for a in labels for b in names]
-            self.component_labels = tuple(labels)
+            self.mixture_labels = tuple(labels)
             self.mixture_attribute = "*".join(p for p, _ in self.parts)
-            self.pi = torch.full((self.components,), 1.0 / self.components)
+            self.pi = torch.full((self.mixture_components,), 1.0 / self.mixture_components)
 
     def _centred(self, beta: Tensor) -> Tensor:
         """β with each block's mean removed: each block of φ sums to 1, so this changes
@@ -258,7 +258,9 @@ class DebiasEnergy:
 
     def features(self, images: Tensor) -> Tensor:
         """φ(x): each block's class probabilities, concatenated, (B, D)."""
-        logp = self._log_probs(images)
+        return self._features_from(self._log_probs(images))
+
+    def _features_from(self, logp: Mapping[str, Tensor]) -> Tensor:
         parts = []
         for b in self.blocks:
             joint = logp[b.parts[0]]
@@ -283,15 +285,16 @@ class DebiasEnergy:
 
     # -- the Energy protocol --------------------------------------------------
     def fit(self, base: BaseSample) -> dict[str, float]:
-        if not self.components:
+        if not self.mixture_components:
             phi = self._features_of(base)
         else:  # the combinations' probabilities too, in the same pass over the images
             d = self.mu.numel()
 
             def both(images: Tensor) -> Tensor:
-                return torch.cat([self.features(images), self._combinations(self._log_probs(images)).exp()], 1)
+                logp = self._log_probs(images)
+                return torch.cat([self._features_from(logp), self._combinations(logp).exp()], 1)
 
-            phi, combos = base.map_images(both).split([d, self.components], 1)
+            phi, combos = base.map_images(both).split([d, self.mixture_components], 1)
         fit = fit_moment_constraint(phi, self.mu)
         self.beta = self._centred(fit.beta).clamp(-MAX_BETA, MAX_BETA).to(self.beta.device)
         self.beta_fit = self.beta.clone()
@@ -302,12 +305,12 @@ class DebiasEnergy:
             "fit ess": fit.ess,
             "fit converged": float(fit.converged),
         }
-        if self.components:
+        if self.mixture_components:
             # π_c = E_w[Π_a p_a(c_a | x)]: summing over the other attributes' classes leaves E_w[φ], which is μ.
             w = torch.softmax(phi.double() @ fit.beta.double().to(phi.device), 0)
             pi = (w @ combos.double()).clamp_min(0)
             self.pi = (pi / pi.sum()).float().cpu()
-            report["mixture components"] = float(self.components)
+            report["mixture components"] = float(self.mixture_components)
             report["mixture smallest weight"] = float(self.pi.min())
         return report
 
@@ -353,7 +356,7 @@ class DebiasEnergy:
 
     def state(self) -> dict[str, list[float]]:
         out = {"beta": self.beta.cpu().tolist(), "beta_fit": self.beta_fit.cpu().tolist()}
-        if self.components:
+        if self.mixture_components:
             out["mixture"] = self.pi.tolist()
         if self.base_moments is not None:
             out["base_moments"] = self.base_moments.cpu().tolist()
@@ -370,11 +373,11 @@ class DebiasEnergy:
         self.beta_fit = torch.tensor(list(state.get("beta_fit", beta.tolist())), dtype=torch.float32).to(self.mu.device)
         if "base_moments" in state:
             self.base_moments = torch.tensor(list(state["base_moments"]), dtype=torch.float32)
-        if self.components and "mixture" in state:
+        if self.mixture_components and "mixture" in state:
             pi = torch.tensor(list(state["mixture"]), dtype=torch.float32)
-            if pi.shape != (self.components,):
+            if pi.shape != (self.mixture_components,):
                 raise SpecError(
-                    f"{self.label!r}: the saved mixture has {pi.numel()} weights, this energy has {self.components} components; "
+                    f"{self.label!r}: the saved mixture has {pi.numel()} weights, this energy has {self.mixture_components} components; "
                     "the classifier's classes changed since training: install the plugin version named in the manifest"
                 )
             self.pi = pi
@@ -438,7 +441,8 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
     ``debias:race,gender,age,path=res34.pt``.
     """
     refit: int | None = None
-    mode, shifts = DEFAULT_MODE, DEFAULT_SHIFTS
+    mode: str | None = None
+    shifts = DEFAULT_SHIFTS
     wanted: list[tuple[str, str | None]] = []
     others: list[Arg] = []
     for arg in spec.args:
@@ -499,8 +503,10 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
         blocks.append(Block(attribute, parts, tuple(labels), target))
     if mode == "mixture" and refit is not None:
         raise SpecError(f"{spec.format()!r}: refit= closes the loop of mode=tilt; a mixture has no loop, remove refit=")
+    if mode is None:  # refit= only means something for the tilt, so it asks for one
+        mode = "tilt" if refit is not None else DEFAULT_MODE
     if mode == "tilt" and any(a.key == "shifts" for a in spec.args):
-        raise SpecError(f"{spec.format()!r}: shifts= applies to mode=mixture only; add mode=mixture or remove shifts=")
+        raise SpecError(f"{spec.format()!r}: shifts= applies to mode=mixture only; remove shifts=, or use mode=mixture without refit=")
     if mode == "mixture":
         sizes = [len(entries[p].attributes[p]) for p in entries]
         if math.prod(sizes) > MAX_COMPONENTS:
