@@ -135,7 +135,7 @@ def test_explicit_targets_inline_and_from_a_file(tmp_path):
         ("debias:digit,digit", "appears twice"),
         ("debias:thickness=missing.json", "cannot read the target file"),
         ("debias", "name the attributes"),
-        ("debias:digit,refit=-1", "refit must be >= 0"),
+        ("debias:digit,refit=-1", "refit='-1' must be a whole number of steps >= 0"),
     ],
 )
 def test_bad_debias_specs_get_one_line_errors(spec, message):

@@ -284,8 +284,8 @@ def test_info_shows_the_mixture(mixture_prompt):
         ("debias:a,mode=mixture,refit=10", "a mixture has no loop, remove refit="),
         ("debias:a,mode=tilt,shifts=4", "shifts= applies to mode=mixture only"),
         ("debias:a,refit=10,shifts=4", "use mode=mixture without refit="),
-        ("debias:a,mode=mixture,shifts=many", "shifts='many' must be a whole number"),
-        ("debias:a,mode=mixture,shifts=100", "must be between 0 and 64"),
+        ("debias:a,mode=mixture,shifts=many", "shifts='many' must be a whole number of translations"),
+        ("debias:a,mode=mixture,shifts=100", "shifts='100' must be a whole number of translations between 0 and 64"),
     ],
 )
 def test_bad_mixture_specs_get_one_line_errors(spec, message, registry):

@@ -433,6 +433,17 @@ def _parse_target(spec: Spec, attribute: str, labels: Sequence[str], value: str)
     return tuple(p / total for p in probs)
 
 
+def _whole_number(spec: Spec, arg: Arg, low: int, high: int | None, what: str) -> int:
+    """``arg``'s value as an int in ``[low, high]``, or a one-line error saying it must be ``what``."""
+    try:
+        value = int(arg.value)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        raise SpecError(f"{spec.format()!r}: {arg.key}={arg.value!r} must be {what}")
+    return value
+
+
 def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
     """Build ``debias:ATTR[*ATTR][,ATTR...][,ATTR=TARGET][,refit=N][,OPTION=VALUE...]``.
 
@@ -452,20 +463,10 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
             mode = arg.value
             continue
         if arg.key == "shifts":
-            try:
-                shifts = int(arg.value)
-            except ValueError:
-                raise SpecError(f"{spec.format()!r}: shifts={arg.value!r} must be a whole number of translations (0: none)") from None
-            if not 0 <= shifts <= 64:
-                raise SpecError(f"{spec.format()!r}: shifts={shifts} must be between 0 and 64 (default {DEFAULT_SHIFTS})")
+            shifts = _whole_number(spec, arg, 0, 64, f"a whole number of translations between 0 and 64 (default {DEFAULT_SHIFTS}; 0: none)")
             continue
         if arg.key == "refit":
-            try:
-                refit = int(arg.value)
-            except ValueError:
-                raise SpecError(f"{spec.format()!r}: refit={arg.value!r} must be a whole number of steps (0: never)") from None
-            if refit < 0:
-                raise SpecError(f"{spec.format()!r}: refit must be >= 0 (0: fit β once on the base sample)")
+            refit = _whole_number(spec, arg, 0, None, "a whole number of steps >= 0 (0: fit β once on the base sample)")
             continue
         if arg.key is not None and "*" not in arg.key and not registry.provides(arg.key):
             others.append(arg)  # a classifier's option, or an unknown attribute: decided once the classifiers are known
