@@ -8,12 +8,17 @@ Cases (``--case``, repeatable; default all):
 - ``loop``: the same control trained four ways: one flow on the tilt with β
   fitted once on the base sample (``refit=0``, the paper's way), that β with
   the paper's hand-set weight 2 (``refit=0@2``), the tilt with the loop closed
-  (``mode=tilt``), and the mixture (``mode=mixture``, the default).
+  (``mode=tilt``, the default for plain attributes), and the mixture
+  (``mode=mixture``, the default for joint ones).
 - ``joint``: ``debias:digit*thickness``; KL over the 30 combinations.
 - ``iterative``: ``classifier:thickness=thick``, then on that prompt
-  (``--gen prompt:PATH``) ``debias:digit``, and ``debias:digit`` with
-  ``classifier:thickness=thick`` asked again; digits' KL and the share that
-  stays thick.
+  (``--gen prompt:PATH``) ``debias:digit`` (the tilt), ``debias:digit,mode=mixture``,
+  and the mixture with ``classifier:thickness=thick`` asked again; digits' KL
+  and the share that stays thick.
+
+Every case also reports Fréchet distances in the evaluator's features
+(``quality``): base and prompt to the real digits of ``../shared/data/mnist``,
+and base to prompt.
 
     python benchmarks/debias_mnist.py [--case marginal] [--seed 0] [--steps 1500] [--mode tilt|mixture] [--out runs/bench-debias]
 
@@ -50,9 +55,18 @@ def train(gen: str, energy: str, out: Path, seed: int, steps: int | None = None)
     return prompt, time.perf_counter() - t
 
 
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+
+
 def judge(prompt, attrs: list[str], n: int, seed: int) -> dict[str, dict[str, float]]:
-    report = evaluate_prompt(prompt, n=n, seed=seed + 1000, attrs=attrs).report
-    out = {}
+    """Per attribute: KL of base and prompt to uniform, and the prompt's histogram; ``quality``: Fréchet distances."""
+    report = evaluate_prompt(prompt, n=n, seed=seed + 1000, attrs=attrs, data=DATA if DATA.is_dir() else None).report
+    out: dict[str, dict[str, float]] = {
+        "quality": {
+            "frechet_to_real_base": report.base.frechet, "frechet_to_real_prompt": report.prompt.frechet,
+            "frechet_base_prompt": report.frechet_base_prompt, "diversity_prompt": report.prompt.diversity,
+        }
+    }
     for a in report.attributes:
         if a.attribute in out or a.base is None:
             continue
@@ -118,7 +132,9 @@ def main() -> None:
         rows = []
         # The same chain, the second time with the parent's condition asked again (each digit's component then stays thick).
         for name, energies in (("debias:digit", [f"debias:digit{mode}"]),
-                               ("debias:digit + classifier:thickness=thick", [f"debias:digit{mode}", "classifier:thickness=thick"])):
+                               ("debias:digit,mode=mixture", ["debias:digit,mode=mixture"]),
+                               ("debias:digit,mode=mixture + classifier:thickness=thick",
+                                ["debias:digit,mode=mixture", "classifier:thickness=thick"])):
             t = time.perf_counter()
             folder = out / f"thick-even-{len(rows)}"
             config = TrainConfig(seed=seed, steps=args.steps)
@@ -127,7 +143,7 @@ def main() -> None:
             second = judge(even, ["digit", "thickness"], n, seed)
             rows.append({"second": name, "energies": energies, "train_seconds": round(seconds, 1),
                          "digit_kl": second["digit"]["kl_prompt"], "thick_share": second["thickness"]["prompt_histogram"][2],
-                         "digit_histogram": second["digit"]["prompt_histogram"]})
+                         "digit_histogram": second["digit"]["prompt_histogram"], "quality": second["quality"]})
         print(json.dumps({
             "case": "iterative", "first": "classifier:thickness=thick", "seed": seed, "n": n,
             "first_train_seconds": round(s1, 1),

@@ -173,8 +173,10 @@ def test_the_plain_energy_of_a_mixture_is_still_the_tilt(registry):
     x = torch.rand(5, 1, 2, 2)
     torch.testing.assert_close(tilt(x, torch.zeros(5, 2)), mix(x, torch.zeros(5, 2)))
     assert tilt.mixture_components == 0 and pixel_energy("debias:a*b,mode=tilt", registry).adapt_every > 0 and mix.adapt_every == 0
-    # The mixture is the default; refit= asks for the tilt.
-    assert pixel_energy("debias:a*b", registry).mixture_components == 4 and pixel_energy("debias:a,refit=5", registry).mixture_components == 0
+    # A joint target is a mixture unless refit= asks for the tilt; plain attributes get the tilt.
+    assert pixel_energy("debias:a*b", registry).mixture_components == 4
+    assert pixel_energy("debias:a*b,refit=5", registry).mixture_components == 0
+    assert pixel_energy("debias:a,b", registry).mixture_components == 0
 
 
 # -- the flow and the trainer ------------------------------------------------------------------------------------------
@@ -297,8 +299,8 @@ def test_bad_mixture_specs_get_one_line_errors(spec, message, registry):
 @pytest.mark.parametrize(
     ("energies", "train", "message"),
     [
-        (["debias:a,mode=mixture", "debias:b"], TrainConfig(steps=2), "only one energy can"),
-        (["debias:a"], TrainConfig(steps=2, forward_weight=1.0), "--forward-weight does not apply to a mixture prompt"),
+        (["debias:a*b", "debias:b,mode=mixture"], TrainConfig(steps=2), "only one energy can"),
+        (["debias:a,mode=mixture"], TrainConfig(steps=2, forward_weight=1.0), "--forward-weight does not apply to a mixture prompt"),
     ],
 )
 def test_mixture_mistakes_are_refused_before_anything_is_written(tmp_path, registry, energies, train, message):
@@ -320,7 +322,7 @@ def test_too_many_components_are_refused():
             return [ClassifierEntry("big", Big.attributes, Big)]
 
     reg = build_registry(extra_plugins=[("big", Plugin())])
-    for spec in ("debias:u*v*w,mode=mixture", "debias:u,v,w"):
+    for spec in ("debias:u*v*w", "debias:u,v,w,mode=mixture"):
         with pytest.raises(PromptgenError, match=f"10,000 components .* more than {MAX_COMPONENTS}; use mode=tilt"):
             build_energy(spec, reg)
     assert build_energy("debias:u*v*w,mode=tilt", reg).energy.mixture_components == 0  # the tilt has no such limit
