@@ -51,7 +51,7 @@ from torch import Tensor
 
 from promptgen.energies.classifier import classifier_options, shifted_log_probs
 from promptgen.errors import SpecError
-from promptgen.metrics import kl_divergence
+from promptgen.metrics import joint_labels, kl_divergence
 from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
 from promptgen.registry import ClassifierEntry, Registry
 from promptgen.spec import Arg, Spec
@@ -169,6 +169,18 @@ def fit_moment_constraint(
     )
 
 
+def joint_log_probs(parts: Sequence[Tensor]) -> Tensor:
+    """(B, Π K_i) log-probabilities of every combination of the parts' (B, K_i) classes, first part slowest.
+
+    The order of :func:`promptgen.metrics.joint_labels`: the outer product of
+    the parts' probabilities (independent given the image).
+    """
+    joint = parts[0]
+    for p in parts[1:]:
+        joint = (joint[:, :, None] + p[:, None, :]).flatten(1)
+    return joint
+
+
 @dataclass(frozen=True)
 class Block:
     """One constrained attribute: plain (``digit``) or joint (``digit*thickness``).
@@ -214,7 +226,6 @@ class DebiasEnergy:
         self.blocks = list(blocks)
         self.classifiers = dict(classifiers)
         self.label = label
-        self.mode = mode
         self.shifts = shifts
         self.adapt_every = refit if mode == "tilt" else 0
         self.adapt_samples = REFIT_SAMPLES
@@ -227,11 +238,7 @@ class DebiasEnergy:
         self.parts = [(p, len(self.classifiers[p].attributes[p])) for b in self.blocks for p in b.parts]
         self.mixture_components = math.prod(k for _, k in self.parts) if mode == "mixture" else 0
         if self.mixture_components:
-            labels = [""]
-            for p, _ in self.parts:
-                names = [str(x) for x in self.classifiers[p].attributes[p]]
-                labels = [f"{a}/{b}" if a else b for a in labels for b in names]
-            self.mixture_labels = tuple(labels)
+            self.mixture_labels = tuple(joint_labels([b.labels for b in self.blocks]))
             self.mixture_attribute = "*".join(p for p, _ in self.parts)
             self.pi = torch.full((self.mixture_components,), 1.0 / self.mixture_components)
 
@@ -256,24 +263,14 @@ class DebiasEnergy:
 
     def _combinations(self, logp: Mapping[str, Tensor]) -> Tensor:
         """(B, components) log-probabilities of every combination of classes, as if the attributes were independent given x."""
-        joint = logp[self.parts[0][0]]
-        for p, _ in self.parts[1:]:
-            joint = (joint[:, :, None] + logp[p][:, None, :]).flatten(1)
-        return joint
+        return joint_log_probs([logp[p] for p, _ in self.parts])
 
     def features(self, images: Tensor) -> Tensor:
         """φ(x): each block's class probabilities, concatenated, (B, D)."""
         return self._features_from(self._log_probs(images))
 
     def _features_from(self, logp: Mapping[str, Tensor]) -> Tensor:
-        parts = []
-        for b in self.blocks:
-            joint = logp[b.parts[0]]
-            for p in b.parts[1:]:
-                # Joint classes: the outer product of the parts' probabilities, first part slowest.
-                joint = (joint[:, :, None] + logp[p][:, None, :]).flatten(1)
-            parts.append(joint.exp())
-        return torch.cat(parts, dim=1)
+        return torch.cat([joint_log_probs([logp[p] for p in b.parts]).exp() for b in self.blocks], dim=1)
 
     def _features_of(self, sample: BaseSample) -> Tensor:
         # Chunk by chunk: the images are decoded on demand and never all held at once.
@@ -499,14 +496,12 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
             seen.add(p)
             entries[p] = registry.classifier_for(p)
             part_labels.append([str(x) for x in entries[p].attributes[p]])
-        labels = [""]
-        for pl in part_labels:
-            labels = [f"{a}/{b}" if a else b for a in labels for b in pl]
+        labels = tuple(joint_labels(part_labels))
         if value is None:
             target = tuple(1.0 / len(labels) for _ in labels)
         else:
             target = _parse_target(spec, attribute, labels, value)
-        blocks.append(Block(attribute, parts, tuple(labels), target))
+        blocks.append(Block(attribute, parts, labels, target))
     if mode == "mixture" and refit is not None:
         raise SpecError(f"{spec.format()!r}: refit= closes the loop of mode=tilt; a mixture has no loop, remove refit=")
     if mode is None:  # refit= only means something for the tilt, so it asks for one
