@@ -26,14 +26,14 @@ from promptgen.atomic import write_text_atomic
 from promptgen.chaining import lineage_for, normalise_generator_spec
 from promptgen.device import resolve_device
 from promptgen.distributed import barrier, from_env, start, stop
-from promptgen.ebm import EnergyBasedModel, WeightedEnergy, mixture_term
+from promptgen.ebm import EnergyBasedModel, WeightedEnergy
 from promptgen.errors import ArtifactError, SpecError
 from promptgen.flow import CouplingFlow, FlowConfig
 from promptgen.images import save_images
 from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
 from promptgen.registry import Registry, get_registry
 from promptgen.spec import absolute_paths, parse_spec
-from promptgen.trainer import TrainConfig, energy_state, train_flow
+from promptgen.trainer import TrainConfig, energy_state, mixture_for, train_flow
 
 
 def build_energy(spec: str, registry: Registry | None = None) -> WeightedEnergy:
@@ -220,9 +220,7 @@ def compose(
     if train.batch_size % dist.world:
         raise SpecError(f"--batch-size {train.batch_size} does not split over {dist.world} processes; use a multiple of {dist.world}")
     terms = unique_labels([build_energy(e, registry) for e in energies])
-    mixture = mixture_term(terms)
-    if mixture is not None and train.forward_weight > 0:
-        raise SpecError(f"--forward-weight does not apply to a mixture prompt ({mixture.label!r}); remove it, or add mode=tilt")
+    mixture = mixture_for(terms, train)  # checked before anything is written
     gen = build_generator(generator, registry)
     out = Path(out) if out is not None else default_out_dir(energies)
     lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor

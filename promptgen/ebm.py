@@ -102,10 +102,6 @@ class EnergyBasedModel:
         pot = self.potential(z, anneal, classes)
         return pot.total - log_det, pot, log_det
 
-    def mixture_term(self) -> WeightedEnergy | None:
-        """See :func:`mixture_term`."""
-        return mixture_term(self.terms)
-
     def to(self, device: torch.device | str) -> EnergyBasedModel:
         self.generator.to(device)
         for t in self.terms:

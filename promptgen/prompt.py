@@ -105,9 +105,7 @@ class Prompt:
 
     def latents(self, eps: Tensor) -> Tensor:
         """``z = f(ε)``: (B, *latent_shape) -> (B, *generator.latent_shape); ``f(ε; c)`` for a mixture."""
-        classes = self.components(eps)
-        noise = self.noise(eps)
-        return self.flow(noise)[0] if classes is None else self.flow(noise, classes)[0]
+        return self.flow(self.noise(eps), self.components(eps))[0]
 
     def decode(self, eps: Tensor) -> Tensor:
         """Images ``G(f(ε))``, (B, C, H, W) in [0, 1]."""

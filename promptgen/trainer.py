@@ -24,8 +24,8 @@ from promptgen.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from promptgen.checkpoint import VERSION as CHECKPOINT_VERSION
 from promptgen.checkpoint import check_tensors
 from promptgen.distributed import Dist, any_true
-from promptgen.ebm import EnergyBasedModel
-from promptgen.errors import PromptgenError
+from promptgen.ebm import EnergyBasedModel, WeightedEnergy, mixture_components, mixture_term
+from promptgen.errors import PromptgenError, SpecError
 from promptgen.flow import CouplingFlow
 from promptgen.progress import progress_bar
 from promptgen.protocols import BaseSample
@@ -142,6 +142,18 @@ def fit_energies(
     return fits
 
 
+def mixture_for(terms: list[WeightedEnergy], config: TrainConfig) -> WeightedEnergy | None:
+    """The term that makes the prompt a mixture (:func:`~promptgen.ebm.mixture_term`), checked against the settings.
+
+    Raises:
+        SpecError: two such terms, or ``forward_weight`` (the forward-KL bank has no components).
+    """
+    mixture = mixture_term(terms)
+    if mixture is not None and config.forward_weight > 0:
+        raise SpecError(f"--forward-weight does not apply to a mixture prompt ({mixture.label!r}); remove it, or add mode=tilt")
+    return mixture
+
+
 def training_classes(components: int, n: int, offset: int = 0) -> torch.Tensor | None:
     """Mixture components for ``n`` training samples: every component in turn, from ``offset``.
 
@@ -164,9 +176,10 @@ def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor) -> di
     A mixture flow is evaluated on every component in turn (see :func:`training_classes`).
     """
     out: dict[str, list[float]] = {}
+    chunks = eps.split(256)
     classes = training_classes(flow.config.classes, eps.shape[0])
-    for i, chunk in enumerate(eps.split(256)):
-        c = None if classes is None else classes[i * 256 : i * 256 + chunk.shape[0]].to(chunk.device)
+    per_chunk = [None] * len(chunks) if classes is None else classes.to(eps.device).split(256)
+    for chunk, c in zip(chunks, per_chunk, strict=True):
         loss, pot, log_det = ebm.reverse_kl(flow, chunk, classes=c)
         row = {"loss": loss, "prior": pot.prior, "log_det": log_det, **pot.energies}
         for k, v in row.items():
@@ -292,15 +305,14 @@ def train_flow(
     after ``config.max_rollbacks`` rollbacks training stops with :class:`TrainingDiverged`.
     """
     dist = dist or Dist()
-    mixture = ebm.mixture_term()
+    mixture = mixture_for(ebm.terms, config)
     components = flow.config.classes
-    if (mixture.energy.mixture_components if mixture else 0) != components:
+    asked = mixture_components(mixture.energy) if mixture else 0
+    if asked != components:
         raise PromptgenError(
-            f"the flow has {components} classes but the energies ask for a mixture of "
-            f"{mixture.energy.mixture_components if mixture else 0} components; build it with FlowConfig(classes=...) to match"
+            f"the flow has {components} classes but the energies ask for a mixture of {asked} components; "
+            "build it with FlowConfig(classes=...) to match"
         )
-    if components and config.forward_weight > 0:
-        raise PromptgenError(f"--forward-weight does not apply to a mixture prompt ({mixture.label!r}); remove it")
     if config.batch_size % dist.world:
         raise PromptgenError(f"--batch-size {config.batch_size} does not split evenly over {dist.world} processes; use a multiple of {dist.world}")
     local = config.batch_size // dist.world
