@@ -48,10 +48,11 @@ from promptgen.trainer import TrainConfig
 CASES = ("marginal", "loop", "joint", "iterative")
 
 
-def train(gen: str, energy: str, out: Path, seed: int, steps: int | None = None) -> tuple[object, float]:
+def train(gen: str, energies: str | list[str], out: Path, seed: int, steps: int | None = None) -> tuple[object, float]:
     config = TrainConfig(seed=seed) if steps is None else TrainConfig(seed=seed, steps=steps)
     t = time.perf_counter()
-    prompt = compose(gen, [energy], out, train=config, overwrite=True, progress=False, preview=64)
+    energies = [energies] if isinstance(energies, str) else energies
+    prompt = compose(gen, energies, out, train=config, overwrite=True, progress=False, preview=64)
     return prompt, time.perf_counter() - t
 
 
@@ -131,17 +132,11 @@ def main() -> None:
         first = judge(thick, ["digit", "thickness"], n, seed)
         rows = []
         # The same chain, the second time with the parent's condition asked again (each digit's component then stays thick).
-        for name, energies in (("debias:digit", [f"debias:digit{mode}"]),
-                               ("debias:digit,mode=mixture", ["debias:digit,mode=mixture"]),
-                               ("debias:digit,mode=mixture + classifier:thickness=thick",
-                                ["debias:digit,mode=mixture", "classifier:thickness=thick"])):
-            t = time.perf_counter()
-            folder = out / f"thick-even-{len(rows)}"
-            config = TrainConfig(seed=seed, steps=args.steps)
-            even = compose(f"prompt:{out / 'thick'}", energies, folder, train=config, overwrite=True, progress=False, preview=64)
-            seconds = time.perf_counter() - t
+        for energies in ([f"debias:digit{mode}"], ["debias:digit,mode=mixture"],
+                         ["debias:digit,mode=mixture", "classifier:thickness=thick"]):
+            even, seconds = train(f"prompt:{out / 'thick'}", energies, out / f"thick-even-{len(rows)}", seed, args.steps)
             second = judge(even, ["digit", "thickness"], n, seed)
-            rows.append({"second": name, "energies": energies, "train_seconds": round(seconds, 1),
+            rows.append({"second": " + ".join(energies), "energies": energies, "train_seconds": round(seconds, 1),
                          "digit_kl": second["digit"]["kl_prompt"], "thick_share": second["thickness"]["prompt_histogram"][2],
                          "digit_histogram": second["digit"]["prompt_histogram"], "quality": second["quality"]})
         print(json.dumps({
