@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,6 +196,43 @@ def lineage_for(generator: Any, out: Path) -> list[LineageRecord]:
         )
         g = g.generator
     return records
+
+
+def kept_energies(generator: str, energies: Sequence[str], registry: Registry) -> list[str]:
+    """The parent prompt's energy specs at their trained weights, for ``compose --keep-parent``.
+
+    A chained prompt samples its parent prompt's distribution, flaws included:
+    images the parent's flow let through against its own energies (a thin 1 in
+    a prompt for thick strokes) are what a de-biasing child multiplies. Asking
+    the parent's energies again keeps the parent's conditions in the child.
+    Energies the user gave again (same spec, any weight) are left out: the
+    user's weight wins. Each is rebuilt from its spec, so a fitted energy
+    (``debias``) is fitted again on the new prompt's own base sample.
+
+    Raises:
+        SpecError: ``generator`` is not ``prompt:PATH``, or a parent energy's plugin is not installed.
+        ArtifactError: the parent prompt cannot be read.
+    """
+    parsed = parse_spec(generator)
+    if parsed.name != NAME:
+        raise SpecError(
+            f"--keep-parent asks a parent prompt's energies again, but --gen {generator!r} is not a prompt; "
+            "use --gen prompt:PATH, or drop --keep-parent"
+        )
+    manifest = read_manifest(Path(prompt_path(parsed)))
+    given = {parse_spec(e).with_weight(None).format() for e in energies}
+    kept = []
+    for record in manifest.energies:
+        spec = parse_spec(record.spec)
+        if spec.with_weight(None).format() in given:
+            continue
+        if spec.name not in registry.energies:
+            raise SpecError(
+                f"--keep-parent: the parent prompt's energy {record.spec!r} needs {record.plugin or 'a plugin'}, "
+                "which is not installed; install it, or drop --keep-parent"
+            )
+        kept.append(spec.with_weight(record.weight).format())
+    return kept
 
 
 def build_prompt_generator(spec: Spec) -> Prompt:

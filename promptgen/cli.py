@@ -80,6 +80,9 @@ def compose(
         Path | None, typer.Option("--resume", help="Continue the unfinished run in this folder from its last checkpoint, with its own settings")
     ] = None,
     nproc: Annotated[int, typer.Option(min=1, help="Train with N processes (torchrun; the batch is split among them)")] = 1,
+    keep_parent: Annotated[
+        bool, typer.Option("--keep-parent", help="With --gen prompt:PATH, ask that prompt's energies again so its conditions hold too")
+    ] = False,
 ) -> None:
     """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
     from promptgen.compose import compose as run
@@ -97,9 +100,13 @@ def compose(
             registry.generator(parse_spec(gen).name)
             for e in energy or []:
                 registry.energy(parse_spec(e).name)
+            if keep_parent:
+                from promptgen.chaining import kept_energies, normalise_generator_spec
+
+                kept_energies(normalise_generator_spec(gen), energy or [], registry)
         raise typer.Exit(_relaunch_with_torchrun(nproc))
-    if resume is not None and (energy or out is not None):
-        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy and --out")
+    if resume is not None and (energy or out is not None or keep_parent):
+        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out and --keep-parent")
 
     if flow not in ("spline-coupling", "affine-coupling"):
         raise PromptgenError(f"unknown --flow {flow!r}; use spline-coupling or affine-coupling")
@@ -127,6 +134,7 @@ def compose(
         progress=not quiet,
         console=err_console,
         resume=resume is not None,
+        keep_parent=keep_parent,
     )
     if not from_env().main:
         return

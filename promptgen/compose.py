@@ -23,7 +23,7 @@ from promptgen.artifact import (
     save_prompt,
 )
 from promptgen.atomic import write_text_atomic
-from promptgen.chaining import lineage_for, normalise_generator_spec
+from promptgen.chaining import kept_energies, lineage_for, normalise_generator_spec
 from promptgen.device import resolve_device
 from promptgen.distributed import barrier, from_env, start, stop
 from promptgen.ebm import EnergyBasedModel, WeightedEnergy
@@ -165,6 +165,7 @@ def compose(
     registry: Registry | None = None,
     console: Console | None = None,
     resume: bool = False,
+    keep_parent: bool = False,
 ) -> Prompt:
     """Train a prompt for ``generator`` under ``energies`` and save it to ``out``.
 
@@ -180,6 +181,9 @@ def compose(
         preview: images in ``samples.png`` (0 for none).
         resume: continue the unfinished run in ``out`` from its last checkpoint, with the
             settings it was started with (``out/run.json``); without a checkpoint it starts over.
+        keep_parent: with ``generator`` a ``prompt:PATH``, train on the parent prompt's energies
+            too, at their weights (:func:`~promptgen.chaining.kept_energies`), so its conditions
+            hold in the new prompt; they are recorded among its energies (ignored with ``resume``).
 
     Under ``torchrun`` every process calls this; they train together and rank 0 writes.
 
@@ -211,6 +215,8 @@ def compose(
     # path=FILE options made absolute too, so the manifest's specs work from any folder.
     generator = absolute_paths(generator)
     energies = [absolute_paths(e) for e in energies]
+    if keep_parent and not resume:
+        energies = [*energies, *kept_energies(generator, energies, registry)]
     # Check every spec and name before loading any weights, and build everything
     # before touching the disk.
     gen_name = parse_spec(generator).name

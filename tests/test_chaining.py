@@ -241,3 +241,50 @@ def test_bad_prompt_specs(tmp_path):
     one_line_error(run("compose", "--gen", "prompt:a,b", "--energy", "classifier:digit=3", "--out", tmp_path / "d"), "unexpected value 'b'")
     one_line_error(run("compose", "--gen", "prompt:path=a,a", "--energy", "classifier:digit=3", "--out", tmp_path / "d"), "one prompt folder")
     assert not (tmp_path / "d").exists()
+
+
+# -- --keep-parent ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_energy_parent(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("keep") / "parent"
+    compose("mnist", ["classifier:digit=3@7", "classifier:thickness=thick"], folder, **TINY)
+    return folder
+
+
+def test_keep_parent_trains_the_child_on_the_parents_energies_too(two_energy_parent, tmp_path):
+    child = compose(f"prompt:{two_energy_parent}", ["classifier:slant=upright"], tmp_path / "child", keep_parent=True, **TINY)
+    records = child.manifest.energies
+    assert [r.spec for r in records] == ["classifier:slant=upright", "classifier:digit=3@7", "classifier:thickness=thick@30"]
+    assert [r.weight for r in records] == [30.0, 7.0, 30.0]  # the parent's weights, as trained
+    # Trained on, not only recorded: every term has its own curve, and a resumed run asks them again.
+    assert set(child.manifest.training.final_terms) >= {"classifier:digit=3", "classifier:thickness=thick"}
+    assert json.loads((tmp_path / "child" / "run.json").read_text())["energies"] == [r.spec for r in records]
+    assert child.manifest.lineage[0].energies == ["classifier:digit=3@7", "classifier:thickness=thick"]
+    # Without the flag the child has its own energies only.
+    plain = compose(f"prompt:{two_energy_parent}", ["classifier:slant=upright"], tmp_path / "plain", **TINY)
+    assert [r.spec for r in plain.manifest.energies] == ["classifier:slant=upright"]
+
+
+def test_keep_parent_lets_the_users_own_weight_win(two_energy_parent, tmp_path):
+    child = compose(f"prompt:{two_energy_parent}", ["classifier:digit=3@2"], tmp_path / "child", keep_parent=True, **TINY)
+    assert [(r.spec, r.weight) for r in child.manifest.energies] == [
+        ("classifier:digit=3@2", 2.0), ("classifier:thickness=thick@30", 30.0)
+    ]
+
+
+def test_keep_parent_bad_input_is_one_line(two_energy_parent, tmp_path):
+    one_line_error(run("compose", "--gen", "mnist", "--energy", "classifier:digit=3", "--keep-parent", "--out", tmp_path / "d"),
+                   "--gen 'mnist' is not a prompt", "--gen prompt:PATH", "drop --keep-parent")
+    one_line_error(run("compose", "--resume", tmp_path / "d", "--keep-parent"), "drop --energy, --out and --keep-parent")
+    # A parent trained with an energy whose plugin is not installed here.
+    parent = tmp_path / "parent"
+    shutil.copytree(two_energy_parent, parent)
+    manifest = json.loads((parent / "manifest.json").read_text())
+    manifest["energies"][0]["spec"] = "smile-detector:strength=2"
+    manifest["energies"][0]["plugin"] = "promptgen-plugin-smiles 0.3"
+    (parent / "manifest.json").write_text(json.dumps(manifest))
+    one_line_error(run("compose", "--gen", f"prompt:{parent}", "--energy", "classifier:digit=3", "--keep-parent", "--out", tmp_path / "d"),
+                   "'smile-detector:strength=2'", "promptgen-plugin-smiles 0.3", "drop --keep-parent")
+    assert not (tmp_path / "d").exists()
