@@ -12,9 +12,13 @@ Cases (``--case``, repeatable; default all):
   (``mode=mixture``, the default for joint ones).
 - ``joint``: ``debias:digit*thickness``; KL over the 30 combinations.
 - ``iterative``: ``classifier:thickness=thick``, then on that prompt
-  (``--gen prompt:PATH``) ``debias:digit`` (the tilt), ``debias:digit,mode=mixture``,
-  and the mixture with ``classifier:thickness=thick`` asked again; digits' KL
-  and the share that stays thick.
+  (``--gen prompt:PATH``) ``debias:digit`` (the tilt) and
+  ``debias:digit,mode=mixture``, each plain and with ``--keep-parent`` (the
+  parent's ``classifier:thickness=thick`` asked again); digits' KL and the
+  share that stays thick. Also *on paper*: the exact tilt of the thick
+  prompt's own distribution (β fitted on ``--paper-samples`` of its images,
+  which are then weighted by it), the distribution a plain ``debias:digit``
+  child is asked to sample, judged by the same evaluators.
 
 Every case also reports Fréchet distances in the evaluator's features
 (``quality``): base and prompt to the real digits of ``../shared/data/mnist``,
@@ -40,19 +44,25 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from promptgen.compose import compose
+from promptgen.energies.debias import fit_moment_constraint
 from promptgen.evaluation import evaluate_prompt
 from promptgen.metrics import kl_divergence
+from promptgen.prompt import sample_images
+from promptgen.registry import get_registry
 from promptgen.trainer import TrainConfig
 
 CASES = ("marginal", "loop", "joint", "iterative")
 
 
-def train(gen: str, energies: str | list[str], out: Path, seed: int, steps: int | None = None) -> tuple[object, float]:
+def train(gen: str, energies: str | list[str], out: Path, seed: int, steps: int | None = None,
+          keep_parent: bool = False) -> tuple[object, float]:
     config = TrainConfig(seed=seed) if steps is None else TrainConfig(seed=seed, steps=steps)
     t = time.perf_counter()
     energies = [energies] if isinstance(energies, str) else energies
-    prompt = compose(gen, energies, out, train=config, overwrite=True, progress=False, preview=64)
+    prompt = compose(gen, energies, out, train=config, overwrite=True, progress=False, preview=64, keep_parent=keep_parent)
     return prompt, time.perf_counter() - t
 
 
@@ -91,6 +101,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=5000, help="samples judged per side")
     ap.add_argument("--steps", type=int, default=1500, help="training steps of the debias prompts")
     ap.add_argument("--joint-steps", type=int, default=3000, help="training steps of the joint case")
+    ap.add_argument("--paper-samples", type=int, default=200_000, help="images of the thick prompt for the on-paper tilt")
     ap.add_argument("--mode", choices=("tilt", "mixture"), help="debias mode of the marginal, joint and iterative cases")
     ap.add_argument("--out", type=Path, default=Path("runs/bench-debias"))
     args = ap.parse_args()
@@ -131,20 +142,50 @@ def main() -> None:
         thick, s1 = train("mnist", "classifier:thickness=thick", out / "thick", seed)
         first = judge(thick, ["digit", "thickness"], n, seed)
         rows = []
-        # The same chain, the second time with the parent's condition asked again (each digit's component then stays thick).
-        for energies in ([f"debias:digit{mode}"], ["debias:digit,mode=mixture"],
-                         ["debias:digit,mode=mixture", "classifier:thickness=thick"]):
-            even, seconds = train(f"prompt:{out / 'thick'}", energies, out / f"thick-even-{len(rows)}", seed, args.steps)
+        for spec, keep in ((f"debias:digit{mode}", False), ("debias:digit,mode=mixture", False),
+                           (f"debias:digit{mode}", True), ("debias:digit,mode=mixture", True)):
+            even, seconds = train(f"prompt:{out / 'thick'}", spec, out / f"thick-even-{len(rows)}", seed, args.steps, keep)
             second = judge(even, ["digit", "thickness"], n, seed)
-            rows.append({"second": " + ".join(energies), "energies": energies, "train_seconds": round(seconds, 1),
+            rows.append({"second": spec + (" --keep-parent" if keep else ""), "energies": [e.spec for e in even.manifest.energies],
+                         "train_seconds": round(seconds, 1),
                          "digit_kl": second["digit"]["kl_prompt"], "thick_share": second["thickness"]["prompt_histogram"][2],
                          "digit_histogram": second["digit"]["prompt_histogram"], "quality": second["quality"]})
         print(json.dumps({
             "case": "iterative", "first": "classifier:thickness=thick", "seed": seed, "n": n,
             "first_train_seconds": round(s1, 1),
             "thick_prompt": {"digit_kl": first["digit"]["kl_prompt"], "thick_share": first["thickness"]["prompt_histogram"][2]},
+            "on_paper": on_paper(thick, args.paper_samples, seed),
             "chained": rows,
         }), flush=True)
+
+
+def on_paper(prompt, n: int, seed: int) -> dict[str, float]:
+    """The exact ``debias:digit`` tilt of ``prompt``'s distribution, judged by the evaluators.
+
+    β is fitted to uniform control-digit moments on ``n`` of the prompt's images
+    (as ``debias`` fits it on its base sample); the same images, weighted by
+    ``exp(β·φ)``, then give the evaluators' digit KL and thick share that a
+    perfect sampler of the plain chained target would reach.
+    """
+    registry = get_registry()
+    control = registry.classifier("mnist-digit").build()
+    digit_eval = registry.classifier("mnist-digit-evaluator").build()
+    stroke_eval = registry.classifier("mnist-stroke-evaluator").build()
+    phi, digit, thick = [], [], []
+    with torch.no_grad():
+        for start in range(0, n, 10_000):
+            for chunk in sample_images(prompt, min(10_000, n - start), seed=seed + 2000 + start).split(1000):
+                phi.append(control.log_probs(chunk)["digit"].exp())
+                digit.append(digit_eval.log_probs(chunk)["digit"].argmax(1))
+                thick.append(stroke_eval.log_probs(chunk)["thickness"].argmax(1) == 2)
+    phi, digit, thick = torch.cat(phi).double(), torch.cat(digit), torch.cat(thick)
+    fit = fit_moment_constraint(phi, torch.full((10,), 0.1, dtype=torch.float64))
+    w = torch.softmax(phi @ fit.beta.double(), 0)
+    histogram = torch.zeros(10, dtype=torch.float64).index_add_(0, digit, w)
+    return {"samples": n, "ess": round(float(1 / (w * w).sum()), 1),
+            "digit_kl": round(kl_divergence(histogram.tolist(), [0.1] * 10), 4), "thick_share": round(float(w[thick].sum()), 4),
+            "thick_share_unweighted": round(float(thick.double().mean()), 4)}
+
 
 if __name__ == "__main__":
     main()

@@ -262,6 +262,11 @@ def test_keep_parent_trains_the_child_on_the_parents_energies_too(two_energy_par
     assert set(child.manifest.training.final_terms) >= {"classifier:digit=3", "classifier:thickness=thick"}
     assert json.loads((tmp_path / "child" / "run.json").read_text())["energies"] == [r.spec for r in records]
     assert child.manifest.lineage[0].energies == ["classifier:digit=3@7", "classifier:thickness=thick"]
+    # A grandchild keeps the whole chain's conditions: the child's kept energies are among its own.
+    grandchild = compose(f"prompt:{tmp_path / 'child'}", ["classifier:digit=3@9"], tmp_path / "grandchild", keep_parent=True, **TINY)
+    assert [r.spec for r in grandchild.manifest.energies] == [
+        "classifier:digit=3@9", "classifier:slant=upright@30", "classifier:thickness=thick@30"
+    ]
     # Without the flag the child has its own energies only.
     plain = compose(f"prompt:{two_energy_parent}", ["classifier:slant=upright"], tmp_path / "plain", **TINY)
     assert [r.spec for r in plain.manifest.energies] == ["classifier:slant=upright"]
