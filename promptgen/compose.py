@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from promptgen.artifact import (
     MANIFEST,
@@ -256,6 +258,11 @@ def compose(
             ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state, dist=dist
         )
         if dist.main:
+            for note in filter(None, (t.energy.advice() for t in terms if hasattr(t.energy, "advice"))):
+                if console is not None:
+                    console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
+                else:
+                    warnings.warn(note, stacklevel=2)
             manifest = PromptManifest(
                 generator=GeneratorRecord(
                     spec=parse_spec(generator).format(),

@@ -186,6 +186,9 @@ class Energy(Protocol):
 #     called by the trainer every ``adapt_every`` steps (once the warm-up is
 #     over) with ``adapt_samples`` (default 1024) samples of the flow being trained, for energies that close a
 #     loop on what the flow reaches (de-biasing's refit of β); 0 disables it.
+# ``advice() -> str | None``
+#     a one-line hint shown after training (de-biasing: the loop ended far from
+#     its target, try ``mode=mixture``); None when all went as asked.
 # ``lower_bound() -> float``
 #     a number the energy never goes below; makes rejection sampling exact.
 # ``acceptance(images) -> Tensor``

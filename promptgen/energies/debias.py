@@ -80,6 +80,12 @@ MODES = ("tilt", "mixture")
 #: joint target is a mixture, since its rare combinations are what the tilt's
 #: flow cannot reach (docs/debiasing.md).
 DEFAULT_MODE = "tilt"
+#: A tilt whose flow ends further than this (KL, by the control classifier) from
+#: an attribute's target gets advice to use the mixture (:meth:`DebiasEnergy.advice`).
+ADVICE_KL = 0.02
+#: ... and advice for the mixture when the generator draws the class furthest
+#: below its share less than 1/RARE as often as asked.
+RARE = 10.0
 #: Mixture mode: the energy per nat of each component's classes, as the classifier energy's default weight.
 SHARPNESS = 30.0
 #: Mixture mode: random translations the control's probabilities are averaged over.
@@ -233,6 +239,7 @@ class DebiasEnergy:
         self.beta = torch.zeros_like(self.mu)
         self.beta_fit = torch.zeros_like(self.mu)
         self.base_moments: Tensor | None = None
+        self.flow_moments: Tensor | None = None  # what the flow reached at the last refit
         self.fit_samples = FIT_SAMPLES
         # The mixture's components: every combination of the attributes' classes, first attribute slowest.
         self.parts = [(p, len(self.classifiers[p].attributes[p])) for b in self.blocks for p in b.parts]
@@ -340,7 +347,39 @@ class DebiasEnergy:
         step = (DAMPING * self._centred(fit.beta).to(self.beta.device)).clamp(-MAX_STEP, MAX_STEP)
         correction = (self._centred(self.beta + step) - self.beta_fit).clamp(-MAX_CORRECTION, MAX_CORRECTION)
         self.beta = (self.beta_fit + correction).clamp(-MAX_BETA, MAX_BETA)
-        return self._report("flow", phi.mean(0).cpu())
+        self.flow_moments = phi.mean(0).cpu()
+        return self._report("flow", self.flow_moments)
+
+    def advice(self) -> str | None:
+        """A one-line hint after training when the closed loop ended far from the target, else None.
+
+        A class the generator draws far less often than asked (under a tenth of
+        its target share) is one the tilt's flow cannot lift (docs/debiasing.md):
+        the mixture gives it a component of its own. Otherwise the flow may
+        just need more steps.
+        """
+        if self.mixture_components or self.flow_moments is None:
+            return None
+        worst, start = None, 0
+        for b in self.blocks:
+            k = len(b.labels)
+            got, want = self.flow_moments[start : start + k], self.mu[start : start + k]
+            kl = kl_divergence(got.tolist(), want.tolist())
+            if kl > ADVICE_KL and (worst is None or kl > worst[0]):
+                i = int(torch.argmin(got / want.clamp_min(1e-12)))  # the class furthest below its share
+                base = float(self.base_moments[start + i]) if self.base_moments is not None else float("nan")
+                worst = (kl, b.attribute, b.labels[i], float(got[i]), float(want[i]), base)
+            start += k
+        if worst is None:
+            return None
+        kl, attribute, label, got_i, want_i, base = worst
+        head = (
+            f"{self.label}: at its last refit the flow was KL {kl:.3f} from the {attribute} target by the control classifier "
+            f"({label!r}: {got_i:.1%} against {want_i:.1%})"
+        )
+        if base < want_i / RARE:
+            return f"{head}; the generator draws {label!r} {base:.1%} of the time, and the tilt rarely lifts a class that far: add mode=mixture to the spec"
+        return f"{head}; train longer (--steps), or add mode=mixture to the spec"
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
         return -(self.features(images) * self.beta.to(images.device, images.dtype)).sum(1)
