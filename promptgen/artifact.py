@@ -22,6 +22,7 @@ and refuses anything damaged, inconsistent or from a newer promptgen with one
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import platform
@@ -32,7 +33,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from promptgen.atomic import write_atomic, write_text_atomic
 from promptgen.checkpoint import check_shapes, check_tensors
@@ -165,6 +167,9 @@ class PromptManifest(BaseModel):
     flow: FlowConfig
     mixture: MixtureRecord | None = None
     weights_file: str = WEIGHTS
+    weights_sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the weights file, checked when it is loaded (absent in prompts saved before checksums were recorded)"
+    )
     training: TrainingSummary
     versions: dict[str, str] = Field(default_factory=dict)
 
@@ -229,13 +234,27 @@ def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
 
 
 def save_prompt(out: Path, manifest: PromptManifest, flow: CouplingFlow) -> None:
-    """Write weights then manifest, each atomically (a manifest never points at missing weights)."""
+    """Write weights then manifest, each atomically (a manifest never points at missing weights).
+
+    Sets ``manifest.weights_sha256`` to the checksum of the weights written.
+    """
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in flow.state_dict().items()}
     for k, v in tensors.items():
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ArtifactError(f"the trained flow has non-finite weights ({k}); nothing was saved. Lower --lr and retry")
-    write_atomic(out / manifest.weights_file, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    data = safetensors_bytes(tensors, metadata={"format": FORMAT})
+    manifest.weights_sha256 = hashlib.sha256(data).hexdigest()
+    write_atomic(out / manifest.weights_file, lambda p: p.write_bytes(data))
     write_text_atomic(out / MANIFEST, manifest_json(manifest))
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read a block at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def manifest_json(manifest: PromptManifest) -> str:
@@ -330,7 +349,8 @@ def load_flow(folder: Path, manifest: PromptManifest) -> CouplingFlow:
     and before the flow is built, so a manifest that describes a huge flow
     cannot make promptgen allocate it; then every tensor must have the flow's
     shape and dtype, the coupling masks their fixed values, and every weight
-    must be finite.
+    must be finite. A manifest with ``weights_sha256`` (every prompt saved by
+    this version) also refuses weights changed since they were saved.
     """
     folder = Path(folder)
     path = folder / manifest.weights_file
@@ -355,6 +375,11 @@ def load_flow(folder: Path, manifest: PromptManifest) -> CouplingFlow:
     expected = flow.state_dict()
     hint = "the manifest and the weights do not belong together, train the prompt again"
     check_shapes(shapes, {k: tuple(v.shape) for k, v in expected.items()}, where, hint)  # the file's data is not read yet
+    if manifest.weights_sha256 is not None and file_sha256(real) != manifest.weights_sha256:
+        raise ArtifactError(
+            f"{where!r} does not match the sha256 in {MANIFEST}: it was damaged or replaced after training; "
+            "restore the prompt folder from a copy, or train it again"
+        )
     try:
         tensors = load_file(str(real))
     except Exception as exc:  # noqa: BLE001 - as above

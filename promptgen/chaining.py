@@ -22,14 +22,13 @@ True
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptgen.artifact import MANIFEST, LineageRecord, PromptManifest, read_manifest
+from promptgen.artifact import MANIFEST, LineageRecord, PromptManifest, file_sha256, read_manifest
 from promptgen.errors import ArtifactError, SpecError, inline, one_line
 from promptgen.hookspecs import hookimpl
 from promptgen.registry import GeneratorEntry, Registry
@@ -79,14 +78,6 @@ def normalise_generator_spec(spec: str) -> str:
     except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop, an unknown ~user
         raise SpecError(f"{spec!r}: cannot use that prompt folder ({one_line(str(exc))}); give the folder made by `promptgen compose`") from None
     return prompt_spec(folder, parsed.weight)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager

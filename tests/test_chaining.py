@@ -201,6 +201,10 @@ def test_changed_parent_is_refused(fresh_chain, tmp_path):
     key = next(k for k, v in tensors.items() if v.is_floating_point())
     tensors[key] = tensors[key] + 0.01
     save_file(tensors, str(weights), metadata={"format": "promptgen-prompt"})
+    # As a retrain in place would: the parent's own manifest records its new weights.
+    manifest = json.loads((fresh_chain["a"] / "manifest.json").read_text())
+    manifest["weights_sha256"] = sha256(weights)
+    (fresh_chain["a"] / "manifest.json").write_text(json.dumps(manifest))
     assert load_prompt(fresh_chain["a"]) is not None  # the parent itself is still a valid prompt
     with pytest.raises(ArtifactError, match="has changed since"):
         load_prompt(fresh_chain["b"])

@@ -78,13 +78,25 @@ def setter(*path_and_value):
     return edit_manifest(change)
 
 
-def edit_weights(change: Callable[[dict[str, torch.Tensor]], None]) -> Callable[[Path], None]:
+def edit_weights(change: Callable[[dict[str, torch.Tensor]], None], keep_checksum: bool = False) -> Callable[[Path], None]:
+    """Rewrite the weights; the manifest's checksum is dropped too (as in a hand-made prompt), so the
+    checks on the tensors themselves are what refuses them, unless ``keep_checksum``."""
+
     def apply(folder: Path) -> None:
         tensors = load_file(str(folder / WEIGHTS))
         change(tensors)
         save_file(tensors, str(folder / WEIGHTS))
+        if not keep_checksum:
+            edit_manifest(lambda m: m.pop("weights_sha256"))(folder)
 
     return apply
+
+
+def flip_a_data_byte(folder: Path) -> None:
+    """One bit of one weight flipped: still a valid safetensors file of finite float32s."""
+    data = bytearray((folder / WEIGHTS).read_bytes())
+    data[-3] ^= 0x01  # a low mantissa bit of the last number
+    (folder / WEIGHTS).write_bytes(bytes(data))
 
 
 def write_bytes(name: str, data: bytes) -> Callable[[Path], None]:
@@ -209,6 +221,10 @@ BROKEN: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "mask seed overflow": (setter("flow", "mask_seed", 10**30), ["invalid at flow.mask_seed"]),
     "flow shape not the generator's": (setter("flow", "latent_shape", [4, 8]), ["differs from the generator's"]),
     "flow shape not its features": (setter("flow", "latent_shape", [5]), ["product is features"]),
+    "weights changed after training": (edit_weights(poke(FIRST_WEIGHT, 0.5), keep_checksum=True),
+                                       ["flow.safetensors", "does not match the sha256", "restore the prompt folder"]),
+    "one bit of a weight flipped": (flip_a_data_byte, ["does not match the sha256"]),
+    "bad weights hash": (setter("weights_sha256", "$(rm -rf ~)"), ["invalid at weights_sha256"]),
     "bad lineage hash": (edit_manifest(lambda m: m["lineage"].append(
         {"path": "/x", "generator": "mnist", "energies": [], "created": "", "weights_sha256": "$(rm -rf ~)"})),
         ["invalid at lineage.0.weights_sha256"]),
@@ -414,3 +430,12 @@ def test_checkpoint_errors_are_promptgen_errors_for_the_cli(tmp_path):
     assert issubclass(ArtifactError, PromptgenError)
     with pytest.raises(PromptgenError):
         load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_the_manifest_records_the_weights_checksum_and_older_prompts_without_it_still_load(copy):
+    recorded = json.loads((copy / MANIFEST).read_text())["weights_sha256"]
+    assert recorded == hashlib.sha256((copy / WEIGHTS).read_bytes()).hexdigest()
+    eps = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    with_checksum = load_prompt(copy).flow(eps)[0]
+    edit_manifest(lambda m: m.pop("weights_sha256"))(copy)
+    torch.testing.assert_close(load_prompt(copy).flow(eps)[0], with_checksum, rtol=0, atol=0)
