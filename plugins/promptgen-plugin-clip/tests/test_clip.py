@@ -216,3 +216,55 @@ def test_compose_with_clip_and_debias_then_sample_without_clip(tiny_clip, tmp_pa
 
 def test_registered_default_weight_is_the_energys():
     assert promptgen_plugin_clip.DEFAULT_WEIGHT == DEFAULT_WEIGHT
+
+
+@pytest.fixture
+def no_dns(tmp_path, monkeypatch):
+    """No network (the hub's name does not resolve), no HF_HUB_OFFLINE, no proxy, an empty hub cache in tmp_path;
+    every back-off sleep of huggingface_hub is recorded."""
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+    def fail(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    return sleeps
+
+
+def test_no_network_reads_the_cache_at_once_instead_of_retrying(no_dns, tmp_path):
+    import open_clip
+    from huggingface_hub import constants
+    from promptgen_plugin_clip.models import load_clip
+
+    # Not cached: the one-line error, without huggingface_hub's five retries per file.
+    with pytest.raises(ClipLoadError, match=r"could not be downloaded from https://huggingface.co/.*\(no connection\)"):
+        load_clip("ViT-B-32", "openai")
+    assert no_dns == [] and constants.HF_HUB_OFFLINE is False
+    # Cached (here a damaged file, in the hub cache's layout): read from the cache, so the error is about the file.
+    repo, name = os.path.split(open_clip.get_pretrained_cfg("ViT-B-32", "openai")["hf_hub"])
+    folder = tmp_path / "hub" / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    (folder / "snapshots" / commit / (name or "open_clip_pytorch_model.bin")).write_bytes(b"not a checkpoint")
+    with pytest.raises(ClipLoadError, match="cannot load CLIP weights ViT-B-32/openai"):
+        load_clip("ViT-B-32", "openai")
+    assert no_dns == [] and constants.HF_HUB_OFFLINE is False
+
+
+def test_behind_a_proxy_the_hub_is_not_probed(no_dns, monkeypatch):
+    from promptgen_plugin_clip.models import _hub_unreachable
+
+    assert _hub_unreachable()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert not _hub_unreachable()  # the proxy resolves names, not this machine

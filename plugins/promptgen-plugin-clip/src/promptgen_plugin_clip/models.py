@@ -6,7 +6,10 @@ import contextlib
 import io
 import logging
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +37,48 @@ def hf_cache() -> str:
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_PROXIES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _hub_unreachable() -> bool:
+    """Whether the hub's host name (``HF_ENDPOINT``, default huggingface.co) does not even resolve.
+
+    huggingface_hub retries a failed request five times with back-off (about
+    25 s per file, twice per model) even when there is no network at all; a
+    name that does not resolve says so at once. Behind a proxy the proxy
+    resolves names, so nothing is probed.
+    """
+    if any(os.environ.get(k) for k in _PROXIES):
+        return False
+    try:
+        from huggingface_hub import constants
+
+        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    except Exception:  # noqa: BLE001 - without huggingface_hub there is nothing to retry
+        return False
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:  # socket.gaierror: no DNS, no network
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def _cache_only_if_unreachable() -> Iterator[None]:
+    """Within: huggingface_hub reads its cache only (as with HF_HUB_OFFLINE) when the hub cannot be reached."""
+    if _offline() or not _hub_unreachable():
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True  # read by every request it makes (constants.is_offline_mode)
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def _quiet():
@@ -90,9 +135,10 @@ def load_clip(name: str, pretrained: str | None, path: str | None = None) -> nn.
         if not cfg:
             tags = open_clip.list_pretrained_tags_by_model(name)
             raise ClipLoadError(f"CLIP model {name!r} has no pretrained weights {tag!r}; known: {', '.join(tags) or 'none'} (or path=FILE)")
-        _fetch(open_clip, name, tag, cfg)
+        with _cache_only_if_unreachable():
+            _fetch(open_clip, name, tag, cfg)
     try:
-        with _quiet(), contextlib.redirect_stdout(io.StringIO()):
+        with _quiet(), contextlib.redirect_stdout(io.StringIO()), _cache_only_if_unreachable():
             model = open_clip.create_model(name, pretrained=tag, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged or foreign checkpoint fails in many ways; each gets one line
         what = f"{str(path)!r}" if path else f"{name}/{tag}"
