@@ -240,6 +240,7 @@ def no_dns(tmp_path, monkeypatch):
     return sleeps
 
 
+@pytest.mark.filterwarnings("ignore:QuickGELU mismatch")  # open_clip's, about the openai tag's config
 def test_no_network_reads_the_cache_at_once_instead_of_retrying(no_dns, tmp_path):
     import open_clip
     from huggingface_hub import constants
