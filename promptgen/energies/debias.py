@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,14 +249,19 @@ class DebiasEnergy:
             self.mixture_attribute = "*".join(p for p, _ in self.parts)
             self.pi = torch.full((self.mixture_components,), 1.0 / self.mixture_components)
 
+    def _slices(self) -> Iterator[tuple[Block, slice]]:
+        """Each block with its entries' slice of φ, μ and β (the blocks' classes, concatenated)."""
+        start = 0
+        for b in self.blocks:
+            yield b, slice(start, start + len(b.labels))
+            start += len(b.labels)
+
     def _centred(self, beta: Tensor) -> Tensor:
         """β with each block's mean removed: each block of φ sums to 1, so this changes
         every energy by the same constant only, and keeps β from drifting."""
-        out, start = beta.clone(), 0
-        for b in self.blocks:
-            k = len(b.labels)
-            out[start : start + k] -= out[start : start + k].mean()
-            start += k
+        out = beta.clone()
+        for _, s in self._slices():
+            out[s] -= out[s].mean()
         return out
 
     # -- features -----------------------------------------------------------
@@ -284,13 +289,7 @@ class DebiasEnergy:
         return sample.map_images(self.features)
 
     def _report(self, prefix: str, moments: Tensor) -> dict[str, float]:
-        out = {}
-        start = 0
-        for b in self.blocks:
-            k = len(b.labels)
-            out[f"{prefix} KL {b.attribute}"] = kl_divergence(moments[start : start + k].tolist(), self.mu[start : start + k].tolist())
-            start += k
-        return out
+        return {f"{prefix} KL {b.attribute}": kl_divergence(moments[s].tolist(), self.mu[s].tolist()) for b, s in self._slices()}
 
     # -- the Energy protocol --------------------------------------------------
     def fit(self, base: BaseSample) -> dict[str, float]:
@@ -360,16 +359,14 @@ class DebiasEnergy:
         """
         if self.mixture_components or self.flow_moments is None:
             return None
-        worst, start = None, 0
-        for b in self.blocks:
-            k = len(b.labels)
-            got, want = self.flow_moments[start : start + k], self.mu[start : start + k]
+        worst = None
+        for b, s in self._slices():
+            got, want = self.flow_moments[s], self.mu[s]
             kl = kl_divergence(got.tolist(), want.tolist())
             if kl > ADVICE_KL and (worst is None or kl > worst[0]):
                 i = int(torch.argmin(got / want.clamp_min(1e-12)))  # the class furthest below its share
-                base = float(self.base_moments[start + i]) if self.base_moments is not None else float("nan")
+                base = float(self.base_moments[s][i]) if self.base_moments is not None else float("nan")
                 worst = (kl, b.attribute, b.labels[i], float(got[i]), float(want[i]), base)
-            start += k
         if worst is None:
             return None
         kl, attribute, label, got_i, want_i, base = worst
@@ -425,11 +422,7 @@ class DebiasEnergy:
 
     def lower_bound(self) -> float:
         # φ of each block lies on the simplex, so β · φ is at most the sum of each block's largest β.
-        out, start = 0.0, 0
-        for b in self.blocks:
-            out -= float(self.beta[start : start + len(b.labels)].max())
-            start += len(b.labels)
-        return out
+        return -sum(float(self.beta[s].max()) for _, s in self._slices())
 
 
 # -- building from a spec ---------------------------------------------------------
