@@ -182,7 +182,8 @@ def lineage_for(generator: Any, out: Path) -> list[LineageRecord]:
                 generator=g.manifest.generator.spec,
                 energies=[e.spec for e in g.manifest.energies],
                 created=g.manifest.created,
-                weights_sha256=file_sha256(folder / g.manifest.weights_file),
+                # Checked against the file when the prompt was loaded; hashed here for prompts saved without it.
+                weights_sha256=g.manifest.weights_sha256 or file_sha256(folder / g.manifest.weights_file),
             )
         )
         g = g.generator
