@@ -1,12 +1,17 @@
-"""A base class for attribute classifiers that are one frozen ``torch.nn.Module``."""
+"""A base class for attribute classifiers that are one frozen ``torch.nn.Module``, and
+:func:`classify`, the one call energies make to a classifier."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from promptgen.protocols import AttributeClassifier
 
 
 def adapt_images(images: Tensor, size: tuple[int, int], channels: int) -> Tensor:
@@ -30,6 +35,20 @@ def adapt_images(images: Tensor, size: tuple[int, int], channels: int) -> Tensor
     return images
 
 
+def classify(classifier: AttributeClassifier, images: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+    """Each attribute's class log-probabilities and, when the classifier knows its domain,
+    ``log p(in domain | x)`` (B,), from one pass of the classifier.
+
+    The second part comes from the optional ``log_probs_in_domain`` method (see
+    :class:`~promptgen.protocols.AttributeClassifier`); None without it.
+    """
+    both = getattr(classifier, "log_probs_in_domain", None)
+    if callable(both):
+        logp, domain = both(images)
+        return dict(logp), domain
+    return dict(classifier.log_probs(images)), None
+
+
 class ModuleClassifier:
     """Wraps a module ``images -> logits`` as an :class:`~promptgen.protocols.AttributeClassifier`.
 
@@ -38,6 +57,15 @@ class ModuleClassifier:
         heads: attribute -> (class labels, slice of the logits they occupy).
         input_size: (H, W) the module expects; other sizes are resized.
         channels: channels the module expects; grey/RGB are converted.
+        outside: ``(attribute, index)`` of a logit that means "not an image of
+            this domain at all" (the built-in digit classifier's "not a digit"),
+            trained in one softmax with that attribute's classes. The
+            attribute's log-probabilities are then those of its classes given
+            the image is in the domain, and :meth:`log_probs_in_domain` also
+            gives ``log p(in domain | x)``.
+        realism: for an evaluator, a module ``images -> (B,)`` realism score
+            (>= 0: an image of the domain, < 0: junk), exposed as :meth:`realism`
+            (after the same resizing); `promptgen eval` reports the share below 0.
     """
 
     def __init__(
@@ -46,16 +74,50 @@ class ModuleClassifier:
         heads: Mapping[str, tuple[Sequence[str], slice]],
         input_size: tuple[int, int],
         channels: int,
+        outside: tuple[str, int] | None = None,
+        realism: nn.Module | None = None,
     ) -> None:
         self.module = module.eval().requires_grad_(False)
         self.heads = dict(heads)
         self.attributes = {name: list(labels) for name, (labels, _) in self.heads.items()}
         self.input_size = tuple(input_size)
         self.channels = channels
+        if outside is not None and outside[0] not in self.heads:
+            raise ValueError(f"outside= names attribute {outside[0]!r}, which is not one of the heads {sorted(self.heads)}")
+        self.outside = outside
+        self.realism_module = realism.eval().requires_grad_(False) if realism is not None else None
+
+    @property
+    def realism(self) -> Callable[[Tensor], Tensor]:
+        """``realism(images) -> (B,)`` score, >= 0 for images of the domain; only with a ``realism`` module
+        (``hasattr`` is False otherwise), as the optional evaluator method `promptgen eval` looks for."""
+        module = self.realism_module
+        if module is None:
+            raise AttributeError("this classifier has no realism check")
+
+        def realism(images: Tensor) -> Tensor:
+            return module(adapt_images(images, self.input_size, self.channels))
+
+        return realism
+
+    def _logits(self, images: Tensor) -> Tensor:
+        return self.module(adapt_images(images, self.input_size, self.channels))
+
+    def _split(self, logits: Tensor) -> dict[str, Tensor]:
+        return {name: torch.log_softmax(logits[:, part], dim=1) for name, (_, part) in self.heads.items()}
 
     def log_probs(self, images: Tensor) -> dict[str, Tensor]:
-        logits = self.module(adapt_images(images, self.input_size, self.channels))
-        return {name: torch.log_softmax(logits[:, part], dim=1) for name, (_, part) in self.heads.items()}
+        return self._split(self._logits(images))
+
+    def log_probs_in_domain(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        """:meth:`log_probs`, and ``log p(in domain | x)`` (B,) when ``outside`` is set (else None)."""
+        logits = self._logits(images)
+        if self.outside is None:
+            return self._split(logits), None
+        name, index = self.outside
+        inside = logits[:, self.heads[name][1]]
+        every = torch.cat([inside, logits[:, index : index + 1]], 1)
+        return self._split(logits), torch.logsumexp(inside, 1) - torch.logsumexp(every, 1)
 
     @property
     def features(self) -> Callable[[Tensor], Tensor]:
@@ -76,4 +138,6 @@ class ModuleClassifier:
 
     def to(self, device: torch.device | str) -> ModuleClassifier:
         self.module.to(device)
+        if self.realism_module is not None:
+            self.realism_module.to(device)
         return self

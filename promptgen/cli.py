@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from promptgen.errors import PromptgenError, printable
@@ -385,6 +386,8 @@ def eval_(
         out_console.print(report_table(report))
         if out is not None:
             out_console.print(f"[green]✓[/green] JSON report -> [bold]{out}[/bold]")
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(printable(warning))}", soft_wrap=True, highlight=False)
 
 
 @app.command()

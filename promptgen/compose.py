@@ -29,13 +29,15 @@ from promptgen.chaining import kept_energies, lineage_for, normalise_generator_s
 from promptgen.device import resolve_device
 from promptgen.distributed import barrier, from_env, start, stop
 from promptgen.ebm import EnergyBasedModel, WeightedEnergy
-from promptgen.errors import ArtifactError, SpecError
+from promptgen.errors import ArtifactError, PromptgenError, SpecError, one_line
 from promptgen.flow import CouplingFlow, FlowConfig
+from promptgen.generators import probe_generator
 from promptgen.images import save_images
 from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
+from promptgen.protocols import Generator
 from promptgen.registry import Registry, get_registry
 from promptgen.spec import absolute_paths, parse_spec
-from promptgen.trainer import TrainConfig, energy_state, mixture_for, train_flow
+from promptgen.trainer import TrainConfig, energy_state, mixture_for, prefit, train_flow
 
 
 def build_energy(spec: str, registry: Registry | None = None) -> WeightedEnergy:
@@ -91,6 +93,41 @@ def mixture_record(term: WeightedEnergy | None) -> MixtureRecord | None:
         labels=list(energy.mixture_labels),
         weights=[float(w) for w in energy.mixture_weights()],
     )
+
+
+def check_fit(gen: Generator, terms: Sequence[WeightedEnergy], registry: Registry, plugin: str | None = None) -> None:
+    """Check, before anything is trained or written, that the generator and the energies fit together.
+
+    The generator decodes two latents into what its info promises
+    (:func:`~promptgen.generators.probe_generator`); no energy asks for an
+    attribute its images cannot carry (:meth:`~promptgen.registry.Registry.check_carried`);
+    and every energy takes those two images and gives one finite value each.
+
+    Raises:
+        PromptgenError: one line naming the generator or energy, its plugin and what was wrong.
+    """
+    images = probe_generator(gen, plugin)
+    for t in terms:
+        model = next((a.value for a in t.spec.args if a.key == "model"), None)
+        for target in t.energy.targets() if hasattr(t.energy, "targets") else []:
+            for part in target.parts:
+                registry.check_carried(part, gen.info.channels, gen.info.name, model)
+    z = torch.zeros((images.shape[0], *gen.latent_shape), device=images.device)
+    for t in terms:
+        source = registry.provider(t.spec.name, "energy")
+        try:
+            with torch.no_grad():
+                values = t.energy(images, z)
+        except PromptgenError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's energy that cannot take these images: one line
+            raise PromptgenError(
+                f"energy {t.label!r} (from {source}) failed on {gen.info.name!r}'s images "
+                f"({gen.info.channels}×{gen.info.resolution[0]}×{gen.info.resolution[1]}): {one_line(str(exc)) or type(exc).__name__}"
+            ) from None
+        if not isinstance(values, torch.Tensor) or tuple(values.shape) != (images.shape[0],):
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise PromptgenError(f"energy {t.label!r} (from {source}) returned {shape} for {images.shape[0]} images; an energy returns one value per image")
 
 
 def prompt_ebm(prompt: Prompt, registry: Registry | None = None) -> EnergyBasedModel:
@@ -228,8 +265,13 @@ def compose(
     if train.batch_size % dist.world:
         raise SpecError(f"--batch-size {train.batch_size} does not split over {dist.world} processes; use a multiple of {dist.world}")
     terms = unique_labels([build_energy(e, registry) for e in energies])
+    if train.forward_weight > 0:  # the forward-KL bank needs one flow: an energy that may become a mixture stays one
+        for t in terms:
+            if getattr(t.energy, "mode", None) == "auto":
+                t.energy.settle_mode("tilt")
     mixture = mixture_for(terms, train)  # checked before anything is written
     gen = build_generator(generator, registry)
+    check_fit(gen, terms, registry, registry.provider(gen_name, "generator"))
     out = Path(out) if out is not None else default_out_dir(energies)
     lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor
     flow = dict(flow or {})
@@ -250,12 +292,23 @@ def compose(
         for s in gen.latent_shape:
             features *= s
         ebm = EnergyBasedModel(gen, terms)
+        # An energy's fitted state can decide the flow's shape (debias mode=auto picks the mixture
+        # or the tilt at its fit), so fit, or restore the fits of a resumed run, before building the flow.
+        fitted = None
+        if state is not None:
+            for t in terms:
+                if t.label in state["energies"]:
+                    t.energy.load_state(state["energies"][t.label])
+        else:
+            fitted = prefit(ebm, train, dev, console=console, progress=progress and dist.main)
+        mixture = mixture_for(terms, train)
         classes = mixture.energy.mixture_components if mixture is not None else 0
         flow_config = FlowConfig(features=features, latent_shape=tuple(gen.latent_shape), classes=classes, **flow)
         torch.manual_seed(train.seed)
         sampler = CouplingFlow(flow_config)
         result = train_flow(
-            ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state, dist=dist
+            ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state,
+            dist=dist, fitted=fitted,
         )
         if dist.main:
             for note in filter(None, (t.energy.advice() for t in terms if hasattr(t.energy, "advice"))):

@@ -13,7 +13,14 @@ judged"):
 - the mean and spread of each of the prompt's (unweighted) energies;
 - diversity, the mean pairwise distance between samples in the evaluator's
   feature space (pixels when no evaluator has features), and the Fréchet
-  distance there to real reference images.
+  distance there to real reference images;
+- realism: the *junk rate*, the share of samples an evaluator's realism check
+  rejects, and the Fréchet distance to the reference of *exact* samples of the
+  prompt's target (the base samples, importance-weighted by
+  ``exp(−Σ w_i E_i)``). A prompt whose junk rate rises above its generator's,
+  or whose samples lie much further from the reference than exact samples of
+  the same target, has left the generator's usual output: its controls were
+  probably fooled, and the report says so (:func:`realism_warnings`).
 
 Everything lands in an :class:`EvalReport` (pydantic; its JSON keys are stable),
 which ``promptgen eval --json`` prints and :mod:`promptgen.report` renders.
@@ -46,6 +53,7 @@ from promptgen.errors import PromptgenError, UnknownNameError, printable
 from promptgen.metrics import (
     class_histogram,
     class_share,
+    effective_sample_size,
     frechet_distance,
     joint_classes,
     joint_labels,
@@ -60,7 +68,13 @@ from promptgen.registry import ClassifierEntry, Registry, get_registry, one_line
 from promptgen.spec import parse_spec
 
 EVAL_FORMAT = "promptgen-eval"
-EVAL_FORMAT_VERSION = 1
+EVAL_FORMAT_VERSION = 2
+#: A prompt warns when its junk rate exceeds the generator's by more than this (2 points).
+JUNK_MARGIN = 0.02
+#: ... or when its Fréchet distance to the reference exceeds that of exact samples of its target this many times,
+FRECHET_RATIO = 1.5
+#: ... judged only where the importance weights behind the exact samples have this effective sample size.
+MIN_ESS = 50.0
 PIXEL_SIZE = (32, 32)
 SIDES = ("base", "prompt")
 
@@ -156,6 +170,7 @@ class SideEval(_Model):
             most 1000 samples); a collapse shows as a small value.
         frechet: Fréchet distance to the reference images in the feature space
             (None without ``--data``).
+        junk_rate: share of samples the realism check rejects (None without one).
     """
 
     n: int
@@ -163,6 +178,7 @@ class SideEval(_Model):
     samples_per_second: float
     diversity: float
     frechet: float | None = None
+    junk_rate: float | None = None
 
 
 class EvalReport(_Model):
@@ -179,6 +195,13 @@ class EvalReport(_Model):
     reference: str | None = Field(default=None, description="the --data the Fréchet distances compare with")
     reference_n: int | None = None
     frechet_base_prompt: float | None = Field(default=None, description="Fréchet distance between base and prompt samples")
+    frechet_exact: float | None = Field(
+        default=None,
+        description="Fréchet distance to the reference of exact samples of the prompt's target: base samples weighted by exp(-sum w E)",
+    )
+    exact_ess: float | None = Field(default=None, description="effective sample size of the weights behind frechet_exact")
+    realism: str | None = Field(default=None, description="the realism check behind the junk rates")
+    warnings: list[str] = Field(default_factory=list, description="signs that the prompt's samples left the generator's usual output")
     base: SideEval
     prompt: SideEval
     attributes: list[AttributeEval]
@@ -197,10 +220,12 @@ class Evaluation:
         report: the numbers.
         images: ``"base"`` / ``"prompt"`` -> (k, C, H, W) in [0, 1] on the CPU,
             the first ``keep`` samples that were judged.
+        realism: ``"base"`` / ``"prompt"`` -> (n,) realism scores (empty without a realism check).
     """
 
     report: EvalReport
     images: dict[str, Tensor] = field(default_factory=dict)
+    realism: dict[str, Tensor] = field(default_factory=dict)
 
 
 # --- reference images -------------------------------------------------------------------------
@@ -331,9 +356,13 @@ def plan_attributes(prompt: Prompt, attrs: Sequence[str] = (), registry: Registr
 
 
 def domain_evaluators(prompt: Prompt, registry: Registry) -> list[ClassifierEntry]:
-    """Evaluator classifiers of the plugin that provides the root generator of ``prompt`` (a chain's first)."""
+    """Evaluator classifiers that know the domain of the root generator of ``prompt`` (a chain's first):
+    the generator entry's ``judges``, else the evaluators of the plugin that provides it."""
     root = (ancestors(prompt) or [prompt])[-1]
     name = parse_spec(root.manifest.generator.spec).name
+    entry = registry.generators.get(name)
+    if entry is not None and entry.judges:
+        return [registry.classifiers[c] for c in entry.judges if c in registry.classifiers]
     for plugin in registry.plugins:
         if name in plugin.generators:
             return [registry.classifiers[c] for c in plugin.classifiers if c in registry.classifiers and registry.classifiers[c].role == "evaluator"]
@@ -389,14 +418,20 @@ class _Judge:
         candidates = list(domain) + [e for e, ind in judged if ind] + [e for e, ind in judged if not ind]
         self.feature_source: str | None = None
         self._features: Callable[[Tensor], Tensor] = lambda x: _pixel_features(x, channels)
+        self.realism_source: str | None = None
+        self._realism: Callable[[Tensor], Tensor] | None = None
         for entry in {e.name: e for e in candidates}.values():
             try:
-                fn = getattr(self._build(entry), "features", None)
+                built = self._build(entry)
             except Exception:  # noqa: BLE001, S112 - try the next candidate
                 continue
-            if callable(fn):
+            fn = getattr(built, "features", None)
+            if self.feature_source is None and callable(fn):
                 self.feature_source, self._features = entry.name, fn
-                break
+            # A realism check only from an evaluator: a control classifier's own idea of its domain can be fooled.
+            check = getattr(built, "realism", None) if entry.role == "evaluator" else None
+            if self.realism_source is None and callable(check):
+                self.realism_source, self._realism = entry.name, check
 
     def _build(self, entry: ClassifierEntry, options: dict[str, str] | None = None) -> AttributeClassifier:
         if entry.name not in self.classifiers:
@@ -414,6 +449,13 @@ class _Judge:
         return self._features(images.to(self.device)).double().flatten(1).cpu()
 
     @torch.no_grad()
+    def realism(self, images: Tensor) -> Tensor | None:
+        """(B,) realism scores (>= 0: a real image of the domain), or None without a realism check."""
+        if self._realism is None:
+            return None
+        return self._realism(images.to(self.device)).double().flatten().cpu()
+
+    @torch.no_grad()
     def classes(self, images: Tensor) -> dict[tuple[str, str], Tensor]:
         """(classifier name, attribute) -> (B,) top class by that classifier."""
         out = {}
@@ -429,6 +471,7 @@ class _SideResult:
     seconds: float = 0.0
     classes: dict[tuple[str, str], list[Tensor]] = field(default_factory=dict)
     features: list[Tensor] = field(default_factory=list)
+    realism: list[Tensor] = field(default_factory=list)
     energies: dict[str, list[Tensor]] = field(default_factory=dict)
     kept: list[Tensor] = field(default_factory=list)
 
@@ -523,6 +566,9 @@ def evaluate_prompt(
                 for key, c in judge.classes(images).items():
                     r.classes.setdefault(key, []).append(c)
                 r.features.append(judge.features(images))
+                scores = judge.realism(images)
+                if scores is not None:
+                    r.realism.append(scores)
                 for t in terms:
                     r.energies.setdefault(t.label, []).append(t.energy(images, z).detach().double().cpu())
                 if sum(k.shape[0] for k in r.kept) < keep:
@@ -547,7 +593,16 @@ def evaluate_prompt(
             samples_per_second=n / r.seconds if r.seconds > 0 else float("inf"),
             diversity=mean_pairwise_distance(features[side]),
             frechet=frechet_distance(features[side], ref_features) if ref_features is not None else None,
+            junk_rate=float((torch.cat(r.realism) < 0).double().mean()) if r.realism else None,
         )
+    # Exact samples of the target: the base samples, weighted by exp(-Σ w E) (every energy must have been rebuilt).
+    frechet_exact = exact_ess = None
+    if not missing and terms:
+        log_w = -sum(t.weight * torch.cat(results["base"].energies[t.label]) for t in terms)
+        if bool(torch.isfinite(log_w).all()):
+            exact_ess = effective_sample_size(log_w)
+            if ref_features is not None:
+                frechet_exact = frechet_distance(features["base"], ref_features, weights=torch.softmax(log_w, 0))
     report = EvalReport(
         prompt_path=str(prompt.path) if prompt.path is not None else None,
         generator=prompt.manifest.generator.spec,
@@ -557,14 +612,45 @@ def evaluate_prompt(
         reference=str(data) if data is not None else None,
         reference_n=int(reference.shape[0]) if reference is not None else None,
         frechet_base_prompt=frechet_distance(features["base"], features["prompt"]),
+        frechet_exact=frechet_exact,
+        exact_ess=exact_ess,
+        realism=judge.realism_source and f"realism check of classifier {judge.realism_source}",
         base=sides["base"],
         prompt=sides["prompt"],
         attributes=[_attribute_eval(row, results) for row in rows],
         energies=[_energy_eval(record, results, missing) for record in prompt.manifest.energies],
         versions=current_versions(),
     )
+    report.warnings = realism_warnings(report)
     images = {side: torch.cat(results[side].kept) if results[side].kept else torch.empty(0) for side in SIDES}
-    return Evaluation(report=report, images=images)
+    realism = {side: torch.cat(results[side].realism) for side in SIDES if results[side].realism}
+    return Evaluation(report=report, images=images, realism=realism)
+
+
+def realism_warnings(report: EvalReport) -> list[str]:
+    """One line per sign that the prompt's samples left the generator's usual output.
+
+    - the junk rate rose more than :data:`JUNK_MARGIN` above the generator's;
+    - the Fréchet distance to the reference is more than :data:`FRECHET_RATIO`
+      times that of exact samples of the same target (judged where their
+      weights' effective sample size is at least :data:`MIN_ESS`).
+    """
+    out = []
+    base, prompt = report.base.junk_rate, report.prompt.junk_rate
+    if base is not None and prompt is not None and prompt > base + JUNK_MARGIN:
+        out.append(
+            f"{prompt:.1%} of the prompt's samples fail the {report.realism} against {base:.1%} of the generator's: "
+            "the prompt makes images its generator rarely makes, which its control classifiers may take for what was asked; "
+            "look at the samples, and try a control that knows what is not a digit/face (realism= in the spec) or a lower weight"
+        )
+    fd, exact = report.prompt.frechet, report.frechet_exact
+    if fd is not None and exact is not None and (report.exact_ess or 0) >= MIN_ESS and fd > FRECHET_RATIO * exact:
+        out.append(
+            f"the prompt's samples are {fd:.3g} from the reference images (Fréchet distance), {fd / exact:.1f} times the "
+            f"{exact:.3g} of exact samples of the same target: the flow found images the energies like but the generator "
+            "rarely makes; look at the samples"
+        )
+    return out
 
 
 def _attribute_eval(row: _Row, results: dict[str, _SideResult]) -> AttributeEval:
@@ -665,8 +751,14 @@ def summary_rows(report: EvalReport) -> list[tuple[str, str, str]]:
         ("samples / second", _num(report.base.samples_per_second, 1), _num(report.prompt.samples_per_second, 1)),
         ("diversity (mean pairwise distance)", _num(report.base.diversity), _num(report.prompt.diversity)),
     ]
+    if report.base.junk_rate is not None and report.prompt.junk_rate is not None:
+        rows.append(("junk rate (fail the realism check)", f"{report.base.junk_rate:.1%}", f"{report.prompt.junk_rate:.1%}"))
     if report.reference is not None:
         rows.append(("Fréchet distance to reference", _num(report.base.frechet), _num(report.prompt.frechet)))
+        if report.frechet_exact is not None:
+            rows.append((
+                f"  … of exact samples of the target (weighted base, ESS {report.exact_ess:.0f})", "", _num(report.frechet_exact)
+            ))
     rows.append(("Fréchet distance base ↔ prompt", "", _num(report.frechet_base_prompt)))
     for e in report.energies:
         if e.available and e.base is not None and e.prompt is not None:
@@ -698,6 +790,8 @@ def measured_in(report: EvalReport) -> str:
     text = f"Distances in the {report.features}"
     if report.reference is not None:
         text += f"; reference: {report.reference} ({report.reference_n} images)"
+    if report.realism is not None:
+        text += f"; junk by the {report.realism}"
     return text + "."
 
 
@@ -744,6 +838,7 @@ __all__ = [
     "load_reference",
     "measured_in",
     "plan_attributes",
+    "realism_warnings",
     "report_table",
     "summary_rows",
     "write_report_json",

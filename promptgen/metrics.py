@@ -9,7 +9,19 @@ import torch
 from torch import Tensor
 
 
-def frechet_distance(a: Tensor, b: Tensor) -> float:
+def _centred(x: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(mean, X) with ``Xᵀ X`` the (weighted, unbiased) covariance of the rows of ``x``."""
+    if weights is None:
+        mu = x.mean(0)
+        return mu, (x - mu) / math.sqrt(x.shape[0] - 1)
+    p = weights.double().flatten()
+    p = p / p.sum()
+    mu = p @ x
+    # Reliability weights: Σ p_i (x_i − μ)(x_i − μ)ᵀ / (1 − Σ p_i²), torch.cov's unbiased form for equal weights.
+    return mu, (x - mu) * (p / (1 - p.pow(2).sum()).clamp_min(1e-12)).sqrt()[:, None]
+
+
+def frechet_distance(a: Tensor, b: Tensor, weights: Tensor | None = None) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets.
 
     ``‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^½)``, the statistic behind FID,
@@ -17,27 +29,38 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 
     Args:
         a: (N, D) features; b: (M, D) features. Both need N, M > 1.
+        weights: (N,) non-negative weights of the rows of ``a`` (e.g. importance
+            weights, so ``a`` stands for another distribution); None: equal.
 
     With fewer samples than dimensions (e.g. raw pixels) the trace of the root
     is computed in sample space instead, exactly and much faster: the non-zero
     eigenvalues of ``Σ_a Σ_b`` are the squared singular values of
-    ``X_a X_bᵀ / √((N−1)(M−1))`` (X: centred features).
+    ``X_a X_bᵀ`` (X: centred, scaled features with ``Σ = Xᵀ X``).
     """
     a, b = a.double().flatten(1), b.double().flatten(1)
-    mu_a, mu_b = a.mean(0), b.mean(0)
+    (mu_a, xa), (mu_b, xb) = _centred(a, weights), _centred(b, None)
     n, m, d = a.shape[0], b.shape[0], a.shape[1]
+    tr_a, tr_b = xa.pow(2).sum(), xb.pow(2).sum()
     if min(n, m) < d:
-        xa, xb = a - mu_a, b - mu_b
-        tr_a, tr_b = xa.pow(2).sum() / (n - 1), xb.pow(2).sum() / (m - 1)
-        tr_sqrt = torch.linalg.svdvals(xa @ xb.T).sum() / math.sqrt((n - 1) * (m - 1))
+        tr_sqrt = torch.linalg.svdvals(xa @ xb.T).sum()
         return float((mu_a - mu_b).pow(2).sum() + tr_a + tr_b - 2 * tr_sqrt)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    cov_a, cov_b = xa.T @ xa, xb.T @ xb
     # Tr((Σa Σb)^½) = Tr((Σa^½ Σb Σa^½)^½), whose argument is symmetric PSD.
     vals, vecs = torch.linalg.eigh(cov_a)
     root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
     middle = root_a @ cov_b @ root_a
     tr_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
-    return float((mu_a - mu_b).pow(2).sum() + torch.trace(cov_a) + torch.trace(cov_b) - 2 * tr_sqrt)
+    return float((mu_a - mu_b).pow(2).sum() + tr_a + tr_b - 2 * tr_sqrt)
+
+
+def effective_sample_size(log_weights: Tensor) -> float:
+    """Kish's effective sample size ``1 / Σ p_i²`` of self-normalised weights ``p ∝ exp(log_weights)``.
+
+    >>> round(effective_sample_size(torch.zeros(10)), 6), round(effective_sample_size(torch.tensor([0.0, -1e9])), 6)
+    (10.0, 1.0)
+    """
+    p = torch.softmax(log_weights.double().flatten(), 0)
+    return float(1.0 / p.pow(2).sum())
 
 
 def mean_pairwise_distance(features: Tensor, max_samples: int = 1000) -> float:

@@ -24,6 +24,7 @@ from promptgen import chaining
 from promptgen.artifact import PromptManifest, load_flow, read_manifest
 from promptgen.errors import ArtifactError, UnknownNameError, one_line
 from promptgen.flow import CouplingFlow
+from promptgen.generators import check_images
 from promptgen.protocols import Generator, GeneratorInfo
 from promptgen.registry import Registry, get_registry
 from promptgen.spec import parse_spec
@@ -169,5 +170,5 @@ def sample_images(
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         z = torch.randn((m, *generator.latent_shape), generator=g).to(device)
-        out.append(generator.decode(z).clamp(0, 1).cpu())
+        out.append(check_images(generator.decode(z), generator, m).clamp(0, 1).cpu())
     return torch.cat(out) if out else torch.empty(0)

@@ -259,6 +259,26 @@ class AttributeClassifier(Protocol):
     def to(self, device: torch.device | str) -> AttributeClassifier: ...
 
 
+# Optional classifier members. The core checks with ``getattr`` and works without them.
+#
+# ``log_probs_in_domain(images) -> (dict[str, Tensor], Tensor | None)``
+#     :meth:`AttributeClassifier.log_probs`, and from the same pass ``log p(in
+#     domain | x)`` (B,): the log-probability that the image is one of the
+#     classifier's domain at all (a digit, a face), from a "none of these" class
+#     trained on junk. The class log-probabilities are then those *given* the
+#     image is in the domain. The classifier and debias energies add
+#     ``realism · −log p(in domain | x)`` (``realism=`` in their specs, default
+#     1), so a flow gains nothing by drawing images the classifier cannot place.
+#     :class:`promptgen.classifiers.ModuleClassifier` has it with ``outside=``.
+# ``features(images) -> Tensor``
+#     (B, D) features; `promptgen eval` measures diversity and Fréchet
+#     distances in them (an evaluator's, preferably).
+# ``realism(images) -> Tensor``
+#     (B,) realism score of an *evaluator*: >= 0 for an image of its domain, < 0
+#     for junk. `promptgen eval` reports the share below 0 (the junk rate) for
+#     the base and the prompt, and warns when the prompt's is higher.
+
+
 @runtime_checkable
 class Sampler(Protocol):
     """The trained invertible map ``z = f(ε)`` from noise to latents."""

@@ -39,12 +39,16 @@ class GeneratorEntry:
         build: returns the generator (on the CPU) for a parsed spec.
         summary: one line for ``promptgen list``.
         options: option name -> one-line description, for help and error messages.
+        judges: evaluator classifiers (by name, maybe another plugin's) that know
+            this generator's domain: `promptgen eval` takes its feature space and
+            realism check from them. Empty: the evaluators of the generator's own plugin.
     """
 
     name: str
     build: Callable[[Spec], Generator]
     summary: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+    judges: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class ClassifierEntry:
         options: option name -> one-line description (e.g. ``path``: a local
             weights file). An energy spec that uses this classifier passes
             ``NAME=VALUE`` on to ``build``: ``classifier:gender=female,path=res34.pt``.
+        colour: the attributes read from colour (hair colour, skin tone...):
+            a generator of greyscale images cannot carry them, and asking for
+            one on such a generator is an error before anything is trained.
     """
 
     name: str
@@ -89,6 +96,7 @@ class ClassifierEntry:
     role: Literal["control", "evaluator"] = "control"
     summary: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+    colour: Sequence[str] = ()
 
 
 @dataclass
@@ -188,6 +196,26 @@ class Registry:
             )
             hint = f"{hint}; {takes}" if hint else takes
         return unknown_name(kind, attribute, known | set(options), hint)
+
+    def check_carried(self, attribute: str, channels: int, generator: str, model: str | None = None) -> None:
+        """Refuse, in one line, an attribute read from colour on a generator of ``channels`` < 3 (greyscale).
+
+        Unknown attributes pass: other checks name them.
+        """
+        if channels >= 3:
+            return
+        try:
+            entries = [self.classifier_for(attribute, model)]
+        except PromptgenError:
+            return
+        if model is None:
+            entries += [e for e in self.classifiers.values() if e.role == "evaluator" and attribute in e.attributes]
+        for entry in entries:
+            if attribute in entry.colour:
+                raise PromptgenError(
+                    f"attribute {attribute!r} of classifier {entry.name!r} is read from colour, and generator {generator!r} "
+                    f"draws greyscale images ({channels} channel): choose a colour generator, or an attribute greyscale images carry"
+                )
 
     def evaluator_for(self, attribute: str) -> tuple[ClassifierEntry, bool]:
         """The classifier that judges ``attribute``, and whether it is independent.

@@ -68,6 +68,7 @@ figcaption { color: #57606a; font-size: 0.9em; }
 img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 pre { background: #f6f8fa; padding: 1em; overflow: auto; font-size: 0.82em; max-height: 40em; }
 .note { color: #9a6700; }
+ul.warning { background: #fff8c5; border: 1px solid #d4a72c; padding: 0.6em 0.6em 0.6em 2em; }
 """
 
 
@@ -151,6 +152,29 @@ def histogram_png(a: AttributeEval) -> bytes:
     ax.set_ylabel("share of samples")
     ax.set_title(attribute_title(a), fontsize=9)
     ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+def realism_png(scores: dict[str, Tensor], junk: dict[str, float | None], source: str) -> bytes:
+    """Histograms of the realism scores of base and prompt samples, the acceptance threshold (0) drawn in."""
+    fig = _figure_class()(figsize=(7.0, 3.0), dpi=100)
+    ax = fig.add_subplot()
+    values = [v.double().clamp(-30, 30).numpy() for v in scores.values() if v.numel()]
+    low, high = (min(float(v.min()) for v in values), max(float(v.max()) for v in values)) if values else (-1.0, 1.0)
+    bins = np.linspace(min(low, -1.0), max(high, 1.0), 41)
+    for side, color in (("base", "#9aa5b1"), ("prompt", "#2f6db5")):
+        v = scores.get(side)
+        if v is None or not v.numel():
+            continue
+        rate = junk.get(side)
+        label = side if rate is None else f"{side}: {rate:.1%} junk"
+        ax.hist(v.double().clamp(-30, 30).numpy(), bins=bins, alpha=0.6, color=color, label=label, density=True)
+    ax.axvline(0.0, color="#d1495b", lw=2, label="threshold")
+    ax.set_xlabel("realism score (below 0: junk)")
+    ax.set_ylabel("density")
+    ax.set_title(source, fontsize=9)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _figure_png(fig)
 
@@ -243,8 +267,12 @@ def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
             f"created {html.escape(manifest.created)} · evaluated on {report.n} samples each, seed {report.seed}</p>"
         ),
         _energies_section(manifest, ancestors(prompt)),
-        '<section id="samples"><h2>Samples</h2><div class="pair">',
     ]
+    if report.warnings:
+        parts.append('<section id="warnings"><h2>Warnings</h2><ul class="warning">')
+        parts += [f"<li>{html.escape(w)}</li>" for w in report.warnings]
+        parts.append("</ul></section>")
+    parts.append('<section id="samples"><h2>Samples</h2><div class="pair">')
     for side, caption in (("base", f"base: {report.generator}"), ("prompt", "prompt")):
         images = evaluation.images.get(side)
         if images is None or images.numel() == 0:
@@ -267,6 +295,13 @@ def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
         alt = f"histogram of {a.attribute}: base and prompt class shares" + (", with the target" if a.target is not None else "")
         parts.append(f"<figure>{_img(histogram_png(a), 'histogram', f'hist-{i}', alt, attribute=a.attribute)}</figure>")
     parts.append("</section>")
+
+    if evaluation.realism:
+        parts.append('<section id="realism"><h2>Realism</h2>')
+        alt = "histograms of the realism scores of base and prompt samples; below 0 is junk"
+        junk = {"base": report.base.junk_rate, "prompt": report.prompt.junk_rate}
+        parts.append(f"<figure>{_img(realism_png(evaluation.realism, junk, report.realism or ''), 'realism', 'realism', alt)}</figure>")
+        parts.append("</section>")
 
     parts.append('<section id="training"><h2>Training</h2>')
     history = manifest.training.history

@@ -142,6 +142,26 @@ def fit_energies(
     return fits
 
 
+def prefit(
+    ebm: EnergyBasedModel, config: TrainConfig, device: torch.device, *, console: Console | None = None, progress: bool = False
+) -> tuple[dict[str, dict[str, float]], torch.Tensor]:
+    """The energies' one-off fits exactly as :func:`train_flow` would make them first.
+
+    For callers that need the fitted energies before the flow is built (a
+    de-biasing energy in ``mode=auto`` decides at its fit whether the prompt
+    is a mixture). Pass the result to :func:`train_flow` as ``fitted``; the run
+    is then the same as if it had fitted them itself.
+
+    Returns:
+        (the fits' reports by energy label, the state of the noise generator after them).
+    """
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    ebm.to(device)
+    fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=progress)
+    return fits, g.get_state()
+
+
 def mixture_for(terms: list[WeightedEnergy], config: TrainConfig) -> WeightedEnergy | None:
     """The term that makes the prompt a mixture (:func:`~promptgen.ebm.mixture_term`), checked against the settings.
 
@@ -283,6 +303,7 @@ def train_flow(
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     resume: dict | None = None,
     dist: Dist | None = None,
+    fitted: tuple[dict[str, dict[str, float]], torch.Tensor] | None = None,
 ) -> TrainingSummary:
     """Minimise ``E_ε[U(f(ε)) − log|det ∂f/∂ε|]`` over the flow's weights with Adam.
 
@@ -298,6 +319,7 @@ def train_flow(
         resume: a checkpoint's state (:func:`promptgen.checkpoint.load_checkpoint`) to continue from;
             the result equals an uninterrupted run with the same settings.
         dist: this process's rank among several (see :mod:`promptgen.distributed`).
+        fitted: what :func:`prefit` returned, when the energies were fitted before the flow was built.
 
     A step whose loss or gradients are not finite is skipped (the optimiser does
     not move) and counted; ``config.max_bad_steps`` of them in a row roll the flow
@@ -334,7 +356,11 @@ def train_flow(
     )
     bank: ImportanceBank | None = None
     if resume is None:
-        fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=show)
+        if fitted is None:
+            fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=show)
+        else:
+            fits = fitted[0]
+            g.set_state(fitted[1])
         eval_eps = torch.randn((config.eval_batch, *flow.latent_shape), generator=g).to(device)
         bank = ImportanceBank(ebm, config.forward_samples, g, device) if config.forward_weight > 0 else None
         first, history, adaptations = 1, [], []

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv with promptgen-core (editable), its test extras, the example plugin and the
-# FairFace plugin (installed as a stranger would, through their entry points), then run every test.
+# plugins of plugins/ (installed as a stranger would, through their entry points), then run every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The HTML report is checked in a real headless browser: Chromium from Debian's packages.
@@ -24,4 +24,5 @@ python -m pip install -q torchvision open_clip_torch "torch==$TORCH_VERSION"
 python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-fairface
 python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-stylegan2
 python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-clip
+python -m pip install -q --force-reinstall --no-deps ./plugins/promptgen-plugin-digit-panel
 python -m pytest "$@"

@@ -161,15 +161,32 @@ def test_option_of_a_classifier_the_energy_does_not_use_is_unknown(registry):
     assert "takes options" not in text
 
 
-def test_builtin_classifiers_take_no_options():
+def test_builtin_digit_classifiers_take_a_path_to_retrained_weights(tmp_path):
+    import shutil
+
+    import torch
+
+    from promptgen.builtin.mnist.models import WEIGHTS_DIR
+    from promptgen.errors import PromptgenError
+
     reg = build_registry()
     builtin = next(p for p in reg.plugins if p.name == "builtin")
-    assert builtin.classifiers and all(reg.classifiers[name].options == {} for name in builtin.classifiers)
-    with pytest.raises(UnknownNameError) as info:
+    options = {name: dict(reg.classifiers[name].options) for name in builtin.classifiers}
+    assert set(options["mnist-digit"]) == {"path"} and set(options["mnist-digit-evaluator"]) == {"path"}
+    assert options["mnist-stroke"] == {} and options["mnist-stroke-evaluator"] == {}
+    with pytest.raises(PromptgenError, match=r"path='x': no such file"):
         build_energy("classifier:digit=3,path=x", reg)
-    assert str(info.value).startswith("unknown attribute 'path'") and "takes options" not in str(info.value)
+    with pytest.raises(PromptgenError, match="not a built-in classifier's weights"):
+        build_energy(f"classifier:digit=3,path={WEIGHTS_DIR / 'evaluator.safetensors'}", reg)
+    copy = tmp_path / "retrained.safetensors"
+    shutil.copy(WEIGHTS_DIR / "classifier.safetensors", copy)
+    images = torch.rand(3, 1, 28, 28)
+    z = torch.zeros(3, 32)
+    mine, shipped = build_energy(f"debias:digit,path={copy}", reg).energy, build_energy("debias:digit", reg).energy
+    assert torch.equal(mine(images, z), shipped(images, z))
+    # A stroke attribute takes no path: the old message.
     with pytest.raises(UnknownNameError, match="unknown attribute 'path'"):
-        build_energy("debias:digit,path=x", reg)
+        build_energy("classifier:thickness=thick,path=x", reg)
     # A misspelt attribute keeps its old message.
     with pytest.raises(UnknownNameError, match="unknown attribute 'digti'; did you mean 'digit'"):
         build_energy("classifier:digti=3", reg)

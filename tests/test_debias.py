@@ -216,7 +216,7 @@ def test_the_fit_decodes_base_samples_a_chunk_at_a_time():
     assert report["debias:bright"]["fit KL bright"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_advice_names_the_class_the_tilt_could_not_lift():
+def test_advice_names_the_class_the_tilt_could_not_lift_and_only_says_to_train_longer():
     def energy(mode="tilt"):
         return DebiasEnergy([Block("bright", ("bright",), ("dark", "light"), (0.5, 0.5))], {"bright": TwoClassClassifier()},
                             "debias:bright", mode=mode)
@@ -229,12 +229,8 @@ def test_advice_names_the_class_the_tilt_could_not_lift():
     note = tilt.advice()
     assert note is not None and "\n" not in note
     assert f"KL {kl_divergence([0.95, 0.05], [0.5, 0.5]):.3f}" in note and "('light': 5.0% against 50.0%)" in note
-    assert "the generator draws 'light' 2.0% of the time" in note and note.endswith("add mode=mixture to the spec")
-    # A class the generator draws often enough: the flow may just need more steps.
-    common = energy()
-    common.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=200, dark=800)))
-    common.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=50, dark=950)))
-    assert common.advice().endswith("train longer (--steps), or add mode=mixture to the spec")
+    # It never advises another mode: on the digit panel a switch made some results worse (docs/debiasing.md).
+    assert note.endswith("train longer (--steps)") and "mode=" not in note
     # A flow within ADVICE_KL of the target: no advice.
     tilt.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=460, dark=540)))
     assert tilt.advice() is None
@@ -256,7 +252,7 @@ def test_compose_shows_the_advice_after_training(tmp_path):
     assert far.exit_code == 0, far.output
     text = " ".join(far.output.split())
     assert "note: debias:digit*thickness,mode=tilt,refit=2: at its last refit the flow was KL" in text
-    assert "against 3.3%); the generator draws" in text and "a class that far: add mode=mixture to the spec" in text
+    assert "against 3.3%); train longer (--steps)" in text and "mode=mixture" not in text.split("note:")[1]
     near = CliRunner().invoke(app, [*args, "--energy", "debias:digit,refit=2", "--out", str(tmp_path / "near")])
     assert near.exit_code == 0, near.output
     assert "note:" not in near.output

@@ -22,6 +22,7 @@ from promptgen.hookspecs import hookimpl
 from promptgen.metrics import (
     class_histogram,
     class_share,
+    effective_sample_size,
     frechet_distance,
     joint_classes,
     joint_labels,
@@ -44,7 +45,8 @@ TINY = {
 }
 TOP_KEYS = {
     "format", "format_version", "created", "prompt_path", "generator", "n", "seed", "features", "reference",
-    "reference_n", "frechet_base_prompt", "base", "prompt", "attributes", "energies", "versions",
+    "reference_n", "frechet_base_prompt", "frechet_exact", "exact_ess", "realism", "warnings", "base", "prompt",
+    "attributes", "energies", "versions",
 }
 
 
@@ -168,6 +170,17 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
         direct = term.energy(images["prompt"], torch.zeros(200, 32)).double()
     assert energy.prompt.mean == pytest.approx(float(direct.mean()), rel=1e-5)
     assert energy.prompt.std == pytest.approx(float(direct.std()), rel=1e-4)
+
+    # Realism: the junk rate is the share the evaluator's realism check scores below 0; the exact samples'
+    # weights are exp(-30 E) of the base samples (no Fréchet distance without --data).
+    realism = get_registry().classifier("mnist-digit-evaluator").build().realism
+    assert data["realism"] == "realism check of classifier mnist-digit-evaluator"
+    with torch.no_grad():
+        for side in ("base", "prompt"):
+            assert data[side]["junk_rate"] == pytest.approx(float((realism(images[side]) < 0).double().mean()))
+        base_energy = term.energy(images["base"], torch.zeros(200, 32)).double()
+    assert data["exact_ess"] == pytest.approx(effective_sample_size(-30.0 * base_energy), rel=1e-4)
+    assert data["frechet_exact"] is None and data["warnings"] == []
 
 
 def test_eval_table_on_screen(three, monkeypatch):

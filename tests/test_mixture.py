@@ -282,7 +282,7 @@ def test_info_shows_the_mixture(mixture_prompt):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("debias:a,mode=sharp", "mode='sharp' is not a mode; use mode=tilt or mode=mixture"),
+        ("debias:a,mode=sharp", "mode='sharp' is not a mode; use mode=auto, mode=tilt or mode=mixture"),
         ("debias:a,mode=mixture,refit=10", "a mixture has no loop, remove refit="),
         ("debias:a,mode=tilt,shifts=4", "shifts= applies to mode=mixture only"),
         ("debias:a,refit=10,shifts=4", "use mode=mixture without refit="),
@@ -387,3 +387,75 @@ def test_eval_and_report_of_a_mixture_prompt(mixture_prompt, registry, tmp_path)
     assert joint.prompt.kl < 0.05 < joint.base.kl
     page = write_report(mixture_prompt, tmp_path / "r.html", n=100, registry=registry).read_text()
     assert 'id="mixture"' in page and "4 components over <code>a*b</code>" in page and "on/on 0.250" in page
+
+
+# -- mode=auto: the fit decides ------------------------------------------------------------------------------------------
+
+
+def test_auto_mode_picks_the_mixture_only_for_a_class_drawn_far_below_its_share(registry):
+    from promptgen.energies.debias import AUTO_RARE
+
+    rare = pixel_energy("debias:a", registry)  # plain attributes default to auto
+    assert rare.mode == "auto" and rare.mixture_components == 0 and rare.adapt_every > 0
+    # a is on for 20 % of the base against the asked 50 %: under AUTO_RARE of its share, so the mixture.
+    assert 0.2 < AUTO_RARE * 0.5
+    report = rare.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_of({(0, 0): 800, (1, 0): 200})))
+    assert rare.mode == "mixture" and rare.mixture_components == 2 and rare.adapt_every == 0
+    assert report["mixture"] == 1.0 and rare.mixture_weights() == pytest.approx([0.5, 0.5], abs=1e-3)
+    # 40 % against 50 %: the tilt, with its closed loop.
+    mild = pixel_energy("debias:a", registry)
+    report = mild.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_of({(0, 0): 600, (1, 0): 400})))
+    assert mild.mode == "tilt" and mild.mixture_components == 0 and mild.adapt_every > 0 and report["mixture"] == 0.0
+    # An explicit mode is kept whatever the base.
+    tilt = pixel_energy("debias:a,mode=tilt", registry)
+    tilt.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_of({(0, 0): 800, (1, 0): 200})))
+    assert tilt.mode == "tilt" and tilt.mixture_components == 0
+
+
+def test_auto_mode_trains_and_rebuilds_as_what_it_chose(registry, tmp_path):
+    # Pixel a is on for 16 % of the prior: debias:a asks 50 %, so auto becomes a mixture; b (50 %) stays a tilt.
+    kw = {"train": TrainConfig(steps=30, batch_size=32, fit_samples=512), "flow": {"transforms": 2, "hidden": 16},
+          "progress": False, "preview": 0, "registry": registry}
+    mixture = compose("pixels", ["debias:a"], tmp_path / "a", **kw)
+    assert mixture.manifest.mixture is not None and mixture.manifest.flow.classes == 2
+    assert mixture.manifest.training.fits["debias:a"]["mixture"] == 1.0
+    tilt = compose("pixels", ["debias:b=0.4/0.6"], tmp_path / "b", **kw)
+    assert tilt.manifest.mixture is None and tilt.manifest.flow.classes == 0
+    # Loaded again (eval, samplers, chaining rebuild the energy from its spec and state): the same choice.
+    from promptgen.compose import rebuild_terms
+
+    (term,) = rebuild_terms(load_prompt(tmp_path / "a", registry).manifest.energies, registry)
+    assert term.energy.mode == "mixture" and term.energy.mixture_components == 2
+    (term,) = rebuild_terms(load_prompt(tmp_path / "b", registry).manifest.energies, registry)
+    assert term.energy.mode == "tilt" and term.energy.mixture_components == 0
+
+
+def test_an_auto_run_resumes_as_what_it_chose(tmp_path, registry, monkeypatch):
+    from safetensors.torch import load_file
+
+    train = TrainConfig(steps=12, batch_size=16, eval_every=4, checkpoint_every=4, fit_samples=256, eval_batch=16)
+    kw = {"train": train, "flow": {"transforms": 1, "hidden": 8}, "progress": False, "preview": 0, "registry": registry}
+    compose("pixels", ["debias:a"], tmp_path / "whole", **kw)
+    real, calls = DebiasEnergy.conditional, []
+
+    def crash(self, *args):
+        calls.append(1)
+        if len(calls) > 11:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(DebiasEnergy, "conditional", crash)
+    with pytest.raises(KeyboardInterrupt):
+        compose("pixels", ["debias:a"], tmp_path / "cut", **kw)
+    monkeypatch.setattr(DebiasEnergy, "conditional", real)
+    resumed = compose(None, None, tmp_path / "cut", resume=True, progress=False, registry=registry)
+    assert resumed.manifest.training.resumed_at == [8] and resumed.manifest.flow.classes == 2
+    whole, cut = load_file(str(tmp_path / "whole" / "flow.safetensors")), load_file(str(tmp_path / "cut" / "flow.safetensors"))
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+def test_a_forward_kl_term_keeps_auto_a_tilt(registry, tmp_path):
+    train = TrainConfig(steps=4, batch_size=16, fit_samples=256, forward_weight=0.5, forward_samples=256)
+    prompt = compose("pixels", ["debias:a"], tmp_path / "fwd", train=train, flow={"transforms": 1, "hidden": 8},
+                     progress=False, preview=0, registry=registry)
+    assert prompt.manifest.mixture is None

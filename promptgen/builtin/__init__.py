@@ -23,16 +23,32 @@ MNIST_LICENCE = "CC BY-SA 3.0 (weights trained by promptgen on the MNIST test se
 MNIST_SOURCE = "promptgen package data; retrain with scripts/train_builtin.py"
 
 
-def _load(name: str):
-    from promptgen.builtin.mnist.models import WEIGHTS_DIR, load_pretrained
+PATH_OPTION = {"path": "a local .safetensors file of the same network (e.g. retrained by scripts/train_builtin.py)"}
 
-    path = WEIGHTS_DIR / f"{name}.safetensors"
-    if not path.exists():
+
+def _load(name: str, path: str | None = None):
+    from pathlib import Path
+
+    from promptgen.builtin.mnist.models import WEIGHTS_DIR, build, load_pretrained_module
+
+    if path is not None:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise PromptgenError(f"path={path!r}: no such file; give the .safetensors file of a retrained built-in {name}")
+        try:
+            return load_pretrained_module(build(name), file)
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: one line
+            raise PromptgenError(
+                f"path={path!r} is not a built-in {name}'s weights ({type(exc).__name__}); "
+                f"give a file written by `python scripts/train_builtin.py {name}`"
+            ) from None
+    file = WEIGHTS_DIR / f"{name}.safetensors"
+    if not file.exists():
         raise PromptgenError(
-            f"the built-in weights {str(path)!r} are missing; reinstall with `pip install --force-reinstall promptgen-core` "
+            f"the built-in weights {str(file)!r} are missing; reinstall with `pip install --force-reinstall promptgen-core` "
             "or retrain with `python scripts/train_builtin.py all --data ../shared/data/mnist`"
         )
-    return load_pretrained(name)
+    return load_pretrained_module(build(name), file)
 
 
 def build_mnist(spec: Spec) -> ModuleGenerator:
@@ -45,7 +61,7 @@ def build_mnist(spec: Spec) -> ModuleGenerator:
         channels=1,
         licence=MNIST_LICENCE,
         source=MNIST_SOURCE,
-        description="handwritten digits, 28×28 grey, latent N(0, I) of size 32 (GAN whose digit is argmax z[:10])",
+        description="handwritten digits, 28×28 grey, latent N(0, I) of size 32 (unconditional GAN, trained on images alone)",
     )
     return ModuleGenerator(_load("generator"), (LATENT_DIM,), info)
 
@@ -56,13 +72,29 @@ def _stroke_classifier(role: str):
     return StrokeClassifier() if role == "control" else StrokeEvaluator()
 
 
-def _digit_classifier(name: str) -> ModuleClassifier:
-    return ModuleClassifier(_load(name), {"digit": (DIGITS, slice(0, 10))}, (28, 28), channels=1)
+def _digit_classifier(name: str, path: str | None = None) -> ModuleClassifier:
+    from promptgen.builtin.mnist.models import NOT_A_DIGIT
+
+    heads = {"digit": (DIGITS, slice(0, 10))}
+    if name == "classifier":
+        # The eleventh logit says "not a digit": energies on this classifier also ask for a digit at all.
+        return ModuleClassifier(_load(name, path), heads, (28, 28), channels=1, outside=("digit", NOT_A_DIGIT))
+    from torch import nn
+
+    class Score(nn.Module):  # the realism check's score, >= 0 for real digits
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            return self.model.score(images)
+
+    return ModuleClassifier(_load(name, path), heads, (28, 28), channels=1, realism=Score(_load("realism")))
 
 
 @hookimpl
 def promptgen_generators() -> list[GeneratorEntry]:
-    return [GeneratorEntry("mnist", build_mnist, summary="built-in digit GAN, 28×28, latent 32; runs offline")]
+    return [GeneratorEntry("mnist", build_mnist, summary="built-in unconditional digit GAN, 28×28, latent 32; runs offline")]
 
 
 @hookimpl
@@ -92,16 +124,18 @@ def promptgen_attribute_classifiers() -> list[ClassifierEntry]:
         ClassifierEntry(
             "mnist-digit",
             {"digit": DIGITS},
-            lambda: _digit_classifier("classifier"),
+            lambda path=None: _digit_classifier("classifier", path),
             role="control",
-            summary="built-in CNN digit classifier (controls)",
+            summary="built-in CNN digit classifier with a 'not a digit' class, trained on augmented digits (controls)",
+            options=PATH_OPTION,
         ),
         ClassifierEntry(
             "mnist-digit-evaluator",
             {"digit": DIGITS},
-            lambda: _digit_classifier("evaluator"),
+            lambda path=None: _digit_classifier("evaluator", path),
             role="evaluator",
-            summary="independent residual digit classifier, disjoint training split (judges results only)",
+            summary="independent residual digit classifier and realism check, disjoint training split (judges results only)",
+            options=PATH_OPTION,
         ),
         ClassifierEntry(
             "mnist-stroke",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from promptgen.classifiers import classify
 from promptgen.errors import SpecError, unknown_name
 from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
 from promptgen.registry import ClassifierEntry, Registry
@@ -19,6 +20,24 @@ from promptgen.spec import Arg, Spec
 #: diversity, and 1 (the plain posterior) leaves many ambiguous digits; see
 #: docs/specs.md for the measurements.
 DEFAULT_WEIGHT = 30.0
+#: Weight of ``−log p(in domain | x)`` beside each class term, for classifiers that
+#: know their domain (``realism=`` in a spec). 1 makes the energy ``−log p(class, in domain | x)``,
+#: the classifier's own probability that the image is a digit of the asked class.
+DEFAULT_REALISM = 1.0
+
+
+def realism_option(spec: Spec, arg: Arg) -> float:
+    """The value of ``realism=W``: a finite number >= 0, or a one-line error."""
+    try:
+        value = float(arg.value)
+    except ValueError:
+        value = math.nan
+    if arg.op != "=" or not math.isfinite(value) or value < 0:
+        raise SpecError(
+            f"{spec.format()!r}: realism={arg.value!r} must be a number >= 0 "
+            f"(the weight of -log p(in domain); default {DEFAULT_REALISM:g}, 0 turns it off)"
+        )
+    return value
 
 
 def max_shift(images: Tensor) -> int:
@@ -26,24 +45,35 @@ def max_shift(images: Tensor) -> int:
     return max(1, round(2 * min(images.shape[-2:]) / 28))
 
 
-def shifted_log_probs(classifier: AttributeClassifier, images: Tensor, shifts: int) -> dict[str, Tensor]:
-    """The classifier's class log-probabilities averaged over ``shifts`` random translations of the images.
+def shifted_classify(classifier: AttributeClassifier, images: Tensor, shifts: int) -> tuple[dict[str, Tensor], Tensor | None]:
+    """:func:`~promptgen.classifiers.classify` averaged over ``shifts`` random translations of the images.
 
     Each translation (``torch.roll``, by up to :func:`max_shift` pixels each
     way, drawn from torch's global generator) is applied to the whole batch;
-    the probabilities, not the log-probabilities, are averaged. A flow trained
-    against one classifier can find exact pixel patterns that it scores high
-    but that are not what was asked (thick 3s the control calls 3 with 0.86
-    and an independent evaluator calls 2); such patterns rarely survive a
-    shift, while real digits do. ``shifts=0`` gives ``classifier.log_probs``.
+    the probabilities, not the log-probabilities, are averaged (the domain's
+    too). A flow trained against one classifier can find exact pixel patterns
+    that it scores high but that are not what was asked (thick 3s the control
+    calls 3 with 0.86 and an independent evaluator calls 2); such patterns
+    rarely survive a shift, while real digits do. ``shifts=0`` is plain
+    :func:`~promptgen.classifiers.classify`.
     """
     if shifts <= 0:
-        return dict(classifier.log_probs(images))
+        return classify(classifier, images)
     m = max_shift(images)
     offsets = torch.randint(-m, m + 1, (shifts, 2)).tolist()
     moved = torch.cat([torch.roll(images, shifts=(a, b), dims=(-2, -1)) for a, b in offsets])
     n = images.shape[0]
-    return {k: torch.logsumexp(v.view(shifts, n, -1), 0) - math.log(shifts) for k, v in classifier.log_probs(moved).items()}
+    logp, domain = classify(classifier, moved)
+
+    def mean(v: Tensor) -> Tensor:
+        return torch.logsumexp(v.reshape(shifts, n, *v.shape[1:]), 0) - math.log(shifts)
+
+    return {k: mean(v) for k, v in logp.items()}, None if domain is None else mean(domain)
+
+
+def shifted_log_probs(classifier: AttributeClassifier, images: Tensor, shifts: int) -> dict[str, Tensor]:
+    """The class log-probabilities of :func:`shifted_classify`."""
+    return shifted_classify(classifier, images, shifts)[0]
 
 
 @dataclass(frozen=True)
@@ -57,12 +87,16 @@ class ClassCondition:
 
 
 class ClassifierEnergy:
-    """Sum over conditions of ``-log p(y|x)`` (wanted) or ``-log(1 - p(y|x))`` (unwanted).
+    """Sum over conditions of ``-log p(y|x)`` (wanted) or ``-log(1 - p(y|x))`` (unwanted),
+    plus ``realism · -log p(in domain | x)`` when the classifier knows its domain.
 
     Args:
         classifier: provides the attributes named in ``conditions``.
         conditions: what to ask for; several conditions add up (a product of experts).
         label: text for logs.
+        realism: weight of the domain term (see :func:`~promptgen.classifiers.classify`);
+            a flow pushed by the class terms alone can drift to images that only
+            the classifier takes for what was asked (docs/robust-controls.md).
     """
 
     needs_fit = False
@@ -73,10 +107,12 @@ class ClassifierEnergy:
         classifier: AttributeClassifier,
         conditions: Sequence[ClassCondition],
         label: str,
+        realism: float = DEFAULT_REALISM,
     ) -> None:
         self.classifier = classifier
         self.conditions = list(conditions)
         self.label = label
+        self.realism = realism
 
     def targets(self) -> list[AttributeTarget]:
         out: dict[str, AttributeTarget] = {}
@@ -94,20 +130,25 @@ class ClassifierEnergy:
         return 0.0
 
     def acceptance(self, images: Tensor) -> Tensor:
-        """1 where every condition holds for the classifier's top class, else 0."""
-        logp = self.classifier.log_probs(images)
+        """1 where every condition holds for the classifier's top class (and, for a classifier that
+        knows its domain and a ``realism`` above 0, the image is more likely in it than not), else 0."""
+        logp, domain = classify(self.classifier, images)
         keep = torch.ones(images.shape[0], dtype=torch.bool, device=images.device)
         for c in self.conditions:
             top = logp[c.attribute].argmax(1) == c.index
             keep &= top if c.wanted else ~top
+        if domain is not None and self.realism > 0:
+            keep &= domain > math.log(0.5)
         return keep.to(images.dtype)
 
     def fit(self, base: BaseSample) -> Mapping[str, float]:
         return {}
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
-        logp = self.classifier.log_probs(images)
+        logp, domain = classify(self.classifier, images)
         total = images.new_zeros(images.shape[0])
+        if domain is not None and self.realism > 0:
+            total = total - self.realism * domain
         for c in self.conditions:
             lp = logp[c.attribute][:, c.index]
             if c.wanted:
@@ -171,12 +212,13 @@ def classifier_options(
 
 
 def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
-    """Build ``classifier:ATTR=CLASS[,ATTR!=CLASS...][,model=NAME][,OPTION=VALUE...]``.
+    """Build ``classifier:ATTR=CLASS[,ATTR!=CLASS...][,model=NAME][,realism=W][,OPTION=VALUE...]``.
 
     ``OPTION``: an option the chosen classifier declares (``ClassifierEntry.options``),
     passed to its ``build``, e.g. ``classifier:gender=female,path=res34.pt``.
     """
     model = None
+    realism = DEFAULT_REALISM
     keyed: list[Arg] = []
     for arg in spec.args:
         if arg.key is None:
@@ -185,6 +227,9 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
             )
         if arg.key == "model":
             model = arg.value
+            continue
+        if arg.key == "realism":
+            realism = realism_option(spec, arg)
             continue
         keyed.append(arg)
     conditions = [(a.key, a.value, a.op == "=") for a in keyed if registry.provides(a.key, model)]
@@ -208,4 +253,4 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
     for attr, value, wanted in conditions:
         index = _class_index(entry.attributes[attr], value, attr)
         parsed.append(ClassCondition(attr, index, str(entry.attributes[attr][index]), wanted))
-    return ClassifierEnergy(entry.build(**options), parsed, label=spec.with_weight(None).format())
+    return ClassifierEnergy(entry.build(**options), parsed, label=spec.with_weight(None).format(), realism=realism)

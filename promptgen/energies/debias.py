@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from promptgen.energies.classifier import classifier_options, shifted_log_probs
+from promptgen.energies.classifier import DEFAULT_REALISM, classifier_options, realism_option, shifted_classify
 from promptgen.errors import SpecError
 from promptgen.metrics import joint_labels, kl_divergence
 from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
@@ -74,18 +74,19 @@ MAX_BETA = 30.0
 #: Base samples the fit wants: rare classes (a thick 1 is 0.06 % of the built-in
 #: generator's digits) need thousands to be seen at all.
 FIT_SAMPLES = 8192
-MODES = ("tilt", "mixture")
-#: Without mode=: the tilt keeps closest to the generator (Fréchet distance to
-#: real digits 1.68 against the mixture's 23.3 on debias:digit,thickness); a
-#: joint target is a mixture, since its rare combinations are what the tilt's
-#: flow cannot reach (docs/debiasing.md).
-DEFAULT_MODE = "tilt"
+MODES = ("auto", "tilt", "mixture")
+#: Without mode=: plain attributes get ``auto``, decided at the fit on the base
+#: sample (:data:`AUTO_RARE`); a joint target is a mixture, since its rare
+#: combinations are what the tilt's flow cannot reach (docs/debiasing.md).
+DEFAULT_MODE = "auto"
+#: ``mode=auto`` trains the mixture when the generator draws some class less than
+#: this share of its target (by the control classifier, among the images it takes
+#: for digits at all), else the tilt, which keeps closer to the generator's own
+#: images where little must move (docs/debiasing.md has the measurements).
+AUTO_RARE = 0.5
 #: A tilt whose flow ends further than this (KL, by the control classifier) from
-#: an attribute's target gets advice to use the mixture (:meth:`DebiasEnergy.advice`).
+#: an attribute's target gets advice to train longer (:meth:`DebiasEnergy.advice`).
 ADVICE_KL = 0.02
-#: ... and advice for the mixture when the generator draws the class furthest
-#: below its share less than 1/RARE as often as asked.
-RARE = 10.0
 #: Mixture mode: the energy per nat of each component's classes, as the classifier energy's default weight.
 SHARPNESS = 30.0
 #: Mixture mode: random translations the control's probabilities are averaged over.
@@ -113,9 +114,9 @@ class MomentFit:
 
 
 def fit_moment_constraint(
-    phi: Tensor, target: Tensor, *, ridge: float = 1e-6, max_iter: int = 100, tol: float = 1e-7
+    phi: Tensor, target: Tensor, *, log_base: Tensor | None = None, ridge: float = 1e-6, max_iter: int = 100, tol: float = 1e-7
 ) -> MomentFit:
-    """Solve ``min_β log mean_i exp(β · φ_i) − β · μ`` by damped Newton steps.
+    """Solve ``min_β log mean_i exp(β · φ_i + b_i) − β · μ`` by damped Newton steps.
 
     The objective is convex (its Hessian is the weighted covariance of φ), so
     any minimum is the global one and its gradient, ``E_w[φ] − μ``, is zero
@@ -126,6 +127,9 @@ def fit_moment_constraint(
     Args:
         phi: (N, D) features of N samples, e.g. class probabilities.
         target: (D,) the wanted ``E[φ]``.
+        log_base: (N,) log-weights ``b_i`` the samples carry before the tilt
+            (e.g. ``log p(in domain | x_i)``: tilt the images that are digits at
+            all); None for equal weights.
 
     >>> phi = torch.eye(2).repeat_interleave(torch.tensor([3, 1]), dim=0)  # 3 of class 0, 1 of class 1
     >>> fit = fit_moment_constraint(phi, torch.tensor([0.5, 0.5]))
@@ -135,16 +139,17 @@ def fit_moment_constraint(
     phi = phi.detach().to(torch.float64)
     mu = target.detach().to(phi)
     n, d = phi.shape
+    base = phi.new_zeros(n) if log_base is None else log_base.detach().to(phi)
     beta = phi.new_zeros(d)
 
     def objective(b: Tensor) -> Tensor:
-        return torch.logsumexp(phi @ b, 0) - math.log(n) - b @ mu + 0.5 * ridge * b @ b
+        return torch.logsumexp(phi @ b + base, 0) - math.log(n) - b @ mu + 0.5 * ridge * b @ b
 
     value = objective(beta)
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
-        w = torch.softmax(phi @ beta, 0)
+        w = torch.softmax(phi @ beta + base, 0)
         m = w @ phi
         grad = m - mu + ridge * beta
         if float(grad.abs().max()) < tol:
@@ -162,7 +167,7 @@ def fit_moment_constraint(
                 break
             t *= 0.5
         beta, value = cand, new
-    w = torch.softmax(phi @ beta, 0)
+    w = torch.softmax(phi @ beta + base, 0)
     moments = w @ phi
     if not converged:
         converged = float((moments - mu).abs().max()) < 1e-4
@@ -215,6 +220,10 @@ class DebiasEnergy:
         mode: ``tilt`` (one flow on ``−β · φ``) or ``mixture`` (a flow with a
             component per combination of classes; see the module docstring).
         shifts: mixture mode: random translations the control's probabilities are averaged over.
+        realism: weight of ``−log p(in domain | x)`` for classifiers that know
+            their domain: the target becomes the de-biased distribution of the
+            images the classifiers take for digits at all, so a flow gains
+            nothing by drawing junk the classifier cannot place.
     """
 
     needs_fit = True
@@ -228,12 +237,14 @@ class DebiasEnergy:
         refit: int = DEFAULT_REFIT,
         mode: str = DEFAULT_MODE,
         shifts: int = DEFAULT_SHIFTS,
+        realism: float = DEFAULT_REALISM,
     ) -> None:
         self.blocks = list(blocks)
         self.classifiers = dict(classifiers)
         self.label = label
         self.shifts = shifts
-        self.adapt_every = refit if mode == "tilt" else 0
+        self.realism = realism
+        self.refit = refit
         self.adapt_samples = REFIT_SAMPLES
         self.mu = torch.tensor([p for b in self.blocks for p in b.target])
         self.beta = torch.zeros_like(self.mu)
@@ -243,6 +254,13 @@ class DebiasEnergy:
         self.fit_samples = FIT_SAMPLES
         # The mixture's components: every combination of the attributes' classes, first attribute slowest.
         self.parts = [(p, len(self.classifiers[p].attributes[p])) for b in self.blocks for p in b.parts]
+        self.mode = "auto"
+        self.settle_mode(mode)
+
+    def settle_mode(self, mode: str) -> None:
+        """Be the tilt or the mixture (``auto``: undecided until :meth:`fit`, trained as a tilt meanwhile)."""
+        self.mode = mode
+        self.adapt_every = self.refit if mode != "mixture" else 0
         self.mixture_components = math.prod(k for _, k in self.parts) if mode == "mixture" else 0
         if self.mixture_components:
             self.mixture_labels = tuple(joint_labels([b.labels for b in self.blocks]))
@@ -265,13 +283,20 @@ class DebiasEnergy:
         return out
 
     # -- features -----------------------------------------------------------
-    def _log_probs(self, images: Tensor, shifts: int = 0) -> dict[str, Tensor]:
-        """Each constrained attribute's class log-probabilities, one classifier call per classifier."""
+    def _classify(self, images: Tensor, shifts: int = 0) -> tuple[dict[str, Tensor], Tensor]:
+        """Each constrained attribute's class log-probabilities, and ``realism · Σ log p(in domain)``
+        over the classifiers that know their domain ((B,) zeros without any); one call per classifier."""
         logp: dict[str, Tensor] = {}
+        domain = images.new_zeros(images.shape[0])
         for clf in {id(c): c for c in self.classifiers.values()}.values():
-            out = shifted_log_probs(clf, images, shifts)
+            out, inside = shifted_classify(clf, images, shifts)
             logp.update({a: out[a] for a in out if a in self.classifiers and self.classifiers[a] is clf})
-        return logp
+            if inside is not None and self.realism > 0:
+                domain = domain + self.realism * inside
+        return logp, domain
+
+    def _log_probs(self, images: Tensor, shifts: int = 0) -> dict[str, Tensor]:
+        return self._classify(images, shifts)[0]
 
     def _combinations(self, logp: Mapping[str, Tensor]) -> Tensor:
         """(B, components) log-probabilities of every combination of classes, as if the attributes were independent given x."""
@@ -293,17 +318,25 @@ class DebiasEnergy:
 
     # -- the Energy protocol --------------------------------------------------
     def fit(self, base: BaseSample) -> dict[str, float]:
-        if not self.mixture_components:
-            phi = self._features_of(base)
-        else:  # the combinations' probabilities too, in the same pass over the images
-            d = self.mu.numel()
+        d = self.mu.numel()
+        combinations = self.mode != "tilt"  # a mixture's weights need them; auto may become one
 
-            def both(images: Tensor) -> Tensor:
-                logp = self._log_probs(images)
-                return torch.cat([self._features_from(logp), self._combinations(logp).exp()], 1)
+        def measure(images: Tensor) -> Tensor:
+            # φ, the domain's log-weight and the combinations' probabilities, in one pass.
+            logp, domain = self._classify(images)
+            parts = [self._features_from(logp), domain[:, None]]
+            if combinations:
+                parts.append(self._combinations(logp).exp())
+            return torch.cat(parts, 1)
 
-            phi, combos = base.map_images(both).split([d, self.mixture_components], 1)
-        fit = fit_moment_constraint(phi, self.mu)
+        measured = base.map_images(measure)
+        if self.mode == "auto":
+            # Does the generator draw some class far below its share, among the images the control takes for digits?
+            shares = torch.softmax(measured[:, d].double(), 0) @ measured[:, :d].double()
+            self.settle_mode("mixture" if bool((shares.float().cpu() < AUTO_RARE * self.mu.cpu()).any()) else "tilt")
+        phi, log_base = measured[:, :d], measured[:, d]
+        combos = measured[:, d + 1 :]
+        fit = fit_moment_constraint(phi, self.mu, log_base=log_base)
         self.beta = self._centred(fit.beta).clamp(-MAX_BETA, MAX_BETA).to(self.beta.device)
         self.beta_fit = self.beta.clone()
         self.base_moments = phi.mean(0)
@@ -312,10 +345,13 @@ class DebiasEnergy:
             **self._report("fit", fit.moments),
             "fit ess": fit.ess,
             "fit converged": float(fit.converged),
+            "mixture": float(bool(self.mixture_components)),
         }
+        if log_base.numel() and float(log_base.min()) < 0:
+            report["base in domain"] = float((log_base / max(self.realism, 1e-12)).exp().mean())
         if self.mixture_components:
             # π_c = E_w[Π_a p_a(c_a | x)]: summing over the other attributes' classes leaves E_w[φ], which is μ.
-            w = torch.softmax(phi.double() @ fit.beta.double().to(phi.device), 0)
+            w = torch.softmax(phi.double() @ fit.beta.double().to(phi.device) + log_base.double(), 0)
             pi = (w @ combos.double()).clamp_min(0)
             self.pi = (pi / pi.sum()).float().cpu()
             report["mixture components"] = float(self.mixture_components)
@@ -327,10 +363,10 @@ class DebiasEnergy:
         return self.pi.tolist()
 
     def conditional(self, images: Tensor, latents: Tensor, classes: Tensor) -> Tensor:
-        """Component ``classes[i]``'s energy of each image: ``30 · Σ_a −log p̃_a(c_a | x)``, (B,)."""
-        logp = self._log_probs(images, self.shifts)
+        """Component ``classes[i]``'s energy of each image: ``30 · (Σ_a −log p̃_a(c_a | x) − realism · log p̃(in domain | x))``, (B,)."""
+        logp, domain = self._classify(images, self.shifts)
         index = classes.to(images.device).long()
-        energy = images.new_zeros(images.shape[0])
+        energy = -domain
         for p, k in reversed(self.parts):  # first attribute slowest
             energy = energy - logp[p].gather(1, (index % k)[:, None])[:, 0]
             index = index // k
@@ -350,12 +386,12 @@ class DebiasEnergy:
         return self._report("flow", self.flow_moments)
 
     def advice(self) -> str | None:
-        """A one-line hint after training when the closed loop ended far from the target, else None.
+        """A one-line hint after training when the tilt's closed loop ended far from the target, else None.
 
-        A class the generator draws far less often than asked (under a tenth of
-        its target share) is one the tilt's flow cannot lift (docs/debiasing.md):
-        the mixture gives it a component of its own. Otherwise the flow may
-        just need more steps.
+        It only ever says to train longer: on the digit panel, more steps never
+        made a tilt worse, while a switch of mode did on some generators
+        (docs/debiasing.md); ``mode=auto`` already picks the mixture where the
+        generator draws a class far below its share.
         """
         if self.mixture_components or self.flow_moments is None:
             return None
@@ -365,21 +401,18 @@ class DebiasEnergy:
             kl = kl_divergence(got.tolist(), want.tolist())
             if kl > ADVICE_KL and (worst is None or kl > worst[0]):
                 i = int(torch.argmin(got / want.clamp_min(1e-12)))  # the class furthest below its share
-                base = float(self.base_moments[s][i]) if self.base_moments is not None else float("nan")
-                worst = (kl, b.attribute, b.labels[i], float(got[i]), float(want[i]), base)
+                worst = (kl, b.attribute, b.labels[i], float(got[i]), float(want[i]))
         if worst is None:
             return None
-        kl, attribute, label, got_i, want_i, base = worst
-        head = (
+        kl, attribute, label, got_i, want_i = worst
+        return (
             f"{self.label}: at its last refit the flow was KL {kl:.3f} from the {attribute} target by the control classifier "
-            f"({label!r}: {got_i:.1%} against {want_i:.1%})"
+            f"({label!r}: {got_i:.1%} against {want_i:.1%}); train longer (--steps)"
         )
-        if base < want_i / RARE:
-            return f"{head}; the generator draws {label!r} {base:.1%} of the time, and the tilt rarely lifts a class that far: add mode=mixture to the spec"
-        return f"{head}; train longer (--steps), or add mode=mixture to the spec"
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
-        return -(self.features(images) * self.beta.to(images.device, images.dtype)).sum(1)
+        logp, domain = self._classify(images)
+        return -(self._features_from(logp) * self.beta.to(images.device, images.dtype)).sum(1) - domain
 
     def to(self, device: torch.device | str) -> DebiasEnergy:
         for c in self.classifiers.values():
@@ -409,6 +442,8 @@ class DebiasEnergy:
             )
         self.beta = beta.to(self.mu.device)
         self.beta_fit = torch.tensor(list(state.get("beta_fit", beta.tolist())), dtype=torch.float32).to(self.mu.device)
+        if self.mode == "auto":  # what the fit decided: a mixture keeps its weights in the state
+            self.settle_mode("mixture" if "mixture" in state else "tilt")
         if "base_moments" in state:
             self.base_moments = torch.tensor(list(state["base_moments"]), dtype=torch.float32)
         if self.mixture_components and "mixture" in state:
@@ -479,7 +514,7 @@ def _whole_number(spec: Spec, arg: Arg, low: int, high: int | None, what: str) -
 
 
 def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
-    """Build ``debias:ATTR[*ATTR][,ATTR...][,ATTR=TARGET][,refit=N][,OPTION=VALUE...]``.
+    """Build ``debias:ATTR[*ATTR][,ATTR...][,ATTR=TARGET][,refit=N][,mode=M][,shifts=N][,realism=W][,OPTION=VALUE...]``.
 
     ``OPTION``: an option a classifier of the attributes declares
     (``ClassifierEntry.options``), passed to its ``build``, e.g.
@@ -488,12 +523,16 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
     refit: int | None = None
     mode: str | None = None
     shifts = DEFAULT_SHIFTS
+    realism = DEFAULT_REALISM
     wanted: list[tuple[str, str | None]] = []
     others: list[Arg] = []
     for arg in spec.args:
+        if arg.key == "realism":
+            realism = realism_option(spec, arg)
+            continue
         if arg.key == "mode":
             if arg.value not in MODES:
-                raise SpecError(f"{spec.format()!r}: mode={arg.value!r} is not a mode; use mode=tilt or mode=mixture")
+                raise SpecError(f"{spec.format()!r}: mode={arg.value!r} is not a mode; use mode=auto, mode=tilt or mode=mixture")
             mode = arg.value
             continue
         if arg.key == "shifts":
@@ -538,10 +577,10 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
         raise SpecError(f"{spec.format()!r}: refit= closes the loop of mode=tilt; a mixture has no loop, remove refit=")
     if mode is None:  # refit= only means something for the tilt, so it asks for one
         joint = any("*" in attribute for attribute, _ in wanted)
-        mode = "mixture" if joint and refit is None else DEFAULT_MODE
+        mode = "tilt" if refit is not None else "mixture" if joint else DEFAULT_MODE
     if mode == "tilt" and any(a.key == "shifts" for a in spec.args):
         raise SpecError(f"{spec.format()!r}: shifts= applies to mode=mixture only; remove shifts=, or use mode=mixture without refit=")
-    if mode == "mixture":
+    if mode != "tilt":
         sizes = [len(entries[p].attributes[p]) for p in entries]
         if math.prod(sizes) > MAX_COMPONENTS:
             raise SpecError(
@@ -560,4 +599,5 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
         refit=DEFAULT_REFIT if refit is None else refit,
         mode=mode,
         shifts=shifts,
+        realism=realism,
     )

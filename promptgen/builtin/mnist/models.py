@@ -29,71 +29,34 @@ from torch.nn import functional as F
 
 LATENT_DIM = 32
 NUM_CLASSES = 10
+#: The control classifier's eleventh output: "this is not a digit".
+NOT_A_DIGIT = NUM_CLASSES
 FEATURE_DIM = 64
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
-ModelName = Literal["generator", "classifier", "evaluator"]
-
-
-def latent_class(z: torch.Tensor) -> torch.Tensor:
-    """Digit class (B,) int64 that :class:`DigitGenerator` draws for latents ``z`` (B, 32).
-
-    The class is the index of the largest of the first 10 latent coordinates,
-    so under z ~ N(0, I) every digit has probability exactly 1/10.
-    """
-    return z[:, :NUM_CLASSES].argmax(1)
-
-
-def sample_latent(
-    n: int,
-    digits: torch.Tensor | int | None = None,
-    generator: torch.Generator | None = None,
-    device: str | torch.device = "cpu",
-) -> torch.Tensor:
-    """Draw ``n`` latents z ~ N(0, I) of shape (n, 32).
-
-    If ``digits`` (an int or an (n,) int tensor) is given, the latents are
-    drawn from N(0, I) *conditioned* on ``latent_class(z) == digits``: the
-    largest of the first 10 coordinates is swapped into the requested slot,
-    which by symmetry is an exact conditional sample.
-    """
-    z = torch.randn(n, LATENT_DIM, generator=generator).to(device)
-    if digits is None:
-        return z
-    digits = torch.as_tensor(digits, dtype=torch.long, device=z.device).expand(n)
-    head = z[:, :NUM_CLASSES]
-    rows = torch.arange(n, device=z.device)
-    top = head.argmax(1)
-    v_top, v_want = head[rows, top].clone(), head[rows, digits].clone()
-    head[rows, digits] = v_top
-    head[rows, top] = v_want
-    return z
+ModelName = Literal["generator", "classifier", "evaluator", "realism"]
 
 
 class DigitGenerator(nn.Module):
-    """DCGAN-style generator: latent (B, 32) -> image (B, 1, 28, 28) in [0, 1].
+    """Unconditional DCGAN-style generator: latent (B, 32) -> image (B, 1, 28, 28) in [0, 1].
 
     ``z`` is meant to be drawn from N(0, I) (any finite values are accepted).
-    The latent is class-structured: the digit drawn is ``latent_class(z)``,
-    the index of the largest of ``z[:, :10]`` (so each digit has probability
-    1/10), and the remaining variation (style, thickness, slant) comes from all
-    32 coordinates. A soft one-hot ``softmax(z[:, :10] / 0.1)`` is appended to
-    ``z``, so the map stays continuous and differentiable in ``z``.
+    Trained as an unconditional GAN on images alone: nothing in the latent is
+    tied to a class, and the digits come out in whatever proportions the GAN
+    learnt (see docs/benchmarks.md for the measured histogram).
 
-    Layers: Linear(42 -> 128x7x7) -> 4x4 stride-2 ConvTranspose (64x14x14) ->
+    Layers: Linear(32 -> 128x7x7) -> 4x4 stride-2 ConvTranspose (64x14x14) ->
     3x3 conv (64x14x14) -> 3x3 conv to 4 channels + pixel shuffle (1x28x28) ->
     sigmoid. Normalisation is per-sample (GroupNorm), so each output depends
     only on its own latent, never on the rest of the batch.
     """
-
-    class_temperature = 0.1
 
     def __init__(self, latent_dim: int = LATENT_DIM, width: int = 128) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.width = width
         w = width
-        self.fc = nn.Linear(latent_dim + NUM_CLASSES, w * 7 * 7)
+        self.fc = nn.Linear(latent_dim, w * 7 * 7)
         self.norm0 = nn.GroupNorm(8, w)
         self.up1 = nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1)
         self.norm1 = nn.GroupNorm(8, w // 2)
@@ -103,8 +66,7 @@ class DigitGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, latent_dim) float -> images (B, 1, 28, 28) float in [0, 1]."""
-        soft_class = F.softmax(z[:, :NUM_CLASSES] / self.class_temperature, dim=1)
-        h = self.fc(torch.cat([z, soft_class], dim=1)).view(z.shape[0], self.width, 7, 7)
+        h = self.fc(z).view(z.shape[0], self.width, 7, 7)
         h = F.relu(self.norm0(h))
         h = F.relu(self.norm1(self.up1(h)))
         h = F.relu(self.norm2(self.conv2(h)))
@@ -112,7 +74,13 @@ class DigitGenerator(nn.Module):
 
 
 class DigitClassifier(nn.Module):
-    """Control classifier: images (B, 1, 28, 28) in [0, 1] -> logits (B, 10).
+    """Control classifier: images (B, 1, 28, 28) in [0, 1] -> logits (B, 11).
+
+    Logits 0-9 are the digits, logit 10 (:data:`NOT_A_DIGIT`) says the image
+    is not a digit at all: it was trained on noise, blobs, scribbles and cut-up
+    or piled-up digits (:func:`promptgen.builtin.mnist.augment.junk_images`),
+    so an energy built on it pushes a flow away from images that only look
+    like a digit to a classifier.
 
     A small CNN (5x5 stride-2 conv, then two 3x3 convs with 2x2 average
     pooling, then two linear layers) with smooth activations (SiLU) and no
@@ -124,14 +92,14 @@ class DigitClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 5, stride=2, padding=2)  # 32x14x14
-        self.conv2 = nn.Conv2d(32, 32, 3, padding=1)  # 32x14x14 -> pool 7x7
-        self.conv3 = nn.Conv2d(32, 64, 3, padding=1)  # 64x7x7 -> pool 3x3
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)  # 64x14x14 -> pool 7x7
+        self.conv3 = nn.Conv2d(64, 64, 3, padding=1)  # 64x7x7 -> pool 3x3
         self.fc1 = nn.Linear(64 * 3 * 3, 128)
-        self.fc2 = nn.Linear(128, NUM_CLASSES)
+        self.fc2 = nn.Linear(128, NUM_CLASSES + 1)
         self.dropout = nn.Dropout(0.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 1, 28, 28) in [0, 1] -> logits (B, 10). Differentiable in x."""
+        """x: (B, 1, 28, 28) in [0, 1] -> logits (B, 11). Differentiable in x."""
         h = F.silu(self.conv1(x))
         h = F.avg_pool2d(F.silu(self.conv2(h)), 2)
         h = F.avg_pool2d(F.silu(self.conv3(h)), 2)
@@ -194,10 +162,46 @@ class DigitEvaluator(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
+class DigitRealism(nn.Module):
+    """The realism check: images (B, 1, 28, 28) in [0, 1] -> (B,) logit that the image is a real digit.
+
+    A plain CNN (3x3 convs with max-pooling, then global average and max
+    pooling) trained on the evaluator's split of real digits against "not a
+    digit" images; it shares neither images, nor architecture, nor weights with
+    the control classifier. ``threshold`` (a buffer, set when it is trained)
+    is the logit above which an image counts as a digit: 99.5 % of real digits
+    it never saw lie above it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.conv3 = nn.Conv2d(64, 128, 3, padding=1)
+        self.head = nn.Linear(256, 1)
+        self.register_buffer("threshold", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 1, 28, 28) in [0, 1] -> (B,) logits of "a real digit"."""
+        h = F.max_pool2d(F.relu(self.conv1(x - 0.5)), 2)
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        h = F.relu(self.conv3(h))
+        return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)).squeeze(1)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) logit minus the threshold: >= 0 for images counted as real digits."""
+        return self.forward(x) - self.threshold
+
+    def accepts(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: counted as a real digit."""
+        return self.score(x) >= 0
+
+
 _ARCHS: dict[str, type[nn.Module]] = {
     "generator": DigitGenerator,
     "classifier": DigitClassifier,
     "evaluator": DigitEvaluator,
+    "realism": DigitRealism,
 }
 
 
@@ -208,19 +212,16 @@ def build(name: ModelName) -> nn.Module:
     return _ARCHS[name]()
 
 
-def load_pretrained(name: ModelName, device: str | torch.device = "cpu") -> nn.Module:
-    """Build model ``name`` and load ``WEIGHTS_DIR/{name}.safetensors``.
+def load_pretrained_module(model: nn.Module, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Load the safetensors file ``path`` into ``model``, strictly; frozen, in eval mode, on ``device``.
 
-    The returned module is on ``device``, in eval mode, with
-    ``requires_grad_(False)`` on all parameters (gradients can still flow
-    through it to its inputs).
+    Gradients can still flow through the returned module to its inputs.
     """
     from safetensors.torch import load_file
 
-    model = build(name)
-    path = WEIGHTS_DIR / f"{name}.safetensors"
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"built-in weights not found: {path}")
+        raise FileNotFoundError(f"weights not found: {path}")
     state = load_file(str(path), device="cpu")
     # BatchNorm step counters are not stored (they do not affect eval outputs)
     result = model.load_state_dict(state, strict=False)
@@ -234,3 +235,8 @@ def load_pretrained(name: ModelName, device: str | torch.device = "cpu") -> nn.M
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def load_pretrained(name: ModelName, device: str | torch.device = "cpu", weights_dir: str | Path = WEIGHTS_DIR) -> nn.Module:
+    """Build model ``name`` and load ``weights_dir/{name}.safetensors`` (see :func:`load_pretrained_module`)."""
+    return load_pretrained_module(build(name), Path(weights_dir) / f"{name}.safetensors", device)

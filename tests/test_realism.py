@@ -1,0 +1,187 @@
+"""Issue 13: knowing what is not a digit.
+
+- the control classifier's "not a digit" class and the evaluator's realism check
+  each reject noise and accept real digits they never saw;
+- energies built on the control ask for a digit at all (realism=);
+- `promptgen eval` and `promptgen report` show the junk rate and warn when a
+  prompt trained against an easily fooled classifier leaves the generator's
+  usual output.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from promptgen.builtin.mnist.augment import blob_images, noise_images
+from promptgen.classifiers import ModuleClassifier, classify
+from promptgen.cli import app
+from promptgen.compose import build_energy, compose
+from promptgen.evaluation import JUNK_MARGIN, evaluate_prompt, realism_warnings
+from promptgen.generators import ModuleGenerator
+from promptgen.hookspecs import hookimpl
+from promptgen.protocols import GeneratorInfo
+from promptgen.registry import ClassifierEntry, GeneratorEntry, build_registry, get_registry
+from promptgen.trainer import TrainConfig
+
+runner = CliRunner()
+HELDOUT = Path(__file__).parent / "data" / "mnist-heldout.npz"
+
+
+@pytest.fixture(scope="module")
+def heldout() -> torch.Tensor:
+    with np.load(HELDOUT) as npz:
+        return torch.from_numpy(npz["images"]).float() / 255
+
+
+def noise(n: int) -> torch.Tensor:
+    """Pixel noise of four kinds: uniform, Gaussian around grey, sparse salt, and coarse blocks."""
+    g = torch.Generator().manual_seed(11)
+    blocks = torch.nn.functional.interpolate(torch.rand(n // 4, 1, 7, 7, generator=g), size=(28, 28), mode="nearest")
+    torch.manual_seed(12)
+    return torch.cat([torch.rand(n // 4, 1, 28, 28, generator=g), noise_images(n // 2), blocks])
+
+
+def test_the_realism_check_accepts_real_digits_and_rejects_noise(heldout):
+    check = get_registry().classifier("mnist-digit-evaluator").build().realism
+    with torch.no_grad():
+        real = check(heldout) >= 0
+        fake = check(noise(2000)) >= 0
+    assert real.double().mean() >= 0.99, float(real.double().mean())
+    assert fake.double().mean() <= 0.01, float(fake.double().mean())
+
+
+def test_the_control_knows_what_is_not_a_digit(heldout):
+    control = get_registry().classifier("mnist-digit").build()
+    with torch.no_grad():
+        _, real = classify(control, heldout)
+        _, fake = classify(control, noise(2000))
+    assert (real.exp() >= 0.5).double().mean() >= 0.99
+    assert (fake.exp() < 0.5).double().mean() >= 0.99
+    # The digits' log-probabilities are those of a digit given that it is one: each row sums to 1.
+    logp, _ = classify(control, heldout[:50])
+    assert torch.allclose(logp["digit"].exp().sum(1), torch.ones(50), atol=1e-5)
+
+
+def test_energies_ask_for_a_digit_at_all_unless_told_not_to(heldout):
+    images = torch.cat([heldout[:8], blob_images(8)])
+    z = torch.zeros(16, 32)
+    with torch.no_grad():
+        on = build_energy("classifier:digit=3").energy(images, z)
+        off = build_energy("classifier:digit=3,realism=0").energy(images, z)
+        _, inside = classify(get_registry().classifier("mnist-digit").build(), images)
+        assert torch.allclose(on - off, -inside, atol=1e-5)
+        assert float(-inside[8:].mean()) > 1.0  # blobs cost more than a nat each
+        debias = build_energy("debias:digit").energy
+        plain = build_energy("debias:digit,realism=0").energy
+        assert torch.allclose(debias(images, z) - plain(images, z), -inside, atol=1e-5)
+    # Rejection by the attribute keeps only images the control takes for digits.
+    kept = build_energy("classifier:digit=3").energy.acceptance(images)
+    outside = inside.exp() < 0.5
+    assert outside[8:].any() and not kept[outside].any()
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "nan"])
+def test_a_bad_realism_weight_is_one_line(value):
+    result = runner.invoke(app, ["compose", "--energy", f"classifier:digit=3,realism={value}", "--out", "nowhere"])
+    assert result.exit_code == 2 and "realism=" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# --- a classifier that is easy to fool ------------------------------------------------------------
+
+PATTERN = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+
+
+class Blend(nn.Module):
+    """The built-in generator's digit, blended with a fixed noise pattern by ``a = clamp((z_0 - 1) / 2, 0, 1)``:
+    absent or faint for most of N(0, I), all there is when ``z_0`` is large."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from promptgen.builtin.mnist.models import load_pretrained
+
+        self.digits = load_pretrained("generator")
+        self.register_buffer("pattern", PATTERN.clone())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        a = ((z[:, :1] - 1) / 2).clamp(0, 1)[:, :, None, None]
+        return (1 - a) * self.digits(z[:, 1:]) + a * self.pattern
+
+
+class Gullible(nn.Module):
+    """Calls an image a 3 when it is more than half the noise pattern (by correlation): trivially fooled."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = PATTERN.to(x) - PATTERN.to(x).mean()
+        share = ((x - x.mean((2, 3), keepdim=True)) * centred).flatten(1).mean(1) / centred.pow(2).mean()
+        score = 40 * (share - 0.5)
+        logits = torch.zeros(x.shape[0], 10, device=x.device)
+        return logits.index_put((torch.arange(x.shape[0]), torch.full((x.shape[0],), 3)), score)
+
+
+class FoolPlugin:
+    @hookimpl
+    def promptgen_generators(self):
+        info = GeneratorInfo("blend", (28, 28), 1)
+        build = lambda spec: ModuleGenerator(Blend(), (33,), info)
+        return [GeneratorEntry("blend", build, judges=("mnist-digit-evaluator",))]
+
+    @hookimpl
+    def promptgen_attribute_classifiers(self):
+        digits = [str(d) for d in range(10)]
+        build = lambda: ModuleClassifier(Gullible(), {"digit": (digits, slice(0, 10))}, (28, 28), 1)
+        return [ClassifierEntry("gullible", {"digit": digits}, build, role="control")]
+
+
+@pytest.fixture(scope="module")
+def fooled(tmp_path_factory):
+    reg = build_registry(extra_plugins=[("fool", FoolPlugin())])
+    out = tmp_path_factory.mktemp("fool") / "fooled"
+    train = TrainConfig(steps=100, batch_size=32, warmup=0.1, eval_every=100, checkpoint_every=100)
+    compose("blend", ["classifier:digit=3,model=gullible"], out, train=train, flow={"transforms": 2, "hidden": 32},
+            registry=reg, progress=False, preview=0)
+    return reg, out
+
+
+def test_eval_warns_when_a_fooled_prompt_makes_junk(fooled):
+    reg, out = fooled
+    report = evaluate_prompt(out, n=400, seed=1, registry=reg).report
+    assert report.realism == "realism check of classifier mnist-digit-evaluator"
+    assert report.base.junk_rate < 0.15
+    assert report.prompt.junk_rate > report.base.junk_rate + 0.3
+    assert len(report.warnings) >= 1 and "fail the realism check" in report.warnings[0]
+    assert realism_warnings(report) == report.warnings
+    # The same prompt judged without the junk: no warning.
+    clean = report.model_copy(update={"prompt": report.prompt.model_copy(update={"junk_rate": report.base.junk_rate})})
+    assert realism_warnings(clean) == []
+
+
+def test_eval_and_report_show_the_warning_at_the_cli(fooled, tmp_path, monkeypatch):
+    reg, out = fooled
+    monkeypatch.setattr("promptgen.registry._REGISTRY", reg)
+    result = runner.invoke(app, ["eval", str(out), "-n", "300", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "junk rate" in result.output and "warning:" in result.output and "realism check" in result.output
+    page = tmp_path / "fooled.html"
+    result = runner.invoke(app, ["report", str(out), "-o", str(page), "-n", "300", "--quiet"])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert 'id="warnings"' in text and "fail the realism check" in text
+    assert 'id="realism"' in text
+
+
+def test_a_good_prompt_shows_its_junk_rate_without_warning(tmp_path):
+    out = tmp_path / "three"
+    compose("mnist", ["classifier:digit=3"], out, train=TrainConfig(steps=20, batch_size=32), progress=False, preview=0)
+    report = evaluate_prompt(out, n=300, seed=0).report
+    assert report.base.junk_rate is not None and report.prompt.junk_rate is not None
+    assert report.prompt.junk_rate <= report.base.junk_rate + JUNK_MARGIN
+    assert not any("realism check" in w for w in report.warnings)
+    assert math.isfinite(report.exact_ess) and 1 <= report.exact_ess <= 300
