@@ -10,8 +10,9 @@ Cases (``--case``, repeatable; default all), each run on every ``--gen``
 - ``base``: the generator alone on ``-n`` samples: its digit histogram by the
   independent evaluator and KL to uniform, the control classifier's agreement
   with the evaluator (same top digit), the junk rate (share the realism check
-  rejects), the control's "not a digit" share, Fréchet distance (FD) to real
-  digits, and its rarest digit.
+  rejects), the share the evaluator is less than 90 % sure of (a second,
+  rougher sign of junk), the control's "not a digit" share, Fréchet distance
+  (FD) to real digits, and its rarest digit.
 - ``classifier``: ``classifier:digit=K`` for that rarest digit K, default
   settings: share of K by the evaluator, junk rate, FD to the real Ks against
   the FD of rejection samples (base samples the evaluator calls K, as many as
@@ -66,15 +67,21 @@ class Judges:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        out: dict[str, list[torch.Tensor]] = {"digit": [], "features": [], "real": [], "control": [], "control_in": []}
+        out: dict[str, list[torch.Tensor]] = {"digit": [], "sure": [], "features": [], "real": [], "control": [], "control_in": []}
         for chunk in images.split(1000):
-            out["digit"].append(self.evaluator.log_probs(chunk)["digit"].argmax(1))
+            logp = self.evaluator.log_probs(chunk)["digit"]
+            out["digit"].append(logp.argmax(1))
+            out["sure"].append(logp.amax(1).exp() >= 0.9)
             out["features"].append(self.evaluator.features(chunk).double())
             out["real"].append(self.evaluator.realism(chunk) >= 0)
             logp, inside = classify(self.control, chunk)
             out["control"].append(logp["digit"].argmax(1))
             out["control_in"].append(inside.exp())
         return {k: torch.cat(v) for k, v in out.items()}
+
+
+def rate(flags: torch.Tensor) -> float:
+    return round(float(flags.double().mean()), 4)
 
 
 def histogram(digits: torch.Tensor) -> list[float]:
@@ -112,6 +119,7 @@ def case_base(gen: str, judges: Judges, real: torch.Tensor, n: int, seed: int) -
         "agreement": round(float((j["digit"] == j["control"]).double().mean()), 4),
         "agreement_on_real_looking": round(float((j["digit"] == j["control"])[j["real"]].double().mean()), 4),
         "junk_rate": round(1 - float(j["real"].double().mean()), 4),
+        "evaluator_unsure": rate(~j["sure"]),
         "control_not_a_digit": round(float((j["control_in"] < 0.5).double().mean()), 4),
         "frechet_to_real": round(frechet_distance(j["features"], real), 3),
     }
@@ -143,6 +151,8 @@ def case_classifier(gen: str, judges: Judges, real: torch.Tensor, labels: torch.
         "share": round(float((j["digit"] == k).double().mean()), 4),
         "junk_rate_base": round(1 - float(base["real"].double().mean()), 4),
         "junk_rate": round(1 - float(j["real"].double().mean()), 4),
+        "evaluator_unsure_base": rate(~base["sure"]),
+        "evaluator_unsure": rate(~j["sure"]),
         "frechet_prompt": round(fd_prompt, 3),
         "frechet_rejection": round(fd_rejection, 3),
         "frechet_ratio": round(fd_prompt / fd_rejection, 3),
@@ -168,6 +178,7 @@ def case_debias(gen: str, judges: Judges, real: torch.Tensor, n: int, seed: int,
             "kl_uniform": round(uniform_kl(j["digit"]), 4),
             "digit_histogram": [round(h, 4) for h in histogram(j["digit"])],
             "junk_rate": round(1 - float(j["real"].double().mean()), 4),
+            "evaluator_unsure": rate(~j["sure"]),
             "frechet_to_real": round(frechet_distance(j["features"], real), 3),
             "train_seconds": round(prompt.manifest.training.seconds, 1),
             "compose_seconds": round(seconds, 1),
@@ -177,6 +188,7 @@ def case_debias(gen: str, judges: Judges, real: torch.Tensor, n: int, seed: int,
     return {
         "kl_uniform_base": round(uniform_kl(base["digit"]), 4),
         "junk_rate_base": round(1 - float(base["real"].double().mean()), 4),
+        "evaluator_unsure_base": rate(~base["sure"]),
         "frechet_to_real_base": round(frechet_distance(base["features"], real), 3),
         "rows": rows,
     }

@@ -627,17 +627,30 @@ def evaluate_prompt(
     return Evaluation(report=report, images=images, realism=realism)
 
 
+def junk_margin(base: float, prompt: float, n: int) -> float:
+    """How far the prompt's junk rate may exceed the base's before :func:`realism_warnings` warns:
+    :data:`JUNK_MARGIN`, or twice the standard error of the difference of two rates on ``n`` samples each.
+
+    >>> junk_margin(0.01, 0.02, 5000), round(junk_margin(0.1, 0.12, 200), 3)
+    (0.02, 0.063)
+    """
+    se = math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
+    return max(JUNK_MARGIN, 2 * se)
+
+
 def realism_warnings(report: EvalReport) -> list[str]:
     """One line per sign that the prompt's samples left the generator's usual output.
 
-    - the junk rate rose more than :data:`JUNK_MARGIN` above the generator's;
+    - the junk rate rose more than :data:`JUNK_MARGIN` above the generator's, and
+      more than twice the standard error of that difference on ``n`` samples
+      (so a small ``-n`` does not warn of noise);
     - the Fréchet distance to the reference is more than :data:`FRECHET_RATIO`
       times that of exact samples of the same target (judged where their
       weights' effective sample size is at least :data:`MIN_ESS`).
     """
     out = []
     base, prompt = report.base.junk_rate, report.prompt.junk_rate
-    if base is not None and prompt is not None and prompt > base + JUNK_MARGIN:
+    if base is not None and prompt is not None and prompt - base > junk_margin(base, prompt, report.n):
         out.append(
             f"{prompt:.1%} of the prompt's samples fail the {report.realism} against {base:.1%} of the generator's: "
             "the prompt makes images its generator rarely makes, which its control classifiers may take for what was asked; "

@@ -79,17 +79,10 @@ def _digit_classifier(name: str, path: str | None = None) -> ModuleClassifier:
     if name == "classifier":
         # The eleventh logit says "not a digit": energies on this classifier also ask for a digit at all.
         return ModuleClassifier(_load(name, path), heads, (28, 28), channels=1, outside=("digit", NOT_A_DIGIT))
-    from torch import nn
+    from promptgen.builtin.mnist.models import RealismCheck
 
-    class Score(nn.Module):  # the realism check's score, >= 0 for real digits
-        def __init__(self, model: nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, images):
-            return self.model.score(images)
-
-    return ModuleClassifier(_load(name, path), heads, (28, 28), channels=1, realism=Score(_load("realism")))
+    evaluator = _load(name, path)
+    return ModuleClassifier(evaluator, heads, (28, 28), channels=1, realism=RealismCheck(_load("realism"), evaluator))
 
 
 @hookimpl

@@ -163,14 +163,17 @@ class DigitEvaluator(nn.Module):
 
 
 class DigitRealism(nn.Module):
-    """The realism check: images (B, 1, 28, 28) in [0, 1] -> (B,) logit that the image is a real digit.
+    """The realism network: images (B, 1, 28, 28) in [0, 1] -> (B,) logit that the image is a real digit.
 
     A plain CNN (3x3 convs with max-pooling, then global average and max
     pooling) trained on the evaluator's split of real digits against "not a
     digit" images; it shares neither images, nor architecture, nor weights with
     the control classifier. ``threshold`` (a buffer, set when it is trained)
     is the logit above which an image counts as a digit: 99.5 % of real digits
-    it never saw lie above it.
+    it never saw lie above it. ``evaluator_confidence`` (also a buffer) is the
+    independent evaluator's top probability that 99.5 % of those digits reach:
+    the realism check (:class:`RealismCheck`) also asks that the evaluator can
+    read the image.
     """
 
     def __init__(self) -> None:
@@ -180,6 +183,7 @@ class DigitRealism(nn.Module):
         self.conv3 = nn.Conv2d(64, 128, 3, padding=1)
         self.head = nn.Linear(256, 1)
         self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("evaluator_confidence", torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 1, 28, 28) in [0, 1] -> (B,) logits of "a real digit"."""
@@ -195,6 +199,29 @@ class DigitRealism(nn.Module):
     def accepts(self, x: torch.Tensor) -> torch.Tensor:
         """(B,) bool: counted as a real digit."""
         return self.score(x) >= 0
+
+
+class RealismCheck(nn.Module):
+    """What the junk rate counts: images (B, 1, 28, 28) -> (B,) score, >= 0 for an image taken for a real digit.
+
+    Two independent judges must both accept: the realism network (a real digit,
+    not noise, blobs or cut-up strokes) and the evaluator (it can read the
+    image: its top probability reaches ``evaluator_confidence``). The score is
+    the smaller of the two margins, each in logits: ``realism logit − threshold``
+    and ``logit(top probability) − logit(evaluator_confidence)``. Both
+    thresholds accept 99.5 % of the real digits of the "models" split, which
+    trained neither model; together they accept 99 % or more of real digits.
+    """
+
+    def __init__(self, realism: DigitRealism, evaluator: DigitEvaluator) -> None:
+        super().__init__()
+        self.realism = realism
+        self.evaluator = evaluator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top = F.log_softmax(self.evaluator(x), 1).amax(1)
+        readable = top - torch.log1p(-top.exp().clamp(max=1 - 1e-7)) - torch.logit(self.realism.evaluator_confidence)
+        return torch.minimum(self.realism.score(x), readable)
 
 
 _ARCHS: dict[str, type[nn.Module]] = {

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from .augment import augment_digits, junk_images, photometric
 from .data import load_split, load_split_images
-from .models import LATENT_DIM, NOT_A_DIGIT, NUM_CLASSES, WEIGHTS_DIR, DigitGenerator, build
+from .models import LATENT_DIM, NOT_A_DIGIT, NUM_CLASSES, WEIGHTS_DIR, DigitGenerator, RealismCheck, build, load_pretrained
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -299,8 +299,11 @@ def train_realism(
     :func:`~promptgen.builtin.mnist.augment.augment_digits` (still digits); not
     digits: as many :func:`~promptgen.builtin.mnist.augment.junk_images`. The
     threshold is the logit that accepts :data:`REALISM_ACCEPT` of the
-    ``"models"`` split's digits, which it never trained on; acceptance is then
-    measured on the held-out split and on fresh junk.
+    ``"models"`` split's digits, which it never trained on; so is the
+    evaluator's top probability that the check also asks for (the evaluator's
+    weights must be in ``out``). Acceptance of the whole
+    :class:`~promptgen.builtin.mnist.models.RealismCheck` is then measured on
+    the held-out split and on fresh junk.
     """
     epochs = DEFAULT_EPOCHS["realism"] if epochs is None else epochs
     setup_torch(seed)
@@ -330,25 +333,33 @@ def train_realism(
     bar.close()
     model.eval()
     with torch.no_grad():
-        calibration = model(load_split_images(data, "models"))
-        model.threshold.fill_(float(torch.quantile(calibration, 1 - REALISM_ACCEPT)))
+        unseen = load_split_images(data, "models")
+        model.threshold.fill_(float(torch.quantile(model(unseen), 1 - REALISM_ACCEPT)))
+        # The evaluator beside it in ``out`` (trained first by ``all``): how sure it is of real digits.
+        evaluator = load_pretrained("evaluator", weights_dir=out)
+        confidence = torch.cat([F.softmax(evaluator(c), 1).amax(1) for c in unseen.split(1000)])
+        model.evaluator_confidence.fill_(float(torch.quantile(confidence, 1 - REALISM_ACCEPT)))
+        check = RealismCheck(model, evaluator)
         held = load_split_images(data, "heldout")
         torch.manual_seed(seed + 1)
         junk = junk_images(held)
         from .augment import blob_images, noise_images
 
+        accepts = lambda images: check(images) >= 0  # noqa: E731
         rates = {
-            "heldout_accepted": model.accepts(held),
-            "heldout_augmented_accepted": model.accepts(augment_digits(held)),
-            "junk_accepted": model.accepts(junk),
-            "noise_accepted": model.accepts(noise_images(1000)),
-            "blobs_accepted": model.accepts(blob_images(1000)),
+            "heldout_accepted": accepts(held),
+            "heldout_accepted_by_the_network": model.accepts(held),
+            "heldout_augmented_accepted": accepts(augment_digits(held)),
+            "junk_accepted": accepts(junk),
+            "noise_accepted": accepts(noise_images(1000)),
+            "blobs_accepted": accepts(blob_images(1000)),
         }
     result: dict[str, Any] = {k: round(float(v.float().mean()), 4) for k, v in rates.items()}
     path = save_weights(model, Path(out) / "realism.safetensors",
                         metadata={"model": "realism", "train_split": "evaluator", "calibration_split": "models",
                                   "seed": seed, "epochs": epochs, "accept": REALISM_ACCEPT})
-    result.update({"threshold": round(float(model.threshold), 4), "train_split": "evaluator", "epochs": epochs,
+    result.update({"threshold": round(float(model.threshold), 4),
+                   "evaluator_confidence": round(float(model.evaluator_confidence), 4), "train_split": "evaluator", "epochs": epochs,
                    "seed": seed, "train_seconds": round(time.perf_counter() - t0, 1), "weights": str(path),
                    "bytes": path.stat().st_size})
     return result
@@ -580,11 +591,9 @@ def judge_samples(images: torch.Tensor, weights_dir: str | Path = WEIGHTS_DIR, b
         out[name] = row
     if len(top) == 2:
         out["agreement"] = round(float((top["evaluator"] == top["classifier"]).float().mean()), 4)
-    if (Path(weights_dir) / "realism.safetensors").is_file():
-        from .models import load_pretrained
-
-        realism = load_pretrained("realism", weights_dir=weights_dir)
-        accepted = torch.cat([realism.accepts(images[i : i + batch]) for i in range(0, len(images), batch)])
+    if (Path(weights_dir) / "realism.safetensors").is_file() and "evaluator" in top:
+        check = RealismCheck(load_pretrained("realism", weights_dir=weights_dir), load_pretrained("evaluator", weights_dir=weights_dir))
+        accepted = torch.cat([check(images[i : i + batch]) >= 0 for i in range(0, len(images), batch)])
         out["junk_rate"] = round(1 - float(accepted.float().mean()), 4)
     return out
 
