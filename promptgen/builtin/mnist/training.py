@@ -36,7 +36,16 @@ from torch.nn import functional as F
 
 from .augment import augment_digits, junk_images, photometric
 from .data import load_split, load_split_images
-from .models import LATENT_DIM, NOT_A_DIGIT, NUM_CLASSES, WEIGHTS_DIR, DigitGenerator, RealismCheck, build, load_pretrained
+from .models import (
+    LATENT_DIM,
+    NOT_A_DIGIT,
+    NUM_CLASSES,
+    WEIGHTS_DIR,
+    DigitGenerator,
+    RealismCheck,
+    build,
+    load_pretrained,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -345,7 +354,7 @@ def train_realism(
         junk = junk_images(held)
         from .augment import blob_images, noise_images
 
-        accepts = lambda images: check(images) >= 0  # noqa: E731
+        accepts = lambda images: check(images) >= 0
         rates = {
             "heldout_accepted": accepts(held),
             "heldout_accepted_by_the_network": model.accepts(held),
