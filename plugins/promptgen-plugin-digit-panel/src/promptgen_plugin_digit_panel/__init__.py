@@ -27,7 +27,7 @@ PANEL: dict[str, tuple[int, str]] = {
     "mlp-gan": (64, "MLP GAN, plain non-saturating loss: noisy strokes"),
     "wgan-gp": (64, "DCGAN generator trained as a WGAN-GP"),
     "vae": (16, "convolutional VAE, decoder mean: blurry digits"),
-    "biased-gan": (32, "small DCGAN on ink-weighted data, stopped early: few light digits"),
+    "biased-gan": (32, "small DCGAN on ink-weighted data: heavy digits, few 1s"),
     "class-latent": (32, "class-structured GAN (digit = argmax z[:10]), trained with labels: the easy case"),
 }
 
