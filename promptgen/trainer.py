@@ -11,6 +11,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -151,24 +152,31 @@ def adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+@dataclass
+class Prefit:
+    """What :func:`prefit` did: each energy's fit report by label, the noise generator's state after, and how long it took."""
+
+    fits: dict[str, dict[str, float]]
+    generator_state: torch.Tensor
+    seconds: float
+
+
 def prefit(
     ebm: EnergyBasedModel, config: TrainConfig, device: torch.device, *, console: Console | None = None, progress: bool = False
-) -> tuple[dict[str, dict[str, float]], torch.Tensor]:
+) -> Prefit:
     """The energies' one-off fits exactly as :func:`train_flow` would make them first.
 
     For callers that need the fitted energies before the flow is built (a
     de-biasing energy in ``mode=auto`` decides at its fit whether the prompt
     is a mixture). Pass the result to :func:`train_flow` as ``fitted``; the run
-    is then the same as if it had fitted them itself.
-
-    Returns:
-        (the fits' reports by energy label, the state of the noise generator after them).
+    is then the same as if it had fitted them itself, its time included.
     """
+    t0 = time.perf_counter()
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed)
     ebm.to(device)
     fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=progress)
-    return fits, g.get_state()
+    return Prefit(fits, g.get_state(), time.perf_counter() - t0)
 
 
 def mixture_for(terms: list[WeightedEnergy], config: TrainConfig) -> WeightedEnergy | None:
@@ -312,7 +320,7 @@ def train_flow(
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     resume: dict | None = None,
     dist: Dist | None = None,
-    fitted: tuple[dict[str, dict[str, float]], torch.Tensor] | None = None,
+    fitted: Prefit | None = None,
 ) -> TrainingSummary:
     """Minimise ``E_ε[U(f(ε)) − log|det ∂f/∂ε|]`` over the flow's weights with Adam.
 
@@ -328,7 +336,8 @@ def train_flow(
         resume: a checkpoint's state (:func:`promptgen.checkpoint.load_checkpoint`) to continue from;
             the result equals an uninterrupted run with the same settings.
         dist: this process's rank among several (see :mod:`promptgen.distributed`).
-        fitted: what :func:`prefit` returned, when the energies were fitted before the flow was built.
+        fitted: what :func:`prefit` returned, when the energies were fitted before the flow was built
+            (its time counts as training time).
 
     A step whose loss or gradients are not finite is skipped (the optimiser does
     not move) and counted; ``config.max_bad_steps`` of them in a row roll the flow
@@ -365,17 +374,17 @@ def train_flow(
     )
     bank: ImportanceBank | None = None
     if resume is None:
+        elapsed_before = checkpoint_seconds = 0.0
         if fitted is None:
             fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=show)
         else:
-            fits = fitted[0]
-            g.set_state(fitted[1])
+            fits, elapsed_before = fitted.fits, fitted.seconds
+            g.set_state(fitted.generator_state)
         eval_eps = torch.randn((config.eval_batch, *flow.latent_shape), generator=g).to(device)
         bank = ImportanceBank(ebm, config.forward_samples, g, device) if config.forward_weight > 0 else None
         first, history, adaptations = 1, [], []
         skipped = rollbacks = 0
         resumed_at: list[int] = []
-        elapsed_before = checkpoint_seconds = 0.0
     else:
         check_tensors(resume["flow"], flow.state_dict(), "checkpoint", "it was written for another flow; start a new run")
         flow.load_state_dict(resume["flow"])
