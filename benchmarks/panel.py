@@ -125,7 +125,7 @@ def case_base(gen: str, judges: Judges, real: torch.Tensor, n: int, seed: int) -
     }
 
 
-def rejection_reference(gen: str, judges: Judges, k: int, want: int, seed: int, max_draws: int = 400_000) -> torch.Tensor:
+def rejection_reference(gen: str, judges: Judges, k: int, want: int, seed: int, max_draws: int = 200_000) -> torch.Tensor:
     """Features of up to ``want`` base samples the evaluator calls ``k`` (exact samples of the generator's Ks)."""
     kept, drawn = [], 0
     while sum(len(f) for f in kept) < want and drawn < max_draws:
@@ -140,8 +140,9 @@ def case_classifier(gen: str, judges: Judges, real: torch.Tensor, labels: torch.
     k = rarest(base)
     prompt, seconds, notes = train(gen, [f"classifier:digit={k}"], out / f"{gen}-digit{k}", seed)
     j = judges(sample_images(prompt, n, seed=seed + 1))
-    reference = rejection_reference(gen, judges, k, n, seed + 2)
-    m = min(len(reference), n)
+    # Both sides the same size (the FD's bias depends on it): up to 2,000, fewer where the digit is rare.
+    reference = rejection_reference(gen, judges, k, min(n, 2000), seed + 2)
+    m = len(reference)
     real_k = real[labels == k]
     fd_prompt = frechet_distance(j["features"][:m], real_k)
     fd_rejection = frechet_distance(reference[:m], real_k)
