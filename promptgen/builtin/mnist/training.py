@@ -199,6 +199,41 @@ class _NullProgress:
 
 # --------------------------------------------------------------------- classifiers
 
+
+def _train_supervised(
+    model: nn.Module,
+    n: int,
+    loss_of: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    label: str,
+    progress: ProgressFactory | None,
+) -> float:
+    """The classifiers' loop: ``epochs`` passes over ``n`` images in random batches of indices, AdamW with a
+    one-cycle rate; ``loss_of(indices)`` builds each batch's loss. Returns the seconds it took."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    steps_per_epoch = math.ceil(n / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    bar = (progress or _NullProgress)(label, epochs * steps_per_epoch)
+    t0 = time.perf_counter()
+    loss_ema = None
+    for _epoch in range(epochs):
+        perm = torch.randperm(n)
+        for i in range(0, n, batch_size):
+            loss = loss_of(perm[i : i + batch_size])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
+            bar.advance(1, info=f"loss {loss_ema:.3f}")
+    bar.close()
+    model.eval()
+    return time.perf_counter() - t0
+
 #: Share of each control-classifier batch that is "not a digit" images.
 JUNK_SHARE = 0.25
 
@@ -220,8 +255,7 @@ def train_classifier_model(
     Both see their digits through :func:`~promptgen.builtin.mnist.augment.augment_digits`
     (``augment`` scales it; 0 turns it off). The control classifier also sees a
     quarter of "not a digit" images per batch as its eleventh class (``junk=False``
-    leaves that class untrained). The evaluator also gets its realism check
-    (:mod:`promptgen.builtin.mnist.realism`), built from its own split.
+    leaves that class untrained).
 
     Returns ``{"heldout_accuracy": ..., ...}`` measured on the held-out split.
     """
@@ -235,33 +269,18 @@ def train_classifier_model(
     with_junk = name == "classifier" and junk
 
     model = build(name)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
-    bar = (progress or _NullProgress)(f"{name} ({split})", epochs * steps_per_epoch)
-    t0 = time.perf_counter()
-    loss_ema = None
-    for _epoch in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
-            xb, yb = augment_digits(x[idx], augment), y[idx]
-            if with_junk:
-                k = max(1, round(JUNK_SHARE * len(idx)))
-                source = x[torch.randint(0, len(x), (k,))]
-                xb = torch.cat([xb, photometric(junk_images(source), augment)])
-                yb = torch.cat([yb, torch.full((k,), NOT_A_DIGIT, dtype=yb.dtype)])
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
-            bar.advance(1, info=f"loss {loss_ema:.3f}")
-    bar.close()
-    train_time = time.perf_counter() - t0
-    model.eval()
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        xb, yb = augment_digits(x[idx], augment), y[idx]
+        if with_junk:
+            k = max(1, round(JUNK_SHARE * len(idx)))
+            source = x[torch.randint(0, len(x), (k,))]
+            xb = torch.cat([xb, photometric(junk_images(source), augment)])
+            yb = torch.cat([yb, torch.full((k,), NOT_A_DIGIT, dtype=yb.dtype)])
+        return F.cross_entropy(model(xb), yb)
+
+    train_time = _train_supervised(model, len(x), loss_of, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   label=f"{name} ({split})", progress=progress)
     acc = accuracy(model, hx, hy)
     torch.manual_seed(seed + 1)
     acc_augmented = accuracy(model, augment_digits(hx), hy)
@@ -318,29 +337,16 @@ def train_realism(
     setup_torch(seed)
     x, _ = load_split(data, "evaluator")
     model = build("realism")
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
-    bar = (progress or _NullProgress)("realism (evaluator)", epochs * steps_per_epoch)
-    t0 = time.perf_counter()
-    loss_ema = None
-    for _epoch in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), batch_size):
-            real = x[perm[i : i + batch_size]]
-            junk = photometric(junk_images(x[torch.randint(0, len(x), (len(real),))]), 0.7)
-            images = torch.cat([augment_digits(real, 0.7), junk])
-            target = torch.cat([torch.ones(len(real)), torch.zeros(len(real))])
-            loss = F.binary_cross_entropy_with_logits(model(images), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
-            bar.advance(1, info=f"loss {loss_ema:.3f}")
-    bar.close()
-    model.eval()
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        real = x[idx]
+        junk = photometric(junk_images(x[torch.randint(0, len(x), (len(real),))]), 0.7)
+        images = torch.cat([augment_digits(real, 0.7), junk])
+        target = torch.cat([torch.ones(len(real)), torch.zeros(len(real))])
+        return F.binary_cross_entropy_with_logits(model(images), target)
+
+    train_time = _train_supervised(model, len(x), loss_of, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   label="realism (evaluator)", progress=progress)
     with torch.no_grad():
         unseen = load_split_images(data, "models")
         model.threshold.fill_(float(torch.quantile(model(unseen), 1 - REALISM_ACCEPT)))
@@ -369,7 +375,7 @@ def train_realism(
                                   "seed": seed, "epochs": epochs, "accept": REALISM_ACCEPT})
     result.update({"threshold": round(float(model.threshold), 4),
                    "evaluator_confidence": round(float(model.evaluator_confidence), 4), "train_split": "evaluator", "epochs": epochs,
-                   "seed": seed, "train_seconds": round(time.perf_counter() - t0, 1), "weights": str(path),
+                   "seed": seed, "train_seconds": round(train_time, 1), "weights": str(path),
                    "bytes": path.stat().st_size})
     return result
 
