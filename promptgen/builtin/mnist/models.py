@@ -51,12 +51,12 @@ class DigitGenerator(nn.Module):
     only on its own latent, never on the rest of the batch.
     """
 
-    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 128) -> None:
+    def __init__(self, latent_dim: int = LATENT_DIM, width: int = 128, inputs: int | None = None) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.width = width
         w = width
-        self.fc = nn.Linear(latent_dim, w * 7 * 7)
+        self.fc = nn.Linear(inputs or latent_dim, w * 7 * 7)
         self.norm0 = nn.GroupNorm(8, w)
         self.up1 = nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1)
         self.norm1 = nn.GroupNorm(8, w // 2)
@@ -66,8 +66,11 @@ class DigitGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, latent_dim) float -> images (B, 1, 28, 28) float in [0, 1]."""
-        h = self.fc(z).view(z.shape[0], self.width, 7, 7)
-        h = F.relu(self.norm0(h))
+        return self.upsample(self.fc(z))
+
+    def upsample(self, h: torch.Tensor) -> torch.Tensor:
+        """The layers after the first: (B, width·49) -> images (B, 1, 28, 28) in [0, 1]."""
+        h = F.relu(self.norm0(h.view(h.shape[0], self.width, 7, 7)))
         h = F.relu(self.norm1(self.up1(h)))
         h = F.relu(self.norm2(self.conv2(h)))
         return torch.sigmoid(F.pixel_shuffle(self.out(h), 2))

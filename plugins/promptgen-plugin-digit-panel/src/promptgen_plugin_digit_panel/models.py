@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from promptgen.builtin.mnist.models import DigitGenerator
+
 
 class MLPGenerator(nn.Module):
     """Linear 64 → 256 → 512 → 784, LeakyReLU(0.2) between, sigmoid at the end."""
@@ -137,34 +139,22 @@ class VAEDecoder(nn.Module):
         return torch.sigmoid(self.decoder(z))
 
 
-class ClassLatentGenerator(nn.Module):
+class ClassLatentGenerator(DigitGenerator):
     """promptgen's first built-in generator: latent (B, 32), digit = argmax ``z[:, :10]``.
 
     A soft one-hot ``softmax(z[:, :10] / 0.1)`` is appended to ``z``, so under
     N(0, I) every digit has probability exactly 1/10 and a class lives in ten
     coordinates: the easiest latent a control can ask for. Trained as a
-    class-conditional GAN (with labels), unlike the rest of the panel.
+    class-conditional GAN (with labels), unlike the rest of the panel. The same
+    layers as the built-in :class:`~promptgen.builtin.mnist.models.DigitGenerator`
+    otherwise.
     """
 
     class_temperature = 0.1
 
     def __init__(self, latent_dim: int = 32, width: int = 128) -> None:
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.width = width
-        w = width
-        self.fc = nn.Linear(latent_dim + 10, w * 7 * 7)
-        self.norm0 = nn.GroupNorm(8, w)
-        self.up1 = nn.ConvTranspose2d(w, w // 2, 4, stride=2, padding=1)
-        self.norm1 = nn.GroupNorm(8, w // 2)
-        self.conv2 = nn.Conv2d(w // 2, w // 2, 3, padding=1)
-        self.norm2 = nn.GroupNorm(8, w // 2)
-        self.out = nn.Conv2d(w // 2, 4, 3, padding=1)
+        super().__init__(latent_dim, width, inputs=latent_dim + 10)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         soft_class = F.softmax(z[:, :10] / self.class_temperature, dim=1)
-        h = self.fc(torch.cat([z, soft_class], dim=1)).view(z.shape[0], self.width, 7, 7)
-        h = F.relu(self.norm0(h))
-        h = F.relu(self.norm1(self.up1(h)))
-        h = F.relu(self.norm2(self.conv2(h)))
-        return torch.sigmoid(F.pixel_shuffle(self.out(h), 2))
+        return self.upsample(self.fc(torch.cat([z, soft_class], dim=1)))
