@@ -9,8 +9,9 @@ Cases (``--case``, repeatable; default all), each run on every ``--gen``
 
 - ``base``: the generator alone on ``-n`` samples: its digit histogram by the
   independent evaluator and KL to uniform, the control classifier's agreement
-  with the evaluator (same top digit), the junk rate (share the realism check
-  rejects), the share the evaluator is less than 90 % sure of (a second,
+  with the evaluator (same top digit; also on the samples the realism check
+  accepts, and on those the evaluator is at least 90 % sure of), the junk
+  rate (share the realism check rejects), the share the evaluator is less than 90 % sure of (a second,
   rougher sign of junk), the control's "not a digit" share, Fréchet distance
   (FD) to real digits, and its rarest digit.
 - ``classifier``: ``classifier:digit=K`` for that rarest digit K, default
@@ -118,6 +119,7 @@ def case_base(gen: str, judges: Judges, real: torch.Tensor, n: int, seed: int) -
         "rarest_digit": rarest(j),
         "agreement": round(float((j["digit"] == j["control"]).double().mean()), 4),
         "agreement_on_real_looking": round(float((j["digit"] == j["control"])[j["real"]].double().mean()), 4),
+        "agreement_when_evaluator_sure": round(float((j["digit"] == j["control"])[j["sure"]].double().mean()), 4),
         "junk_rate": round(1 - float(j["real"].double().mean()), 4),
         "evaluator_unsure": rate(~j["sure"]),
         "control_not_a_digit": round(float((j["control_in"] < 0.5).double().mean()), 4),
