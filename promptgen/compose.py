@@ -128,6 +128,8 @@ def check_fit(gen: Generator, terms: Sequence[WeightedEnergy], registry: Registr
         if not isinstance(values, torch.Tensor) or tuple(values.shape) != (images.shape[0],):
             shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
             raise PromptgenError(f"energy {t.label!r} (from {source}) returned {shape} for {images.shape[0]} images; an energy returns one value per image")
+        if not bool(torch.isfinite(values).all()):
+            raise PromptgenError(f"energy {t.label!r} (from {source}) returned non-finite values ({values.tolist()}) on {gen.info.name!r}'s images; an energy must be finite")
 
 
 def prompt_ebm(prompt: Prompt, registry: Registry | None = None) -> EnergyBasedModel:

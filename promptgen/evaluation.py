@@ -197,7 +197,8 @@ class EvalReport(_Model):
     frechet_base_prompt: float | None = Field(default=None, description="Fréchet distance between base and prompt samples")
     frechet_exact: float | None = Field(
         default=None,
-        description="Fréchet distance to the reference of exact samples of the prompt's target: base samples weighted by exp(-sum w E)",
+        description="Fréchet distance to the reference of exact samples of the prompt's target: base samples weighted by exp(-sum w E) "
+        "(for a mixture prompt, the tilt whose weights its components share: what the mixture stands for)",
     )
     exact_ess: float | None = Field(default=None, description="effective sample size of the weights behind frechet_exact")
     realism: str | None = Field(default=None, description="the realism check behind the junk rates")
@@ -596,6 +597,8 @@ def evaluate_prompt(
             junk_rate=float((torch.cat(r.realism) < 0).double().mean()) if r.realism else None,
         )
     # Exact samples of the target: the base samples, weighted by exp(-Σ w E) (every energy must have been rebuilt).
+    # A mixture's energies are its tilt here (its components only sharpen the classes the tilt weights), so a
+    # mixture prompt is compared with the distribution it stands for.
     frechet_exact = exact_ess = None
     if not missing and terms:
         log_w = -sum(t.weight * torch.cat(results["base"].energies[t.label]) for t in terms)

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from promptgen.errors import PromptgenError
+from promptgen.errors import PromptgenError, one_line
 from promptgen.protocols import Generator, GeneratorInfo
 
 #: How far outside [0, 1] decoded pixels may stray (rounding) before the generator is refused.
@@ -61,7 +61,14 @@ def probe_generator(generator: Generator, plugin: str | None = None, n: int = 2,
     g = torch.Generator().manual_seed(seed)
     z = torch.randn((n, *generator.latent_shape), generator=g).to(generator.device)
     with torch.no_grad():
-        return check_images(generator.decode(z), generator, n, plugin)
+        try:
+            images = generator.decode(z)
+        except PromptgenError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's decode that fails: one line naming it
+            who = f"generator {generator.info.name!r}" + (f" (from {plugin})" if plugin else "")
+            raise GeneratorOutputError(f"{who} failed to decode {n} latents: {one_line(str(exc)) or type(exc).__name__}") from None
+        return check_images(images, generator, n, plugin)
 
 
 class ModuleGenerator:

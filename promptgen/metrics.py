@@ -14,7 +14,7 @@ def _centred(x: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor]:
     if weights is None:
         mu = x.mean(0)
         return mu, (x - mu) / math.sqrt(x.shape[0] - 1)
-    p = weights.double().flatten()
+    p = weights.to(device=x.device, dtype=x.dtype).flatten()
     p = p / p.sum()
     mu = p @ x
     # Reliability weights: Σ p_i (x_i − μ)(x_i − μ)ᵀ / (1 − Σ p_i²), torch.cov's unbiased form for equal weights.

@@ -377,6 +377,12 @@ def train_flow(
         elapsed_before = checkpoint_seconds = 0.0
         if fitted is None:
             fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=show)
+            settled = mixture_for(ebm.terms, config)
+            if (mixture_components(settled.energy) if settled else 0) != components:
+                raise PromptgenError(
+                    "an energy chose its mode at its fit (debias mode=auto) and the flow no longer matches it; "
+                    "call prefit() before building the flow, as compose does, or give the energy mode=tilt or mode=mixture"
+                )
         else:
             fits, elapsed_before = fitted.fits, fitted.seconds
             g.set_state(fitted.generator_state)

@@ -140,3 +140,47 @@ def test_an_energy_that_cannot_take_the_images_is_one_line(tmp_path):
     with pytest.raises(PromptgenError, match=r"energy 'broken' .* failed on 'mnist''s images \(1×28×28\)"):
         compose("mnist", ["broken"], tmp_path / "never", registry=reg, progress=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_an_energy_that_gives_non_finite_values_is_one_line(tmp_path):
+    from promptgen.hookspecs import hookimpl
+    from promptgen.registry import EnergyEntry, build_registry
+
+    class NotANumber:
+        label, default_weight, needs_fit = "nan", 1.0, False
+
+        def fit(self, base):
+            return {}
+
+        def __call__(self, images, latents):
+            return images.flatten(1).sum(1) * float("nan")
+
+        def to(self, device):
+            return self
+
+    class Plugin:
+        @hookimpl
+        def promptgen_energies(self):
+            return [EnergyEntry("nan", lambda spec, registry: NotANumber())]
+
+    reg = build_registry(extra_plugins=[("nanplug", Plugin())])
+    with pytest.raises(PromptgenError, match=r"energy 'nan' .* returned non-finite values .* must be finite") as info:
+        compose("mnist", ["nan"], tmp_path / "never", registry=reg, progress=False)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_decode_that_raises_is_one_line_naming_the_plugin():
+    from torch import nn
+
+    from promptgen.generators import ModuleGenerator
+    from promptgen.protocols import GeneratorInfo
+
+    class Crashes(nn.Module):
+        def forward(self, z):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x4 and 8x16)\nmore detail")
+
+    gen = ModuleGenerator(Crashes(), (4,), GeneratorInfo("crashing-gen", (28, 28), 1))
+    with pytest.raises(GeneratorOutputError, match=r"generator 'crashing-gen' \(from plug 1\.0\) failed to decode 2 latents: mat1 and mat2") as info:
+        probe_generator(gen, "plug 1.0")
+    assert "\n" not in str(info.value)

@@ -288,6 +288,8 @@ def test_info_shows_the_mixture(mixture_prompt):
         ("debias:a,refit=10,shifts=4", "use mode=mixture without refit="),
         ("debias:a,mode=mixture,shifts=many", "shifts='many' must be a whole number of translations"),
         ("debias:a,mode=mixture,shifts=100", "shifts='100' must be a whole number of translations between 0 and 64"),
+        ("debias:a,mode=auto,refit=10", "refit= applies to mode=tilt only, and mode=auto may choose the other; write mode=tilt"),
+        ("debias:a,mode=auto,shifts=4", "shifts= applies to mode=mixture only, and mode=auto may choose the other; write mode=mixture"),
     ],
 )
 def test_bad_mixture_specs_get_one_line_errors(spec, message, registry):
@@ -326,6 +328,7 @@ def test_too_many_components_are_refused():
         with pytest.raises(PromptgenError, match=f"10,000 components .* more than {MAX_COMPONENTS}; use mode=tilt"):
             build_energy(spec, reg)
     assert build_energy("debias:u*v*w,mode=tilt", reg).energy.mixture_components == 0  # the tilt has no such limit
+    assert build_energy("debias:u,v,w", reg).energy.mode == "tilt"  # auto, with too many classes for a mixture: the tilt
 
 
 @pytest.mark.parametrize(
@@ -410,6 +413,33 @@ def test_auto_mode_picks_the_mixture_only_for_a_class_drawn_far_below_its_share(
     tilt = pixel_energy("debias:a,mode=tilt", registry)
     tilt.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_of({(0, 0): 800, (1, 0): 200})))
     assert tilt.mode == "tilt" and tilt.mixture_components == 0
+
+
+def test_an_option_of_one_mode_asks_for_that_mode(registry):
+    assert pixel_energy("debias:a,refit=10", registry).mode == "tilt"
+    assert pixel_energy("debias:a,shifts=2", registry).mode == "mixture"
+    assert pixel_energy("debias:a", registry).mode == "auto"
+
+
+def test_train_flow_refuses_an_auto_energy_that_became_a_mixture_after_the_flow_was_built(registry):
+    from promptgen.ebm import EnergyBasedModel
+    from promptgen.prompt import build_generator
+    from promptgen.trainer import prefit, train_flow
+
+    gen = build_generator("pixels", registry)
+    config = TrainConfig(steps=2, batch_size=16, fit_samples=512)
+    term = build_energy("debias:a", registry)  # a is on for 16 % of the prior: auto settles on the mixture
+    flow = CouplingFlow(FlowConfig(features=2, transforms=1, hidden=8))  # built before the fit: no classes
+    with pytest.raises(PromptgenError, match=r"mode=auto.*call prefit\(\) before building the flow") as info:
+        train_flow(EnergyBasedModel(gen, [term]), flow, config, device=torch.device("cpu"), progress=False)
+    assert "\n" not in str(info.value) and term.energy.mode == "mixture"
+    # As compose does it: fit first, then build the flow the fit asks for.
+    term = build_energy("debias:a", registry)
+    ebm = EnergyBasedModel(gen, [term])
+    fitted = prefit(ebm, config, device=torch.device("cpu"), progress=False)
+    flow = CouplingFlow(FlowConfig(features=2, transforms=1, hidden=8, classes=term.energy.mixture_components))
+    summary = train_flow(ebm, flow, config, device=torch.device("cpu"), progress=False, fitted=fitted)
+    assert summary.config.steps == 2 and summary.fits["debias:a"]["mixture"] == 1.0
 
 
 def test_auto_mode_trains_and_rebuilds_as_what_it_chose(registry, tmp_path):

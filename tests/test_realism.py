@@ -94,6 +94,15 @@ def test_a_bad_realism_weight_is_one_line(value):
     assert len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("energy", ["classifier:thickness=thick,realism=2", "debias:thickness,realism=1"])
+def test_realism_on_a_classifier_that_cannot_say_what_is_not_a_digit_is_one_line(energy, tmp_path):
+    result = runner.invoke(app, ["compose", "--energy", energy, "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2 and "mnist-stroke cannot say" in result.output and "remove realism=" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
+    # Without realism= the same energy builds (the default weight applies where a classifier can use it).
+    assert build_energy(energy.rsplit(",", 1)[0]).energy.realism == 1.0
+
+
 # --- a classifier that is easy to fool ------------------------------------------------------------
 
 PATTERN = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(5))
@@ -185,3 +194,12 @@ def test_a_good_prompt_shows_its_junk_rate_without_warning(tmp_path):
     assert report.prompt.junk_rate <= report.base.junk_rate + JUNK_MARGIN
     assert not any("realism check" in w for w in report.warnings)
     assert math.isfinite(report.exact_ess) and 1 <= report.exact_ess <= 300
+
+
+def test_training_the_realism_check_without_its_evaluator_stops_before_training(tmp_path):
+    from promptgen.builtin.mnist.training import train_realism
+
+    # Checked before the data is read or a step is taken: the folders need not hold anything.
+    with pytest.raises(ValueError, match=r"evaluator\.safetensors does not exist; train the evaluator into that folder first"):
+        train_realism(tmp_path / "no-data", out=tmp_path)
+    assert list(tmp_path.iterdir()) == []

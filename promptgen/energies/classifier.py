@@ -26,6 +26,21 @@ DEFAULT_WEIGHT = 30.0
 DEFAULT_REALISM = 1.0
 
 
+def check_realism_applies(spec: Spec, built: dict[str, object]) -> None:
+    """A ``realism=`` the user wrote needs a classifier that knows its domain (``log_probs_in_domain``); one line if none does.
+
+    ``built``: classifier name -> the built classifier. The default weight applies silently where it can.
+    """
+    if any(a.key == "realism" for a in spec.args) and not any(
+        callable(getattr(c, "log_probs_in_domain", None)) for c in built.values()
+    ):
+        names = ", ".join(sorted(built))
+        raise SpecError(
+            f"{spec.format()!r}: realism= weighs how sure a classifier is that an image is in its domain, "
+            f"and {names} cannot say (no 'not in domain' class); remove realism="
+        )
+
+
 def realism_option(spec: Spec, arg: Arg) -> float:
     """The value of ``realism=W``: a finite number >= 0, or a one-line error."""
     try:
@@ -253,4 +268,6 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
     for attr, value, wanted in conditions:
         index = _class_index(entry.attributes[attr], value, attr)
         parsed.append(ClassCondition(attr, index, str(entry.attributes[attr][index]), wanted))
-    return ClassifierEnergy(entry.build(**options), parsed, label=spec.with_weight(None).format(), realism=realism)
+    classifier = entry.build(**options)
+    check_realism_applies(spec, {entry.name: classifier})
+    return ClassifierEnergy(classifier, parsed, label=spec.with_weight(None).format(), realism=realism)

@@ -24,7 +24,15 @@ Spec::
     debias:digit,refit=0             open loop: β from the base sample only
     debias:digit,mode=mixture        a mixture prompt: one flow component per class
                                      (the default for joint targets)
-    debias:digit*thickness,mode=tilt one flow on the tilt (the default for plain attributes)
+    debias:digit*thickness,mode=tilt one flow on the tilt
+    debias:digit,mode=auto           the default for plain attributes: the tilt, or the
+                                     mixture when the base sample draws some class at
+                                     less than half its target (decided at the fit)
+
+With a classifier that knows its domain (the built-in control's "not a
+digit" class), every energy below also carries ``realism · −log p(in domain | x)``
+and β is fitted on base samples weighted by ``p(in domain | x)``: the target is
+the de-biased distribution of the images the classifier takes for digits at all.
 
 ``mode=mixture`` trains a class-conditional flow instead of one flow on the
 tilt: one component per combination ``c`` of the named attributes' classes,
@@ -49,7 +57,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from promptgen.energies.classifier import DEFAULT_REALISM, classifier_options, realism_option, shifted_classify
+from promptgen.energies.classifier import (
+    DEFAULT_REALISM,
+    check_realism_applies,
+    classifier_options,
+    realism_option,
+    shifted_classify,
+)
 from promptgen.errors import SpecError
 from promptgen.metrics import joint_labels, kl_divergence
 from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
@@ -225,8 +239,9 @@ class DebiasEnergy:
         classifiers: attribute -> the control classifier providing it.
         label: text for logs.
         refit: close the loop every ``refit`` training steps (0: never; mode ``tilt`` only).
-        mode: ``tilt`` (one flow on ``−β · φ``) or ``mixture`` (a flow with a
-            component per combination of classes; see the module docstring).
+        mode: ``tilt`` (one flow on ``−β · φ``), ``mixture`` (a flow with a
+            component per combination of classes) or ``auto`` (one of the two,
+            settled when β is fitted; see the module docstring).
         shifts: mixture mode: random translations the control's probabilities are averaged over.
         realism: weight of ``−log p(in domain | x)`` for classifiers that know
             their domain: the target becomes the de-biased distribution of the
@@ -581,15 +596,22 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
         else:
             target = _parse_target(spec, attribute, labels, value)
         blocks.append(Block(attribute, parts, labels, target))
+    has_shifts = any(a.key == "shifts" for a in spec.args)
     if mode == "mixture" and refit is not None:
         raise SpecError(f"{spec.format()!r}: refit= closes the loop of mode=tilt; a mixture has no loop, remove refit=")
-    if mode is None:  # refit= only means something for the tilt, so it asks for one
+    if mode == "auto" and (refit is not None or has_shifts):
+        option = "refit=" if refit is not None else "shifts="
+        wanted_mode = "tilt" if refit is not None else "mixture"
+        raise SpecError(f"{spec.format()!r}: {option} applies to mode={wanted_mode} only, and mode=auto may choose the other; write mode={wanted_mode}")
+    sizes = [len(entries[p].attributes[p]) for p in entries]
+    if mode is None:  # refit= only means something for the tilt and shifts= for the mixture, so each asks for its mode
         joint = any("*" in attribute for attribute, _ in wanted)
-        mode = "tilt" if refit is not None else "mixture" if joint else DEFAULT_MODE
-    if mode == "tilt" and any(a.key == "shifts" for a in spec.args):
+        mode = "tilt" if refit is not None else "mixture" if joint or has_shifts else DEFAULT_MODE
+        if mode == "auto" and math.prod(sizes) > MAX_COMPONENTS:  # too many classes for a mixture: auto can only tilt
+            mode = "tilt"
+    if mode == "tilt" and has_shifts:
         raise SpecError(f"{spec.format()!r}: shifts= applies to mode=mixture only; remove shifts=, or use mode=mixture without refit=")
     if mode != "tilt":
-        sizes = [len(entries[p].attributes[p]) for p in entries]
         if math.prod(sizes) > MAX_COMPONENTS:
             raise SpecError(
                 f"{spec.format()!r}: mode=mixture would need {math.prod(sizes):,} components (one per combination of classes), "
@@ -599,6 +621,7 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
     options = classifier_options(spec, others, chosen, registry)
     # One classifier object per classifier, however many of its attributes are used.
     built = {e.name: e.build(**options[e.name]) for e in chosen}
+    check_realism_applies(spec, built)
     classifiers: dict[str, AttributeClassifier] = {p: built[e.name] for p, e in entries.items()}
     return DebiasEnergy(
         blocks,

@@ -32,6 +32,9 @@ def test_the_panel_is_found_through_its_entry_point():
     assert sorted(record.generators) == sorted(f"panel-{name}" for name in PANEL)
     # Only the benchmarks' and tests' generators: no classifier, no energy, and the default stays the built-in one.
     assert record.classifiers == [] and record.energies == []
+    # The core's digit evaluator judges them (its features and realism check in `promptgen eval`).
+    registry = get_registry()
+    assert all(registry.generators[g].judges == ("mnist-digit-evaluator",) for g in record.generators)
 
 
 @pytest.mark.parametrize("name", list(PANEL))

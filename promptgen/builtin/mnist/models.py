@@ -5,14 +5,18 @@ All images are float tensors of shape (B, 1, 28, 28) with values in [0, 1]
 (0 = black background, 1 = white stroke), the MNIST convention.
 
 * :class:`DigitGenerator` maps a latent ``z ~ N(0, I)`` of shape (B, 32) to
-  images. Trained as a GAN on the ``"models"`` split. Its latent is
-  class-structured (see :func:`latent_class`, :func:`sample_latent`).
+  images. Trained as an unconditional GAN on the images of the ``"models"``
+  split (no labels; nothing in its latent is tied to a digit).
 * :class:`DigitClassifier` is the *control* classifier (trained on the
-  ``"models"`` split); it is smooth and cheap so it can serve as an energy
-  whose gradients flow back into the generator's latent.
+  ``"models"`` split, with augmentation and an eleventh "not a digit" class);
+  it is smooth and cheap so it can serve as an energy whose gradients flow
+  back into the generator's latent.
 * :class:`DigitEvaluator` is the *independent* evaluator (trained on the
   disjoint ``"evaluator"`` split) with a different, residual architecture; it
   also exposes 64-d penultimate features for Fréchet distances.
+* :class:`DigitRealism` and :class:`RealismCheck`: the realism check that
+  judges whether an image is a digit at all (a network trained on real digits
+  against junk, together with the evaluator's confidence).
 
 Pretrained weights live in :data:`WEIGHTS_DIR` and are loaded with
 :func:`load_pretrained`.

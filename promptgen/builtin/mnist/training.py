@@ -334,6 +334,9 @@ def train_realism(
     the held-out split and on fresh junk.
     """
     epochs = DEFAULT_EPOCHS["realism"] if epochs is None else epochs
+    if not (Path(out) / "evaluator.safetensors").is_file():
+        raise ValueError(f"the realism check is calibrated with the evaluator beside it, and {Path(out) / 'evaluator.safetensors'} "
+                         f"does not exist; train the evaluator into that folder first (train_builtin.py evaluator realism --out {out})")
     setup_torch(seed)
     x, _ = load_split(data, "evaluator")
     model = build("realism")

@@ -63,6 +63,7 @@ def _build(name: str, spec):
 @hookimpl
 def promptgen_generators() -> list[GeneratorEntry]:
     return [
-        GeneratorEntry(f"panel-{name}", partial(_build, name), summary=f"panel (benchmarks, tests): {description}, latent {latent}")
+        GeneratorEntry(f"panel-{name}", partial(_build, name), summary=f"panel (benchmarks, tests): {description}, latent {latent}",
+                       judges=("mnist-digit-evaluator",))  # digits: the core's evaluator knows their domain
         for name, (latent, description) in PANEL.items()
     ]
