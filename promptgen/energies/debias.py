@@ -611,12 +611,11 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
             mode = "tilt"
     if mode == "tilt" and has_shifts:
         raise SpecError(f"{spec.format()!r}: shifts= applies to mode=mixture only; remove shifts=, or use mode=mixture without refit=")
-    if mode != "tilt":
-        if math.prod(sizes) > MAX_COMPONENTS:
-            raise SpecError(
-                f"{spec.format()!r}: mode=mixture would need {math.prod(sizes):,} components (one per combination of classes), "
-                f"more than {MAX_COMPONENTS}; use mode=tilt or fewer attributes"
-            )
+    if mode != "tilt" and math.prod(sizes) > MAX_COMPONENTS:
+        raise SpecError(
+            f"{spec.format()!r}: mode=mixture would need {math.prod(sizes):,} components (one per combination of classes), "
+            f"more than {MAX_COMPONENTS}; use mode=tilt or fewer attributes"
+        )
     chosen = list({e.name: e for e in entries.values()}.values())
     options = classifier_options(spec, others, chosen, registry)
     # One classifier object per classifier, however many of its attributes are used.
