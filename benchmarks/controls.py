@@ -9,8 +9,10 @@ classifier's ``path=`` option), then each controls the same hard cases:
 - ``junk-class``: augmented, with the "not a digit" class trained but not used by the energies (``realism=0``);
 - ``shipped``: augmented, "not a digit" class used by the energies (``realism=1``, the default).
 
-and, beside them, ``shipped`` with the mixture's random shifts (smoothing at
-energy time) where a case has them.
+The mixture's own smoothing at energy time (its control probabilities
+averaged over random shifts of the image) and the sharpness of its component
+energies are varied with ``--shifts N`` and ``--sharpness S`` (default: the
+shipped 4 shifts and 10 per nat), which apply to the ``debias`` case.
 
 Cases (``--case``), on each ``--gen`` (default: the MLP GAN, whose rare digits
 blobs once passed for, and the built-in generator):
@@ -72,7 +74,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weights", type=Path, default=Path("runs/controls"))
     ap.add_argument("--out", type=Path, default=Path("runs/bench-controls"))
+    ap.add_argument("--shifts", type=int, default=None, help="debias case: shifts= of the mixture (default: the spec's 4)")
+    ap.add_argument("--sharpness", type=float, default=None, help="debias case: the mixture components' energy per nat (default 10)")
     args = ap.parse_args()
+    if args.sharpness is not None:
+        from promptgen.energies import debias
+
+        debias.SHARPNESS = args.sharpness
     torch.set_num_threads(2)
     judges = Judges()
     from promptgen.builtin.mnist.data import load_split
@@ -86,12 +94,15 @@ def main() -> None:
                 path = weights_for(variant, args.weights, args.data)
                 realism = VARIANTS[variant][2]
                 options = f",path={path},realism={realism:g}"
-                spec = f"classifier:digit={k}{options}" if case == "rare" else f"debias:digit,mode=mixture{options}"
+                shifts = f",shifts={args.shifts}" if args.shifts is not None else ""
+                spec = f"classifier:digit={k}{options}" if case == "rare" else f"debias:digit,mode=mixture{shifts}{options}"
+                tag = "".join(f"-{k}{v:g}" for k, v in (("shifts", args.shifts), ("sharpness", args.sharpness)) if v is not None)
                 t = time.perf_counter()
-                prompt, _, _ = train(gen, [spec], args.out / f"{gen}-{case}-{variant}", args.seed)
+                prompt, _, _ = train(gen, [spec], args.out / f"{gen}-{case}-{variant}{tag}", args.seed)
                 j = judges(sample_images(prompt, args.n, seed=args.seed + 1))
                 row = {
                     "generator": gen, "case": case, "variant": variant, "spec": spec.replace(str(path), "…"),
+                    "sharpness": args.sharpness, "shifts": args.shifts,
                     "junk_rate_base": round(1 - float(base["real"].double().mean()), 4),
                     "junk_rate": round(1 - float(j["real"].double().mean()), 4),
                     "control_not_a_digit": round(float((j["control_in"] < 0.5).double().mean()), 4),

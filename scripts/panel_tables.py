@@ -35,7 +35,9 @@ def base(d: dict) -> list[str]:
     h = " ".join(f"{100 * x:.0f}" for x in d["digit_histogram"])
     k = d["rarest_digit"]
     return [f"`{d['generator']}`", h, f"{d['kl_uniform']:.3f}", f"{k} ({pct(d['digit_histogram'][k])})",
-            f"{pct(d['agreement'])} / {pct(d['agreement_on_real_looking'])}", yes(d["agreement"] >= 0.95),
+            f"{pct(d['agreement'])} / {pct(d['agreement_on_real_looking'])} / "
+            + (pct(d["agreement_when_evaluator_sure"]) if "agreement_when_evaluator_sure" in d else "–"),
+            yes(d["agreement"] >= 0.95),
             pct(d["junk_rate"]), pct(d["evaluator_unsure"]), f"{d['frechet_to_real']:.1f}"]
 
 
@@ -91,7 +93,7 @@ def main() -> None:
         return [found[(g, case)] for g in gens if (g, case) in found]
 
     sections = [
-        ("base", ["generator", "digits 0–9 by the evaluator (%)", "KL to uniform", "rarest", "agreement (all / real-looking)",
+        ("base", ["generator", "digits 0–9 by the evaluator (%)", "KL to uniform", "rarest", "agreement: all / real-looking / evaluator sure",
                   "≥ 95 %", "junk", "evaluator < 90 % sure", "FD to real"], lambda d: [base(d)]),
         ("classifier", ["generator", "K", "share of K (base → prompt)", "junk (base → prompt)",
                         "FD to real Ks: prompt / rejection (ratio)", "training", "met"], lambda d: [classifier(d)]),
