@@ -216,7 +216,7 @@ def test_the_fit_decodes_base_samples_a_chunk_at_a_time():
     assert report["debias:bright"]["fit KL bright"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_advice_names_the_class_the_tilt_could_not_lift_and_only_says_to_train_longer():
+def test_advice_names_the_class_the_tilt_could_not_lift_and_what_reached_it_on_the_panel():
     def energy(mode="tilt"):
         return DebiasEnergy([Block("bright", ("bright",), ("dark", "light"), (0.5, 0.5))], {"bright": TwoClassClassifier()},
                             "debias:bright", mode=mode)
@@ -224,13 +224,17 @@ def test_advice_names_the_class_the_tilt_could_not_lift_and_only_says_to_train_l
     tilt = energy()
     tilt.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=20, dark=980)))
     assert tilt.advice() is None  # no refit yet: nothing known about the flow
-    # The flow still draws 5 % light after a refit: KL 0.495 from even, the advice says so.
+    # The flow still draws 5 % light after a refit: KL 0.495 from even, the advice says so. A class under
+    # AUTO_RARE of its share: the mixture (on the panel it met the target wherever that happened).
     tilt.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=50, dark=950)))
     note = tilt.advice()
     assert note is not None and "\n" not in note
     assert f"KL {kl_divergence([0.95, 0.05], [0.5, 0.5]):.3f}" in note and "('light': 5.0% against 50.0%)" in note
-    # It never advises another mode: on the digit panel a switch made some results worse (docs/debiasing.md).
-    assert note.endswith("train longer (--steps)") and "mode=" not in note
+    assert note.endswith("use mode=mixture (a flow component per class)") and "--steps" not in note
+    # 35 % against 50 %: short, but not rare; more steps close that gap.
+    tilt.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=350, dark=650)))
+    note = tilt.advice()
+    assert note is not None and "('light': " in note and note.endswith("train longer (--steps)") and "mode=" not in note
     # A flow within ADVICE_KL of the target: no advice.
     tilt.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=460, dark=540)))
     assert tilt.advice() is None
@@ -252,7 +256,8 @@ def test_compose_shows_the_advice_after_training(tmp_path):
     assert far.exit_code == 0, far.output
     text = " ".join(far.output.split())
     assert "note: debias:digit*thickness,mode=tilt,refit=2: at its last refit the flow was KL" in text
-    assert "against 3.3%); train longer (--steps)" in text and "mode=mixture" not in text.split("note:")[1]
+    # Far under their share, the rarest combination gets the mode that reached it (docs/debiasing.md: KL 0.0091 against 0.091).
+    assert "against 3.3%); the tilt lifts a class this rare slowly: use mode=mixture" in text
     near = CliRunner().invoke(app, [*args, "--energy", "debias:digit,refit=2", "--out", str(tmp_path / "near")])
     assert near.exit_code == 0, near.output
     assert "note:" not in near.output

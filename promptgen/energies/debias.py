@@ -411,10 +411,13 @@ class DebiasEnergy:
     def advice(self) -> str | None:
         """A one-line hint after training when the tilt's closed loop ended far from the target, else None.
 
-        It only ever says to train longer: on the digit panel, more steps never
-        made a tilt worse, while a switch of mode did on some generators
-        (docs/debiasing.md); ``mode=auto`` already picks the mixture where the
-        generator draws a class far below its share.
+        What it advises follows what was measured on the digit panel
+        (docs/debiasing.md): where the flow still draws the class furthest
+        below its share at less than :data:`AUTO_RARE` of it, the tilt lifts
+        that class slowly, and the mixture met every target on each generator
+        where that happened (more steps halved the KL but made more junk);
+        otherwise it says to train longer, which brought the tilt to its
+        target without other harm.
         """
         if self.mixture_components or self.flow_moments is None:
             return None
@@ -428,9 +431,14 @@ class DebiasEnergy:
         if worst is None:
             return None
         kl, attribute, label, got_i, want_i = worst
+        fix = (
+            "the tilt lifts a class this rare slowly: use mode=mixture (a flow component per class)"
+            if got_i < AUTO_RARE * want_i
+            else "train longer (--steps)"
+        )
         return (
             f"{self.label}: at its last refit the flow was KL {kl:.3f} from the {attribute} target by the control classifier "
-            f"({label!r}: {got_i:.1%} against {want_i:.1%}); train longer (--steps)"
+            f"({label!r}: {got_i:.1%} against {want_i:.1%}); {fix}"
         )
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
