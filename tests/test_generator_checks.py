@@ -115,57 +115,45 @@ def test_check_images_passes_good_images_and_names_what_is_wrong():
     assert issubclass(GeneratorOutputError, PromptgenError)
 
 
-def test_an_energy_that_cannot_take_the_images_is_one_line(tmp_path):
+class PlainEnergy:
+    """An energy a plugin might write: ``values(images)`` is all it computes."""
+
+    default_weight, needs_fit = 1.0, False
+
+    def __init__(self, label, values):
+        self.label, self.values = label, values
+
+    def fit(self, base):
+        return {}
+
+    def __call__(self, images, latents):
+        return self.values(images)
+
+    def to(self, device):
+        return self
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "message"),
+    [
+        # Written for 3-channel images: fails on the built-in greyscale digits.
+        ("broken", lambda images: images.view(images.shape[0], 3, -1).sum((1, 2)),
+         r"energy 'broken' .* failed on 'mnist''s images \(1×28×28\)"),
+        ("nan", lambda images: images.flatten(1).sum(1) * float("nan"), r"energy 'nan' .* returned non-finite values .* must be finite"),
+    ],
+)
+def test_an_energy_that_cannot_score_the_images_is_one_line(tmp_path, name, values, message):
     from promptgen.hookspecs import hookimpl
     from promptgen.registry import EnergyEntry, build_registry
-
-    class Broken:
-        label, default_weight, needs_fit = "broken", 1.0, False
-
-        def fit(self, base):
-            return {}
-
-        def __call__(self, images, latents):
-            return images.view(images.shape[0], 3, -1).sum((1, 2))  # needs 3 channels
-
-        def to(self, device):
-            return self
 
     class Plugin:
         @hookimpl
         def promptgen_energies(self):
-            return [EnergyEntry("broken", lambda spec, registry: Broken())]
+            return [EnergyEntry(name, lambda spec, registry: PlainEnergy(name, values))]
 
-    reg = build_registry(extra_plugins=[("brokenplug", Plugin())])
-    with pytest.raises(PromptgenError, match=r"energy 'broken' .* failed on 'mnist''s images \(1×28×28\)"):
-        compose("mnist", ["broken"], tmp_path / "never", registry=reg, progress=False)
-    assert not (tmp_path / "never").exists()
-
-
-def test_an_energy_that_gives_non_finite_values_is_one_line(tmp_path):
-    from promptgen.hookspecs import hookimpl
-    from promptgen.registry import EnergyEntry, build_registry
-
-    class NotANumber:
-        label, default_weight, needs_fit = "nan", 1.0, False
-
-        def fit(self, base):
-            return {}
-
-        def __call__(self, images, latents):
-            return images.flatten(1).sum(1) * float("nan")
-
-        def to(self, device):
-            return self
-
-    class Plugin:
-        @hookimpl
-        def promptgen_energies(self):
-            return [EnergyEntry("nan", lambda spec, registry: NotANumber())]
-
-    reg = build_registry(extra_plugins=[("nanplug", Plugin())])
-    with pytest.raises(PromptgenError, match=r"energy 'nan' .* returned non-finite values .* must be finite") as info:
-        compose("mnist", ["nan"], tmp_path / "never", registry=reg, progress=False)
+    reg = build_registry(extra_plugins=[(f"{name}plug", Plugin())])
+    with pytest.raises(PromptgenError, match=message) as info:
+        compose("mnist", [name], tmp_path / "never", registry=reg, progress=False)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "never").exists()
 
