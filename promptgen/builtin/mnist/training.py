@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .augment import augment_digits, junk_images, photometric
+from .augment import augment_digits, blob_images, junk_images, noise_images, photometric
 from .data import load_split, load_split_images
 from .models import (
     LATENT_DIM,
@@ -361,8 +361,6 @@ def train_realism(
         held = load_split_images(data, "heldout")
         torch.manual_seed(seed + 1)
         junk = junk_images(held)
-        from .augment import blob_images, noise_images
-
         accepts = lambda images: check(images) >= 0
         rates = {
             "heldout_accepted": accepts(held),
