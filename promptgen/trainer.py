@@ -345,12 +345,15 @@ def train_flow(
     after ``config.max_rollbacks`` rollbacks training stops with :class:`TrainingDiverged`.
     """
     dist = dist or Dist()
-    mixture = mixture_for(ebm.terms, config)
     components = flow.config.classes
-    asked = mixture_components(mixture.energy) if mixture else 0
-    if asked != components:
+
+    def asked() -> int:  # the components the energies ask for (an auto energy settles at its fit)
+        mixture = mixture_for(ebm.terms, config)
+        return mixture_components(mixture.energy) if mixture else 0
+
+    if asked() != components:
         raise PromptgenError(
-            f"the flow has {components} classes but the energies ask for a mixture of {asked} components; "
+            f"the flow has {components} classes but the energies ask for a mixture of {asked()} components; "
             "build it with FlowConfig(classes=...) to match"
         )
     if config.batch_size % dist.world:
@@ -377,8 +380,7 @@ def train_flow(
         elapsed_before = checkpoint_seconds = 0.0
         if fitted is None:
             fits = fit_energies(ebm, config.fit_samples, g, device, console=console, progress=show)
-            settled = mixture_for(ebm.terms, config)
-            if (mixture_components(settled.energy) if settled else 0) != components:
+            if asked() != components:
                 raise PromptgenError(
                     "an energy chose its mode at its fit (debias mode=auto) and the flow no longer matches it; "
                     "call prefit() before building the flow, as compose does, or give the energy mode=tilt or mode=mixture"
