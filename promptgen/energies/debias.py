@@ -109,7 +109,7 @@ ADVICE_KL = 0.02
 #: Mixture mode: the energy per nat of each component's classes. 1 would make each component the
 #: generator's own images of its class, but a reverse-KL flow then leaks other classes into it; 30 (the
 #: classifier energy's weight) let components on an MLP GAN settle on squiggles the control took for 5s
-#: and 8s (18 % junk against the generator's 12 %); 10 kept them digits (7 % junk, KL 0.003; 3: KL 0.016).
+#: and 8s (18 % junk against the generator's 12 %); 10 kept them digits (8 % junk, KL 0.003; 3: KL 0.016).
 SHARPNESS = 10.0
 #: Mixture mode: random translations the control's probabilities are averaged over.
 DEFAULT_SHIFTS = 4
