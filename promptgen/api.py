@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from promptgen.artifact import PromptManifest, check_prompt
 from promptgen.compose import compose, prompt_ebm
 from promptgen.device import resolve_device
 from promptgen.errors import PromptgenError
+from promptgen.images import check_images_fit
 from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
 from promptgen.protocols import Generator
 from promptgen.registry import PluginRecord, get_registry
@@ -91,8 +93,11 @@ def sample_with_cost(
             raise PromptgenError(
                 f"--method {method} samples a trained prompt's energy-based model: give a prompt folder, not the generator {text!r}"
             )
+    if not math.isfinite(step_size) or step_size <= 0:
+        raise PromptgenError(f"--step-size {step_size!r} must be a finite number above 0, such as 0.05")
     gen = _source(source)
     dev = resolve_device(device)
+    check_images_fit(n, gen.info.channels, *gen.info.resolution)
     if method == "flow":
         return flow_sample(gen, n, seed=seed, device=dev)
     if not isinstance(gen, Prompt):

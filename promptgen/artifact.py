@@ -41,6 +41,7 @@ from promptgen.checkpoint import check_shapes, check_tensors
 from promptgen.errors import ArtifactError, inline, one_line
 from promptgen.flow import CouplingFlow, FlowConfig
 from promptgen.protocols import AttributeTarget
+from promptgen.spec import MAX_WEIGHT
 from promptgen.trainer import TrainingSummary
 
 FORMAT = "promptgen-prompt"
@@ -106,7 +107,7 @@ class EnergyRecord(BaseModel):
 
     spec: str
     label: str
-    weight: float = Field(ge=0)
+    weight: float = Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)
     plugin: str = ""
     state: dict[str, list[float]] = Field(default_factory=dict, description="fitted numbers, e.g. de-biasing's beta")
     targets: list[TargetRecord] = Field(default_factory=list, description="what the energy asks of attributes")
@@ -327,7 +328,8 @@ def read_manifest(folder: Path) -> PromptManifest:
         made_by = versions.get("promptgen") if isinstance(versions, dict) else None
         if not (isinstance(made_by, str) and made_by.isprintable() and 0 < len(made_by) <= 40):
             made_by = "a newer promptgen"
-        shown = f"{version:.0f}" if math.isfinite(version) and version < 1e6 else "newer"
+        small = version < 10**6 if isinstance(version, int) else (math.isfinite(version) and version < 1e6)
+        shown = f"{version:.0f}" if small else "newer"
         raise ArtifactError(
             f"{str(folder)!r} is prompt format {shown} (made by promptgen {made_by}); this promptgen reads up to "
             f"format {FORMAT_VERSION}: upgrade with `pip install -U promptgen-core`"

@@ -46,6 +46,53 @@ _LOADING: ContextVar[tuple[Path, ...]] = ContextVar("promptgen_loading", default
 _LOADING_REGISTRY: ContextVar[Registry | None] = ContextVar("promptgen_loading_registry", default=None)
 
 
+# Prompts of a chain already loaded by the outermost load_prompt, by resolved folder (None: not loading).
+_PRELOADED: ContextVar[dict[Path, Prompt] | None] = ContextVar("promptgen_preloaded", default=None)
+
+
+def preloading() -> bool:
+    """Whether a chain's prompts are being loaded root first (see :func:`preloaded`)."""
+    return _PRELOADED.get() is not None
+
+
+@contextlib.contextmanager
+def preloaded() -> Iterator[dict[Path, Prompt]]:
+    """A cache of loaded prompts that ``prompt:PATH`` generators built in this block take from."""
+    cache: dict[Path, Prompt] = {}
+    token = _PRELOADED.set(cache)
+    try:
+        yield cache
+    finally:
+        _PRELOADED.reset(token)
+
+
+def parent_folders(folder: Path) -> list[Path]:
+    """The prompt folders ``folder``'s chain is trained on, nearest parent first, found by reading manifests.
+
+    A loop: iteration, not recursion, so any length works. The walk stops quietly
+    at anything it cannot follow (a missing parent, a loop, a damaged manifest):
+    loading the prompt then reports it with the usual one-line error.
+    """
+    parents: list[Path] = []
+    seen = {Path(folder).resolve()}
+    current = Path(folder)
+    while True:
+        try:
+            spec = resolve_parent_spec(current, read_manifest(current))
+            parsed = parse_spec(spec)
+            if parsed.name != NAME:
+                return parents
+            parent = Path(prompt_path(parsed)).expanduser()
+            key = parent.resolve()
+        except (ArtifactError, SpecError, OSError, RuntimeError, ValueError):
+            return parents
+        if key in seen:
+            return parents
+        seen.add(key)
+        parents.append(parent)
+        current = parent
+
+
 def prompt_path(spec: Spec) -> str:
     """The folder named by ``prompt:PATH`` or ``prompt:path=PATH``."""
     opts = expect_options(spec, {"path": "the prompt folder"}, positional=1)
@@ -236,6 +283,14 @@ def build_prompt_generator(spec: Spec) -> Prompt:
         folder = Path(text).expanduser()
     except RuntimeError as exc:  # ~user that does not exist
         raise SpecError(f"{spec.format()!r}: cannot use that prompt folder ({one_line(str(exc))}); give the folder made by `promptgen compose`") from None
+    cache = _PRELOADED.get()
+    if cache is not None:
+        try:
+            key = folder.resolve()
+        except (OSError, RuntimeError, ValueError):
+            key = None
+        if key in cache:
+            return cache[key]
     return load_prompt(folder, _LOADING_REGISTRY.get())
 
 

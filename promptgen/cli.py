@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -12,16 +15,124 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from promptgen.errors import PromptgenError, printable
+try:  # Typer vendors its own click from 0.22 on
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    from click import exceptions as click  # type: ignore[no-redef]
+
+from promptgen.errors import PromptgenError, one_line, printable
 from promptgen.flow import FlowConfig
-from promptgen.trainer import TrainConfig
+from promptgen.trainer import MAX_BATCH, MAX_SEED, MAX_STEPS, TrainConfig
+
+#: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
+MAX_IMAGES = 10_000_000
 
 
 def _default(model: type, name: str) -> Any:
     return model.model_fields[name].default
 
+#: What a failed write to the terminal or a pipe looks like (``> /dev/full``, a closed pipe).
+_STREAM_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EBADF}
+
+
+class OneLineErrors(TyperGroup):
+    """The command group: every mistake on the command line is one line on stderr and exit code 2.
+
+    Typer draws a usage mistake (``-n 0``, ``--lr nan``, an unknown option) as a
+    multi-line panel; here it is ``error: <what>; see `promptgen CMD --help```.
+    An operating-system error that escapes a command (a name too long for the
+    file system, a full disk, a full or closed standard output) is one line too.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        from promptgen.distributed import from_env
+
+        tolerant_streams()
+        code: Any = 0
+        dist = from_env()
+        if dist.active and not dist.main:
+            # One of several torchrun processes: rank 0 meets the same mistakes and says them once; when
+            # it stops, this one's link to it breaks. Either way this process says nothing.
+            try:
+                code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+            except BaseException:  # noqa: BLE001 - see above
+                code = 2
+            if not standalone_mode:
+                return code
+            sys.exit(code if isinstance(code, int) else 0)
+        try:
+            code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
+            _flush_stdout()
+        except click.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else "")
+            code = 2
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "promptgen"
+            _error(f"{one_line(exc.format_message()).rstrip('.')}; see `{where} --help`")
+            code = 2
+        except click.ClickException as exc:
+            _error(one_line(exc.format_message()))
+            code = exc.exit_code
+        except typer.Abort:
+            _error("aborted")
+            code = 1
+        except OSError as exc:
+            code = _os_error(exc)
+        except MemoryError:
+            _error("out of memory; ask for fewer images (-n) or a smaller --batch-size")
+            code = 2
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def tolerant_streams() -> None:
+    """Let text the terminal's encoding cannot show (``PYTHONIOENCODING=ascii``) print as escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a closed or unusual stream: leave it
+                pass
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        raise OSError(getattr(exc, "errno", errno.EIO), "cannot write to standard output") from exc
+
+
+def _error(message: str) -> None:
+    try:
+        err_console.print(f"[bold red]error:[/bold red] {printable(message)}", highlight=False, soft_wrap=True)
+    except OSError:  # stderr itself is gone: nothing left to tell
+        pass
+
+
+def _os_error(exc: OSError) -> int:
+    """One line for an operating-system error that escaped a command; the exit code."""
+    if exc.filename is None and exc.errno in _STREAM_ERRNOS:
+        # Standard output failed (a full disk, /dev/full, a closed pipe): say so once, and keep
+        # Python from failing again when it flushes stdout on the way out.
+        with open(os.devnull, "w") as devnull:
+            try:
+                os.dup2(devnull.fileno(), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+        _error(f"cannot write to standard output: {exc.strerror or 'write failed'}; write to a file or a terminal instead")
+        return 2
+    name = f" {str(exc.filename)!r}" if exc.filename is not None else ""
+    _error(f"cannot use{name}: {exc.strerror or type(exc).__name__}; choose another path or check its permissions")
+    return 2
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="promptgen",
     help="Distributional control of pretrained generators: train a prompt, then sample it in one pass.",
     no_args_is_help=True,
@@ -42,8 +153,12 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except PromptgenError as exc:
-            # printable: the message may quote a stranger's manifest or a plugin's text.
-            err_console.print(f"[bold red]error:[/bold red] {printable(exc)}", highlight=False, soft_wrap=True)
+            from promptgen.distributed import from_env
+
+            # Under torchrun every process meets the same mistake: one of them says it.
+            if from_env().main:
+                # printable: the message may quote a stranger's manifest or a plugin's text.
+                err_console.print(f"[bold red]error:[/bold red] {printable(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -58,8 +173,8 @@ def compose(
         typer.Option("--energy", "-e", help='Energy spec, repeatable: classifier:digit=3, clip:"a smiling face"@600'),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Prompt folder to create [default: runs/<energies>-<time>]")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps")] = _default(TrainConfig, "steps"),
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per micro-batch")] = _default(TrainConfig, "batch_size"),
+    steps: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Optimiser steps")] = _default(TrainConfig, "steps"),
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples per micro-batch")] = _default(TrainConfig, "batch_size"),
     accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation)")] = _default(TrainConfig, "accumulate"),
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate")] = _default(TrainConfig, "lr"),
     clip_grad: Annotated[float, typer.Option(min=0.0, help="Max gradient norm (0 disables clipping)")] = _default(TrainConfig, "clip_grad"),
@@ -68,11 +183,11 @@ def compose(
         float, typer.Option(min=0.0, help="Weight of a forward-KL term on importance-weighted base samples (helps rare targets)")
     ] = _default(TrainConfig, "forward_weight"),
     flow: Annotated[str, typer.Option(help="Flow layers: spline-coupling or affine-coupling")] = _default(FlowConfig, "kind"),
-    seed: Annotated[int, typer.Option(help="Random seed")] = _default(TrainConfig, "seed"),
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed")] = _default(TrainConfig, "seed"),
     transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
-    hidden: Annotated[int, typer.Option(min=1, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
+    hidden: Annotated[int, typer.Option(min=1, max=8192, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
     eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on fixed noise every N steps")] = _default(TrainConfig, "eval_every"),
-    eval_batch: Annotated[int, typer.Option(min=1, help="Samples in each periodic evaluation")] = _default(TrainConfig, "eval_batch"),
+    eval_batch: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples in each periodic evaluation")] = _default(TrainConfig, "eval_batch"),
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoint.pt every N steps")] = _default(TrainConfig, "checkpoint_every"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing prompt folder")] = False,
@@ -80,7 +195,7 @@ def compose(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue the unfinished run in this folder from its last checkpoint, with its own settings")
     ] = None,
-    nproc: Annotated[int, typer.Option(min=1, help="Train with N processes (torchrun; the batch is split among them)")] = 1,
+    nproc: Annotated[int, typer.Option(min=1, max=256, help="Train with N processes (torchrun; the batch is split among them)")] = 1,
     keep_parent: Annotated[
         bool, typer.Option("--keep-parent", help="With --gen prompt:PATH, ask that prompt's energies again so its conditions hold too")
     ] = False,
@@ -111,7 +226,8 @@ def compose(
 
     if flow not in ("spline-coupling", "affine-coupling"):
         raise PromptgenError(f"unknown --flow {flow!r}; use spline-coupling or affine-coupling")
-    config = TrainConfig(
+    config = _checked(
+        TrainConfig,
         steps=steps,
         batch_size=batch_size,
         accumulate=accumulate,
@@ -124,6 +240,7 @@ def compose(
         eval_batch=eval_batch,
         checkpoint_every=checkpoint_every,
     )
+    _checked(FlowConfig, features=2, kind=flow, transforms=transforms, hidden=hidden)
     prompt = run(
         gen,
         energy or [],
@@ -147,10 +264,28 @@ def compose(
     out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
 
 
+def _checked(model: type, **values: Any) -> Any:
+    """``model(**values)`` from command-line values; a value it refuses is one line naming its option."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        value = values.get(field, err.get("input"))
+        raise PromptgenError(f"--{field.replace('_', '-')} {value!r}: {err['msg'].lower()}; see `promptgen compose --help`") from None
+
+
 def _relaunch_with_torchrun(nproc: int) -> int:
-    """Run this same ``compose`` command under ``torchrun`` with ``nproc`` processes; its exit code."""
+    """Run this same ``compose`` command under ``torchrun`` with ``nproc`` processes; its exit code.
+
+    Neither the launcher nor its processes import from the current folder
+    (``python -P`` and ``PYTHONSAFEPATH``): a ``rich.py`` or ``torch.py`` lying
+    there must not run. A process that fails has said why in one line; the
+    launcher's own traceback about it is not shown.
+    """
     import subprocess
-    import sys
 
     argv = sys.argv[1:]
     if "compose" not in argv:
@@ -164,8 +299,27 @@ def _relaunch_with_torchrun(nproc: int) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             clean.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "promptgen", "compose", *clean]
-    return subprocess.run(cmd, check=False).returncode
+    launch = "import sys; from promptgen.cli import launch_torchrun; sys.exit(launch_torchrun(sys.argv[1:]))"
+    cmd = [sys.executable, "-P", "-c", launch, "--standalone", f"--nproc_per_node={nproc}", "-m", "promptgen", "compose", *clean]
+    # LOGLEVEL: torchrun's own log lines (which process failed, with what exit code) would follow the
+    # failing process's one-line error; that line says it all.
+    env = {**os.environ, "PYTHONSAFEPATH": "1", "LOGLEVEL": "CRITICAL"}
+    # torchrun would set 1 thread per process and warn about it; share the cores instead.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    return subprocess.run(cmd, check=False, env=env).returncode
+
+
+def launch_torchrun(argv: list[str]) -> int:
+    """``torchrun ARGV`` in this process; the first failing process's exit code instead of a traceback."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as exc:
+        codes = [f.exitcode for f in exc.failures.values()]
+        return 2 if 2 in codes else next((c for c in codes if c), 1)
+    return 0
 
 
 @app.command()
@@ -173,9 +327,9 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 def sample(
     prompt: Annotated[Path | None, typer.Argument(help="Prompt folder made by `promptgen compose`")] = None,
     gen: Annotated[str | None, typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
-    n: Annotated[int, typer.Option("-n", min=1, help="Number of images")] = 64,
+    n: Annotated[int, typer.Option("-n", min=1, max=MAX_IMAGES, help="Number of images")] = 64,
     out: Annotated[Path, typer.Option("--out", "-o", help="OUT.png: a grid; OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs")] = Path("samples.png"),
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     method: Annotated[
         str,
@@ -187,8 +341,8 @@ def sample(
         typer.Option(help="rejection: energy (exact p*, keep with prob. exp(-Σw(E-bound))), attribute (keep images "
                      "that have the asked attribute) or auto (attribute when every energy can tell)"),
     ] = "auto",
-    max_draws: Annotated[int, typer.Option(min=1, help="rejection: give up after this many generator samples")] = 1_000_000,
-    steps: Annotated[int, typer.Option(min=1, help="langevin: MALA steps per chain (step size adapted in the first half)")] = 200,
+    max_draws: Annotated[int, typer.Option(min=1, max=10**12, help="rejection: give up after this many generator samples")] = 1_000_000,
+    steps: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="langevin: MALA steps per chain (step size adapted in the first half)")] = 200,
     step_size: Annotated[float, typer.Option(min=0.0, help="langevin: initial step size h (> 0)")] = 0.05,
     cost_json: Annotated[Path | None, typer.Option("--cost-json", help="Write the sampling cost (time, draws, acceptance) as JSON")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
@@ -213,11 +367,11 @@ def sample(
         )
     check_output(out)
     if cost_json is not None:
+        from promptgen.atomic import writable_target
+
         if cost_json.is_dir():
             raise PromptgenError(f"cannot write {str(cost_json)!r}: it is a folder; give a file name for --cost-json")
-        parent = cost_json.parent if str(cost_json.parent) else Path(".")
-        if not parent.is_dir():
-            raise PromptgenError(f"cannot write {str(cost_json)!r}: folder {str(parent)!r} does not exist; create it or choose another --cost-json")
+        writable_target(cost_json, "--cost-json")
     source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
     images, cost = sample_with_cost(
         source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
@@ -352,9 +506,9 @@ def info(
 @user_errors
 def eval_(
     prompt: Annotated[Path, typer.Argument(help="Prompt folder made by `promptgen compose`")],
-    n: Annotated[int, typer.Option("-n", min=2, help="Samples of the base and of the prompt each")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed; base and prompt draw the same noise")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples generated and judged at once")] = 500,
+    n: Annotated[int, typer.Option("-n", min=2, max=MAX_IMAGES, help="Samples of the base and of the prompt each")] = 5000,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; base and prompt draw the same noise")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples generated and judged at once")] = 500,
     attr: Annotated[
         list[str] | None,
         typer.Option("--attr", help="Also judge this attribute, repeatable; joint ones as a*b, e.g. digit*thickness"),
@@ -395,9 +549,9 @@ def eval_(
 def report(
     prompt: Annotated[Path, typer.Argument(help="Prompt folder made by `promptgen compose`")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write")] = Path("report.html"),
-    n: Annotated[int, typer.Option("-n", min=2, help="Samples of the base and of the prompt each")] = 2000,
-    seed: Annotated[int, typer.Option(help="Random seed; base and prompt draw the same noise")] = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples generated and judged at once")] = 500,
+    n: Annotated[int, typer.Option("-n", min=2, max=MAX_IMAGES, help="Samples of the base and of the prompt each")] = 2000,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; base and prompt draw the same noise")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples generated and judged at once")] = 500,
     attr: Annotated[
         list[str] | None,
         typer.Option("--attr", help="Also judge this attribute, repeatable; joint ones as a*b"),

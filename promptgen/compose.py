@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import warnings
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rich.console import Console
 from rich.markup import escape
 
@@ -24,7 +25,7 @@ from promptgen.artifact import (
     prepare_out_dir,
     save_prompt,
 )
-from promptgen.atomic import write_text_atomic
+from promptgen.atomic import write_atomic, write_text_atomic
 from promptgen.chaining import kept_energies, lineage_for, normalise_generator_spec
 from promptgen.device import resolve_device
 from promptgen.distributed import barrier, from_env, start, stop
@@ -37,7 +38,7 @@ from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
 from promptgen.protocols import Generator
 from promptgen.registry import Registry, get_registry
 from promptgen.spec import absolute_paths, parse_spec
-from promptgen.trainer import TrainConfig, energy_state, mixture_for, prefit, train_flow
+from promptgen.trainer import TrainConfig, energy_state, load_energy_states, mixture_for, prefit, train_flow
 
 
 def build_energy(spec: str, registry: Registry | None = None) -> WeightedEnergy:
@@ -164,17 +165,52 @@ RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.pt"
 
 
+#: What ``--device`` and run.json's ``device`` may name (resolve_device checks the machine has it).
+DEVICE_PATTERN = r"^(auto|cpu|mps|xpu|cuda(:[0-9]{1,3})?)$"
+
+
+def check_flow_settings(flow: dict) -> dict:
+    """``flow`` if its keys and values are ones :class:`FlowConfig` takes (checked before anything is written)."""
+    if not isinstance(flow, dict):
+        raise SpecError(f"flow settings must be a dict of FlowConfig fields, not {type(flow).__name__}")
+    unknown = sorted(set(flow) - {"kind", "transforms", "hidden", "bins", "mask_seed"})
+    if unknown:
+        raise SpecError(f"unknown flow setting(s) {', '.join(map(repr, unknown))}; use kind, transforms, hidden, bins or mask_seed")
+    try:
+        FlowConfig(features=2, **flow)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        raise SpecError(f"flow setting {where}={err.get('input')!r}: {err['msg'].lower()}") from None
+    return flow
+
+
 class RunRequest(BaseModel):
-    """What ``compose`` was asked, written to ``RUN_DIR/run.json`` before training so ``--resume`` can continue."""
+    """What ``compose`` was asked, written to ``RUN_DIR/run.json`` before training so ``--resume`` can continue.
 
-    model_config = ConfigDict(extra="forbid")
+    Read back from a file that may have been edited, so it is checked as strictly as a manifest.
+    """
 
-    generator: str
-    energies: list[str]
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    generator: str = Field(min_length=1, max_length=10_000)
+    energies: list[str] = Field(min_length=1, max_length=64)
     train: TrainConfig
     flow: dict = Field(default_factory=dict)
-    device: str = "auto"
-    preview: int = 64
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)
+    preview: int = Field(default=64, ge=0, le=1024)
+
+    @field_validator("flow")
+    @classmethod
+    def _flow_fits(cls, flow: dict) -> dict:
+        try:
+            return check_flow_settings(flow)
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+
+
+#: Largest run.json read (promptgen's are under a kilobyte).
+MAX_RUN_BYTES = 1 << 20
 
 
 def read_run(folder: Path) -> RunRequest:
@@ -184,12 +220,32 @@ def read_run(folder: Path) -> RunRequest:
         raise ArtifactError(f"--resume {str(folder)!r} is not a folder; give the --out folder of the run to continue")
     if (folder / MANIFEST).exists():
         raise ArtifactError(f"{str(folder)!r} is a finished prompt; sample it with `promptgen sample {folder}` (nothing to resume)")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ArtifactError(f"{str(path)!r} is not a regular file (a link or a special file); a run's {RUN_FILE} is a plain file: start a new run with --out")
     if not path.is_file():
         raise ArtifactError(f"{str(folder)!r} has no {RUN_FILE}; it is not a run started by `promptgen compose` (start a new one with --out)")
     try:
-        return RunRequest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError, OSError, UnicodeDecodeError) as e:
+        if path.stat().st_size > MAX_RUN_BYTES:
+            raise ArtifactError(f"{str(path)!r} is {path.stat().st_size:,} bytes, far larger than a run's {RUN_FILE}; start a new run with --out")
+        return RunRequest.model_validate_json(path.read_bytes())
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(part)[:40] for part in err["loc"])
+        what = f"invalid at {where}" if where else "not valid"
+        raise ArtifactError(f"{str(path)!r} is damaged: {what}: {one_line(err['msg'])[:200]}; start the run again with a new --out") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise ArtifactError(f"{str(path)!r} is damaged ({type(e).__name__}); start the run again with a new --out") from None
+    except OSError as e:
+        raise ArtifactError(f"cannot read {str(path)!r}: {e.strerror}; check its permissions") from None
+
+
+def check_checkpoint_file(out: Path) -> None:
+    """Refuse a ``checkpoint.pt`` in ``out`` that is a link or not a regular file, before training."""
+    path = out / CHECKPOINT
+    if path.is_symlink():
+        raise ArtifactError(f"{str(path)!r} is a symbolic link; a run's checkpoint is a plain file: remove it or start a new run with --out")
+    if path.exists() and not path.is_file():
+        raise ArtifactError(f"{str(path)!r} is not a regular file; remove it or start a new run with --out")
 
 
 def compose(
@@ -242,6 +298,7 @@ def compose(
         generator, energies, train, flow, device, preview = (
             request.generator, request.energies, request.train, request.flow, request.device, request.preview,
         )
+        check_checkpoint_file(out)
         if (out / CHECKPOINT).is_file():
             from promptgen.checkpoint import load_checkpoint
 
@@ -251,6 +308,9 @@ def compose(
     if not energies:
         raise SpecError("give at least one --energy, e.g. --energy classifier:digit=3")
     train = train or TrainConfig()
+    flow = check_flow_settings(dict(flow or {}))
+    if not isinstance(preview, int) or not 0 <= preview <= 1024:
+        raise SpecError(f"preview={preview!r}: give 0 to 1024 images for samples.png")
     dev = resolve_device(device)
     generator = normalise_generator_spec(generator)  # prompt:PATH -> absolute path, stored in the manifest
     # path=FILE options made absolute too, so the manifest's specs work from any folder.
@@ -276,7 +336,9 @@ def compose(
     check_fit(gen, terms, registry, registry.provider(gen_name, "generator"))
     out = Path(out) if out is not None else default_out_dir(energies)
     lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor
-    flow = dict(flow or {})
+    if out.is_dir():
+        check_checkpoint_file(out)
+    undo: dict[Path, bytes | None] = {}  # what a failed --overwrite puts back
     if dist.main:
         if resume:
             for stale in out.glob(f".{CHECKPOINT}.*.tmp"):  # left by a process killed while writing
@@ -284,11 +346,37 @@ def compose(
         else:
             if (out / RUN_FILE).is_file() and not (out / MANIFEST).exists():
                 raise ArtifactError(f"--out {str(out)!r} holds an unfinished run; continue it with `promptgen compose --resume {out}` or choose a new folder")
-            prepare_out_dir(out, overwrite=overwrite)
             request = RunRequest(generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview)
+            prepare_out_dir(out, overwrite=overwrite)
+            for name in (RUN_FILE, CHECKPOINT):
+                undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
             write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
     dev = start(dist, dev)
     barrier(dist)
+    try:
+        return _train_and_save(
+            out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
+            undo,
+        )
+    except BaseException:
+        # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
+        # run.json and checkpoint (its manifest and weights are only replaced at the very end).
+        if (out / MANIFEST).exists():
+            for path, data in undo.items():
+                with contextlib.suppress(OSError, PromptgenError):
+                    if data is None:
+                        path.unlink(missing_ok=True)
+                    else:
+                        write_atomic(path, lambda p, data=data: p.write_bytes(data))
+        raise
+
+
+def _train_and_save(
+    out: Path, generator: str, gen: Generator, gen_name: str, terms: list[WeightedEnergy], train: TrainConfig, flow: dict,
+    preview: int, state: dict | None, lineage: list, dist, dev: torch.device, registry: Registry,
+    console: Console | None, progress: bool, undo: dict,
+) -> Prompt:
+    """compose's training and saving, once everything was checked and the folder is ready."""
     try:
         features = 1
         for s in gen.latent_shape:
@@ -298,9 +386,7 @@ def compose(
         # or the tilt at its fit), so fit, or restore the fits of a resumed run, before building the flow.
         fitted = None
         if state is not None:
-            for t in terms:
-                if t.label in state["energies"]:
-                    t.energy.load_state(state["energies"][t.label])
+            load_energy_states(terms, state.get("energies", {}), str(out / CHECKPOINT))
         else:
             fitted = prefit(ebm, train, dev, console=console, progress=progress and dist.main)
         mixture = mixture_for(terms, train)
@@ -338,6 +424,7 @@ def compose(
             )
             sampler.eval().requires_grad_(False)
             save_prompt(out, manifest, sampler)
+            undo.clear()  # the new prompt is saved: nothing to put back
             prompt = Prompt(manifest, gen, sampler, out)
             if preview:
                 save_images(sample_images(prompt, preview, seed=train.seed), out / "samples.png")

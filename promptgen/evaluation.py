@@ -32,6 +32,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,7 @@ from rich.table import Table
 from torch import Tensor
 
 from promptgen.artifact import EnergyRecord, current_versions
-from promptgen.atomic import write_text_atomic
+from promptgen.atomic import writable_target, write_text_atomic
 from promptgen.classifiers import adapt_images
 from promptgen.compose import rebuild_terms
 from promptgen.device import resolve_device
@@ -246,8 +248,8 @@ def load_reference(path: str | Path) -> Tensor:
 
         try:
             images, _ = load_split(path, "heldout")
-        except ValueError as exc:
-            raise PromptgenError(f"--data {str(path)!r}: {one_line(str(exc))}; {DATA_HINT}") from None
+        except (ValueError, OSError, EOFError, zlib.error) as exc:  # a missing, truncated or corrupt idx file
+            raise PromptgenError(f"--data {str(path)!r}: {one_line(str(exc))[:160] or type(exc).__name__}; {DATA_HINT}") from None
         return images
     if path.suffix.lower() != ".npz":
         raise PromptgenError(f"--data {str(path)!r} is neither a folder nor an .npz file; {DATA_HINT}")
@@ -258,8 +260,11 @@ def load_reference(path: str | Path) -> Tensor:
             array = npz["images"]
     except PromptgenError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise PromptgenError(f"--data {str(path)!r} is not a readable .npz ({one_line(str(exc))}); {DATA_HINT}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, MemoryError) as exc:
+        # A half-written or corrupt .npz fails in any of these ways (MemoryError: a header claiming a huge array).
+        raise PromptgenError(
+            f"--data {str(path)!r} is not a readable .npz ({type(exc).__name__}: {one_line(str(exc))[:160]}); {DATA_HINT}"
+        ) from None
     if array.ndim != 4 or array.shape[1] not in (1, 3) or array.shape[0] < 2:
         raise PromptgenError(f"--data {str(path)!r}: 'images' has shape {array.shape}; need (N >= 2, C = 1 or 3, H, W)")
     if not np.issubdtype(array.dtype, np.floating):
@@ -829,8 +834,7 @@ def check_json_output(out: str | Path) -> Path:
     out = Path(out)
     if out.is_dir():
         raise PromptgenError(f"--out {str(out)!r} is a folder; give a file name such as eval.json")
-    if not out.parent.is_dir():
-        raise PromptgenError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist; create it or choose another --out")
+    writable_target(out, "--out")
     return out
 
 

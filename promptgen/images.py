@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from promptgen.atomic import write_atomic
+from promptgen.atomic import NAME_MAX, writable_target, write_atomic
 from promptgen.errors import PromptgenError
 
 
@@ -34,6 +34,30 @@ def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.n
     return grid
 
 
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_images_fit(n: int, channels: int, height: int, width: int, option: str = "-n") -> None:
+    """Refuse ``n`` images whose float32 array would take more than half this machine's memory.
+
+    They are held at once (a grid, an .npz, a Langevin chain), so asking for more
+    would end only when the system runs out of memory.
+    """
+    need = n * channels * height * width * 4
+    have = memory_bytes()
+    if have is not None and need > have // 2:
+        most = max(1, (have // 2) // (channels * height * width * 4))
+        raise PromptgenError(
+            f"{option} {n:,}: {n:,} images of {channels}×{height}×{width} take {need / 2**30:,.1f} GiB, more than half "
+            f"this machine's memory ({have / 2**30:.1f} GiB); ask for at most {most:,} at once"
+        )
+
+
 def _pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
@@ -45,15 +69,17 @@ def check_output(out: str | Path) -> Path:
     if suffix in (".jpg", ".jpeg", ".gif", ".npy", ".pt"):
         raise PromptgenError(f"cannot write {out.name!r}: use a .png (grid), a .npz (raw array) or a folder name")
     if suffix in (".png", ".npz"):
-        if out.parent.exists() and not out.parent.is_dir():
-            raise PromptgenError(f"cannot write {str(out)!r}: {str(out.parent)!r} is a file, not a folder; choose another -o")
-        if not out.parent.exists():
-            raise PromptgenError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist; create it or choose another -o")
         if out.is_dir():
             raise PromptgenError(f"cannot write {str(out)!r}: it is a folder; give a file name or drop the {suffix}")
-    if suffix not in (".png", ".npz") and out.exists() and not out.is_dir():
+        writable_target(out, "-o")
+        return out
+    if out.exists() and not out.is_dir():
         raise PromptgenError(f"cannot write images into {str(out)!r}: it is a file; give a folder, a .png or a .npz")
-    target = out.parent if suffix in (".png", ".npz") else (out if out.exists() else out.parent)
+    if any(len(os.fsencode(part)) > NAME_MAX for part in out.parts):
+        raise PromptgenError(f"cannot write {str(out)[:80]!r}…: a name in it is longer than {NAME_MAX} bytes; give -o a shorter name")
+    target = out if out.exists() else out.parent
+    while not target.exists() and target != target.parent:
+        target = target.parent
     if target.exists() and not os.access(target, os.W_OK):
         raise PromptgenError(f"cannot write {str(out)!r}: {str(target)!r} is not writable; choose another -o")
     return out

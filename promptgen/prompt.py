@@ -96,25 +96,42 @@ class Prompt:
             return eps
         return eps.flatten(1)[:, :-1].reshape(eps.shape[0], *self.generator.latent_shape)
 
+    def chain(self) -> list[Prompt]:
+        """This prompt, then the prompt it was trained on, and so on (a loop, not recursion: chains may be long)."""
+        out: list[Prompt] = [self]
+        while isinstance(out[-1].generator, Prompt):
+            out.append(out[-1].generator)
+        return out
+
+    @property
+    def base(self) -> Generator:
+        """The generator at the root of the chain."""
+        return self.chain()[-1].generator
+
     @property
     def device(self) -> torch.device:
-        return self.generator.device
+        return self.base.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.generator.dtype
+        return self.base.dtype
 
     def latents(self, eps: Tensor) -> Tensor:
         """``z = f(ε)``: (B, *latent_shape) -> (B, *generator.latent_shape); ``f(ε; c)`` for a mixture."""
         return self.flow(self.noise(eps), self.components(eps))[0]
 
     def decode(self, eps: Tensor) -> Tensor:
-        """Images ``G(f(ε))``, (B, C, H, W) in [0, 1]."""
-        return self.generator.decode(self.latents(eps))
+        """Images ``G(f(ε))``, (B, C, H, W) in [0, 1]; through every flow of a chain, nearest first."""
+        chain = self.chain()
+        for prompt in chain:
+            eps = prompt.latents(eps)
+        return chain[-1].generator.decode(eps)
 
     def to(self, device: torch.device | str) -> Prompt:
-        self.generator.to(device)
-        self.flow.to(device)
+        chain = self.chain()
+        chain[-1].generator.to(device)
+        for prompt in chain:
+            prompt.flow.to(device)
         return self
 
     def __repr__(self) -> str:
@@ -128,12 +145,23 @@ def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
 
     A prompt trained on another prompt (``--gen prompt:PATH``) loads its parent
     the same way, through the ``prompt`` generator (see :mod:`promptgen.chaining`).
+    A chain of any length loads without recursion: its folders are found first,
+    then loaded from the root up, each finding its parent already loaded.
     """
     path = Path(path)
     try:
         path.resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop
         raise ArtifactError(f"cannot use {str(path)!r} as a prompt folder ({one_line(str(exc))}); give the folder made by `promptgen compose`") from None
+    if chaining.preloading():
+        return _load_one(path, registry)
+    with chaining.preloaded() as cache:
+        for parent in reversed(chaining.parent_folders(path)):
+            cache[parent.resolve()] = _load_one(parent, registry)
+        return _load_one(path, registry)
+
+
+def _load_one(path: Path, registry: Registry | None) -> Prompt:
     with chaining.loading(path, registry):
         manifest = read_manifest(path)
         flow = load_flow(path, manifest)

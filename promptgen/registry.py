@@ -280,9 +280,16 @@ def plugin_timeout() -> float | None:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise PromptgenError(f"{TIMEOUT_VARIABLE}={raw!r} is not a number of seconds; set it to e.g. 60, or 0 to wait forever")
+    # threading's timeouts overflow above about 9e9 s (every plugin would then "fail"): a day is plenty.
+    if not 0 <= seconds <= MAX_TIMEOUT:
+        raise PromptgenError(
+            f"{TIMEOUT_VARIABLE}={raw[:40]!r} is not a number of seconds from 0 to {MAX_TIMEOUT:g}; set it to e.g. 60, or 0 to wait forever"
+        )
     return seconds or None
+
+
+#: Longest $PROMPTGEN_PLUGIN_TIMEOUT: one day.
+MAX_TIMEOUT = 86_400.0
 
 
 def _call(fn: Callable[[], Any], timeout: float | None) -> Any:

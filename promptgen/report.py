@@ -30,7 +30,7 @@ from rich.console import Console
 from torch import Tensor
 
 from promptgen.artifact import PromptManifest
-from promptgen.atomic import write_text_atomic
+from promptgen.atomic import writable_target, write_text_atomic
 from promptgen.errors import PromptgenError
 from promptgen.evaluation import (
     AttributeEval,
@@ -79,8 +79,7 @@ def check_report_output(out: str | Path) -> Path:
         raise PromptgenError(f"cannot write {str(out)!r}: it is a folder; give a file name such as report.html")
     if out.suffix.lower() not in (".html", ".htm"):
         raise PromptgenError(f"cannot write {str(out)!r}: the report is an HTML page; give a name ending in .html")
-    if not out.parent.is_dir():
-        raise PromptgenError(f"cannot write {str(out)!r}: folder {str(out.parent)!r} does not exist; create it or choose another -o")
+    writable_target(out, "-o")
     return out
 
 

@@ -11,7 +11,7 @@ One grammar serves ``--gen`` and ``--energy`` (and the Python API)::
     quoted   ::= '"' text '"'   or   "'" text "'"    (backslash escapes the quote)
     bare     ::= any characters but  , @ = " '  and "!="  (spaces inside are kept,
                  spaces around are dropped)
-    weight   ::= a finite number >= 0, such as 600, 2.5 or 1e2
+    weight   ::= a number from 0 to 1e6, such as 600, 2.5 or 1e2
 
 Examples::
 
@@ -245,7 +245,14 @@ def _parse_weight(text: str, i: int) -> float:
         raise _fail(text, i, f"weight {raw!r} must be a finite number, such as @100")
     if w < 0:
         raise _fail(text, i, f"weight {raw!r} is negative; weights are >= 0 (to ask for the opposite, use the energy's own negation, e.g. digit!=1)")
+    if w > MAX_WEIGHT:
+        raise _fail(text, i, f"weight {raw!r} is above {MAX_WEIGHT:g}; every training step would overflow (use at most @{MAX_WEIGHT:g})")
     return w
+
+
+#: Largest energy weight: far above any useful one (the built-in defaults are 30 to 600); beyond it
+#: the energies overflow float32 and every training step would be skipped.
+MAX_WEIGHT = 1e6
 
 
 def expect_options(spec: Spec, allowed: Mapping[str, str], positional: int = 0) -> dict[str, str]:

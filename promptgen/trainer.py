@@ -26,10 +26,17 @@ from promptgen.checkpoint import VERSION as CHECKPOINT_VERSION
 from promptgen.checkpoint import check_tensors
 from promptgen.distributed import Dist, any_true
 from promptgen.ebm import EnergyBasedModel, WeightedEnergy, mixture_components, mixture_term
-from promptgen.errors import PromptgenError, SpecError
+from promptgen.errors import ArtifactError, PromptgenError, SpecError, one_line
 from promptgen.flow import CouplingFlow
 from promptgen.progress import progress_bar
 from promptgen.protocols import BaseSample
+
+#: Largest settings TrainConfig takes: far above any useful value, far below what would exhaust memory
+#: or overflow before the first step.
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_SAMPLES = 10_000_000
+MAX_SEED = 2**63 - 1
 
 
 class TrainConfig(BaseModel):
@@ -39,18 +46,20 @@ class TrainConfig(BaseModel):
     train the built-in digit prompt in well under a minute on a 2-core CPU.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # Every number finite, every size one that fits in memory: a setting that cannot work is refused
+    # here, before a file is written, not as a crash steps later.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    steps: int = Field(default=800, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    accumulate: int = Field(default=1, ge=1, description="micro-batches per optimiser step")
-    lr: float = Field(default=1e-3, gt=0)
+    steps: int = Field(default=800, ge=1, le=MAX_STEPS)
+    batch_size: int = Field(default=64, ge=1, le=MAX_BATCH)
+    accumulate: int = Field(default=1, ge=1, le=1024, description="micro-batches per optimiser step")
+    lr: float = Field(default=1e-3, gt=0, le=10)
     clip_grad: float | None = Field(default=10.0, gt=0, description="max gradient norm; None disables")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     eval_every: int = Field(default=100, ge=1)
-    eval_batch: int = Field(default=256, ge=1)
+    eval_batch: int = Field(default=256, ge=1, le=MAX_BATCH)
     checkpoint_every: int = Field(default=200, ge=1)
-    fit_samples: int = Field(default=2048, ge=1, description="base samples for energies that fit first")
+    fit_samples: int = Field(default=2048, ge=1, le=MAX_SAMPLES, description="base samples for energies that fit first")
     warmup: float = Field(
         default=0.3,
         ge=0,
@@ -61,11 +70,12 @@ class TrainConfig(BaseModel):
     forward_weight: float = Field(
         default=0.0,
         ge=0,
+        le=1e6,
         description="weight of a forward-KL term: the flow's negative log-likelihood of base samples drawn "
         "in proportion to their importance weights exp(-sum w E); teaches the flow the rare parts of the target "
         "that reverse KL alone under-covers",
     )
-    forward_samples: int = Field(default=16384, ge=1, description="base samples behind the forward-KL term")
+    forward_samples: int = Field(default=16384, ge=1, le=MAX_SAMPLES, description="base samples behind the forward-KL term")
     schedule: Literal["constant", "cosine"] = Field(
         default="cosine", description="learning rate over the steps: constant, or cosine decay to zero"
     )
@@ -88,6 +98,115 @@ class TrainConfig(BaseModel):
         """Multiplier of the energy weights at optimiser step ``step`` (1-based)."""
         ramp = self.warmup * self.steps
         return 1.0 if ramp <= 0 else min(1.0, step / ramp)
+
+
+def load_energy_states(terms: list[WeightedEnergy], states: object, where: str) -> None:
+    """Give each energy the fitted state a checkpoint kept for it; one-line errors for states that do not fit."""
+    if not isinstance(states, dict):
+        raise ArtifactError(f"{where!r}: 'energies' is a {type(states).__name__}, not {{energy label: state}}; {RESUME_HINT}")
+    by_label = {t.label: t for t in terms}
+    for label, state in states.items():
+        term = by_label.get(label)
+        if term is None:
+            raise ArtifactError(f"{where!r} holds state for energy {str(label)[:80]!r}, which this run does not have; {RESUME_HINT}")
+        if not hasattr(term.energy, "load_state"):
+            raise ArtifactError(f"{where!r} holds state for energy {str(label)[:80]!r}, which keeps none; {RESUME_HINT}")
+        try:
+            term.energy.load_state(state)
+        except PromptgenError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an energy's own loader may fail in many ways on edited numbers
+            raise ArtifactError(
+                f"{where!r}: the state of energy {str(label)[:80]!r} does not fit it ({type(exc).__name__}: {one_line(str(exc))[:120]}); {RESUME_HINT}"
+            ) from None
+
+
+RESUME_HINT = "the checkpoint is damaged or from another run; start the run again without --resume"
+
+#: What the trainer reads from a checkpoint to resume, besides load_checkpoint's required keys.
+RESUME_KEYS = (
+    "scheduler", "generator", "torch_rng", "energies", "fits", "history", "adaptations", "eval_eps", "skipped",
+    "rollbacks", "resumed_at", "seconds", "checkpoint_seconds",
+)
+
+
+def same_layout(found: object, want: object, where: str) -> None:
+    """Raise a one-line :class:`ArtifactError` unless ``found`` has the structure of ``want``.
+
+    Same keys, lengths, tensor shapes and kinds of value (numbers finite);
+    the numbers themselves may differ. Used on optimiser and scheduler states
+    read from a checkpoint, against the state of fresh ones.
+    """
+
+    def fail(what: str) -> None:
+        raise ArtifactError(f"'checkpoint': {where} {what}; {RESUME_HINT}")
+
+    if isinstance(want, torch.Tensor):
+        if not isinstance(found, torch.Tensor) or found.shape != want.shape or found.is_floating_point() != want.is_floating_point():
+            fail(f"holds {_shown(found)} where {_shown(want)} belongs")
+        if found.is_floating_point() and not bool(torch.isfinite(found).all()):
+            fail("holds NaN or infinite values")
+    elif isinstance(want, dict):
+        if not isinstance(found, dict) or set(found) != set(want):
+            fail(f"has keys {sorted(map(str, found))[:6] if isinstance(found, dict) else _shown(found)}, not {sorted(map(str, want))[:6]}")
+        for k in want:
+            same_layout(found[k], want[k], f"{where}[{str(k)[:40]}]")
+    elif isinstance(want, (list, tuple)):
+        if not isinstance(found, (list, tuple)) or len(found) != len(want):
+            fail(f"is {_shown(found)}, not a list of {len(want)}")
+        for i, (a, b) in enumerate(zip(found, want)):
+            same_layout(a, b, f"{where}[{i}]")
+    elif isinstance(want, bool) or want is None or isinstance(want, str):
+        if type(found) is not type(want):
+            fail(f"is {_shown(found)}, not {_shown(want)}")
+    elif isinstance(want, (int, float)):
+        if isinstance(found, bool) or not isinstance(found, (int, float)) or not math.isfinite(found):
+            fail(f"is {_shown(found)}, not a finite number")
+
+
+def _shown(v: object) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"a {v.dtype} tensor of shape {tuple(v.shape)}"
+    if isinstance(v, (int, float, bool)) or v is None:
+        return repr(v)
+    return f"a {type(v).__name__}"
+
+
+def check_resumable(resume: dict, flow: CouplingFlow, opt: torch.optim.Optimizer, schedule: object,
+                    g: torch.Generator, config: TrainConfig) -> None:
+    """Check, before anything is restored, that a checkpoint's state fits this run's flow, optimiser and settings."""
+    missing = [k for k in RESUME_KEYS if k not in resume]
+    if missing:
+        raise ArtifactError(f"'checkpoint' has no {missing[0]!r}, which resuming needs; {RESUME_HINT}")
+    check_tensors(resume["flow"], flow.state_dict(), "checkpoint", "it was written for another flow; start a new run")
+    # The optimiser's state after a step: a moment per parameter, of its shape.
+    params = [torch.zeros_like(p, device="cpu", requires_grad=True) for p in flow.parameters()]
+    fresh = adam(params, config.lr)
+    for q in params:
+        q.grad = torch.zeros_like(q)
+    fresh.step()
+    want = fresh.state_dict()
+    found = resume["optimizer"]
+    if found["state"]:  # empty before the first step
+        same_layout(dict(found["state"]), dict(want["state"]), "optimizer state")
+    same_layout(list(found["param_groups"]), list(opt.state_dict()["param_groups"]), "optimizer param_groups")
+    if [g_["params"] for g_ in found["param_groups"]] != [g_["params"] for g_ in opt.state_dict()["param_groups"]]:
+        raise ArtifactError(f"'checkpoint': the optimiser's parameter groups do not match the flow; {RESUME_HINT}")
+    for group in found["param_groups"]:
+        if not 0 < group["lr"] <= 10:
+            raise ArtifactError(f"'checkpoint': the optimiser's learning rate is {group['lr']!r}; {RESUME_HINT}")
+    same_layout(resume["scheduler"], schedule.state_dict(), "scheduler")
+    same_layout(resume["generator"], g.get_state(), "generator state")
+    same_layout(resume["torch_rng"], torch.get_rng_state(), "torch_rng")
+    same_layout(resume["eval_eps"], torch.zeros((config.eval_batch, *flow.latent_shape)), "eval_eps")
+    if not 0 <= resume["step"] <= config.steps:
+        raise ArtifactError(f"'checkpoint' is at step {resume['step']}, outside this run's {config.steps} steps; {RESUME_HINT}")
+    bank = resume.get("bank")
+    if bank is not None:
+        latents, log_weights = bank["latents"], bank["log_weights"]
+        n = latents.shape[0] if latents.dim() else 0
+        same_layout(latents, torch.zeros((max(n, 1), *flow.latent_shape)), "bank latents")
+        same_layout(log_weights, torch.zeros(max(n, 1)), "bank log_weights")
 
 
 class TrainingSummary(BaseModel):
@@ -394,15 +513,16 @@ def train_flow(
         skipped = rollbacks = 0
         resumed_at: list[int] = []
     else:
-        check_tensors(resume["flow"], flow.state_dict(), "checkpoint", "it was written for another flow; start a new run")
-        flow.load_state_dict(resume["flow"])
-        opt.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["scheduler"])
-        g.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        for t in ebm.terms:
-            if t.label in resume["energies"]:
-                t.energy.load_state(resume["energies"][t.label])
+        check_resumable(resume, flow, opt, schedule, g, config)
+        try:
+            flow.load_state_dict(resume["flow"])
+            opt.load_state_dict(resume["optimizer"])
+            schedule.load_state_dict(resume["scheduler"])
+            g.set_state(resume["generator"])
+            torch.set_rng_state(resume["torch_rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ArtifactError(f"'checkpoint' cannot be restored ({type(exc).__name__}: {one_line(str(exc))[:120]}); {RESUME_HINT}") from None
+        load_energy_states(ebm.terms, resume["energies"], "checkpoint")
         fits, history, adaptations = resume["fits"], resume["history"], resume["adaptations"]
         eval_eps = resume["eval_eps"].to(device)
         if resume.get("bank") is not None:
@@ -522,6 +642,11 @@ def train_flow(
             if show and (step % 5 == 0 or step == config.steps):
                 bar.update(task, completed=step, description=describe())
             step += 1
+    if skipped >= config.steps:  # the flow never moved: saving it would pass the base generator off as trained
+        raise TrainingDiverged(
+            f"training failed: all {config.steps} steps had a non-finite loss or gradient, so the flow never moved and "
+            "nothing was saved; lower --lr or the energies' weights, or check the energies"
+        )
     final = history[-1] if history else {"loss": math.nan}
     return TrainingSummary(
         config=config,

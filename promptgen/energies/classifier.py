@@ -226,6 +226,21 @@ def classifier_options(
     return out
 
 
+def check_consistent(spec: Spec, conditions: list[ClassCondition], attributes: dict) -> None:
+    """Refuse conditions no image can meet: two classes of one attribute, a class both asked and refused,
+    or every class refused."""
+    for attr in dict.fromkeys(c.attribute for c in conditions):
+        wanted = {c.label for c in conditions if c.attribute == attr and c.wanted}
+        unwanted = {c.label for c in conditions if c.attribute == attr and not c.wanted}
+        if len(wanted) > 1:
+            raise SpecError(f"{spec.format()!r} asks for {attr}={' and '.join(sorted(wanted))} at once; an image has one {attr}: keep one")
+        if wanted & unwanted:
+            label = next(iter(wanted & unwanted))
+            raise SpecError(f"{spec.format()!r} asks for {attr}={label} and {attr}!={label} at once; keep one of them")
+        if len(unwanted) >= len(attributes[attr]):
+            raise SpecError(f"{spec.format()!r} refuses every {attr}; leave at least one class allowed")
+
+
 def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
     """Build ``classifier:ATTR=CLASS[,ATTR!=CLASS...][,model=NAME][,realism=W][,OPTION=VALUE...]``.
 
@@ -268,6 +283,7 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
     for attr, value, wanted in conditions:
         index = _class_index(entry.attributes[attr], value, attr)
         parsed.append(ClassCondition(attr, index, str(entry.attributes[attr][index]), wanted))
+    check_consistent(spec, parsed, entry.attributes)
     classifier = entry.build(**options)
     check_realism_applies(spec, {entry.name: classifier})
     return ClassifierEnergy(classifier, parsed, label=spec.with_weight(None).format(), realism=realism)

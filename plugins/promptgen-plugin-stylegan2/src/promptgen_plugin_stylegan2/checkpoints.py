@@ -182,7 +182,10 @@ def load_nvidia_pickle(data: bytes | io.BufferedIOBase) -> dict[str, Any]:
         return SafeUnpickler(f).load()
     except CheckpointError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RuntimeError) as e:
+    except MemoryError:
+        # A few bytes can claim a terabyte (BINBYTES8 with a huge length): the unpickler tries to allocate it.
+        raise CheckpointError("the network pickle claims more memory than this machine has; it is damaged or not a StyleGAN2 network pickle") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RuntimeError, OverflowError) as e:
         raise CheckpointError(f"the network pickle is damaged or truncated ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
@@ -436,5 +439,5 @@ def _torch_load(raw: bytes, source: str) -> Any:
         first = str(e).strip().splitlines()
         hint = next((ln for ln in first if "GLOBAL" in ln), first[0] if first else "")
         raise CheckpointError(f"{source} holds objects that are not weights ({hint.strip()[:160]}); refusing to load it") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as e:
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, MemoryError, OverflowError) as e:
         raise CheckpointError(f"{source} is damaged or truncated ({type(e).__name__}); download it again") from None
