@@ -331,7 +331,7 @@ def compose(
         for t in terms:
             if getattr(t.energy, "mode", None) == "auto":
                 t.energy.settle_mode("tilt")
-    mixture = mixture_for(terms, train)  # checked before anything is written
+    mixture_for(terms, train)  # checked before anything is written
     gen = build_generator(generator, registry)
     check_fit(gen, terms, registry, registry.provider(gen_name, "generator"))
     out = Path(out) if out is not None else default_out_dir(energies)

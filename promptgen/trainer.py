@@ -159,9 +159,10 @@ def same_layout(found: object, want: object, where: str) -> None:
     elif isinstance(want, bool) or want is None or isinstance(want, str):
         if type(found) is not type(want):
             fail(f"is {_shown(found)}, not {_shown(want)}")
-    elif isinstance(want, (int, float)):
-        if isinstance(found, bool) or not isinstance(found, (int, float)) or not math.isfinite(found):
-            fail(f"is {_shown(found)}, not a finite number")
+    elif isinstance(want, (int, float)) and (
+        isinstance(found, bool) or not isinstance(found, (int, float)) or not math.isfinite(found)
+    ):
+        fail(f"is {_shown(found)}, not a finite number")
 
 
 def _shown(v: object) -> str:
