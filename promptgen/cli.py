@@ -175,7 +175,7 @@ def compose(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Prompt folder to create [default: runs/<energies>-<time>]")] = None,
     steps: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Optimiser steps")] = _default(TrainConfig, "steps"),
     batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples per micro-batch")] = _default(TrainConfig, "batch_size"),
-    accumulate: Annotated[int, typer.Option(min=1, help="Micro-batches per step (gradient accumulation)")] = _default(TrainConfig, "accumulate"),
+    accumulate: Annotated[int, typer.Option(min=1, max=1024, help="Micro-batches per step (gradient accumulation)")] = _default(TrainConfig, "accumulate"),
     lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate")] = _default(TrainConfig, "lr"),
     clip_grad: Annotated[float, typer.Option(min=0.0, help="Max gradient norm (0 disables clipping)")] = _default(TrainConfig, "clip_grad"),
     warmup: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of steps over which energy weights ramp up from 0")] = _default(TrainConfig, "warmup"),
@@ -186,9 +186,9 @@ def compose(
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed")] = _default(TrainConfig, "seed"),
     transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
     hidden: Annotated[int, typer.Option(min=1, max=8192, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
-    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on fixed noise every N steps")] = _default(TrainConfig, "eval_every"),
+    eval_every: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Evaluate on fixed noise every N steps")] = _default(TrainConfig, "eval_every"),
     eval_batch: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples in each periodic evaluation")] = _default(TrainConfig, "eval_batch"),
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Write checkpoint.pt every N steps")] = _default(TrainConfig, "checkpoint_every"),
+    checkpoint_every: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Write checkpoint.pt every N steps")] = _default(TrainConfig, "checkpoint_every"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing prompt folder")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
@@ -311,9 +311,15 @@ def _relaunch_with_torchrun(nproc: int) -> int:
 
 def launch_torchrun(argv: list[str]) -> int:
     """``torchrun ARGV`` in this process; the first failing process's exit code instead of a traceback."""
+    import logging
+
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    # Which process failed with which exit code: the process's own one line already said why.
+    for name in ("torch.distributed.elastic", "torch.distributed.elastic.multiprocessing.api", "torch.distributed.run",
+                 "torch.distributed.launcher.api", "torch.distributed.elastic.agent.server.api"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(parse_args(argv))
     except ChildFailedError as exc:

@@ -253,6 +253,8 @@ def load_reference(path: str | Path) -> Tensor:
         return images
     if path.suffix.lower() != ".npz":
         raise PromptgenError(f"--data {str(path)!r} is neither a folder nor an .npz file; {DATA_HINT}")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise PromptgenError(f"--data {str(path)!r} is not a regular file; {DATA_HINT}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if "images" not in npz.files:
@@ -345,6 +347,9 @@ def plan_attributes(prompt: Prompt, attrs: Sequence[str] = (), registry: Registr
         parts = [p.strip() for p in name.split("*")]
         if not name or not all(parts):
             raise PromptgenError(f"--attr {name!r}: give an attribute name such as digit, or a joint one such as digit*thickness")
+        if len(set(parts)) < len(parts):
+            twice = next(p for p in parts if parts.count(p) > 1)
+            raise PromptgenError(f"--attr {name!r} names {twice!r} twice; a joint attribute joins different ones, such as digit*thickness")
         name = "*".join(parts)
         if name in seen:
             continue

@@ -56,9 +56,9 @@ class TrainConfig(BaseModel):
     lr: float = Field(default=1e-3, gt=0, le=10)
     clip_grad: float | None = Field(default=10.0, gt=0, description="max gradient norm; None disables")
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    eval_every: int = Field(default=100, ge=1)
+    eval_every: int = Field(default=100, ge=1, le=MAX_STEPS)
     eval_batch: int = Field(default=256, ge=1, le=MAX_BATCH)
-    checkpoint_every: int = Field(default=200, ge=1)
+    checkpoint_every: int = Field(default=200, ge=1, le=MAX_STEPS)
     fit_samples: int = Field(default=2048, ge=1, le=MAX_SAMPLES, description="base samples for energies that fit first")
     warmup: float = Field(
         default=0.3,
@@ -194,7 +194,7 @@ def check_resumable(resume: dict, flow: CouplingFlow, opt: torch.optim.Optimizer
     if [g_["params"] for g_ in found["param_groups"]] != [g_["params"] for g_ in opt.state_dict()["param_groups"]]:
         raise ArtifactError(f"'checkpoint': the optimiser's parameter groups do not match the flow; {RESUME_HINT}")
     for group in found["param_groups"]:
-        if not 0 < group["lr"] <= 10:
+        if not 0 <= group["lr"] <= 10:  # the cosine schedule ends at 0
             raise ArtifactError(f"'checkpoint': the optimiser's learning rate is {group['lr']!r}; {RESUME_HINT}")
     same_layout(resume["scheduler"], schedule.state_dict(), "scheduler")
     same_layout(resume["generator"], g.get_state(), "generator state")

@@ -94,6 +94,16 @@ def test_persistent_failures_stop_with_one_line_and_save_nothing(tmp_path):
     assert not (tmp_path / "p" / "manifest.json").exists() and not (tmp_path / "p" / "flow.safetensors").exists()
 
 
+def test_a_run_whose_every_step_was_skipped_saves_nothing(tmp_path):
+    """Fewer bad steps than a rollback needs, but no good one: the flow never moved, so it is not saved as trained."""
+    with pytest.raises(TrainingDiverged) as e:
+        train(tmp_path, bad=set(range(2, 1000)), steps=3)
+    assert "all 3 steps" in str(e.value) and "nothing was saved" in str(e.value)
+    assert not (tmp_path / "p" / "manifest.json").exists() and not (tmp_path / "p" / "flow.safetensors").exists()
+    prompt, _ = train(tmp_path / "one-good", bad=set(range(2, 4)), steps=3)  # one good step is enough
+    assert prompt.manifest.training.skipped_steps == 2
+
+
 # --- kill -9 and --resume ---------------------------------------------------------------------------------
 
 ARGS = ["--gen", "mnist", "--energy", "debias:thickness,refit=4", "--energy", "classifier:digit=3",
