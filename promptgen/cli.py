@@ -182,7 +182,9 @@ def compose(
     forward_weight: Annotated[
         float, typer.Option(min=0.0, help="Weight of a forward-KL term on importance-weighted base samples (helps rare targets)")
     ] = _default(TrainConfig, "forward_weight"),
-    flow: Annotated[str, typer.Option(help="Flow layers: spline-coupling or affine-coupling")] = _default(FlowConfig, "kind"),
+    flow: Annotated[
+        str, typer.Option(help="Flow layers: auto (affine couplings; splines for a mixture), spline-coupling or affine-coupling")
+    ] = "auto",
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed")] = _default(TrainConfig, "seed"),
     transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
     hidden: Annotated[int, typer.Option(min=1, max=8192, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
@@ -224,8 +226,8 @@ def compose(
     if resume is not None and (energy or out is not None or keep_parent):
         raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out and --keep-parent")
 
-    if flow not in ("spline-coupling", "affine-coupling"):
-        raise PromptgenError(f"unknown --flow {flow!r}; use spline-coupling or affine-coupling")
+    if flow not in ("auto", "spline-coupling", "affine-coupling"):
+        raise PromptgenError(f"unknown --flow {flow!r}; use auto, spline-coupling or affine-coupling")
     config = _checked(
         TrainConfig,
         steps=steps,
@@ -240,13 +242,14 @@ def compose(
         eval_batch=eval_batch,
         checkpoint_every=checkpoint_every,
     )
-    _checked(FlowConfig, features=2, kind=flow, transforms=transforms, hidden=hidden)
+    flow_settings = {"transforms": transforms, "hidden": hidden, **({"kind": flow} if flow != "auto" else {})}
+    _checked(FlowConfig, features=2, **flow_settings)
     prompt = run(
         gen,
         energy or [],
         resume if resume is not None else out,
         train=config,
-        flow={"kind": flow, "transforms": transforms, "hidden": hidden},
+        flow=flow_settings,
         device=device,
         overwrite=overwrite,
         progress=not quiet,

@@ -159,6 +159,27 @@ def snapshot(ws: Path) -> dict[str, tuple]:
     return out
 
 
+#: (case name, problems) of every case run in this process, for :func:`summary`.
+RESULTS: list[tuple[str, list[str]]] = []
+
+
+def summary(results: list[tuple[str, list[str]]]) -> dict[str, object]:
+    """The counts the issue asks each run to report."""
+    def count(word: str) -> int:
+        return sum(any(word in p for p in problems) for _, problems in results)
+
+    clean = sum(not problems for _, problems in results)
+    return {
+        "cases": len(results),
+        "tracebacks": count("traceback"),
+        "damaged_files": count("changed files"),
+        "code_executions": count("a payload ran"),
+        "one_line_exit_2": clean,
+        "one_line_exit_2_share": round(clean / len(results), 4) if results else None,
+        "failing": [name for name, problems in results if problems][:20],
+    }
+
+
 def check(case: Case, ws: Path, code: int, stdout: str, stderr: str, before: dict, after: dict) -> list[str]:
     """What is wrong with how ``case`` ended (empty when it ended as promised)."""
     problems = []

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from promptgen.cli import app
 
 sys.path.insert(0, str(Path(__file__).parent))  # the catalog beside this file (pytest imports with importlib)
-from adversarial import MARKER, Case, all_cases, build_pristine, check, make_workspace, snapshot
+from adversarial import MARKER, RESULTS, Case, all_cases, build_pristine, check, make_workspace, snapshot
 
 runner = CliRunner()
 CASES = all_cases()
@@ -62,6 +62,9 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, ws: Path, 
     after = snapshot(ws)
     crashed = result.exception if not isinstance(result.exception, SystemExit) else None
     problems = check(case, ws, result.exit_code, result.stdout, result.stderr, before, after)
+    if crashed is not None:
+        problems.append(f"traceback: {type(crashed).__name__}")
+    RESULTS.append((case.name, problems))  # reported at the end of the run (tests/conftest.py)
     assert crashed is None, f"{type(crashed).__name__}: {crashed}"
     assert not problems, problems
 
@@ -140,7 +143,7 @@ def test_a_chain_400_prompts_deep_loads_and_samples(pristine, tmp_path):
 
 def run(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, **kwargs.pop("env", {})}
-    return subprocess.run([PROMPTGEN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run([PROMPTGEN, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False, **kwargs)
 
 
 def test_nproc_runs_no_module_from_the_current_folder(ws: Path):
@@ -168,7 +171,7 @@ def test_nproc_failure_in_the_processes_is_one_line(ws: Path):
 def test_a_full_stdout_is_one_line(ws: Path):
     for args in (["list"], ["info", str(ws / "p")]):
         with open("/dev/full", "w") as full:
-            result = subprocess.run([PROMPTGEN, *args], cwd=ws, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+            result = subprocess.run([PROMPTGEN, *args], cwd=ws, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "standard output" in lines[0], result.stderr
 
