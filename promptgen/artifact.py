@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import platform
 import re
 from pathlib import Path
@@ -271,8 +272,14 @@ def manifest_json(manifest: PromptManifest) -> str:
 def _own_file(folder: Path, name: str) -> Path | None:
     """``folder/name`` resolved, if it exists; refuses a link to outside ``folder`` and anything but a regular file."""
     path = folder / name
-    if not path.exists():
+    try:
+        os.stat(path)
+    except FileNotFoundError:
         return None
+    except PermissionError:  # Path.exists() would call this "missing"
+        raise ArtifactError(f"cannot read {str(path)!r}: permission denied; check the permissions of the file and its folder") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {str(path)!r}: {exc.strerror or type(exc).__name__}; {_DAMAGED}") from None
     try:
         real, root = path.resolve(strict=True), folder.resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # a symlink loop

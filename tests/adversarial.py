@@ -446,6 +446,8 @@ ENERGIES_BAD = [
     "debias", "debias:", "debias:nosuch", "debias:digit,mode=bogus", "debias:digit,mode=auto,refit=1",
     "debias:digit,digit", "debias:digit@-1", "ink:nosuch", "ink:thick=2", "clip:", "classifier:digit=3,realism=1e400",
     "classifier:thickness=3", "debias:digit*", "debias:*",
+    *(f"classifier:gender=female,path={{ws}}/{name}" for name in (
+        "file.txt", "garbage.pkl", "empty.pkl", "evil.pkl", "tib.pkl", "fifo", "dir", "nonexistent.pt", "half.npz")),
 ]
 GENERATORS_BAD = [
     "", "nosuch", "mnist@3", "mnist:foo=1", "mnist:", "prompt:", "prompt:{ws}/nonexistent", "prompt:{ws}/file.txt",

@@ -184,3 +184,20 @@ def test_an_ascii_terminal_gets_escapes_not_a_traceback(ws: Path):
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     result = run(["sample", "--gen", "nosuch\u00e9"], cwd=ws, env=env)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "flow.safetensors"])
+def test_an_unreadable_prompt_file_is_called_unreadable_not_missing(ws: Path, monkeypatch, name):
+    """Root reads any file, so the refusal is simulated where promptgen asks the system about the file."""
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if str(path).endswith(f"p/{name}"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    for args in (["info", str(ws / "p")], ["sample", str(ws / "p"), "-n", "2", "-o", str(ws / "ok.png")]):
+        result = invoke(args)
+        assert result.exit_code == 2 and "permission denied" in result.stderr, result.stderr
+        assert "missing" not in result.stderr and "No such file" not in result.stderr

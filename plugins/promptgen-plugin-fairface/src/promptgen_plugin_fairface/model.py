@@ -18,6 +18,8 @@ resizes them to 224×224 (bilinear, antialiased when shrinking) and
 
 from __future__ import annotations
 
+import warnings
+
 import contextlib
 import pickle
 import re
@@ -120,8 +122,12 @@ def read_state_dict(path: Path, hint: str) -> dict[str, Tensor]:
         PromptgenError: the file is not a PyTorch file (or is cut short), or
             holds something other than a flat ``{name: tensor}`` mapping.
     """
+    if Path(path).exists() and not Path(path).is_file():  # a folder, a FIFO or a device would fail or block
+        raise PromptgenError(f"{str(path)!r} is not a regular file; {_expected_file(hint)}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's warnings about an odd file would print before our one line
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a bad file; all mean "wrong file"
         reason = _unreadable(path, exc)
         raise PromptgenError(
