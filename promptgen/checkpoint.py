@@ -108,8 +108,8 @@ OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "skipped": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
     "rollbacks": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
     "resumed_at": (lambda v: isinstance(v, list) and all(_is_int(x) for x in v), "a list of whole numbers"),
-    "seconds": (lambda v: _is_number(v), "a number"),
-    "checkpoint_seconds": (lambda v: _is_number(v), "a number"),
+    "seconds": (lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "checkpoint_seconds": (lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "config": (lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v), "a dict of training settings"),
 }
 

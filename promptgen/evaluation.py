@@ -347,9 +347,6 @@ def plan_attributes(prompt: Prompt, attrs: Sequence[str] = (), registry: Registr
         parts = [p.strip() for p in name.split("*")]
         if not name or not all(parts):
             raise PromptgenError(f"--attr {name!r}: give an attribute name such as digit, or a joint one such as digit*thickness")
-        if len(set(parts)) < len(parts):
-            twice = next(p for p in parts if parts.count(p) > 1)
-            raise PromptgenError(f"--attr {name!r} names {twice!r} twice; a joint attribute joins different ones, such as digit*thickness")
         name = "*".join(parts)
         if name in seen:
             continue

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from adversarial import RESULTS, all_cases, build_pristine, check, make_workspace, snapshot  # noqa: E402
+from adversarial import RESULTS, all_cases, build_pristine, check, make_workspace, snapshot
 
 
 def main() -> None:

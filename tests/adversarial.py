@@ -458,7 +458,7 @@ GENERATORS_BAD = [
 ]
 DATA_BAD = ["half.npz", "notzip.npz", "nokey.npz", "shape.npz", "ints.npz", "big.npz", "nan.npz", "one.npz",
             "pickled.npz", "emptydir", "truncgz", "file.txt", "fifo.npz", "nonexistent.npz"]
-ATTRS_BAD = ["nosuch", "", "digit*", "*", "digit*nosuch", "digit*digit", "skin_tone"]
+ATTRS_BAD = ["nosuch", "", "digit*", "*", "digit*nosuch", "nosuch*digit", "skin_tone", "digit**digit"]
 TIMEOUTS_BAD = ["1e300", "-1", "abc", "nan", "inf", "99999999"]
 
 

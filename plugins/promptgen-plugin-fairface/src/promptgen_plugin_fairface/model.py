@@ -18,11 +18,10 @@ resizes them to 224×224 (bilinear, antialiased when shrinking) and
 
 from __future__ import annotations
 
-import warnings
-
 import contextlib
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
