@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -24,7 +25,7 @@ except ImportError:  # pragma: no cover - older Typer uses click itself
 
 from promptgen.errors import PromptgenError, one_line, printable
 from promptgen.flow import FlowConfig
-from promptgen.trainer import MAX_BATCH, MAX_SEED, MAX_STEPS, TrainConfig
+from promptgen.trainer import MAX_BATCH, MAX_SEED, MAX_STEPS, MIN_SEED, TrainConfig
 
 #: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
 MAX_IMAGES = 10_000_000
@@ -32,6 +33,12 @@ MAX_IMAGES = 10_000_000
 
 def _default(model: type, name: str) -> Any:
     return model.model_fields[name].default
+
+#: click raises this for a bare ``promptgen`` from 8.2 on; older click prints the help itself.
+_NO_ARGS_IS_HELP = getattr(click, "NoArgsIsHelpError", ())
+
+#: Set in the environment of the processes ``compose --nproc`` starts (see :func:`_relaunch_with_torchrun`).
+RELAUNCHED = "PROMPTGEN_RELAUNCHED"
 
 #: What a failed write to the terminal or a pipe looks like (``> /dev/full``, a closed pipe).
 _STREAM_ERRNOS = {errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EBADF}
@@ -53,20 +60,23 @@ class OneLineErrors(TyperGroup):
         tolerant_streams()
         code: Any = 0
         dist = from_env()
-        if dist.active and not dist.main:
-            # One of several torchrun processes: rank 0 meets the same mistakes and says them once; when
-            # it stops, this one's link to it breaks. Either way this process says nothing.
+        if dist.active and not dist.main and os.environ.get(RELAUNCHED) == "1":
+            # A process `compose --nproc` started, not rank 0: rank 0 meets the same mistakes and says
+            # them once, so this one exits quietly on a mistake (after a moment, so that torchrun does not
+            # stop rank 0 before it has printed). Anything else is not a mistake of the user's: it shows.
             try:
                 code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
-            except BaseException:  # noqa: BLE001 - see above
+            except (click.ClickException, PromptgenError):
                 code = 2
+            if code == 2:
+                time.sleep(2.0)
             if not standalone_mode:
                 return code
             sys.exit(code if isinstance(code, int) else 0)
         try:
             code = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra)
             _flush_stdout()
-        except click.NoArgsIsHelpError as exc:
+        except _NO_ARGS_IS_HELP as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else "")
             code = 2
         except click.UsageError as exc:
@@ -185,7 +195,7 @@ def compose(
     flow: Annotated[
         str, typer.Option(help="Flow layers: auto (affine couplings; splines for a mixture), spline-coupling or affine-coupling")
     ] = "auto",
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed")] = _default(TrainConfig, "seed"),
+    seed: Annotated[int, typer.Option(min=MIN_SEED, max=MAX_SEED, help="Random seed")] = _default(TrainConfig, "seed"),
     transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
     hidden: Annotated[int, typer.Option(min=1, max=8192, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
     eval_every: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Evaluate on fixed noise every N steps")] = _default(TrainConfig, "eval_every"),
@@ -302,14 +312,24 @@ def _relaunch_with_torchrun(nproc: int) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             clean.append(a)
-    launch = "import sys; from promptgen.cli import launch_torchrun; sys.exit(launch_torchrun(sys.argv[1:]))"
-    cmd = [sys.executable, "-P", "-c", launch, "--standalone", f"--nproc_per_node={nproc}", "-m", "promptgen", "compose", *clean]
+    # `python -P` (3.11+) and PYTHONSAFEPATH keep the current folder off the import path; on 3.10, which has
+    # neither, each stub removes it itself before importing anything else. torchrun starts the processes
+    # with --no-python, as `python -c WORKER compose ...`, so they never run `-m` from the current folder.
+    launch = _CLEAN_PATH + "from promptgen.cli import launch_torchrun; sys.exit(launch_torchrun(sys.argv[1:]))"
+    worker = _CLEAN_PATH + "sys.argv = ['promptgen', *sys.argv[1:]]; from promptgen.cli import main; main()"
+    safe = ["-P"] if sys.version_info >= (3, 11) else []
+    cmd = [sys.executable, *safe, "-c", launch, "--standalone", f"--nproc_per_node={nproc}", "--no-python",
+           sys.executable, *safe, "-c", worker, "compose", *clean]
     # LOGLEVEL: torchrun's own log lines (which process failed, with what exit code) would follow the
     # failing process's one-line error; that line says it all.
-    env = {**os.environ, "PYTHONSAFEPATH": "1", "LOGLEVEL": "CRITICAL"}
+    env = {**os.environ, "PYTHONSAFEPATH": "1", "LOGLEVEL": "CRITICAL", RELAUNCHED: "1"}
     # torchrun would set 1 thread per process and warn about it; share the cores instead.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     return subprocess.run(cmd, check=False, env=env).returncode
+
+
+#: The start of the relaunch's `python -c` stubs: the current folder off the import path, whatever the Python.
+_CLEAN_PATH = "import os, sys; sys.path[:] = [p for p in sys.path if p not in ('', '.', os.getcwd())]; "
 
 
 def launch_torchrun(argv: list[str]) -> int:
@@ -326,8 +346,13 @@ def launch_torchrun(argv: list[str]) -> int:
     try:
         run(parse_args(argv))
     except ChildFailedError as exc:
-        codes = [f.exitcode for f in exc.failures.values()]
-        return 2 if 2 in codes else next((c for c in codes if c), 1)
+        codes = {rank: f.exitcode for rank, f in exc.failures.items()}
+        if 2 in codes.values():  # a mistake: the process said it in one line
+            return 2
+        rank, code = min(codes.items())
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        err_console.print(f"[bold red]error:[/bold red] training process {rank} {how}; see its output above", highlight=False)
+        return code if 0 < code < 256 else 1
     return 0
 
 
@@ -338,7 +363,7 @@ def sample(
     gen: Annotated[str | None, typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=MAX_IMAGES, help="Number of images")] = 64,
     out: Annotated[Path, typer.Option("--out", "-o", help="OUT.png: a grid; OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs")] = Path("samples.png"),
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
+    seed: Annotated[int, typer.Option(min=MIN_SEED, max=MAX_SEED, help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     method: Annotated[
         str,
@@ -516,7 +541,7 @@ def info(
 def eval_(
     prompt: Annotated[Path, typer.Argument(help="Prompt folder made by `promptgen compose`")],
     n: Annotated[int, typer.Option("-n", min=2, max=MAX_IMAGES, help="Samples of the base and of the prompt each")] = 5000,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; base and prompt draw the same noise")] = 0,
+    seed: Annotated[int, typer.Option(min=MIN_SEED, max=MAX_SEED, help="Random seed; base and prompt draw the same noise")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples generated and judged at once")] = 500,
     attr: Annotated[
         list[str] | None,
@@ -559,7 +584,7 @@ def report(
     prompt: Annotated[Path, typer.Argument(help="Prompt folder made by `promptgen compose`")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write")] = Path("report.html"),
     n: Annotated[int, typer.Option("-n", min=2, max=MAX_IMAGES, help="Samples of the base and of the prompt each")] = 2000,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Random seed; base and prompt draw the same noise")] = 0,
+    seed: Annotated[int, typer.Option(min=MIN_SEED, max=MAX_SEED, help="Random seed; base and prompt draw the same noise")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples generated and judged at once")] = 500,
     attr: Annotated[
         list[str] | None,

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from promptgen.artifact import (
     MANIFEST,
+    WEIGHTS,
     EnergyRecord,
     GeneratorRecord,
     MixtureRecord,
@@ -166,7 +167,7 @@ CHECKPOINT = "checkpoint.pt"
 
 
 #: What ``--device`` and run.json's ``device`` may name (resolve_device checks the machine has it).
-DEVICE_PATTERN = r"^(auto|cpu|mps|xpu|cuda(:[0-9]{1,3})?)$"
+DEVICE_PATTERN = r"^(auto|(cpu|cuda|mps|xpu)(:[0-9]{1,4})?)$"
 
 
 def check_flow_settings(flow: dict) -> dict:
@@ -177,7 +178,7 @@ def check_flow_settings(flow: dict) -> dict:
     if unknown:
         raise SpecError(f"unknown flow setting(s) {', '.join(map(repr, unknown))}; use kind, transforms, hidden, bins or mask_seed")
     try:
-        FlowConfig(features=2, **flow)
+        FlowConfig(features=2, **{**flow, **({"kind": "affine-coupling"} if flow.get("kind") == "auto" else {})})
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(map(str, err["loc"]))
@@ -205,7 +206,7 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     generator: str = Field(min_length=1, max_length=10_000)
-    energies: list[str] = Field(min_length=1, max_length=64)
+    energies: list[str] = Field(min_length=1, max_length=1024)
     train: TrainConfig
     flow: dict = Field(default_factory=dict)
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
@@ -319,7 +320,11 @@ def compose(
     if not energies:
         raise SpecError("give at least one --energy, e.g. --energy classifier:digit=3")
     train = train or TrainConfig()
+    train.check_limits()
     flow = check_flow_settings(dict(flow or {}))
+    # "auto" is recorded in run.json, so --resume builds the same flow; a run.json without a kind was
+    # written when splines were the only default.
+    flow.setdefault("kind", "spline-coupling" if resume else "auto")
     if not isinstance(preview, int) or not 0 <= preview <= 1024:
         raise SpecError(f"preview={preview!r}: give 0 to 1024 images for samples.png")
     dev = resolve_device(device)
@@ -357,14 +362,20 @@ def compose(
         else:
             if (out / RUN_FILE).is_file() and not (out / MANIFEST).exists():
                 raise ArtifactError(f"--out {str(out)!r} holds an unfinished run; continue it with `promptgen compose --resume {out}` or choose a new folder")
-            request = RunRequest(generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview)
+            try:
+                request = RunRequest(generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                raise SpecError(f"cannot record this run: {'.'.join(map(str, err['loc']))} {one_line(err['msg']).lower()}") from None
             prepare_out_dir(out, overwrite=overwrite)
-            for name in (RUN_FILE, CHECKPOINT):
-                undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
+            if (out / MANIFEST).is_file():  # an old prompt being overwritten: keep all it has until the new one is whole
+                names = [RUN_FILE, CHECKPOINT, MANIFEST, WEIGHTS]
+                for name in names:
+                    undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
             write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
-    dev = start(dist, dev)
-    barrier(dist)
     try:
+        dev = start(dist, dev)
+        barrier(dist)
         return _train_and_save(
             out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
             undo,
@@ -372,7 +383,7 @@ def compose(
     except BaseException:
         # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
         # run.json and checkpoint (its manifest and weights are only replaced at the very end).
-        if (out / MANIFEST).exists():
+        if undo:
             for path, data in undo.items():
                 with contextlib.suppress(OSError, PromptgenError):
                     if data is None:
@@ -404,7 +415,7 @@ def _train_and_save(
         classes = mixture.energy.mixture_components if mixture is not None else 0
         flow_config = FlowConfig(
             features=features, latent_shape=tuple(gen.latent_shape), classes=classes,
-            **{"kind": default_flow_kind(classes), **flow},
+            **{**flow, "kind": default_flow_kind(classes) if flow["kind"] == "auto" else flow["kind"]},
         )
         torch.manual_seed(train.seed)
         sampler = CouplingFlow(flow_config)
@@ -438,7 +449,7 @@ def _train_and_save(
             )
             sampler.eval().requires_grad_(False)
             save_prompt(out, manifest, sampler)
-            undo.clear()  # the new prompt is saved: nothing to put back
+            undo.clear()  # the new prompt is whole: nothing to put back
             prompt = Prompt(manifest, gen, sampler, out)
             if preview:
                 save_images(sample_images(prompt, preview, seed=train.seed), out / "samples.png")

@@ -112,6 +112,9 @@ def save_images(images: Tensor, out: str | Path) -> Path:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PromptgenError(f"cannot create folder {str(out)!r}: {exc.strerror}; choose another -o") from None
+        names = [out / f"{i:06d}.png" for i in range(images.shape[0])]
+        for name in names:  # every name first: a link or a FIFO among them must not stop the writing halfway
+            writable_target(name, "-o")
         for i, tile in enumerate(to_uint8(images)):
             img = _pil(tile)
             write_atomic(out / f"{i:06d}.png", lambda p, img=img: img.save(p, format="PNG"))

@@ -62,6 +62,9 @@ class Prompt:
         self._cumulative = None if mixture is None else torch.tensor(mixture.weights, dtype=torch.float64).cumsum(0)
         if self._cumulative is not None:
             self._cumulative /= self._cumulative[-1].clone()
+        # Read once here: asking the parent each time would recurse down a long chain.
+        parent_shape = tuple(generator.latent_shape)
+        self._latent_shape = parent_shape if self._cumulative is None else (math.prod(parent_shape) + 1,)
         name = f"prompt:{path}" if path is not None else "prompt"
         description = " + ".join(e.spec for e in manifest.energies) or "no energies"
         if isinstance(generator, Prompt):  # a chain: say what it controls further
@@ -77,9 +80,7 @@ class Prompt:
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        if self._cumulative is None:
-            return self.generator.latent_shape
-        return (math.prod(self.generator.latent_shape) + 1,)
+        return self._latent_shape
 
     def components(self, eps: Tensor) -> Tensor | None:
         """Each sample's mixture component, (B,) integers; None for a prompt that is no mixture."""

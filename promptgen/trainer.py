@@ -36,7 +36,14 @@ from promptgen.protocols import BaseSample
 MAX_STEPS = 10_000_000
 MAX_BATCH = 65_536
 MAX_SAMPLES = 10_000_000
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**64 - 1  # torch.manual_seed's range
+MIN_SEED = -(2**63)
+#: The limits a new run is held to (check_limits); a manifest written before them still reads.
+LIMITS: dict[str, float] = {
+    "steps": MAX_STEPS, "batch_size": MAX_BATCH, "accumulate": 1024, "lr": 10.0, "eval_every": MAX_STEPS,
+    "eval_batch": MAX_BATCH, "checkpoint_every": MAX_STEPS, "fit_samples": MAX_SAMPLES,
+    "forward_samples": MAX_SAMPLES, "forward_weight": 1e6,
+}
 
 
 class TrainConfig(BaseModel):
@@ -50,16 +57,16 @@ class TrainConfig(BaseModel):
     # here, before a file is written, not as a crash steps later.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    steps: int = Field(default=800, ge=1, le=MAX_STEPS)
-    batch_size: int = Field(default=64, ge=1, le=MAX_BATCH)
-    accumulate: int = Field(default=1, ge=1, le=1024, description="micro-batches per optimiser step")
-    lr: float = Field(default=1e-3, gt=0, le=10)
+    steps: int = Field(default=800, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    accumulate: int = Field(default=1, ge=1, description="micro-batches per optimiser step")
+    lr: float = Field(default=1e-3, gt=0)
     clip_grad: float | None = Field(default=10.0, gt=0, description="max gradient norm; None disables")
-    seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    eval_every: int = Field(default=100, ge=1, le=MAX_STEPS)
-    eval_batch: int = Field(default=256, ge=1, le=MAX_BATCH)
-    checkpoint_every: int = Field(default=200, ge=1, le=MAX_STEPS)
-    fit_samples: int = Field(default=2048, ge=1, le=MAX_SAMPLES, description="base samples for energies that fit first")
+    seed: int = Field(default=0, ge=MIN_SEED, le=MAX_SEED)
+    eval_every: int = Field(default=100, ge=1)
+    eval_batch: int = Field(default=256, ge=1)
+    checkpoint_every: int = Field(default=200, ge=1)
+    fit_samples: int = Field(default=2048, ge=1, description="base samples for energies that fit first")
     warmup: float = Field(
         default=0.3,
         ge=0,
@@ -70,12 +77,11 @@ class TrainConfig(BaseModel):
     forward_weight: float = Field(
         default=0.0,
         ge=0,
-        le=1e6,
         description="weight of a forward-KL term: the flow's negative log-likelihood of base samples drawn "
         "in proportion to their importance weights exp(-sum w E); teaches the flow the rare parts of the target "
         "that reverse KL alone under-covers",
     )
-    forward_samples: int = Field(default=16384, ge=1, le=MAX_SAMPLES, description="base samples behind the forward-KL term")
+    forward_samples: int = Field(default=16384, ge=1, description="base samples behind the forward-KL term")
     schedule: Literal["constant", "cosine"] = Field(
         default="cosine", description="learning rate over the steps: constant, or cosine decay to zero"
     )
@@ -89,6 +95,17 @@ class TrainConfig(BaseModel):
         default=10, ge=1, description="non-finite steps in a row before rolling back to the last good state at half the rate"
     )
     max_rollbacks: int = Field(default=3, ge=0, description="rollbacks before training stops as diverged")
+
+    def check_limits(self) -> None:
+        """Refuse, in one line naming the option, a setting above what a new run takes (:data:`LIMITS`).
+
+        The model itself takes larger values, so a manifest written before the limits still reads.
+        """
+        for name, most in LIMITS.items():
+            value = getattr(self, name)
+            if value > most:
+                raise SpecError(f"--{name.replace('_', '-')} {value!r} is above {most:g}, the most a run takes; "
+                                f"see `promptgen compose --help`")
 
     def adapting(self, step: int) -> bool:
         """Whether energies that close a loop (``adapt_every``) adapt after step ``step``."""
@@ -190,13 +207,31 @@ def check_resumable(resume: dict, flow: CouplingFlow, opt: torch.optim.Optimizer
     found = resume["optimizer"]
     if found["state"]:  # empty before the first step
         same_layout(dict(found["state"]), dict(want["state"]), "optimizer state")
-    same_layout(list(found["param_groups"]), list(opt.state_dict()["param_groups"]), "optimizer param_groups")
+    groups, fresh_groups = list(found["param_groups"]), list(opt.state_dict()["param_groups"])
+    if len(groups) != len(fresh_groups):
+        raise ArtifactError(f"'checkpoint': the optimiser has {len(groups)} parameter groups, the flow needs {len(fresh_groups)}; {RESUME_HINT}")
+    for i, (group, fresh_group) in enumerate(zip(groups, fresh_groups)):
+        # Only what Adam reads: flags such as fused/foreach differ between devices and torch versions.
+        keys = [k for k in ("lr", "betas", "eps", "weight_decay", "amsgrad", "params", "initial_lr") if k in fresh_group]
+        missing = [k for k in keys if k not in group]
+        if missing:
+            raise ArtifactError(f"'checkpoint': the optimiser's group {i} has no {missing[0]!r}; {RESUME_HINT}")
+        same_layout({k: group[k] for k in keys}, {k: fresh_group[k] for k in keys}, f"optimizer param_groups[{i}]")
     if [g_["params"] for g_ in found["param_groups"]] != [g_["params"] for g_ in opt.state_dict()["param_groups"]]:
         raise ArtifactError(f"'checkpoint': the optimiser's parameter groups do not match the flow; {RESUME_HINT}")
     for group in found["param_groups"]:
         if not 0 <= group["lr"] <= 10:  # the cosine schedule ends at 0
             raise ArtifactError(f"'checkpoint': the optimiser's learning rate is {group['lr']!r}; {RESUME_HINT}")
-    same_layout(resume["scheduler"], schedule.state_dict(), "scheduler")
+    fresh_schedule = schedule.state_dict()
+    if not isinstance(resume["scheduler"], dict):
+        raise ArtifactError(f"'checkpoint': 'scheduler' is not a scheduler's state; {RESUME_HINT}")
+    # The keys this torch's scheduler reads; torch versions add private ones (_is_initial...): compare those both have.
+    core = [k for k in ("base_lrs", "last_epoch", "T_max", "eta_min", "_last_lr") if k in fresh_schedule]
+    missing = [k for k in core if k not in resume["scheduler"]]
+    if missing:
+        raise ArtifactError(f"'checkpoint': the scheduler's state has no {missing[0]!r}; {RESUME_HINT}")
+    shared = [k for k in fresh_schedule if k in resume["scheduler"]]
+    same_layout({k: resume["scheduler"][k] for k in shared}, {k: fresh_schedule[k] for k in shared}, "scheduler")
     same_layout(resume["generator"], g.get_state(), "generator state")
     same_layout(resume["torch_rng"], torch.get_rng_state(), "torch_rng")
     same_layout(resume["eval_eps"], torch.zeros((config.eval_batch, *flow.latent_shape)), "eval_eps")

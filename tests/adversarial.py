@@ -517,6 +517,13 @@ def target_cases() -> list[Case]:
     for t in OUT_TARGETS_JSON:
         cases.append(Case(f"sample --cost-json {t[:40]}", [*SAMPLE, "--cost-json", "{ws}/" + t]))
         cases.append(Case(f"eval -o {t[:40]}", [*EVAL, "-o", "{ws}/" + t]))
+    def link_among_images(ws: Path) -> None:
+        (ws / "imgs").mkdir()
+        (ws / "imgs" / "000000.png").write_bytes(b"an image the user had")
+        os.symlink("/dev/null", ws / "imgs" / "000001.png")
+
+    cases.append(Case("sample -o a folder holding a link among its names",
+                      ["sample", "--gen", "mnist", "-n", "3", "-o", "{ws}/imgs", "-q"], setup=link_among_images))
     for t in OUT_TARGETS_HTML:
         cases.append(Case(f"report -o {t[:40]}", ["report", "{ws}/p", "-n", "4", "-q", "-o", "{ws}/" + t]))
     return cases

@@ -75,6 +75,8 @@ def test_the_undamaged_workspace_works(ws: Path):
         ["sample", "--gen", "mnist", "-n", "2", "-o", str(ws / "ok.png"), "-q"],
         ["sample", str(ws / "p"), "-n", "2", "-o", str(ws / "ok.png"), "-q", "--cost-json", str(ws / "cost.json")],
         ["sample", str(ws / "p"), "-n", "2", "-o", str(ws / "priv.png"), "-q"],
+        ["sample", "--gen", "mnist", "-n", "2", "-o", str(ws / "ok.png"), "--device", "cpu:0", "--seed", "-1", "-q"],
+        ["sample", "--gen", "mnist", "-n", "2", "-o", str(ws / "imgs"), "-q"],
         ["info", str(ws / "p")],
         ["eval", str(ws / "p"), "-n", "4", "-q", "-o", str(ws / "ok.json")],
         ["report", str(ws / "p"), "-n", "4", "-o", str(ws / "ok.html"), "-q"],
@@ -87,10 +89,30 @@ def test_the_undamaged_workspace_works(ws: Path):
     for args in ok:
         result = invoke(args)
         assert result.exit_code == 0, (args, result.stdout, result.stderr)
+    assert sorted(p.name for p in (ws / "imgs").iterdir()) == ["000000.png", "000001.png"]
     # A file written over keeps its permissions: a private file stays private.
     assert (ws / "priv.png").stat().st_mode & 0o777 == 0o600
     assert (ws / "priv.png").read_bytes().startswith(b"\x89PNG")
     assert not (ws / MARKER).exists()
+
+
+def test_a_run_json_from_before_flow_auto_resumes_with_splines(tmp_path):
+    """run.json files written before `--flow auto` hold no kind: they meant splines, and resume as such."""
+    from promptgen.compose import compose
+    from promptgen.trainer import TrainConfig
+
+    run = tmp_path / "old"
+    config = TrainConfig(steps=2, eval_every=1, eval_batch=8, batch_size=8, fit_samples=16, checkpoint_every=1)
+    compose("mnist", ["classifier:digit=3"], run, train=config, flow={"kind": "spline-coupling", "transforms": 2,
+            "hidden": 8}, preview=0, progress=False)
+    for name in ("manifest.json", "flow.safetensors"):
+        (run / name).unlink()
+    data = json.loads((run / "run.json").read_text())
+    del data["flow"]["kind"]
+    (run / "run.json").write_text(json.dumps(data))
+    result = invoke(["compose", "--resume", str(run), "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((run / "manifest.json").read_text())["flow"]["kind"] == "spline-coupling"
 
 
 def test_a_failed_overwrite_puts_back_the_old_run_files(ws: Path):
