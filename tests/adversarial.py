@@ -375,6 +375,8 @@ def resume_cases() -> list[Case]:
 # --- command-line values --------------------------------------------------------------------------------------
 
 INT_BAD = ["-1", "99999999999999999999999", "-99999999999999999999999", "1.5", "abc", "", "0x10", "nan"]
+# Seeds may be negative: torch takes -2**63 to 2**64 - 1.
+SEED_BAD = ["18446744073709551616", "-9223372036854775809", *INT_BAD[1:]]
 FLOAT_BAD = ["nan", "inf", "-inf", "1e400", "-1", "abc", ""]
 DEVICES_BAD = ["meta", "mps", "xpu", "bogus", "", "cuda:-1", "ipu", "hpu", "lazy", "vulkan", "cuda:99999"]
 
@@ -389,7 +391,7 @@ COMPOSE_OPTIONS: dict[str, list[str]] = {
     "--clip-grad": FLOAT_BAD,
     "--warmup": ["1.5", "-0.1", *FLOAT_BAD],
     "--forward-weight": ["1e7", *FLOAT_BAD],
-    "--seed": ["9223372036854775808", *INT_BAD],
+    "--seed": SEED_BAD,
     "--transforms": ["0", "65", *INT_BAD],
     "--hidden": ["0", "8193", "100000", *INT_BAD],
     "--eval-every": ["0", *INT_BAD],
@@ -404,7 +406,7 @@ SAMPLE = ["sample", "--gen", "mnist", "-n", "2", "-o", "{ws}/ok.png", "-q"]
 SAMPLE_PROMPT = ["sample", "{ws}/p", "-n", "2", "-o", "{ws}/ok.png", "-q"]
 SAMPLE_OPTIONS: dict[str, list[str]] = {
     "-n": ["0", "10000001", *INT_BAD],
-    "--seed": ["9223372036854775808", *INT_BAD],
+    "--seed": SEED_BAD,
     "--device": DEVICES_BAD,
     "--method": ["bogus", "", "FLOW"],
     "--accept": ["bogus", ""],
@@ -416,7 +418,7 @@ EVAL = ["eval", "{ws}/p", "-n", "4", "-q"]
 REPORT = ["report", "{ws}/p", "-n", "4", "-o", "{ws}/ok.html", "-q"]
 EVAL_OPTIONS: dict[str, list[str]] = {
     "-n": ["1", "10000001", *INT_BAD],
-    "--seed": ["9223372036854775808", *INT_BAD],
+    "--seed": SEED_BAD,
     "--batch-size": ["0", "65537", *INT_BAD],
     "--device": DEVICES_BAD,
 }
