@@ -216,26 +216,8 @@ def compose(
     from promptgen.compose import compose as run
     from promptgen.distributed import from_env
 
-    if nproc > 1 and not from_env().active:
-        # Mistakes are caught here, once, before torchrun starts processes that would each report them.
-        if batch_size % nproc:
-            raise PromptgenError(f"--batch-size {batch_size} does not split over --nproc {nproc}; use a multiple of {nproc}")
-        if resume is None:
-            from promptgen.registry import get_registry
-            from promptgen.spec import parse_spec
-
-            registry = get_registry()
-            registry.generator(parse_spec(gen).name)
-            for e in energy or []:
-                registry.energy(parse_spec(e).name)
-            if keep_parent:
-                from promptgen.chaining import kept_energies, normalise_generator_spec
-
-                kept_energies(normalise_generator_spec(gen), energy or [], registry)
-        raise typer.Exit(_relaunch_with_torchrun(nproc))
     if resume is not None and (energy or out is not None or keep_parent):
         raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out and --keep-parent")
-
     if flow not in ("auto", "spline-coupling", "affine-coupling"):
         raise PromptgenError(f"unknown --flow {flow!r}; use auto, spline-coupling or affine-coupling")
     config = _checked(
@@ -252,8 +234,12 @@ def compose(
         eval_batch=eval_batch,
         checkpoint_every=checkpoint_every,
     )
+    config.check_limits()
     flow_settings = {"transforms": transforms, "hidden": hidden, **({"kind": flow} if flow != "auto" else {})}
     _checked(FlowConfig, features=2, **flow_settings)
+    if nproc > 1 and not from_env().active:
+        _check_before_relaunch(gen, energy or [], out, overwrite, keep_parent, resume, batch_size, nproc, device)
+        raise typer.Exit(_relaunch_with_torchrun(nproc))
     prompt = run(
         gen,
         energy or [],
@@ -275,6 +261,39 @@ def compose(
         f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / 'samples.png'}"
     )
     out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
+
+
+def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, overwrite: bool, keep_parent: bool,
+                           resume: Path | None, batch_size: int, nproc: int, device: str) -> None:
+    """Catch here, once, the mistakes the torchrun processes would meet: specs, models, the folder, the device."""
+    from promptgen.compose import build_energy, read_run
+    from promptgen.device import resolve_device
+    from promptgen.prompt import build_generator
+    from promptgen.registry import get_registry
+
+    if batch_size % nproc:
+        raise PromptgenError(f"--batch-size {batch_size} does not split over --nproc {nproc}; use a multiple of {nproc}")
+    resolve_device(device)
+    if resume is not None:
+        read_run(resume)
+        return
+    if not energies:
+        raise PromptgenError("give at least one --energy, e.g. --energy classifier:digit=3")
+    registry = get_registry()
+    if keep_parent:
+        from promptgen.chaining import kept_energies, normalise_generator_spec
+
+        energies = [*energies, *kept_energies(normalise_generator_spec(gen), energies, registry)]
+    build_generator(gen, registry)
+    for e in energies:
+        build_energy(e, registry)
+    if out is not None and out.exists():
+        from promptgen.artifact import MANIFEST
+
+        if not out.is_dir():
+            raise PromptgenError(f"--out {str(out)!r} is a file; give a folder name, e.g. --out runs/my-prompt")
+        if any(out.iterdir()) and not (overwrite and (out / MANIFEST).exists()):
+            raise PromptgenError(f"--out {str(out)!r} already exists and is not empty; choose a new folder or add --overwrite")
 
 
 def _checked(model: type, **values: Any) -> Any:

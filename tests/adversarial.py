@@ -476,6 +476,15 @@ def option_cases() -> list[Case]:
         cases += [Case(f"report {opt} {v[:30]!r}", [*REPORT, opt, v]) for v in values]
     cases += [
         Case("compose --batch-size 3 --nproc 2", [*COMPOSE, "--batch-size", "3", "--nproc", "2"]),
+        # --nproc: caught before torchrun starts (in-process, a relaunch would print outside the capture)
+        *(Case(f"compose --nproc 2, {what}", [*COMPOSE, "--nproc", "2", *extra]) for what, extra in (
+            ("an unknown energy", ["--energy", "nosuch"]), ("an unknown generator", ["--gen", "nosuch"]),
+            ("a contradictory energy", ["--energy", "classifier:digit=3,digit!=3"]), ("--lr 0", ["--lr", "0"]),
+            ("--device meta", ["--device", "meta"]), ("--out a prompt", ["--out", "{ws}/p"]),
+            ("--out a file", ["--out", "{ws}/file.txt"]), ("--hidden 100000", ["--hidden", "100000"]),
+            ("a bad weight", ["--energy", "classifier:digit=3@1e308"]))),
+        Case("compose --nproc 2 --resume a damaged run", ["compose", "--resume", "{ws}/r", "--nproc", "2"],
+             setup=edit_run(setting("preview", -5))),
         Case("compose --resume with --energy", ["compose", "--resume", "{ws}/r", "--energy", "classifier:digit=3"]),
         Case("compose --resume a finished prompt", ["compose", "--resume", "{ws}/p"]),
         Case("compose --resume nothing", ["compose", "--resume", "{ws}/nonexistent"]),

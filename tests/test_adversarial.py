@@ -179,14 +179,14 @@ def test_nproc_runs_no_module_from_the_current_folder(ws: Path):
 
 def test_nproc_failure_in_the_processes_is_one_line(ws: Path):
     """A mistake only the training processes meet: one line, exit 2, no torchrun traceback."""
-    data = json.loads((ws / "r" / "run.json").read_text())
-    data["preview"] = -5
-    (ws / "r" / "run.json").write_text(json.dumps(data))
+    state = torch.load(ws / "r" / "checkpoint.pt", weights_only=True)  # checked only in the processes
+    state["eval_eps"] = torch.zeros(3, 5)
+    torch.save(state, ws / "r" / "checkpoint.pt")
     before = snapshot(ws)
     result = run(["compose", "--resume", str(ws / "r"), "--nproc", "2", "-q"], cwd=ws)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and "error:" in lines[0] and "preview" in lines[0], result.stderr
+    assert len(lines) == 1 and "error:" in lines[0] and "eval_eps" in lines[0], result.stderr
     assert snapshot(ws) == before
 
 
