@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,17 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, ws: Path, 
     if case.setup is not None:
         case.setup(ws)
     before = snapshot(ws)
-    result = invoke(case.argv(ws))
+    with warnings.catch_warnings(record=True) as caught:  # a warning a user would see printed above the line
+        warnings.simplefilter("always")
+        result = invoke(case.argv(ws))
     after = snapshot(ws)
     crashed = result.exception if not isinstance(result.exception, SystemExit) else None
     problems = check(case, ws, result.exit_code, result.stdout, result.stderr, before, after)
+    # What Python shows a user by default (it hides deprecation and resource warnings outside __main__).
+    hidden = (DeprecationWarning, PendingDeprecationWarning, ResourceWarning)
+    shown = [w for w in caught if not issubclass(w.category, hidden)]
+    if shown:
+        problems.append(f"a warning printed: {shown[0].category.__name__}: {str(shown[0].message)[:120]}")
     if crashed is not None:
         problems.append(f"traceback: {type(crashed).__name__}")
     RESULTS.append((case.name, problems))  # reported at the end of the run (tests/conftest.py)
