@@ -216,12 +216,9 @@ def current_versions() -> dict[str, str]:
     }
 
 
-def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
-    """Make ``out`` ready for a new prompt without destroying anything the user had.
-
-    An existing non-empty folder is refused unless ``overwrite`` is set and the
-    folder is itself a prompt (then only its prompt files are replaced).
-    """
+def check_out_dir(out: Path, overwrite: bool = False) -> None:
+    """Refuse an ``--out`` that a new prompt may not use: a file, or a non-empty folder that is not a prompt
+    being overwritten. Nothing is created."""
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"--out {str(out)!r} is a file; give a folder name, e.g. --out runs/my-prompt")
     if out.exists() and any(out.iterdir()):
@@ -229,6 +226,15 @@ def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
             raise ArtifactError(f"--out {str(out)!r} already exists and is not empty; choose a new folder or add --overwrite")
         if not (out / MANIFEST).exists():
             raise ArtifactError(f"--out {str(out)!r} is not a prompt folder; --overwrite only replaces prompts, choose a new folder")
+
+
+def prepare_out_dir(out: Path, overwrite: bool = False) -> None:
+    """Make ``out`` ready for a new prompt without destroying anything the user had.
+
+    An existing non-empty folder is refused unless ``overwrite`` is set and the
+    folder is itself a prompt (then only its prompt files are replaced).
+    """
+    check_out_dir(out, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

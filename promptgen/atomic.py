@@ -38,6 +38,12 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def check_name_lengths(path: Path, option: str = "-o") -> None:
+    """Refuse a path with a name longer than the file system takes (it would fail only when written)."""
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        raise PromptgenError(f"cannot write {str(path)[:80]!r}…: a name in it is longer than {NAME_MAX} bytes; give {option} a shorter name")
+
+
 def writable_target(path: str | os.PathLike[str], option: str = "-o") -> Path:
     """The file that writing ``path`` will replace, after checking that it can be; nothing is written.
 
@@ -47,8 +53,7 @@ def writable_target(path: str | os.PathLike[str], option: str = "-o") -> Path:
     """
     path = Path(path)
     shown = str(path)
-    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
-        raise PromptgenError(f"cannot write {shown[:80]!r}…: a name in it is longer than {NAME_MAX} bytes; give {option} a shorter name")
+    check_name_lengths(path, option)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         what = "is a file, not a folder" if parent.exists() else "does not exist"

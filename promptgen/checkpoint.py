@@ -189,10 +189,10 @@ def check_checkpoint(state: Any, where: str = "checkpoint") -> None:
         if key not in state:
             raise ArtifactError(f"{where!r} has no {key!r}; a promptgen checkpoint has {', '.join(REQUIRED)}; {_HINT}")
         if not ok(state[key]):
-            raise ArtifactError(f"{where!r}: {key!r} is {_describe(state[key])}, not {what}; {_HINT}")
+            raise ArtifactError(f"{where!r}: {key!r} is {describe(state[key])}, not {what}; {_HINT}")
     for key, (ok, what) in OPTIONAL.items():
         if key in state and not ok(state[key]):
-            raise ArtifactError(f"{where!r}: {key!r} is {_describe(state[key])}, not {what}; {_HINT}")
+            raise ArtifactError(f"{where!r}: {key!r} is {describe(state[key])}, not {what}; {_HINT}")
     check_finite(state["flow"], f"{where} flow")
     for i, s in state["optimizer"]["state"].items():
         check_finite({f"{i}.{k}": v for k, v in s.items() if isinstance(v, torch.Tensor)}, f"{where} optimizer")
@@ -243,7 +243,8 @@ def _names(keys: list[str]) -> str:
     return f"[{shown}{more}]"
 
 
-def _describe(v: Any) -> str:
+def describe(v: Any) -> str:
+    """A value from a file, shown briefly in an error: a tensor's dtype and shape, a number, or its type."""
     if isinstance(v, torch.Tensor):
         return f"a {v.dtype} tensor of shape {tuple(v.shape)}"
     if isinstance(v, float) and not math.isfinite(v):

@@ -287,13 +287,10 @@ def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, over
     build_generator(gen, registry)
     for e in energies:
         build_energy(e, registry)
-    if out is not None and out.exists():
-        from promptgen.artifact import MANIFEST
+    if out is not None:
+        from promptgen.artifact import check_out_dir
 
-        if not out.is_dir():
-            raise PromptgenError(f"--out {str(out)!r} is a file; give a folder name, e.g. --out runs/my-prompt")
-        if any(out.iterdir()) and not (overwrite and (out / MANIFEST).exists()):
-            raise PromptgenError(f"--out {str(out)!r} already exists and is not empty; choose a new folder or add --overwrite")
+        check_out_dir(out, overwrite)
 
 
 def _checked(model: type, **values: Any) -> Any:

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from promptgen.atomic import NAME_MAX, writable_target, write_atomic
+from promptgen.atomic import check_name_lengths, writable_target, write_atomic
 from promptgen.errors import PromptgenError
 
 
@@ -75,8 +75,7 @@ def check_output(out: str | Path) -> Path:
         return out
     if out.exists() and not out.is_dir():
         raise PromptgenError(f"cannot write images into {str(out)!r}: it is a file; give a folder, a .png or a .npz")
-    if any(len(os.fsencode(part)) > NAME_MAX for part in out.parts):
-        raise PromptgenError(f"cannot write {str(out)[:80]!r}…: a name in it is longer than {NAME_MAX} bytes; give -o a shorter name")
+    check_name_lengths(out, "-o")
     target = out if out.exists() else out.parent
     while not target.exists() and target != target.parent:
         target = target.parent

@@ -23,7 +23,7 @@ from rich.markup import escape
 from promptgen.atomic import write_atomic
 from promptgen.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from promptgen.checkpoint import VERSION as CHECKPOINT_VERSION
-from promptgen.checkpoint import check_tensors
+from promptgen.checkpoint import check_tensors, describe
 from promptgen.distributed import Dist, any_true
 from promptgen.ebm import EnergyBasedModel, WeightedEnergy, mixture_components, mixture_term
 from promptgen.errors import ArtifactError, PromptgenError, SpecError, one_line
@@ -160,34 +160,26 @@ def same_layout(found: object, want: object, where: str) -> None:
 
     if isinstance(want, torch.Tensor):
         if not isinstance(found, torch.Tensor) or found.shape != want.shape or found.is_floating_point() != want.is_floating_point():
-            fail(f"holds {_shown(found)} where {_shown(want)} belongs")
+            fail(f"holds {describe(found)} where {describe(want)} belongs")
         if found.is_floating_point() and not bool(torch.isfinite(found).all()):
             fail("holds NaN or infinite values")
     elif isinstance(want, dict):
         if not isinstance(found, dict) or set(found) != set(want):
-            fail(f"has keys {sorted(map(str, found))[:6] if isinstance(found, dict) else _shown(found)}, not {sorted(map(str, want))[:6]}")
+            fail(f"has keys {sorted(map(str, found))[:6] if isinstance(found, dict) else describe(found)}, not {sorted(map(str, want))[:6]}")
         for k in want:
             same_layout(found[k], want[k], f"{where}[{str(k)[:40]}]")
     elif isinstance(want, (list, tuple)):
         if not isinstance(found, (list, tuple)) or len(found) != len(want):
-            fail(f"is {_shown(found)}, not a list of {len(want)}")
+            fail(f"is {describe(found)}, not a list of {len(want)}")
         for i, (a, b) in enumerate(zip(found, want)):
             same_layout(a, b, f"{where}[{i}]")
     elif isinstance(want, bool) or want is None or isinstance(want, str):
         if type(found) is not type(want):
-            fail(f"is {_shown(found)}, not {_shown(want)}")
+            fail(f"is {describe(found)}, not {describe(want)}")
     elif isinstance(want, (int, float)) and (
         isinstance(found, bool) or not isinstance(found, (int, float)) or not math.isfinite(found)
     ):
-        fail(f"is {_shown(found)}, not a finite number")
-
-
-def _shown(v: object) -> str:
-    if isinstance(v, torch.Tensor):
-        return f"a {v.dtype} tensor of shape {tuple(v.shape)}"
-    if isinstance(v, (int, float, bool)) or v is None:
-        return repr(v)
-    return f"a {type(v).__name__}"
+        fail(f"is {describe(found)}, not a finite number")
 
 
 def check_resumable(resume: dict, flow: CouplingFlow, opt: torch.optim.Optimizer, schedule: object,

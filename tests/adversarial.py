@@ -214,14 +214,19 @@ def edit_checkpoint(change: Callable[[dict], object]) -> Callable[[Path], None]:
     return apply
 
 
-def edit_run(change: Callable[[dict], object]) -> Callable[[Path], None]:
+def edit_json(rel: str, change: Callable[[dict], object]) -> Callable[[Path], None]:
+    """A damage that loads the workspace's JSON file ``rel``, changes it and writes it back."""
     def apply(ws: Path) -> None:
-        path = ws / "r" / "run.json"
+        path = ws / rel
         data = json.loads(path.read_text())
         change(data)
         path.write_text(json.dumps(data))
 
     return apply
+
+
+def edit_run(change: Callable[[dict], object]) -> Callable[[Path], None]:
+    return edit_json("r/run.json", change)
 
 
 def write(rel: str, data: bytes) -> Callable[[Path], None]:
@@ -570,13 +575,7 @@ def input_cases() -> list[Case]:
 
 
 def manifest_edit(change: Callable[[dict], object]) -> Callable[[Path], None]:
-    def apply(ws: Path) -> None:
-        path = ws / "p" / "manifest.json"
-        data = json.loads(path.read_text())
-        change(data)
-        path.write_text(json.dumps(data))
-
-    return apply
+    return edit_json("p/manifest.json", change)
 
 
 PROMPT_DAMAGE: dict[str, Callable[[Path], None]] = {

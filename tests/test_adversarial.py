@@ -123,16 +123,22 @@ def test_a_run_json_from_before_flow_auto_resumes_with_splines(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["flow"]["kind"] == "spline-coupling"
 
 
-def test_a_failed_overwrite_puts_back_the_old_run_files(ws: Path):
-    """Training that fails after its checks (here: every step non-finite) leaves the old prompt's run.json."""
+def test_a_failed_overwrite_puts_back_the_old_prompt(ws: Path, monkeypatch):
+    """Training that fails after every check passed (here: diverged) leaves the overwritten prompt exactly as it was."""
+    from promptgen.trainer import TrainingDiverged
+
+    compose_module = sys.modules["promptgen.compose"]  # promptgen.compose is also the name of the function
+
+    def diverge(*args, **kwargs):
+        (ws / "p" / "checkpoint.pt").write_bytes(b"half a run")  # what training leaves before it fails
+        raise TrainingDiverged("training diverged: a test")
+
     before = snapshot(ws)
-    result = invoke(["compose", "--energy", "classifier:digit=3@1e6", "--lr", "10", "--steps", "2", "--batch-size", "8",
-                     "--eval-batch", "8", "--clip-grad", "0", "--out", str(ws / "p"), "--overwrite", "-q"])
-    if result.exit_code == 0:  # this seed trained after all: then the prompt was replaced, as asked
-        assert json.loads((ws / "p" / "manifest.json").read_text())["training"]["skipped_steps"] < 2
-    else:
-        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-        assert snapshot(ws) == before
+    monkeypatch.setattr(compose_module, "train_flow", diverge)
+    result = invoke(["compose", "--energy", "classifier:digit=3", "--steps", "2", "--batch-size", "8", "--eval-batch", "8",
+                     "--out", str(ws / "p"), "--overwrite", "-q"])
+    assert result.exit_code == 2 and result.stderr.strip().splitlines() == ["error: training diverged: a test"], result.stderr
+    assert snapshot(ws) == before  # run.json was rewritten before training, and is put back
 
 
 def test_sample_refuses_more_images_than_memory_holds(ws: Path, monkeypatch):
