@@ -18,10 +18,9 @@ import json
 import time
 
 import torch
-from promptgen_plugin_clip.energy import build_clip_energy
 from timing import best_of
 
-from promptgen.spec import parse_spec
+from promptgen.core.registry import get_registry
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     torch.manual_seed(0)
     for n in args.augs:
         t = time.perf_counter()
-        energy = build_clip_energy(parse_spec(f'clip:"a smiling face",pretrained=none,augs={n}' + (",aug=none" if n == 1 else "")))
+        energy = get_registry().build_energy(f'clip:"a smiling face",pretrained=none,augs={n}' + (",aug=none" if n == 1 else ""))
         build = time.perf_counter() - t
         images = torch.rand(args.batch, 3, args.size, args.size)
 

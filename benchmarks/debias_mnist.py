@@ -46,13 +46,13 @@ from pathlib import Path
 
 import torch
 
-from promptgen.compose import compose
+from promptgen.artifacts.prompt import sample_images
+from promptgen.composing import compose
+from promptgen.core.registry import get_registry
 from promptgen.energies.debias import fit_moment_constraint
-from promptgen.evaluation import evaluate_prompt
-from promptgen.metrics import kl_divergence
-from promptgen.prompt import sample_images
-from promptgen.registry import get_registry
-from promptgen.trainer import TrainConfig
+from promptgen.evaluation.evaluate import evaluate_prompt
+from promptgen.evaluation.metrics import kl_divergence
+from promptgen.training.trainer import TrainConfig
 
 CASES = ("marginal", "loop", "joint", "iterative")
 

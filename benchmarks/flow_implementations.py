@@ -1,7 +1,7 @@
 """Is a hand-written affine coupling flow faster than zuko's? (issue: "use zuko unless...")
 
 Times, on the CPU, the forward pass with log-determinant of promptgen's
-zuko-based :class:`~promptgen.flow.CouplingFlow` (affine couplings) against a
+zuko-based :class:`~promptgen.training.flow.CouplingFlow` (affine couplings) against a
 minimal hand-written RealNVP with the same layers (same masks, same MLP widths, same soft-clamped
 scale), for sampling (1,000 latents, no grad) and for a training step (batch
 64, forward + backward); zuko's spline couplings (the default) are timed too,
@@ -19,7 +19,7 @@ import torch
 from timing import best_of
 from torch import nn
 
-from promptgen.flow import CouplingFlow, FlowConfig, coupling_masks
+from promptgen.training.flow import CouplingFlow, FlowConfig, coupling_masks
 
 REPEATS = 30
 

@@ -44,14 +44,14 @@ from pathlib import Path
 
 import torch
 
+from promptgen.artifacts.prompt import build_generator, sample_images
 from promptgen.builtin.mnist.data import load_split
-from promptgen.classifiers import classify
-from promptgen.compose import build_energy, compose, prompt_ebm
-from promptgen.metrics import frechet_distance, kl_divergence
-from promptgen.prompt import build_generator, sample_images
-from promptgen.registry import get_registry
-from promptgen.samplers import flow_sample, langevin_sample, rejection_sample
-from promptgen.trainer import TrainConfig
+from promptgen.composing import build_energy, compose, prompt_ebm
+from promptgen.core.classifiers import classify
+from promptgen.core.registry import get_registry
+from promptgen.evaluation.metrics import frechet_distance, kl_divergence
+from promptgen.sampling.baselines import flow_sample, langevin_sample, rejection_sample
+from promptgen.training.trainer import TrainConfig
 
 GENERATORS = ["mnist", "panel-mlp-gan", "panel-wgan-gp", "panel-vae", "panel-biased-gan", "panel-class-latent"]
 CASES = ("base", "classifier", "debias", "samplers", "cost")
@@ -240,8 +240,8 @@ def floor_seconds(gen: str, energies: list[str], config: TrainConfig, repeats: i
     """Seconds for ``config.steps`` forward and backward passes of the generator and the energies alone on a
     batch, as training calls them (fitted first; a mixture's components by their own energies); the best of
     ``repeats`` timings, since noise only ever adds time."""
-    from promptgen.ebm import EnergyBasedModel, mixture_term
-    from promptgen.trainer import prefit, training_classes
+    from promptgen.training.ebm import EnergyBasedModel, mixture_term
+    from promptgen.training.trainer import prefit, training_classes
 
     g = build_generator(gen)
     ebm = EnergyBasedModel(g, [build_energy(e) for e in energies])

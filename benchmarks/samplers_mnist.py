@@ -35,10 +35,10 @@ from pathlib import Path
 
 import torch
 
-from promptgen.compose import compose, prompt_ebm
-from promptgen.registry import get_registry
-from promptgen.samplers import flow_sample, langevin_sample, rejection_sample
-from promptgen.trainer import TrainConfig
+from promptgen.composing import compose, prompt_ebm
+from promptgen.core.registry import get_registry
+from promptgen.sampling.baselines import flow_sample, langevin_sample, rejection_sample
+from promptgen.training.trainer import TrainConfig
 
 TARGETS = {
     "digit=3": ["classifier:digit=3"],

@@ -64,7 +64,7 @@ def generator_case(resolution: int, batch: int, repeats: int) -> dict:
 
 
 def flow_share_case(batch: int, repeats: int) -> dict:
-    from promptgen.flow import CouplingFlow, FlowConfig
+    from promptgen.training.flow import CouplingFlow, FlowConfig
 
     g = network(256)
     flow = CouplingFlow(FlowConfig(features=512))

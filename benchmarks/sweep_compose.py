@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
+from promptgen.artifacts.prompt import build_generator, sample_images
 from promptgen.builtin.mnist.data import load_split
 from promptgen.builtin.mnist.models import load_pretrained
-from promptgen.compose import compose
-from promptgen.metrics import frechet_distance
-from promptgen.prompt import build_generator, sample_images
-from promptgen.trainer import TrainConfig
+from promptgen.composing import compose
+from promptgen.evaluation.metrics import frechet_distance
+from promptgen.training.trainer import TrainConfig
 
 
 def main() -> None:

@@ -13,7 +13,11 @@ Example (trains for about a minute)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from promptgen import _moved
+
+_moved.install()
 
 from promptgen.api import compose, info, list_plugins, load_prompt, sample
 

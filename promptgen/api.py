@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from torch import Tensor
 
-from promptgen.artifact import PromptManifest, check_prompt
-from promptgen.compose import compose, prompt_ebm
-from promptgen.device import resolve_device
-from promptgen.errors import PromptgenError
-from promptgen.images import check_images_fit
-from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
-from promptgen.protocols import Generator
-from promptgen.registry import PluginRecord, get_registry
-from promptgen.samplers import SamplerCost
+from promptgen.artifacts.manifest import PromptManifest, check_prompt
+from promptgen.artifacts.prompt import Prompt, build_generator, load_prompt, sample_images
+from promptgen.composing import compose, prompt_ebm
+from promptgen.core.device import resolve_device
+from promptgen.core.errors import PromptgenError
+from promptgen.core.images import check_images_fit
+from promptgen.core.protocols import Generator
+from promptgen.core.registry import PluginRecord, get_registry
+from promptgen.sampling.baselines import SamplerCost
 
 if TYPE_CHECKING:
-    from promptgen.evaluation import EvalReport
+    from promptgen.evaluation.evaluate import EvalReport
 
 
 def _source(source: str | Path | Generator) -> Generator:
@@ -71,9 +71,9 @@ def sample_with_cost(
     """``n`` images and what they cost, by one of three methods.
 
     - ``"flow"``: the trained prompt, one pass per image (any generator works).
-    - ``"rejection"``: :func:`promptgen.samplers.rejection_sample` (``accept``,
+    - ``"rejection"``: :func:`promptgen.sampling.baselines.rejection_sample` (``accept``,
       ``max_draws``) from the prompt's generator, on its energy-based model.
-    - ``"langevin"``: :func:`promptgen.samplers.langevin_sample` (``steps``,
+    - ``"langevin"``: :func:`promptgen.sampling.baselines.langevin_sample` (``steps``,
       ``step_size``) on the prompt's energy-based model.
 
     The last two need a trained prompt (folder or :class:`Prompt`), whose
@@ -81,9 +81,9 @@ def sample_with_cost(
     must be installed).
 
     Returns:
-        (images (n, C, H, W) in [0, 1] on the CPU, :class:`~promptgen.samplers.SamplerCost`).
+        (images (n, C, H, W) in [0, 1] on the CPU, :class:`~promptgen.sampling.baselines.SamplerCost`).
     """
-    from promptgen.samplers import METHODS, flow_sample, sample_ebm
+    from promptgen.sampling.baselines import METHODS, flow_sample, sample_ebm
 
     if method not in METHODS:
         raise PromptgenError(f"unknown method {method!r}; use {', '.join(METHODS)}")
@@ -135,7 +135,7 @@ def evaluate(
     ``attrs`` adds attributes to judge (``"digit"``, joint ``"digit*thickness"``);
     ``data`` is an MNIST idx folder or an ``.npz`` of real images for Fréchet distances.
     """
-    from promptgen.evaluation import evaluate_prompt
+    from promptgen.evaluation.evaluate import evaluate_prompt
 
     return evaluate_prompt(
         prompt, n=n, seed=seed, attrs=attrs, data=data, batch_size=batch_size, device=device,
@@ -155,8 +155,8 @@ def report(
     progress: bool = False,
     console: Console | None = None,
 ) -> Path:
-    """Evaluate a prompt and write a self-contained HTML report to ``out`` (see :mod:`promptgen.report`)."""
-    from promptgen.report import write_report
+    """Evaluate a prompt and write a self-contained HTML report to ``out`` (see :mod:`promptgen.evaluation.report`)."""
+    from promptgen.evaluation.report import write_report
 
     return write_report(
         prompt, out, n=n, seed=seed, attrs=attrs, data=data, batch_size=batch_size, device=device,

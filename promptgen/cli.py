@@ -23,9 +23,9 @@ try:  # Typer vendors its own click from 0.22 on
 except ImportError:  # pragma: no cover - older Typer uses click itself
     from click import exceptions as click  # type: ignore[no-redef]
 
-from promptgen.errors import PromptgenError, one_line, printable
-from promptgen.flow import FlowConfig
-from promptgen.trainer import MAX_BATCH, MAX_SEED, MAX_STEPS, MIN_SEED, TrainConfig
+from promptgen.core.errors import PromptgenError, one_line, printable
+from promptgen.training.flow import FlowConfig
+from promptgen.training.trainer import MAX_BATCH, MAX_SEED, MAX_STEPS, MIN_SEED, TrainConfig
 
 #: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
 MAX_IMAGES = 10_000_000
@@ -55,7 +55,7 @@ class OneLineErrors(TyperGroup):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
-        from promptgen.distributed import from_env
+        from promptgen.training.distributed import from_env
 
         tolerant_streams()
         code: Any = 0
@@ -163,7 +163,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except PromptgenError as exc:
-            from promptgen.distributed import from_env
+            from promptgen.training.distributed import from_env
 
             # Under torchrun every process meets the same mistake: one of them says it.
             if from_env().main:
@@ -213,8 +213,8 @@ def compose(
     ] = False,
 ) -> None:
     """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
-    from promptgen.compose import compose as run
-    from promptgen.distributed import from_env
+    from promptgen.composing import compose as run
+    from promptgen.training.distributed import from_env
 
     if resume is not None and (energy or out is not None or keep_parent):
         raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out and --keep-parent")
@@ -266,10 +266,10 @@ def compose(
 def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, overwrite: bool, keep_parent: bool,
                            resume: Path | None, batch_size: int, nproc: int, device: str) -> None:
     """Catch here, once, the mistakes the torchrun processes would meet: specs, models, the folder, the device."""
-    from promptgen.compose import build_energy, read_run
-    from promptgen.device import resolve_device
-    from promptgen.prompt import build_generator
-    from promptgen.registry import get_registry
+    from promptgen.artifacts.prompt import build_generator
+    from promptgen.composing import build_energy, read_run
+    from promptgen.core.device import resolve_device
+    from promptgen.core.registry import get_registry
 
     if batch_size % nproc:
         raise PromptgenError(f"--batch-size {batch_size} does not split over --nproc {nproc}; use a multiple of {nproc}")
@@ -281,14 +281,14 @@ def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, over
         raise PromptgenError("give at least one --energy, e.g. --energy classifier:digit=3")
     registry = get_registry()
     if keep_parent:
-        from promptgen.chaining import kept_energies, normalise_generator_spec
+        from promptgen.artifacts.chaining import kept_energies, normalise_generator_spec
 
         energies = [*energies, *kept_energies(normalise_generator_spec(gen), energies, registry)]
     build_generator(gen, registry)
     for e in energies:
         build_energy(e, registry)
     if out is not None:
-        from promptgen.artifact import check_out_dir
+        from promptgen.artifacts.manifest import check_out_dir
 
         check_out_dir(out, overwrite)
 
@@ -399,10 +399,10 @@ def sample(
 ) -> None:
     """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""
     from promptgen.api import sample_with_cost
-    from promptgen.atomic import write_text_atomic
-    from promptgen.images import check_output, save_images
-    from promptgen.prompt import build_generator, load_prompt
-    from promptgen.samplers import ACCEPT_MODES, METHODS
+    from promptgen.artifacts.prompt import build_generator, load_prompt
+    from promptgen.core.atomic import write_text_atomic
+    from promptgen.core.images import check_output, save_images
+    from promptgen.sampling.baselines import ACCEPT_MODES, METHODS
 
     if (prompt is None) == (gen is None):
         raise PromptgenError("give a prompt folder or --gen SPEC (not both), e.g. `promptgen sample runs/three -n 64 -o grid.png`")
@@ -417,7 +417,7 @@ def sample(
         )
     check_output(out)
     if cost_json is not None:
-        from promptgen.atomic import writable_target
+        from promptgen.core.atomic import writable_target
 
         if cost_json.is_dir():
             raise PromptgenError(f"cannot write {str(cost_json)!r}: it is a folder; give a file name for --cost-json")
@@ -436,7 +436,7 @@ def sample(
 
 
 def _cost_table(cost: Any) -> Table:
-    """A :class:`~promptgen.samplers.SamplerCost` as a two-column table."""
+    """A :class:`~promptgen.sampling.baselines.SamplerCost` as a two-column table."""
     t = Table(show_header=False, title=f"cost of --method {cost.method}" + (f" --accept {cost.accept}" if cost.accept else ""))
     t.add_column(style="bold")
     t.add_column(overflow="fold")
@@ -456,11 +456,17 @@ def _cost_table(cost: Any) -> Table:
 
 @app.command("list")
 @user_errors
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
-    """Show installed plugins and the generators, energies and classifiers each registers."""
-    from promptgen.registry import get_registry
+def list_(
+    name: Annotated[str | None, typer.Argument(help="Show one generator, energy or classifier: its options, defaults, ranges and an example")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show installed plugins and what each registers; with NAME, one entry's options."""
+    from promptgen.core.registry import get_registry
 
     reg = get_registry()
+    if name is not None:
+        _list_one(reg, name, as_json)
+        return
     if as_json:
         rows = [
             {
@@ -476,38 +482,99 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = 
         ]
         out_console.print_json(json.dumps(rows))
         return
-    table = Table(title="promptgen plugins")
-    for col in ("plugin", "distribution", "generators", "energies", "attribute classifiers", "status"):
-        table.add_column(col, overflow="fold")  # names must be readable in full, even at 80 columns
     # Every name and message below comes from a plugin: printable() keeps rich markup and terminal codes out.
+    # Names are never wrapped (they are what users type); summaries fold, so the lists fit 80 columns.
+    plugins = Table(title="plugins", show_lines=False)
+    plugins.add_column("plugin", no_wrap=True)
+    plugins.add_column("distribution", no_wrap=True)
+    plugins.add_column("status", overflow="fold")
     for p in reg.plugins:
-        classifiers = [
-            f"{c} ({', '.join(map(str, reg.classifiers[c].attributes))}{'; evaluator' if reg.classifiers[c].role == 'evaluator' else ''})"
-            for c in p.classifiers
+        status = f"[red]{printable(p.error)}[/red]" if p.error else "[green]ok[/green]"
+        plugins.add_row(printable(p.name), printable(f"{p.distribution} {p.version}".strip()), status)
+    out_console.print(plugins)
+    kinds = (
+        ("generators (--gen)", reg.generators, lambda e: e.summary),
+        ("energies (--energy)", reg.energies, lambda e: f"{e.summary} (default weight {e.default_weight:g})"),
+        ("attribute classifiers", reg.classifiers, lambda e: f"{e.role}: " + "; ".join(
+            f"{a} ({'/'.join(map(str, labels))})" for a, labels in e.attributes.items()) + (f". {e.summary}" if e.summary else "")),
+    )
+    for title, entries, describe in kinds:
+        if not entries:
+            continue
+        table = Table(title=title, show_lines=False)
+        table.add_column("name", no_wrap=True, style="bold")
+        table.add_column("summary", overflow="fold")
+        for entry_name, entry in entries.items():
+            table.add_row(printable(entry_name), printable(describe(entry)))
+        out_console.print(table)
+    out_console.print("Details of one: [bold]promptgen list NAME[/bold]")
+
+
+def _list_one(reg, name: str, as_json: bool) -> None:
+    """``promptgen list NAME``: each entry called NAME, with its options."""
+    from promptgen.core.errors import unknown_name
+    from promptgen.core.options import option_default, option_example, option_type
+
+    found = [
+        (kind, table[name])
+        for kind, table in (("generator", reg.generators), ("energy", reg.energies), ("classifier", reg.classifiers))
+        if name in table
+    ]
+    if not found:
+        raise unknown_name("generator, energy or classifier", name, [*reg.generators, *reg.energies, *reg.classifiers], "see `promptgen list`")
+    described = []
+    for kind, entry in found:
+        model = entry.options
+        options = [
+            {
+                "name": key,
+                "takes": option_type(model, key),
+                "default": option_default(model, key),
+                "help": info.description,
+                "example": option_example(model, key),
+            }
+            for key, info in model.model_fields.items()
         ]
-        table.add_row(
-            printable(p.name),
-            printable(f"{p.distribution} {p.version}"),
-            "\n".join(map(printable, p.generators)),
-            "\n".join(map(printable, p.energies)),
-            "\n".join(map(printable, classifiers)),
-            f"[red]{printable(p.error)}[/red]" if p.error else "[green]ok[/green]",
-        )
-    out_console.print(table)
-    provided = Table(title="what they provide", show_lines=False)
-    for col in ("name", "kind", "use", "summary"):
-        provided.add_column(col, overflow="fold")
-    for name, g in reg.generators.items():
-        opts = ", ".join(f"{k}=" for k in g.options)
-        provided.add_row(printable(name), "generator", printable(f"--gen {name}" + (f":{opts}" if opts else "")), printable(g.summary))
-    for name, e in reg.energies.items():
-        provided.add_row(
-            printable(name), "energy", printable(f"--energy {e.usage or name}"), printable(f"{e.summary} (default weight {e.default_weight:g})")
-        )
-    for name, c in reg.classifiers.items():
-        attrs = "; ".join(f"{a}: {'/'.join(map(str, labels))}" for a, labels in c.attributes.items())
-        provided.add_row(printable(name), printable(f"classifier ({c.role})"), printable(attrs), printable(c.summary))
-    out_console.print(provided)
+        row: dict = {"name": name, "kind": kind, "plugin": reg.provider(name, kind), "summary": entry.summary, "options": options}
+        if kind == "generator":
+            row["example"] = f"--gen {entry.example or name}"
+        elif kind == "energy":
+            row |= {"example": f"--energy {entry.example or name}", "default_weight": entry.default_weight, "arguments": entry.arguments}
+        else:
+            row |= {"role": entry.role, "attributes": {a: list(map(str, v)) for a, v in entry.attributes.items()}}
+        described.append(row)
+    if as_json:
+        out_console.print_json(json.dumps(described))
+        return
+    for row in described:
+        t = Table(show_header=False, title=printable(f"{row['kind']} {name}"))
+        t.add_column(style="bold", no_wrap=True)
+        t.add_column(overflow="fold")
+        t.add_row("plugin", printable(row["plugin"]))
+        t.add_row("summary", printable(row["summary"] or "-"))
+        if "example" in row:
+            t.add_row("example", printable(row["example"]))
+        if row.get("arguments"):
+            t.add_row("arguments", printable(row["arguments"]))
+        if "default_weight" in row:
+            t.add_row("default weight", f"{row['default_weight']:g} (change it with @WEIGHT)")
+        if "attributes" in row:
+            t.add_row("role", row["role"])
+            for attribute, labels in row["attributes"].items():
+                t.add_row(printable(attribute), printable(", ".join(labels)))
+        out_console.print(t)
+        if not row["options"]:
+            out_console.print("no options")
+            continue
+        opts = Table(title="options (NAME=VALUE)")
+        opts.add_column("option", no_wrap=True, style="bold")
+        opts.add_column("takes", overflow="fold")
+        opts.add_column("default", overflow="fold")
+        opts.add_column("help", overflow="fold")
+        for o in row["options"]:
+            takes = o["takes"] + (f", e.g. {o['example']}" if o["example"] else "")
+            opts.add_row(printable(o["name"]), printable(takes), printable(o["default"] or "-"), printable(o["help"] or ""))
+        out_console.print(opts)
 
 
 @app.command()
@@ -517,7 +584,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest as JSON")] = False,
 ) -> None:
     """Show a prompt's manifest: generator, energies and weights, flow, training summary (after checking its weights)."""
-    from promptgen.artifact import check_prompt
+    from promptgen.artifacts.manifest import check_prompt
 
     m = check_prompt(prompt)
     if as_json:
@@ -574,7 +641,7 @@ def eval_(
 ) -> None:
     """Judge a prompt against its generator: attribute histograms and targets, energies, diversity, Fréchet distance."""
     from promptgen.api import evaluate
-    from promptgen.evaluation import check_json_output, report_table, write_report_json
+    from promptgen.evaluation.evaluate import check_json_output, report_table, write_report_json
 
     if out is not None:
         check_json_output(out)

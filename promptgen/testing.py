@@ -39,18 +39,17 @@ def install_fake_distribution(root: Path, dist: str, version: str, module: str, 
 
 
 def toy_generator_entry(name: str = "toy") -> Any:
-    """A :class:`~promptgen.registry.GeneratorEntry` for tests: 8×8 RGB images from a latent of 4, fixed weights.
+    """A :class:`~promptgen.core.registry.GeneratorEntry` for tests: 8×8 RGB images from a latent of 4, fixed weights.
 
     The same weights every time it is built (seed 1), without touching the caller's random state.
     """
     import torch
     from torch import nn
 
-    from promptgen.generators import ModuleGenerator
-    from promptgen.protocols import GeneratorInfo
-    from promptgen.registry import GeneratorEntry
+    from promptgen.core.generators import ModuleGenerator
+    from promptgen.plugin import GeneratorEntry, GeneratorInfo
 
-    def build(spec: Any) -> ModuleGenerator:
+    def build(spec: Any, options: Any, registry: Any) -> ModuleGenerator:
         with torch.random.fork_rng():
             torch.manual_seed(1)
             module = nn.Sequential(nn.Linear(4, 3 * 8 * 8), nn.Sigmoid(), nn.Unflatten(1, (3, 8, 8)))

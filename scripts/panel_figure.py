@@ -14,7 +14,7 @@ import math
 
 from readme_figure import draw_grids
 
-from promptgen.prompt import build_generator, load_prompt, sample_images
+from promptgen.artifacts.prompt import build_generator, load_prompt, sample_images
 
 GENERATORS = ["mnist", "panel-mlp-gan", "panel-wgan-gp", "panel-vae", "panel-biased-gan", "panel-class-latent"]
 

@@ -13,9 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from promptgen.atomic import write_atomic
-from promptgen.images import make_grid
-from promptgen.prompt import load_prompt, sample_images
+from promptgen.artifacts.prompt import load_prompt, sample_images
+from promptgen.core.atomic import write_atomic
+from promptgen.core.images import make_grid
 
 
 def draw_grids(panels: list[tuple[str, object]], out: str | Path, *, cols: int, figsize: tuple[float, float],

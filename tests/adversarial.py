@@ -62,8 +62,8 @@ class Case:
 
 def build_pristine(root: Path) -> Path:
     """A trained prompt ``p`` and an unfinished run ``r`` under ``root`` (made once per test session)."""
-    from promptgen.compose import compose
-    from promptgen.trainer import TrainConfig
+    from promptgen.composing import compose
+    from promptgen.training.trainer import TrainConfig
 
     config = TrainConfig(steps=2, eval_every=1, eval_batch=8, batch_size=8, fit_samples=16, checkpoint_every=1)
     flow = {"transforms": 2, "hidden": 8}

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from promptgen.registry import reset_registry
+from promptgen.core.registry import reset_registry
 
 
 @pytest.fixture(autouse=True)

@@ -106,8 +106,8 @@ def test_the_undamaged_workspace_works(ws: Path):
 
 def test_a_run_json_from_before_flow_auto_resumes_with_splines(tmp_path):
     """run.json files written before `--flow auto` hold no kind: they meant splines, and resume as such."""
-    from promptgen.compose import compose
-    from promptgen.trainer import TrainConfig
+    from promptgen.composing import compose
+    from promptgen.training.trainer import TrainConfig
 
     run = tmp_path / "old"
     config = TrainConfig(steps=2, eval_every=1, eval_batch=8, batch_size=8, fit_samples=16, checkpoint_every=1)
@@ -125,9 +125,8 @@ def test_a_run_json_from_before_flow_auto_resumes_with_splines(tmp_path):
 
 def test_a_failed_overwrite_puts_back_the_old_prompt(ws: Path, monkeypatch):
     """Training that fails after every check passed (here: diverged) leaves the overwritten prompt exactly as it was."""
-    from promptgen.trainer import TrainingDiverged
-
-    compose_module = sys.modules["promptgen.compose"]  # promptgen.compose is also the name of the function
+    import promptgen.composing as compose_module
+    from promptgen.training.trainer import TrainingDiverged
 
     def diverge(*args, **kwargs):
         (ws / "p" / "checkpoint.pt").write_bytes(b"half a run")  # what training leaves before it fails
@@ -142,9 +141,9 @@ def test_a_failed_overwrite_puts_back_the_old_prompt(ws: Path, monkeypatch):
 
 
 def test_sample_refuses_more_images_than_memory_holds(ws: Path, monkeypatch):
-    import promptgen.images
+    import promptgen.core.images
 
-    monkeypatch.setattr(promptgen.images, "memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    monkeypatch.setattr(promptgen.core.images, "memory_bytes", lambda: 2**30)  # a 1 GiB machine
     before = snapshot(ws)
     result = invoke(["sample", "--gen", "mnist", "-n", "1000000", "-o", str(ws / "ok.npz")])
     assert result.exit_code == 2 and "more than half this machine's memory" in result.stderr, result.stderr
@@ -155,7 +154,7 @@ def test_sample_refuses_more_images_than_memory_holds(ws: Path, monkeypatch):
 
 def test_a_chain_400_prompts_deep_loads_and_samples(pristine, tmp_path):
     """Chains are walked and decoded without recursion (the docs promise any length)."""
-    from promptgen.prompt import load_prompt
+    from promptgen.artifacts.prompt import load_prompt
 
     previous = pristine / "p"
     for i in range(400):

@@ -14,13 +14,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from promptgen.artifact import read_manifest
+from promptgen.artifacts.manifest import read_manifest
+from promptgen.artifacts.prompt import Prompt, build_generator, load_prompt
 from promptgen.cli import app
-from promptgen.compose import compose
-from promptgen.errors import ArtifactError
-from promptgen.prompt import Prompt, build_generator, load_prompt
+from promptgen.composing import compose
+from promptgen.core.errors import ArtifactError
 from promptgen.testing import one_line_error
-from promptgen.trainer import TrainConfig
+from promptgen.training.trainer import TrainConfig
 
 runner = CliRunner()
 TINY = {
@@ -118,7 +118,7 @@ def test_python_api_takes_a_prompt_spec_or_folder(chain):
 
 def test_sampling_a_chain_needs_no_energy(chain, tmp_path, monkeypatch):
     from promptgen import builtin
-    from promptgen.registry import get_registry
+    from promptgen.core.registry import get_registry
 
     def refuse(*args, **kwargs):
         raise AssertionError("an energy or classifier was built while sampling a prompt")

@@ -7,16 +7,17 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-import promptgen.registry
-from promptgen.classifiers import ModuleClassifier
+import promptgen.core.registry
 from promptgen.cli import app
-from promptgen.compose import build_energy, compose
-from promptgen.errors import PromptgenError, SpecError, UnknownNameError
-from promptgen.evaluation import evaluate_prompt
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import ClassifierEntry, build_registry
+from promptgen.composing import build_energy, compose
+from promptgen.core.classifiers import ModuleClassifier
+from promptgen.core.errors import PromptgenError, SpecError, UnknownNameError
+from promptgen.core.hooks import hookimpl
+from promptgen.core.registry import build_registry
+from promptgen.evaluation.evaluate import evaluate_prompt
+from promptgen.plugin import ClassifierEntry, Options, option
 from promptgen.testing import one_line_error, toy_generator_entry
-from promptgen.trainer import TrainConfig
+from promptgen.training.trainer import TrainConfig
 
 TINY = {
     "train": TrainConfig(steps=3, batch_size=8, eval_every=1, checkpoint_every=3, fit_samples=16, eval_batch=16),
@@ -24,6 +25,14 @@ TINY = {
     "progress": False,
     "preview": 0,
 }
+
+
+class PathOption(Options):
+    path: str | None = option(None, help="the weights file (a number: the gain)")
+
+
+class TwinPath(Options):
+    path: str | None = option(None, help="its own weights")
 
 
 class ShadeSizeNet(nn.Module):
@@ -47,9 +56,10 @@ class FacePlugin:
     """
 
     def __init__(self) -> None:
-        self.calls: list[dict[str, str]] = []
+        self.calls: list[dict[str, str]] = []  # the options each build received
 
-    def build_face(self, **options: str) -> ModuleClassifier:
+    def build_face(self, parsed: PathOption, registry: object) -> ModuleClassifier:
+        options = parsed.model_dump(exclude_none=True)
         self.calls.append(dict(options))
         if "path" not in options:
             raise PromptgenError("toy-face has no weights; pass path=FILE")
@@ -64,8 +74,8 @@ class FacePlugin:
 
     @hookimpl
     def promptgen_attribute_classifiers(self):
-        tint = lambda: ModuleClassifier(nn.Linear(1, 2), {"tint": (["warm", "cold"], slice(0, 2))}, (1, 1), 1)
-        twin = lambda **options: ModuleClassifier(
+        tint = lambda options, registry: ModuleClassifier(nn.Linear(1, 2), {"tint": (["warm", "cold"], slice(0, 2))}, (1, 1), 1)
+        twin = lambda options, registry: ModuleClassifier(
             nn.Linear(1, 2), {"tone": (["flat", "glossy"], slice(0, 2))}, (1, 1), 1
         )
         return [
@@ -73,10 +83,10 @@ class FacePlugin:
                 "toy-face",
                 {"shade": ["dark", "light"], "size": ["small", "big"]},
                 self.build_face,
-                options={"path": "the weights file (a number: the gain)"},
+                options=PathOption,
             ),
             ClassifierEntry("toy-tint", {"tint": ["warm", "cold"]}, tint),
-            ClassifierEntry("toy-twin", {"tone": ["flat", "glossy"]}, twin, options={"path": "its own weights"}),
+            ClassifierEntry("toy-twin", {"tone": ["flat", "glossy"]}, twin, options=TwinPath),
         ]
 
 
@@ -167,11 +177,11 @@ def test_builtin_digit_classifiers_take_a_path_to_retrained_weights(tmp_path):
     import torch
 
     from promptgen.builtin.mnist.models import WEIGHTS_DIR
-    from promptgen.errors import PromptgenError
+    from promptgen.core.errors import PromptgenError
 
     reg = build_registry()
     builtin = next(p for p in reg.plugins if p.name == "builtin")
-    options = {name: dict(reg.classifiers[name].options) for name in builtin.classifiers}
+    options = {name: dict(reg.classifiers[name].options.model_fields) for name in builtin.classifiers}
     assert set(options["mnist-digit"]) == {"path"} and set(options["mnist-digit-evaluator"]) == {"path"}
     assert options["mnist-stroke"] == {} and options["mnist-stroke-evaluator"] == {}
     with pytest.raises(PromptgenError, match=r"path='x': no such file"):
@@ -214,7 +224,7 @@ def test_misused_options(registry, plugin, energy, words):
 
 
 def test_cli_reports_a_misspelt_option_in_one_line(registry, tmp_path, monkeypatch):
-    monkeypatch.setattr(promptgen.registry, "_REGISTRY", registry)
+    monkeypatch.setattr(promptgen.core.registry, "_REGISTRY", registry)
     result = CliRunner().invoke(
         app, ["compose", "--gen", "toy", "--energy", "classifier:shade=light,pth=x", "--out", str(tmp_path / "p"), "-q"]
     )

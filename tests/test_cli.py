@@ -42,14 +42,14 @@ def test_compose_writes_a_complete_prompt(prompt_dir):
             "spec": "classifier:digit=3",
             "label": "classifier:digit=3",
             "weight": 30.0,
-            "plugin": "promptgen-core 0.1.0",
+            "plugin": "promptgen-core 0.2.0",
             "state": {},
             "targets": [
                 {"attribute": "digit", "labels": [str(d) for d in range(10)], "target": None, "asked": ["3"], "avoided": []}
             ],
         }
     ]
-    assert m["generator"]["plugin"] == "promptgen-core 0.1.0"
+    assert m["generator"]["plugin"] == "promptgen-core 0.2.0"
     assert m["energies"][0]["weight"] > 0
     assert m["training"]["config"]["steps"] == 12
     assert [h["step"] for h in m["training"]["history"]] == [5.0, 10.0, 12.0]

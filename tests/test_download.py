@@ -1,4 +1,4 @@
-"""promptgen.download.fetch against a real HTTP server on 127.0.0.1."""
+"""promptgen.core.download.fetch against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import platformdirs
 import pytest
 from rich.console import Console
 
-from promptgen.download import DownloadError, RemoteFile, cache_root, fetch
-from promptgen.errors import PromptgenError
+from promptgen.core.download import DownloadError, RemoteFile, cache_root, fetch
+from promptgen.core.errors import PromptgenError
 
 # More than one read chunk, so the loop and the progress bar are exercised.
 BODY = os.urandom(2_500_000)

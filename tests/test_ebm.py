@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from promptgen.ebm import EnergyBasedModel, WeightedEnergy
-from promptgen.protocols import GeneratorInfo
-from promptgen.spec import parse_spec
+from promptgen.core.protocols import GeneratorInfo
+from promptgen.core.spec import parse_spec
+from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy
 
 
 class PixelsAreLatents:
@@ -79,7 +79,7 @@ def test_weights_scale_each_term():
 
 
 def test_importance_bank_resamples_the_tilted_model():
-    from promptgen.trainer import ImportanceBank
+    from promptgen.training.trainer import ImportanceBank
 
     # p*(z) ∝ N(z; 0, I) exp(−Σ z): a Gaussian with mean −1 in each coordinate.
     ebm = EnergyBasedModel(PixelsAreLatents(), [WeightedEnergy(parse_spec("sum"), SumOfPixels(), 1.0)])

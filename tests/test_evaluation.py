@@ -12,14 +12,16 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from promptgen.artifact import EnergyRecord, TargetRecord
+from promptgen.artifacts.manifest import EnergyRecord, TargetRecord
+from promptgen.artifacts.prompt import Prompt, load_prompt, sample_images
 from promptgen.builtin.mnist.models import load_pretrained
-from promptgen.classifiers import ModuleClassifier
 from promptgen.cli import app
-from promptgen.compose import compose, prompt_ebm
-from promptgen.evaluation import EvalReport, evaluate_prompt
-from promptgen.hookspecs import hookimpl
-from promptgen.metrics import (
+from promptgen.composing import compose, prompt_ebm
+from promptgen.core.classifiers import ModuleClassifier
+from promptgen.core.hooks import hookimpl
+from promptgen.core.registry import build_registry, get_registry
+from promptgen.evaluation.evaluate import EvalReport, evaluate_prompt
+from promptgen.evaluation.metrics import (
     class_histogram,
     class_share,
     effective_sample_size,
@@ -29,10 +31,9 @@ from promptgen.metrics import (
     kl_divergence,
     total_variation,
 )
-from promptgen.prompt import Prompt, load_prompt, sample_images
-from promptgen.registry import ClassifierEntry, build_registry, get_registry
+from promptgen.plugin import ClassifierEntry
 from promptgen.testing import one_line_error, toy_generator_entry
-from promptgen.trainer import TrainConfig
+from promptgen.training.trainer import TrainConfig
 
 runner = CliRunner()
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -124,7 +125,7 @@ def test_module_classifier_features_only_when_the_module_has_them():
 
 
 def evaluator_histogram(images: torch.Tensor) -> list[float]:
-    clf = get_registry().classifier("mnist-digit-evaluator").build()
+    clf = get_registry().build_classifier("mnist-digit-evaluator")
     with torch.no_grad():
         classes = clf.log_probs(images)["digit"].argmax(1)
     return class_histogram(classes, 10)
@@ -173,7 +174,7 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
 
     # Realism: the junk rate is the share the evaluator's realism check scores below 0; the exact samples'
     # weights are exp(-30 E) of the base samples (no Fréchet distance without --data).
-    realism = get_registry().classifier("mnist-digit-evaluator").build().realism
+    realism = get_registry().build_classifier("mnist-digit-evaluator").realism
     assert data["realism"] == "realism check of classifier mnist-digit-evaluator"
     with torch.no_grad():
         for side in ("base", "prompt"):
@@ -308,7 +309,7 @@ class ToyPlugin:
 
     @hookimpl
     def promptgen_attribute_classifiers(self):
-        clf = lambda: ModuleClassifier(ShadeModule(), {"shade": (["dark", "light"], slice(0, 2))}, (8, 8), 3)
+        clf = lambda options, registry: ModuleClassifier(ShadeModule(), {"shade": (["dark", "light"], slice(0, 2))}, (8, 8), 3)
         return [ClassifierEntry("toy-shade", {"shade": ["dark", "light"]}, clf, role="control")]
 
 

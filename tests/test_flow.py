@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptgen.flow import CouplingFlow, FlowConfig, coupling_masks
+from promptgen.training.flow import CouplingFlow, FlowConfig, coupling_masks
 
 
 def randomised(flow: CouplingFlow, scale: float = 0.3) -> CouplingFlow:

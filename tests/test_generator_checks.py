@@ -13,11 +13,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from promptgen.artifacts.prompt import build_generator
 from promptgen.cli import app
-from promptgen.compose import compose
-from promptgen.errors import PromptgenError
-from promptgen.generators import GeneratorOutputError, check_images, probe_generator
-from promptgen.prompt import build_generator
+from promptgen.composing import compose
+from promptgen.core.errors import PromptgenError
+from promptgen.core.generators import GeneratorOutputError, check_images, probe_generator
 from promptgen.testing import install_fake_distribution, one_line_error
 
 runner = CliRunner()
@@ -25,11 +25,11 @@ runner = CliRunner()
 BAD_GENERATORS = '''
 import torch
 from torch import nn
-from promptgen.generators import ModuleGenerator
-from promptgen.hookspecs import hookimpl
-from promptgen.protocols import GeneratorInfo
-from promptgen.registry import ClassifierEntry, GeneratorEntry
-from promptgen.classifiers import ModuleClassifier
+from promptgen.core.generators import ModuleGenerator
+from promptgen.core.hooks import hookimpl
+from promptgen.core.protocols import GeneratorInfo
+from promptgen.core.registry import ClassifierEntry, GeneratorEntry
+from promptgen.core.classifiers import ModuleClassifier
 
 
 class Signed(nn.Module):  # returns [-1, 1]: a common slip
@@ -50,14 +50,14 @@ class Hue(nn.Module):
 @hookimpl
 def promptgen_generators():
     return [
-        GeneratorEntry("signed-gen", lambda spec: ModuleGenerator(Signed(), (4,), GeneratorInfo("signed-gen", (28, 28), 1))),
-        GeneratorEntry("small-gen", lambda spec: ModuleGenerator(Small(), (4,), GeneratorInfo("small-gen", (28, 28), 1))),
+        GeneratorEntry("signed-gen", lambda spec, options, registry: ModuleGenerator(Signed(), (4,), GeneratorInfo("signed-gen", (28, 28), 1))),
+        GeneratorEntry("small-gen", lambda spec, options, registry: ModuleGenerator(Small(), (4,), GeneratorInfo("small-gen", (28, 28), 1))),
     ]
 
 
 @hookimpl
 def promptgen_attribute_classifiers():
-    build = lambda: ModuleClassifier(Hue(), {"hair": (["red", "dark"], slice(0, 2))}, (28, 28), 3)
+    build = lambda options, registry: ModuleClassifier(Hue(), {"hair": (["red", "dark"], slice(0, 2))}, (28, 28), 3)
     return [ClassifierEntry("hair-colour", {"hair": ["red", "dark"]}, build, role="control", colour=("hair",))]
 '''
 
@@ -143,13 +143,13 @@ class PlainEnergy:
     ],
 )
 def test_an_energy_that_cannot_score_the_images_is_one_line(tmp_path, name, values, message):
-    from promptgen.hookspecs import hookimpl
-    from promptgen.registry import EnergyEntry, build_registry
+    from promptgen.core.hooks import hookimpl
+    from promptgen.core.registry import EnergyEntry, build_registry
 
     class Plugin:
         @hookimpl
         def promptgen_energies(self):
-            return [EnergyEntry(name, lambda spec, registry: PlainEnergy(name, values))]
+            return [EnergyEntry(name, lambda spec, options, registry: PlainEnergy(name, values))]
 
     reg = build_registry(extra_plugins=[(f"{name}plug", Plugin())])
     with pytest.raises(PromptgenError, match=message) as info:
@@ -161,8 +161,8 @@ def test_an_energy_that_cannot_score_the_images_is_one_line(tmp_path, name, valu
 def test_a_decode_that_raises_is_one_line_naming_the_plugin():
     from torch import nn
 
-    from promptgen.generators import ModuleGenerator
-    from promptgen.protocols import GeneratorInfo
+    from promptgen.core.generators import ModuleGenerator
+    from promptgen.core.protocols import GeneratorInfo
 
     class Crashes(nn.Module):
         def forward(self, z):

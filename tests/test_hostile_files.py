@@ -21,15 +21,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from promptgen.artifact import FORMAT_VERSION, MANIFEST, WEIGHTS, check_prompt, read_manifest
-from promptgen.checkpoint import load_checkpoint
+from promptgen.artifacts.manifest import FORMAT_VERSION, MANIFEST, WEIGHTS, check_prompt, read_manifest
+from promptgen.artifacts.prompt import load_prompt
 from promptgen.cli import app
-from promptgen.compose import compose
-from promptgen.errors import ArtifactError, PromptgenError
-from promptgen.flow import CouplingFlow, FlowConfig
-from promptgen.prompt import load_prompt
+from promptgen.composing import compose
+from promptgen.core.errors import ArtifactError, PromptgenError
 from promptgen.testing import one_line_error
-from promptgen.trainer import TrainConfig
+from promptgen.training.checkpoint import load_checkpoint
+from promptgen.training.flow import CouplingFlow, FlowConfig
+from promptgen.training.trainer import TrainConfig
 
 runner = CliRunner()
 
@@ -268,7 +268,7 @@ def test_the_undamaged_copy_loads(copy, tmp_path):
 
 def test_manifest_written_by_python_json_reads_back_with_nan_figures(copy):
     # An evaluation that overflowed leaves NaN in the history; pydantic's JSON would write null and refuse it later.
-    from promptgen.artifact import manifest_json
+    from promptgen.artifacts.manifest import manifest_json
 
     m = read_manifest(copy)
     m.training.history[0]["loss"] = float("nan")
@@ -298,9 +298,9 @@ def test_error_quoting_a_strangers_text_stays_one_plain_line(copy, tmp_path):
 
 
 def test_check_prompt_checks_weights_without_building_the_generator(copy, monkeypatch):
-    import promptgen.prompt
+    import promptgen.artifacts.prompt
 
-    monkeypatch.setattr(promptgen.prompt, "build_generator", lambda *a, **k: pytest.fail("generator built"))
+    monkeypatch.setattr(promptgen.artifacts.prompt, "build_generator", lambda *a, **k: pytest.fail("generator built"))
     assert check_prompt(copy).generator.spec == "mnist"
     truncate(WEIGHTS)(copy)
     with pytest.raises(ArtifactError, match="corrupt"):

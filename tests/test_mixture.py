@@ -11,19 +11,20 @@ import pytest
 import torch
 from torch import nn
 
-from promptgen.artifact import MANIFEST, read_manifest
-from promptgen.compose import build_energy, compose
+from promptgen.artifacts.manifest import MANIFEST, read_manifest
+from promptgen.artifacts.prompt import load_prompt, sample_images
+from promptgen.composing import build_energy, compose
+from promptgen.core.errors import ArtifactError, PromptgenError
+from promptgen.core.generators import ModuleGenerator
+from promptgen.core.hooks import hookimpl
+from promptgen.core.protocols import BaseSample, GeneratorInfo
+from promptgen.core.registry import build_registry
 from promptgen.energies.classifier import max_shift, shifted_log_probs
 from promptgen.energies.debias import SHARPNESS, DebiasEnergy
-from promptgen.errors import ArtifactError, PromptgenError
-from promptgen.flow import CouplingFlow, FlowConfig
-from promptgen.generators import ModuleGenerator
-from promptgen.hookspecs import hookimpl
-from promptgen.metrics import kl_divergence
-from promptgen.prompt import load_prompt, sample_images
-from promptgen.protocols import BaseSample, GeneratorInfo
-from promptgen.registry import ClassifierEntry, GeneratorEntry, build_registry
-from promptgen.trainer import TrainConfig, training_classes
+from promptgen.evaluation.metrics import kl_divergence
+from promptgen.plugin import ClassifierEntry, GeneratorEntry
+from promptgen.training.flow import CouplingFlow, FlowConfig
+from promptgen.training.trainer import TrainConfig, training_classes
 
 
 class PixelClassifier:
@@ -59,11 +60,11 @@ class TwoPixels(nn.Module):
 class PixelPlugin:
     @hookimpl
     def promptgen_generators(self):
-        return [GeneratorEntry("pixels", lambda spec: ModuleGenerator(TwoPixels(), (2,), GeneratorInfo("pixels", (2, 2), 1)))]
+        return [GeneratorEntry("pixels", lambda spec, options, registry: ModuleGenerator(TwoPixels(), (2,), GeneratorInfo("pixels", (2, 2), 1)))]
 
     @hookimpl
     def promptgen_attribute_classifiers(self):
-        return [ClassifierEntry("pixel-ab", {"a": ["off", "on"], "b": ["off", "on"]}, PixelClassifier, role="control")]
+        return [ClassifierEntry("pixel-ab", {"a": ["off", "on"], "b": ["off", "on"]}, lambda options, registry: PixelClassifier(), role="control")]
 
 
 @pytest.fixture(scope="module")
@@ -282,12 +283,12 @@ def test_info_shows_the_mixture(mixture_prompt):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("debias:a,mode=sharp", "mode='sharp' is not a mode; use mode=auto, mode=tilt or mode=mixture"),
+        ("debias:a,mode=sharp", "mode='sharp' must be one of 'auto', 'tilt', 'mixture'"),
         ("debias:a,mode=mixture,refit=10", "a mixture has no loop, remove refit="),
         ("debias:a,mode=tilt,shifts=4", "shifts= applies to mode=mixture only"),
         ("debias:a,refit=10,shifts=4", "use mode=mixture without refit="),
-        ("debias:a,mode=mixture,shifts=many", "shifts='many' must be a whole number of translations"),
-        ("debias:a,mode=mixture,shifts=100", "shifts='100' must be a whole number of translations between 0 and 64"),
+        ("debias:a,mode=mixture,shifts=many", "shifts='many' must be a whole number; shifts: mode=mixture: translations"),
+        ("debias:a,mode=mixture,shifts=100", "shifts=100 must be at most 64; shifts: .* whole number from 0 to 64"),
         ("debias:a,mode=auto,refit=10", "refit= applies to mode=tilt only, and mode=auto may choose the other; write mode=tilt"),
         ("debias:a,mode=auto,shifts=4", "shifts= applies to mode=mixture only, and mode=auto may choose the other; write mode=mixture"),
     ],
@@ -321,7 +322,7 @@ def test_too_many_components_are_refused():
     class Plugin:
         @hookimpl
         def promptgen_attribute_classifiers(self):
-            return [ClassifierEntry("big", Big.attributes, Big)]
+            return [ClassifierEntry("big", Big.attributes, lambda options, registry: Big())]
 
     reg = build_registry(extra_plugins=[("big", Plugin())])
     for spec in ("debias:u*v*w", "debias:u,v,w,mode=mixture"):
@@ -379,8 +380,8 @@ def test_a_mixture_run_resumes_to_the_same_weights(tmp_path, registry, monkeypat
 
 
 def test_eval_and_report_of_a_mixture_prompt(mixture_prompt, registry, tmp_path):
-    from promptgen.evaluation import evaluate_prompt
-    from promptgen.report import write_report
+    from promptgen.evaluation.evaluate import evaluate_prompt
+    from promptgen.evaluation.report import write_report
 
     report = evaluate_prompt(mixture_prompt, n=400, seed=4, batch_size=200, registry=registry).report
     (joint,) = [a for a in report.attributes if a.attribute == "a*b"]
@@ -422,9 +423,9 @@ def test_an_option_of_one_mode_asks_for_that_mode(registry):
 
 
 def test_train_flow_refuses_an_auto_energy_that_became_a_mixture_after_the_flow_was_built(registry):
-    from promptgen.ebm import EnergyBasedModel
-    from promptgen.prompt import build_generator
-    from promptgen.trainer import prefit, train_flow
+    from promptgen.artifacts.prompt import build_generator
+    from promptgen.training.ebm import EnergyBasedModel
+    from promptgen.training.trainer import prefit, train_flow
 
     gen = build_generator("pixels", registry)
     config = TrainConfig(steps=2, batch_size=16, fit_samples=512)
@@ -452,7 +453,7 @@ def test_auto_mode_trains_and_rebuilds_as_what_it_chose(registry, tmp_path):
     tilt = compose("pixels", ["debias:b=0.4/0.6"], tmp_path / "b", **kw)
     assert tilt.manifest.mixture is None and tilt.manifest.flow.classes == 0
     # Loaded again (eval, samplers, chaining rebuild the energy from its spec and state): the same choice.
-    from promptgen.compose import rebuild_terms
+    from promptgen.composing import rebuild_terms
 
     (term,) = rebuild_terms(load_prompt(tmp_path / "a", registry).manifest.energies, registry)
     assert term.energy.mode == "mixture" and term.energy.mixture_components == 2

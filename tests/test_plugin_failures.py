@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from promptgen import cli
 from promptgen.cli import app
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import GeneratorEntry, build_registry, get_registry
+from promptgen.core.hooks import hookimpl
+from promptgen.core.registry import GeneratorEntry, build_registry, get_registry
 from promptgen.testing import install_fake_distribution, one_line_error
 
 runner = CliRunner()
@@ -33,19 +33,19 @@ import sys
 sys.exit(3)
 """
 HOOK_RAISES = """
-from promptgen.hookspecs import hookimpl
+from promptgen.core.hooks import hookimpl
 
 @hookimpl
 def promptgen_energies():
     raise ValueError("no licence key")
 """
 RETURNS_GARBAGE = """
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import GeneratorEntry
+from promptgen.core.hooks import hookimpl
+from promptgen.core.registry import GeneratorEntry
 
 @hookimpl
 def promptgen_generators():
-    return [42, GeneratorEntry("fancy", lambda spec: None, summary="[/bold] shiny \\x1b[2J")]
+    return [42, GeneratorEntry("fancy", lambda spec, options, registry: None, summary="[/bold] shiny \\x1b[2J")]
 
 @hookimpl
 def promptgen_energies():
@@ -146,7 +146,7 @@ promptgen_test_gate.OPEN.wait()
 """
 HOOK_WAITS = """
 import promptgen_test_gate
-from promptgen.hookspecs import hookimpl
+from promptgen.core.hooks import hookimpl
 
 @hookimpl
 def promptgen_energies():
@@ -193,7 +193,7 @@ def test_zero_timeout_calls_hooks_in_the_main_thread(monkeypatch):
 
     def hook():
         seen.append(threading.current_thread() is threading.main_thread())
-        return [GeneratorEntry("here", lambda spec: None)]
+        return [GeneratorEntry("here", lambda spec, options, registry: None)]
 
     reg = build_registry(extra_plugins=[("here", types.SimpleNamespace(promptgen_generators=hookimpl(hook)))])
     assert seen == [True] and "here" in reg.generators

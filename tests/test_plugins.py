@@ -6,16 +6,16 @@ import pytest
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.errors import UnknownNameError
-from promptgen.registry import build_registry
+from promptgen.core.errors import UnknownNameError
+from promptgen.core.registry import build_registry
 from promptgen.testing import install_fake_distribution
 
 PLUGIN = '''
 import torch
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import EnergyEntry, GeneratorEntry
-from promptgen.generators import ModuleGenerator
-from promptgen.protocols import GeneratorInfo
+from promptgen.core.hooks import hookimpl
+from promptgen.core.registry import EnergyEntry, GeneratorEntry
+from promptgen.core.generators import ModuleGenerator
+from promptgen.core.protocols import GeneratorInfo
 
 
 class Brightness:
@@ -33,7 +33,7 @@ class Brightness:
         return self
 
 
-def build_toy(spec):
+def build_toy(spec, options, registry):
     module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Sigmoid(), torch.nn.Unflatten(1, (1, 2, 2)))
     return ModuleGenerator(module, (3,), GeneratorInfo("toy", (2, 2), 1))
 
@@ -45,7 +45,7 @@ def promptgen_generators():
 
 @hookimpl
 def promptgen_energies():
-    return [EnergyEntry("brightness", lambda spec, registry: Brightness(), default_weight=7.0)]
+    return [EnergyEntry("brightness", lambda spec, options, registry: Brightness(), default_weight=7.0)]
 '''
 
 
@@ -65,7 +65,7 @@ def test_entry_point_plugin_is_discovered(fake_plugins):
     toy = next(p for p in reg.plugins if p.distribution == "promptgen-plugin-toy")
     assert toy.version == "1.2.0" and toy.error is None
     assert toy.generators == ["toy"] and toy.energies == ["brightness"]
-    gen = reg.generator("toy").build(None)
+    gen = reg.build_generator("toy")
     assert gen.decode(__import__("torch").zeros(2, 3)).shape == (2, 1, 2, 2)
 
 
@@ -92,10 +92,10 @@ def test_builtin_registers_through_its_own_entry_point():
 def test_name_clash_keeps_the_first_and_reports_the_second():
     import types
 
-    from promptgen.hookspecs import hookimpl
-    from promptgen.registry import GeneratorEntry
+    from promptgen.core.hooks import hookimpl
+    from promptgen.core.registry import GeneratorEntry
 
-    clash = types.SimpleNamespace(promptgen_generators=hookimpl(lambda: [GeneratorEntry("mnist", lambda s: None)]))
+    clash = types.SimpleNamespace(promptgen_generators=hookimpl(lambda: [GeneratorEntry("mnist", lambda s, o, r: None)]))
     reg = build_registry(extra_plugins=[("clasher", clash)])
     record = next(p for p in reg.plugins if p.name == "clasher")
     assert "already registered by promptgen-core" in record.error
@@ -105,7 +105,7 @@ def test_name_clash_keeps_the_first_and_reports_the_second():
 def test_hook_that_raises_is_reported_not_fatal():
     import types
 
-    from promptgen.hookspecs import hookimpl
+    from promptgen.core.hooks import hookimpl
 
     def boom():
         raise RuntimeError("weights server down")

@@ -18,15 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from promptgen.artifact import MANIFEST
+from promptgen.artifacts.manifest import MANIFEST
+from promptgen.artifacts.prompt import Prompt, build_generator, load_prompt
 from promptgen.cli import app
-from promptgen.compose import build_energy, compose
-from promptgen.errors import PromptgenError, SpecError
-from promptgen.prompt import Prompt, build_generator, load_prompt
-from promptgen.registry import get_registry
-from promptgen.spec import Spec, parse_spec
+from promptgen.composing import build_energy, compose
+from promptgen.core.errors import PromptgenError, SpecError
+from promptgen.core.registry import get_registry
+from promptgen.core.spec import Spec, parse_spec
 from promptgen.testing import one_line_error
-from promptgen.trainer import TrainConfig
+from promptgen.training.trainer import TrainConfig
 
 runner = CliRunner()
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,

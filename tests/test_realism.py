@@ -20,15 +20,16 @@ from torch import nn
 from typer.testing import CliRunner
 
 from promptgen.builtin.mnist.augment import blob_images, noise_images
-from promptgen.classifiers import ModuleClassifier, classify
 from promptgen.cli import app
-from promptgen.compose import build_energy, compose
-from promptgen.evaluation import JUNK_MARGIN, evaluate_prompt, realism_warnings
-from promptgen.generators import ModuleGenerator
-from promptgen.hookspecs import hookimpl
-from promptgen.protocols import GeneratorInfo
-from promptgen.registry import ClassifierEntry, GeneratorEntry, build_registry, get_registry
-from promptgen.trainer import TrainConfig
+from promptgen.composing import build_energy, compose
+from promptgen.core.classifiers import ModuleClassifier, classify
+from promptgen.core.generators import ModuleGenerator
+from promptgen.core.hooks import hookimpl
+from promptgen.core.protocols import GeneratorInfo
+from promptgen.core.registry import build_registry, get_registry
+from promptgen.evaluation.evaluate import JUNK_MARGIN, evaluate_prompt, realism_warnings
+from promptgen.plugin import ClassifierEntry, GeneratorEntry
+from promptgen.training.trainer import TrainConfig
 
 runner = CliRunner()
 HELDOUT = Path(__file__).parent / "data" / "mnist-heldout.npz"
@@ -49,7 +50,7 @@ def noise(n: int) -> torch.Tensor:
 
 
 def test_the_realism_check_accepts_real_digits_and_rejects_noise(heldout):
-    check = get_registry().classifier("mnist-digit-evaluator").build().realism
+    check = get_registry().build_classifier("mnist-digit-evaluator").realism
     with torch.no_grad():
         real = check(heldout) >= 0
         fake = check(noise(2000)) >= 0
@@ -58,7 +59,7 @@ def test_the_realism_check_accepts_real_digits_and_rejects_noise(heldout):
 
 
 def test_the_control_knows_what_is_not_a_digit(heldout):
-    control = get_registry().classifier("mnist-digit").build()
+    control = get_registry().build_classifier("mnist-digit")
     with torch.no_grad():
         _, real = classify(control, heldout)
         _, fake = classify(control, noise(2000))
@@ -75,7 +76,7 @@ def test_energies_ask_for_a_digit_at_all_unless_told_not_to(heldout):
     with torch.no_grad():
         on = build_energy("classifier:digit=3").energy(images, z)
         off = build_energy("classifier:digit=3,realism=0").energy(images, z)
-        _, inside = classify(get_registry().classifier("mnist-digit").build(), images)
+        _, inside = classify(get_registry().build_classifier("mnist-digit"), images)
         assert torch.allclose(on - off, -inside, atol=1e-5)
         assert float(-inside[8:].mean()) > 1.0  # blobs cost more than a nat each
         debias = build_energy("debias:digit").energy
@@ -139,13 +140,13 @@ class FoolPlugin:
     @hookimpl
     def promptgen_generators(self):
         info = GeneratorInfo("blend", (28, 28), 1)
-        build = lambda spec: ModuleGenerator(Blend(), (33,), info)
+        build = lambda spec, options, registry: ModuleGenerator(Blend(), (33,), info)
         return [GeneratorEntry("blend", build, judges=("mnist-digit-evaluator",))]
 
     @hookimpl
     def promptgen_attribute_classifiers(self):
         digits = [str(d) for d in range(10)]
-        build = lambda: ModuleClassifier(Gullible(), {"digit": (digits, slice(0, 10))}, (28, 28), 1)
+        build = lambda options, registry: ModuleClassifier(Gullible(), {"digit": (digits, slice(0, 10))}, (28, 28), 1)
         return [ClassifierEntry("gullible", {"digit": digits}, build, role="control")]
 
 
@@ -174,7 +175,7 @@ def test_eval_warns_when_a_fooled_prompt_makes_junk(fooled):
 
 def test_eval_and_report_show_the_warning_at_the_cli(fooled, tmp_path, monkeypatch):
     reg, out = fooled
-    monkeypatch.setattr("promptgen.registry._REGISTRY", reg)
+    monkeypatch.setattr("promptgen.core.registry._REGISTRY", reg)
     result = runner.invoke(app, ["eval", str(out), "-n", "300", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "junk rate" in result.output and "warning:" in result.output and "realism check" in result.output

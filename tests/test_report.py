@@ -16,8 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.compose import compose
-from promptgen.trainer import TrainConfig
+from promptgen.composing import compose
+from promptgen.training.trainer import TrainConfig
 
 runner = CliRunner()
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "/usr/bin/chromium")

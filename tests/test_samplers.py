@@ -16,16 +16,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from promptgen.artifacts.prompt import load_prompt, sample_images
 from promptgen.cli import app
-from promptgen.compose import compose, prompt_ebm
-from promptgen.ebm import EnergyBasedModel, WeightedEnergy
-from promptgen.errors import PromptgenError
-from promptgen.prompt import load_prompt, sample_images
-from promptgen.protocols import GeneratorInfo
-from promptgen.samplers import SamplerCost, flow_sample, langevin_sample, rejection_sample
-from promptgen.spec import parse_spec
+from promptgen.composing import compose, prompt_ebm
+from promptgen.core.errors import PromptgenError
+from promptgen.core.protocols import GeneratorInfo
+from promptgen.core.spec import parse_spec
+from promptgen.sampling.baselines import SamplerCost, flow_sample, langevin_sample, rejection_sample
 from promptgen.testing import one_line_error
-from promptgen.trainer import TrainConfig
+from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy
+from promptgen.training.trainer import TrainConfig
 
 runner = CliRunner()
 SCALE = 0.1  # image = 0.5 + SCALE * z, inside [0, 1] for |z| < 5

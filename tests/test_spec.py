@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promptgen.errors import PromptgenError, SpecError
-from promptgen.spec import Arg, Piece, Spec, expect_options, parse_spec
+from promptgen.core.errors import PromptgenError, SpecError
+from promptgen.core.spec import Arg, Piece, Spec, expect_options, parse_spec
 
 
 @pytest.mark.parametrize(

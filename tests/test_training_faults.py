@@ -17,12 +17,12 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.compose import compose
-from promptgen.errors import PromptgenError
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import EnergyEntry, build_registry
+from promptgen.composing import compose
+from promptgen.core.errors import PromptgenError
+from promptgen.core.hooks import hookimpl
+from promptgen.core.registry import EnergyEntry, build_registry
 from promptgen.testing import one_line_error
-from promptgen.trainer import TrainConfig, TrainingDiverged
+from promptgen.training.trainer import TrainConfig, TrainingDiverged
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def registry_with(energy: NaNAt):
     class Plugin:
         @hookimpl
         def promptgen_energies(self):
-            return [EnergyEntry("nan-at", lambda spec, registry: energy)]
+            return [EnergyEntry("nan-at", lambda spec, options, registry: energy)]
 
     return build_registry(extra_plugins=[("nan-at-test", Plugin())])
 

@@ -1,20 +1,28 @@
 """promptgen's built-in plugin: the MNIST digit generator and digit classifiers.
 
 Registered through the ``builtin`` entry point of promptgen-core and the same
-hooks as any third-party plugin (see :mod:`promptgen.hookspecs`).
+hooks as any third-party plugin (see :mod:`promptgen.core.hooks`).
 """
 
 from __future__ import annotations
 
-from promptgen.classifiers import ModuleClassifier
 from promptgen.energies import debias
-from promptgen.energies.classifier import DEFAULT_WEIGHT, build_classifier_energy
-from promptgen.errors import PromptgenError
-from promptgen.generators import ModuleGenerator
-from promptgen.hookspecs import hookimpl
-from promptgen.protocols import GeneratorInfo
-from promptgen.registry import ClassifierEntry, EnergyEntry, GeneratorEntry
-from promptgen.spec import Spec, expect_options
+from promptgen.energies.classifier import DEFAULT_WEIGHT, ClassifierOptions, build_classifier_energy
+from promptgen.plugin import (
+    ClassifierEntry,
+    EnergyEntry,
+    GeneratorEntry,
+    GeneratorInfo,
+    ModuleClassifier,
+    ModuleGenerator,
+    NoOptions,
+    Options,
+    PromptgenError,
+    Registry,
+    Spec,
+    hookimpl,
+    option,
+)
 
 DIGITS = [str(d) for d in range(10)]
 THICKNESS = ["thin", "medium", "thick"]
@@ -23,7 +31,10 @@ MNIST_LICENCE = "CC BY-SA 3.0 (weights trained by promptgen on the MNIST test se
 MNIST_SOURCE = "promptgen package data; retrain with scripts/train_builtin.py"
 
 
-PATH_OPTION = {"path": "a local .safetensors file of the same network (e.g. retrained by scripts/train_builtin.py)"}
+class PathOptions(Options):
+    """The built-in digit classifiers' one option."""
+
+    path: str | None = option(None, help="a local .safetensors file of the same network (e.g. retrained by scripts/train_builtin.py)")
 
 
 def _load(name: str, path: str | None = None):
@@ -51,10 +62,9 @@ def _load(name: str, path: str | None = None):
     return load_pretrained_module(build(name), file)
 
 
-def build_mnist(spec: Spec) -> ModuleGenerator:
+def build_mnist(spec: Spec, options: NoOptions, registry: Registry) -> ModuleGenerator:
     from promptgen.builtin.mnist.models import LATENT_DIM
 
-    expect_options(spec, {})
     info = GeneratorInfo(
         name="mnist",
         resolution=(28, 28),
@@ -87,7 +97,9 @@ def _digit_classifier(name: str, path: str | None = None) -> ModuleClassifier:
 
 @hookimpl
 def promptgen_generators() -> list[GeneratorEntry]:
-    return [GeneratorEntry("mnist", build_mnist, summary="built-in unconditional digit GAN, 28×28, latent 32; runs offline")]
+    return [
+        GeneratorEntry("mnist", build_mnist, summary="built-in unconditional digit GAN, 28×28, latent 32; runs offline", example="mnist")
+    ]
 
 
 @hookimpl
@@ -97,16 +109,20 @@ def promptgen_energies() -> list[EnergyEntry]:
             "classifier",
             build_classifier_energy,
             summary="-log p(class) from an attribute classifier: classifier:digit=3, classifier:digit!=1",
+            options=ClassifierOptions,
+            arguments="ATTR=CLASS to ask for a class, ATTR!=CLASS to refuse one, and the chosen classifier's options",
             default_weight=DEFAULT_WEIGHT,
-            usage="classifier:digit=3",
+            example="classifier:digit=3",
         ),
         EnergyEntry(
             "debias",
             debias.build_debias_energy,
             summary="even out attributes by a moment constraint: debias:digit,thickness, debias:digit*thickness, "
             "debias:thickness=0.2/0.3/0.5",
+            options=debias.DebiasOptions,
+            arguments="ATTR to even out, ATTR*ATTR for a joint target, ATTR=P1/P2/... for a target distribution, and the classifiers' options",
             default_weight=debias.DEFAULT_WEIGHT,
-            usage="debias:digit,thickness",
+            example="debias:digit,thickness",
         ),
     ]
 
@@ -117,30 +133,30 @@ def promptgen_attribute_classifiers() -> list[ClassifierEntry]:
         ClassifierEntry(
             "mnist-digit",
             {"digit": DIGITS},
-            lambda path=None: _digit_classifier("classifier", path),
+            lambda options, registry: _digit_classifier("classifier", options.path),
             role="control",
             summary="built-in CNN digit classifier with a 'not a digit' class, trained on augmented digits (controls)",
-            options=PATH_OPTION,
+            options=PathOptions,
         ),
         ClassifierEntry(
             "mnist-digit-evaluator",
             {"digit": DIGITS},
-            lambda path=None: _digit_classifier("evaluator", path),
+            lambda options, registry: _digit_classifier("evaluator", options.path),
             role="evaluator",
             summary="independent residual digit classifier and realism check, disjoint training split (judges results only)",
-            options=PATH_OPTION,
+            options=PathOptions,
         ),
         ClassifierEntry(
             "mnist-stroke",
             {"thickness": THICKNESS, "slant": SLANT},
-            lambda: _stroke_classifier("control"),
+            lambda options, registry: _stroke_classifier("control"),
             role="control",
             summary="stroke thickness (ink per pixel) and slant (shear), soft bins, differentiable (controls)",
         ),
         ClassifierEntry(
             "mnist-stroke-evaluator",
             {"thickness": THICKNESS, "slant": SLANT},
-            lambda: _stroke_classifier("evaluator"),
+            lambda options, registry: _stroke_classifier("evaluator"),
             role="evaluator",
             summary="thickness and slant of the binarised image, hard bins (judges results only)",
         ),

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from promptgen.classifiers import classify
-from promptgen.errors import SpecError, unknown_name
-from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
-from promptgen.registry import ClassifierEntry, Registry
-from promptgen.spec import Arg, Spec
+from promptgen.plugin import (
+    Arg,
+    AttributeClassifier,
+    AttributeTarget,
+    ClassifierEntry,
+    Options,
+    Registry,
+    Spec,
+    SpecError,
+    classify,
+    option,
+    unknown_name,
+)
 
 #: The paper weighted classifier energies 100 against the prior's 1. On the
 #: built-in digits 30 reaches the same evaluator share with less loss of
@@ -41,18 +49,11 @@ def check_realism_applies(spec: Spec, built: dict[str, object]) -> None:
         )
 
 
-def realism_option(spec: Spec, arg: Arg) -> float:
-    """The value of ``realism=W``: a finite number >= 0, or a one-line error."""
-    try:
-        value = float(arg.value)
-    except ValueError:
-        value = math.nan
-    if arg.op != "=" or not math.isfinite(value) or value < 0:
-        raise SpecError(
-            f"{spec.format()!r}: realism={arg.value!r} must be a number >= 0 "
-            f"(the weight of -log p(in domain); default {DEFAULT_REALISM:g}, 0 turns it off)"
-        )
-    return value
+class ClassifierOptions(Options):
+    """The options of ``classifier:``; its other arguments are ``ATTR=CLASS`` and ``ATTR!=CLASS``."""
+
+    model: str | None = option(None, help="the classifier to ask, by name (default: the first that has the attribute)", example="mnist-digit")
+    realism: float = option(DEFAULT_REALISM, ge=0, help="weight of -log p(in domain | x), for classifiers that know their domain (0: off)")
 
 
 def max_shift(images: Tensor) -> int:
@@ -61,7 +62,7 @@ def max_shift(images: Tensor) -> int:
 
 
 def shifted_classify(classifier: AttributeClassifier, images: Tensor, shifts: int) -> tuple[dict[str, Tensor], Tensor | None]:
-    """:func:`~promptgen.classifiers.classify` averaged over ``shifts`` random translations of the images.
+    """:func:`~promptgen.core.classifiers.classify` averaged over ``shifts`` random translations of the images.
 
     Each translation (``torch.roll``, by up to :func:`max_shift` pixels each
     way, drawn from torch's global generator) is applied to the whole batch;
@@ -70,7 +71,7 @@ def shifted_classify(classifier: AttributeClassifier, images: Tensor, shifts: in
     that it scores high but that are not what was asked (thick 3s the control
     calls 3 with 0.86 and an independent evaluator calls 2); such patterns
     rarely survive a shift, while real digits do. ``shifts=0`` is plain
-    :func:`~promptgen.classifiers.classify`.
+    :func:`~promptgen.core.classifiers.classify`.
     """
     if shifts <= 0:
         return classify(classifier, images)
@@ -109,13 +110,10 @@ class ClassifierEnergy:
         classifier: provides the attributes named in ``conditions``.
         conditions: what to ask for; several conditions add up (a product of experts).
         label: text for logs.
-        realism: weight of the domain term (see :func:`~promptgen.classifiers.classify`);
+        realism: weight of the domain term (see :func:`~promptgen.core.classifiers.classify`);
             a flow pushed by the class terms alone can drift to images that only
             the classifier takes for what was asked (docs/robust-controls.md).
     """
-
-    needs_fit = False
-    default_weight = DEFAULT_WEIGHT
 
     def __init__(
         self,
@@ -155,9 +153,6 @@ class ClassifierEnergy:
         if domain is not None and self.realism > 0:
             keep &= domain > math.log(0.5)
         return keep.to(images.dtype)
-
-    def fit(self, base: BaseSample) -> Mapping[str, float]:
-        return {}
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
         logp, domain = classify(self.classifier, images)
@@ -209,7 +204,7 @@ def classifier_options(
     out: dict[str, dict[str, str]] = {e.name: {} for e in chosen}
     for arg in args:
         key = arg.key or arg.value
-        owners = [e for e in chosen if key in e.options]
+        owners = [e for e in chosen if key in e.options.model_fields]
         if arg.key is None or not owners:
             raise registry.unknown_attribute(key, model, chosen)
         if len(owners) > 1:
@@ -241,32 +236,28 @@ def check_consistent(spec: Spec, conditions: list[ClassCondition], attributes: d
             raise SpecError(f"{spec.format()!r} refuses every {attr}; leave at least one class allowed")
 
 
-def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
+def build_classifier_energy(spec: Spec, options: ClassifierOptions, registry: Registry) -> ClassifierEnergy:
     """Build ``classifier:ATTR=CLASS[,ATTR!=CLASS...][,model=NAME][,realism=W][,OPTION=VALUE...]``.
 
     ``OPTION``: an option the chosen classifier declares (``ClassifierEntry.options``),
     passed to its ``build``, e.g. ``classifier:gender=female,path=res34.pt``.
     """
-    model = None
-    realism = DEFAULT_REALISM
+    model = options.model
+    realism = options.realism
     keyed: list[Arg] = []
     for arg in spec.args:
         if arg.key is None:
             raise SpecError(
                 f"{spec.format()!r}: {arg.value!r} needs an attribute; write it like classifier:digit={arg.value}"
             )
-        if arg.key == "model":
-            model = arg.value
-            continue
-        if arg.key == "realism":
-            realism = realism_option(spec, arg)
+        if arg.key in ClassifierOptions.model_fields:
             continue
         keyed.append(arg)
     conditions = [(a.key, a.value, a.op == "=") for a in keyed if registry.provides(a.key, model)]
     others = [a for a in keyed if not registry.provides(a.key, model)]
     if not conditions:
         # Only options, or a misspelt attribute: say which name is unknown first.
-        declared = {o for e in registry.classifiers.values() for o in e.options}
+        declared = {o for e in registry.classifiers.values() for o in e.options.model_fields}
         for arg in others:
             if arg.key not in declared:
                 raise registry.unknown_attribute(arg.key, model)
@@ -284,6 +275,6 @@ def build_classifier_energy(spec: Spec, registry: Registry) -> ClassifierEnergy:
         index = _class_index(entry.attributes[attr], value, attr)
         parsed.append(ClassCondition(attr, index, str(entry.attributes[attr][index]), wanted))
     check_consistent(spec, parsed, entry.attributes)
-    classifier = entry.build(**options)
+    classifier = registry.build_classifier(entry.name, options, spec)
     check_realism_applies(spec, {entry.name: classifier})
     return ClassifierEnergy(classifier, parsed, label=spec.with_weight(None).format(), realism=realism)

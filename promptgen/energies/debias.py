@@ -53,6 +53,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -61,14 +62,21 @@ from promptgen.energies.classifier import (
     DEFAULT_REALISM,
     check_realism_applies,
     classifier_options,
-    realism_option,
     shifted_classify,
 )
-from promptgen.errors import SpecError
-from promptgen.metrics import joint_labels, kl_divergence
-from promptgen.protocols import AttributeClassifier, AttributeTarget, BaseSample
-from promptgen.registry import ClassifierEntry, Registry
-from promptgen.spec import Arg, Spec
+from promptgen.evaluation.metrics import joint_labels, kl_divergence
+from promptgen.plugin import (
+    Arg,
+    AttributeClassifier,
+    AttributeTarget,
+    BaseSample,
+    ClassifierEntry,
+    Options,
+    Registry,
+    Spec,
+    SpecError,
+    option,
+)
 
 #: β already carries the scale of the tilt, so the weight is 1 (a weight w
 #: applies the tilt w·β; the paper compensated under-coverage with w = 2).
@@ -205,7 +213,7 @@ def fit_moment_constraint(
 def joint_log_probs(parts: Sequence[Tensor]) -> Tensor:
     """(B, Π K_i) log-probabilities of every combination of the parts' (B, K_i) classes, first part slowest.
 
-    The order of :func:`promptgen.metrics.joint_labels`: the outer product of
+    The order of :func:`promptgen.evaluation.metrics.joint_labels`: the outer product of
     the parts' probabilities (independent given the image).
     """
     joint = parts[0]
@@ -248,9 +256,6 @@ class DebiasEnergy:
             images the classifiers take for digits at all, so a flow gains
             nothing by drawing junk the classifier cannot place.
     """
-
-    needs_fit = True
-    default_weight = DEFAULT_WEIGHT
 
     def __init__(
         self,
@@ -452,7 +457,7 @@ class DebiasEnergy:
         self.mu = self.mu.to(device)
         return self
 
-    # -- optional methods (see promptgen.protocols) ----------------------------
+    # -- optional methods (see promptgen.core.protocols) ----------------------------
     def targets(self) -> list[AttributeTarget]:
         return [AttributeTarget(b.attribute, b.labels, b.target) for b in self.blocks]
 
@@ -533,44 +538,32 @@ def _parse_target(spec: Spec, attribute: str, labels: Sequence[str], value: str)
     return tuple(p / total for p in probs)
 
 
-def _whole_number(spec: Spec, arg: Arg, low: int, high: int | None, what: str) -> int:
-    """``arg``'s value as an int in ``[low, high]``, or a one-line error saying it must be ``what``."""
-    try:
-        value = int(arg.value)
-    except ValueError:
-        value = None
-    if value is None or value < low or (high is not None and value > high):
-        raise SpecError(f"{spec.format()!r}: {arg.key}={arg.value!r} must be {what}")
-    return value
+class DebiasOptions(Options):
+    """The options of ``debias:``; its other arguments are ``ATTR``, ``ATTR*ATTR`` and ``ATTR=TARGET``."""
+
+    mode: Literal["auto", "tilt", "mixture"] | None = option(
+        None, help="tilt: one flow on -β·φ; mixture: a flow per class combination; auto: chosen at the fit (default: by the other options)"
+    )
+    refit: int | None = option(None, ge=0, help=f"mode=tilt: refit β every N steps (0: once; default {DEFAULT_REFIT})")
+    shifts: int | None = option(None, ge=0, le=64, help=f"mode=mixture: translations the probabilities are averaged over (default {DEFAULT_SHIFTS})")
+    realism: float = option(DEFAULT_REALISM, ge=0, help="weight of -log p(in domain | x), for classifiers that know their domain (0: off)")
 
 
-def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
+def build_debias_energy(spec: Spec, options: DebiasOptions, registry: Registry) -> DebiasEnergy:
     """Build ``debias:ATTR[*ATTR][,ATTR...][,ATTR=TARGET][,refit=N][,mode=M][,shifts=N][,realism=W][,OPTION=VALUE...]``.
 
     ``OPTION``: an option a classifier of the attributes declares
     (``ClassifierEntry.options``), passed to its ``build``, e.g.
     ``debias:race,gender,age,path=res34.pt``.
     """
-    refit: int | None = None
-    mode: str | None = None
-    shifts = DEFAULT_SHIFTS
-    realism = DEFAULT_REALISM
+    refit = options.refit
+    mode: str | None = options.mode
+    shifts = DEFAULT_SHIFTS if options.shifts is None else options.shifts
+    realism = options.realism
     wanted: list[tuple[str, str | None]] = []
     others: list[Arg] = []
     for arg in spec.args:
-        if arg.key == "realism":
-            realism = realism_option(spec, arg)
-            continue
-        if arg.key == "mode":
-            if arg.value not in MODES:
-                raise SpecError(f"{spec.format()!r}: mode={arg.value!r} is not a mode; use mode=auto, mode=tilt or mode=mixture")
-            mode = arg.value
-            continue
-        if arg.key == "shifts":
-            shifts = _whole_number(spec, arg, 0, 64, f"a whole number of translations between 0 and 64 (default {DEFAULT_SHIFTS}; 0: none)")
-            continue
-        if arg.key == "refit":
-            refit = _whole_number(spec, arg, 0, None, "a whole number of steps >= 0 (0: fit β once on the base sample)")
+        if arg.key in DebiasOptions.model_fields:
             continue
         if arg.key is not None and "*" not in arg.key and not registry.provides(arg.key):
             others.append(arg)  # a classifier's option, or an unknown attribute: decided once the classifiers are known
@@ -579,7 +572,7 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
             raise SpecError(f"{spec.format()!r}: debias takes ATTR or ATTR=TARGET, not {arg.format()!r}")
         wanted.append((arg.key, arg.value) if arg.key is not None else (arg.value, None))
     if not wanted:
-        declared = {o for e in registry.classifiers.values() for o in e.options}
+        declared = {o for e in registry.classifiers.values() for o in e.options.model_fields}
         for arg in others:
             if arg.key not in declared:
                 raise registry.unknown_attribute(arg.key)
@@ -604,7 +597,7 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
         else:
             target = _parse_target(spec, attribute, labels, value)
         blocks.append(Block(attribute, parts, labels, target))
-    has_shifts = any(a.key == "shifts" for a in spec.args)
+    has_shifts = options.shifts is not None
     if mode == "mixture" and refit is not None:
         raise SpecError(f"{spec.format()!r}: refit= closes the loop of mode=tilt; a mixture has no loop, remove refit=")
     if mode == "auto" and (refit is not None or has_shifts):
@@ -627,7 +620,7 @@ def build_debias_energy(spec: Spec, registry: Registry) -> DebiasEnergy:
     chosen = list({e.name: e for e in entries.values()}.values())
     options = classifier_options(spec, others, chosen, registry)
     # One classifier object per classifier, however many of its attributes are used.
-    built = {e.name: e.build(**options[e.name]) for e in chosen}
+    built = {e.name: registry.build_classifier(e.name, options[e.name], spec) for e in chosen}
     check_realism_applies(spec, built)
     classifiers: dict[str, AttributeClassifier] = {p: built[e.name] for p, e in entries.items()}
     return DebiasEnergy(

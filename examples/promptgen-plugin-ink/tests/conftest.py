@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from promptgen.registry import reset_registry
+from promptgen.core.registry import reset_registry
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def run_promptgen():
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "promptgen", *args], capture_output=True, text=True, timeout=timeout
+            [sys.executable, "-m", "promptgen", *args], capture_output=True, text=True, timeout=timeout, check=False
         )
 
     return run

@@ -8,7 +8,7 @@ import json
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.registry import build_registry
+from promptgen.core.registry import build_registry
 
 DIST = "promptgen-plugin-ink"
 
@@ -30,7 +30,8 @@ def test_registry_lists_the_plugin_and_its_energy():
 
     entry = reg.energy("ink")
     assert entry.default_weight == 1.0
-    assert entry.usage == "ink:target=0.2"
+    assert entry.example == "ink:target=0.2"
+    assert set(entry.options.model_fields) == {"target", "scale"} and not entry.arguments
     # the built-in plugin is unaffected
     assert "mnist" in reg.generators and "classifier" in reg.energies
 

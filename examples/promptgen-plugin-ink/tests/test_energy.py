@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from promptgen.compose import build_energy
-from promptgen.protocols import Energy
-from promptgen.registry import build_registry
-from promptgen.spec import parse_spec
 from promptgen_plugin_ink import DEFAULT_SCALE, DEFAULT_WEIGHT, InkEnergy, mean_ink
+
+from promptgen.composing import build_energy
+from promptgen.core.registry import build_registry
+from promptgen.core.spec import parse_spec
+from promptgen.plugin import Energy, capabilities
 
 
 def ink(spec: str) -> InkEnergy:
@@ -24,8 +24,7 @@ def flat(value: float, shape=(1, 28, 28), batch: int = 1) -> torch.Tensor:
 def test_fits_the_energy_protocol():
     e = ink("ink:target=0.2")
     assert isinstance(e, Energy)
-    assert e.needs_fit is False
-    assert e.fit(None) == {}
+    assert not capabilities(e).fittable and not hasattr(e, "fit")  # nothing to fit
     assert e.to("cpu") is e
     assert e.label == "ink:target=0.2"
 

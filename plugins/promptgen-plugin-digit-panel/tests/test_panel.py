@@ -16,9 +16,10 @@ import torch
 from promptgen_plugin_digit_panel import PANEL
 from promptgen_plugin_digit_panel.training import RECIPES
 
+from promptgen.artifacts.prompt import build_generator
 from promptgen.builtin.mnist import data as mnist
-from promptgen.prompt import build_generator
-from promptgen.registry import get_registry
+from promptgen.core.registry import get_registry
+from promptgen.plugin import SpecError
 
 ROOT = Path(__file__).resolve().parents[3]
 PLUGIN = Path(__file__).resolve().parents[1]
@@ -49,6 +50,13 @@ def test_each_generator_draws_digits_from_its_own_latent(name):
     assert float(a.min()) >= 0 and float(a.max()) <= 1
     # Strokes on a dark ground, different for different latents.
     assert 0.02 < float(a.mean()) < 0.5 and float((a[0] - a[1]).abs().mean()) > 0.01
+
+
+def test_the_panel_takes_no_options():
+    with pytest.raises(SpecError, match="unknown option 'psi'; 'panel-vae' takes no options"):
+        get_registry().build_generator("panel-vae:psi=0.5")
+    with pytest.raises(SpecError, match="unexpected value 'big'"):
+        get_registry().build_generator("panel-vae:big")
 
 
 def images_only_folder(folder: Path) -> Path:

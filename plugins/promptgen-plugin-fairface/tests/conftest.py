@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.models import resnet34
 
-from promptgen.registry import reset_registry
+from promptgen.core.registry import reset_registry
 
 
 @pytest.fixture(autouse=True)

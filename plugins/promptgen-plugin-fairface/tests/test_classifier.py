@@ -10,7 +10,7 @@ from torchvision.models import resnet34
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from promptgen.registry import build_registry
+from promptgen.core.registry import build_registry
 
 
 def reference_logits(state: dict, images: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def test_the_registered_classifier_declares_fairfaces_labels():
     ]
     assert list(GENDERS) == ["Male", "Female"]
     assert list(AGES) == ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
-    assert set(entry.options) == {"path"}
+    assert set(entry.options.model_fields) == {"path"}
     assert WEIGHTS.filename == FILENAME and WEIGHTS.sha256 is None
 
 
@@ -50,7 +50,7 @@ def test_outputs_equal_torchvision_with_the_documented_preprocessing(tmp_path, s
     path = tmp_path / FILENAME
     # The 2019 file predates PyTorch 1.6's zip format; both must load.
     torch.save(state, path, _use_new_zipfile_serialization=not legacy)
-    clf = build_registry().classifier("fairface").build(path=str(path))
+    clf = build_registry().build_classifier("fairface", {"path": str(path)})
     images = torch.rand(3, 3, size, size)
     logits = reference_logits(state, images)
     with torch.no_grad():

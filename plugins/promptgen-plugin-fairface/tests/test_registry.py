@@ -12,12 +12,12 @@ import torch
 from promptgen_plugin_fairface.attributes import AGES, GENDERS, RACES
 from typer.testing import CliRunner
 
+from promptgen.artifacts.prompt import load_prompt
 from promptgen.cli import app
-from promptgen.compose import build_energy, compose
-from promptgen.evaluation import evaluate_prompt
-from promptgen.prompt import load_prompt
-from promptgen.registry import build_registry
-from promptgen.trainer import TrainConfig
+from promptgen.composing import build_energy, compose
+from promptgen.core.registry import build_registry
+from promptgen.evaluation.evaluate import evaluate_prompt
+from promptgen.training.trainer import TrainConfig
 
 
 def test_discovered_through_its_entry_point():
@@ -78,7 +78,7 @@ def test_compose_and_eval_with_a_local_weights_file(weights_file, tmp_path):
 
 def test_registering_imports_no_torchvision():
     # `promptgen list` and every command import all plugins: the model must wait for build().
-    code = "import sys; from promptgen.registry import build_registry; build_registry(); print('torchvision' in sys.modules)"
+    code = "import sys; from promptgen.core.registry import build_registry; build_registry(); print('torchvision' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"

@@ -12,9 +12,9 @@ from torchvision.models import resnet18, resnet34
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.download import RemoteFile, cache_root
-from promptgen.errors import PromptgenError
-from promptgen.registry import build_registry
+from promptgen.core.download import RemoteFile, cache_root
+from promptgen.core.errors import PromptgenError
+from promptgen.core.registry import build_registry
 from promptgen.testing import one_line_error
 
 
@@ -84,7 +84,7 @@ def test_a_wrong_file_is_a_one_line_error(tmp_path, kind):
     path = tmp_path / "bad.pt"
     write(path)
     with pytest.raises(PromptgenError) as info:
-        build_registry().classifier("fairface").build(path=str(path))
+        build_registry().build_classifier("fairface", {"path": str(path)})
     text = str(info.value)
     assert "\n" not in text and "\x1b" not in text and len(text) < 400, text
     assert words in text and str(path) in text and FILENAME in text and "path=" in text, text
@@ -150,7 +150,7 @@ def test_a_cached_file_is_used_without_the_network(offline, weights_file):
     cached = cache_root() / "fairface" / FILENAME
     cached.parent.mkdir(parents=True)
     cached.write_bytes(weights_file.read_bytes())
-    clf = build_registry().classifier("fairface").build()  # the URL is unreachable: only the cache can serve
+    clf = build_registry().build_classifier("fairface")  # the URL is unreachable: only the cache can serve
     with torch.no_grad():
         assert clf.log_probs(torch.rand(1, 3, 64, 64))["age"].shape == (1, 9)
 
@@ -160,5 +160,5 @@ def test_a_damaged_cached_file_says_to_delete_it(offline):
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"\x80\x02 not a torch file")
     with pytest.raises(PromptgenError) as info:
-        build_registry().classifier("fairface").build()
+        build_registry().build_classifier("fairface")
     assert f"delete {cached} to download it again" in str(info.value)

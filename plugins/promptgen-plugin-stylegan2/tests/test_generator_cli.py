@@ -13,9 +13,8 @@ from promptgen_plugin_stylegan2.testing import random_generator, write_nvidia_pi
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.download import cache_root
-from promptgen.registry import get_registry
-from promptgen.spec import parse_spec
+from promptgen.core.download import cache_root
+from promptgen.core.registry import get_registry
 from promptgen.testing import one_line_error
 
 runner = CliRunner()
@@ -41,7 +40,7 @@ def closed_port():
 
 
 def build(spec):
-    return get_registry().generator(parse_spec(spec).name).build(parse_spec(spec))
+    return get_registry().build_generator(spec)
 
 
 def test_a_checkpoint_becomes_a_promptgen_generator(tmp_path):
@@ -97,7 +96,16 @@ def test_class_conditional_models_need_a_class(tmp_path, home, monkeypatch):
 
 @pytest.mark.parametrize(
     ("option", "words"),
-    [("psi=2", ["psi", "[0, 1]"]), ("noise=loud", ["noise=const"]), ("space=q", ["space=z"]), ("size=1.5", ["size"]), ("class=1", ["not class-conditional"]), ("trunc=0.5", ["unknown option", "trunc"])],
+    [
+        ("psi=2", ["psi=2", "at most 1"]),
+        ("noise=loud", ["noise='loud'", "'const'"]),
+        ("space=q", ["space='q'", "'z'"]),
+        ("size=1.5", ["size=1.5", "whole number"]),
+        ("size=4", ["size=4", "at least 8"]),
+        ("precision=fp8", ["precision='fp8'", "'fp16'"]),
+        ("class=1", ["not class-conditional"]),
+        ("trunc=0.5", ["unknown option", "trunc"]),
+    ],
 )
 def test_bad_options_get_one_line(tmp_path, option, words):
     path = write_nvidia_pickle(random_generator(), tmp_path / "g.pkl")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from promptgen.classifiers import adapt_images
+from promptgen.core.classifiers import adapt_images
 
 THICKNESS = ("thin", "medium", "thick")
 SLANT = ("left", "upright", "right")

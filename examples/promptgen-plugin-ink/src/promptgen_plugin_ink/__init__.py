@@ -12,30 +12,30 @@ must never download or load weights.
 
 from __future__ import annotations
 
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import EnergyEntry
-
+from promptgen import plugin
 from promptgen_plugin_ink.energy import (
     DEFAULT_SCALE,
     DEFAULT_WEIGHT,
     USAGE,
     InkEnergy,
+    InkOptions,
     build_ink_energy,
     mean_ink,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
-@hookimpl
-def promptgen_energies() -> list[EnergyEntry]:
+@plugin.hookimpl
+def promptgen_energies() -> list[plugin.EnergyEntry]:
     return [
-        EnergyEntry(
+        plugin.EnergyEntry(
             "ink",
             build_ink_energy,
             summary="((mean ink - target) / scale)²: steer the mean pixel intensity, e.g. ink:target=0.2",
+            options=InkOptions,
             default_weight=DEFAULT_WEIGHT,
-            usage=USAGE,
+            example=USAGE,
         )
     ]
 
@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_WEIGHT",
     "USAGE",
     "InkEnergy",
+    "InkOptions",
     "build_ink_energy",
     "mean_ink",
     "promptgen_energies",

@@ -14,15 +14,11 @@ the deviation that costs one unit of energy.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
-from promptgen.errors import SpecError
-from promptgen.protocols import BaseSample
-from promptgen.registry import Registry
-from promptgen.spec import Spec, expect_options
+from promptgen import plugin
 
 #: Deviation from the target that costs one unit of energy.
 DEFAULT_SCALE = 0.02
@@ -36,13 +32,16 @@ DEFAULT_SCALE = 0.02
 #: variety, lower it for a gentler nudge. Measurements are in the README.
 DEFAULT_WEIGHT = 1.0
 
-#: An example spec, shown in error messages.
+#: An example spec, shown by ``promptgen list ink``.
 USAGE = "ink:target=0.2"
 
-OPTIONS = {
-    "target": "mean pixel intensity to aim for, a number in [0, 1] (required)",
-    "scale": f"deviation from the target that costs one unit of energy, > 0 (default {DEFAULT_SCALE})",
-}
+
+class InkOptions(plugin.Options):
+    """The options of ``ink:``. The core checks a spec against them before :func:`build_ink_energy` runs
+    and writes the one-line error itself (a missing target, a number out of range, an unknown option)."""
+
+    target: float = plugin.option(ge=0, le=1, help="mean pixel intensity to aim for: 0 = blank, 1 = all ink", example="0.2")
+    scale: float = plugin.option(DEFAULT_SCALE, gt=0, help="deviation from the target that costs one unit of energy")
 
 
 def mean_ink(images: Tensor) -> Tensor:
@@ -51,16 +50,16 @@ def mean_ink(images: Tensor) -> Tensor:
 
 
 class InkEnergy:
-    """``((mean_ink(x) - target) / scale)²`` per image; implements :class:`promptgen.protocols.Energy`.
+    """``((mean_ink(x) - target) / scale)²`` per image; implements :class:`promptgen.plugin.Energy`.
+
+    It needs no fitting, so it has no ``fit`` method; its default weight is
+    declared on its :class:`~promptgen.plugin.EnergyEntry`.
 
     Args:
         target: the mean pixel intensity to aim for, in [0, 1].
         scale: the deviation that costs one unit of energy, > 0.
         label: text naming this energy in logs (default: its spec).
     """
-
-    needs_fit = False
-    default_weight = DEFAULT_WEIGHT
 
     def __init__(self, target: float, scale: float = DEFAULT_SCALE, label: str | None = None) -> None:
         if not 0.0 <= target <= 1.0:
@@ -70,9 +69,6 @@ class InkEnergy:
         self.target = float(target)
         self.scale = float(scale)
         self.label = label or f"ink:target={target:g}"
-
-    def fit(self, base: BaseSample) -> Mapping[str, float]:
-        return {}
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
         return ((mean_ink(images) - self.target) / self.scale).pow(2)
@@ -84,37 +80,9 @@ class InkEnergy:
         return f"InkEnergy(target={self.target:g}, scale={self.scale:g})"
 
 
-def _number(spec: Spec, key: str, text: str, example: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise SpecError(f"{spec.format()!r}: {key} {text!r} is not a number; write it like {example}") from None
-    if not math.isfinite(value):
-        raise SpecError(f"{spec.format()!r}: {key} must be a finite number; write it like {example}")
-    return value
+def build_ink_energy(spec: plugin.Spec, options: InkOptions, registry: plugin.Registry) -> InkEnergy:
+    """Build ``ink:target=T[,scale=S]`` (the ``build`` of the ``ink`` EnergyEntry).
 
-
-def build_ink_energy(spec: Spec, registry: Registry) -> InkEnergy:
-    """Build ``ink:target=T[,scale=S]`` (the ``build`` of the ``ink`` EnergyEntry)."""
-    if spec.positional:
-        value = spec.positional[0]
-        raise SpecError(f"{spec.format()!r}: name the option; write ink:target={value}")
-    try:
-        opts = expect_options(spec, OPTIONS)
-    except SpecError as exc:
-        raise SpecError(f"{exc} (e.g. {USAGE},scale={DEFAULT_SCALE})") from None
-    if "target" not in opts:
-        raise SpecError(f"{spec.format()!r}: give the amount of ink to aim for, between 0 and 1, e.g. {USAGE}")
-    target = _number(spec, "target", opts["target"], USAGE)
-    if not 0.0 <= target <= 1.0:
-        raise SpecError(
-            f"{spec.format()!r}: target {opts['target']} is outside [0, 1] (0 = blank, 1 = all ink); "
-            f"write it like {USAGE}"
-        )
-    scale = DEFAULT_SCALE
-    if "scale" in opts:
-        example = f"ink:target={opts['target']},scale={DEFAULT_SCALE}"
-        scale = _number(spec, "scale", opts["scale"], example)
-        if scale <= 0:
-            raise SpecError(f"{spec.format()!r}: scale must be greater than 0; write it like {example}")
-    return InkEnergy(target, scale, label=spec.with_weight(None).format())
+    ``options`` were already checked by the core against :class:`InkOptions`.
+    """
+    return InkEnergy(options.target, options.scale, label=spec.with_weight(None).format())

@@ -11,11 +11,13 @@ Spec::
     clip:smiling,model=ViT-B-32*0.6+RN50*0.4    several CLIP models, their energies weighted (pretrained= by default)
     clip:smiling,model=ViT-B-16/openai+ViT-B-32/laion2b_s34b_b79k   a tag per model
     clip:smiling,path=my_clip.pt                a local checkpoint for the model
-    clip:smiling,augs=50,aug=color,translation  augmentations: how many per image, which
+    clip:smiling,augs=50,aug=color+translation  augmentations: how many per image, which
     clip:smiling,dtype=bfloat16                 the image tower's dtype (float32 by default)
 
-The text features are computed once, when the energy is built, and kept: the
-text tower never runs during training.
+The options are declared by :class:`~promptgen_plugin_clip.options.ClipOptions`
+and checked by the core; the texts and ``neg=`` reach :func:`build_clip_energy`
+in the spec. The text features are computed once, when the energy is built,
+and kept: the text tower never runs during training.
 """
 
 from __future__ import annotations
@@ -27,23 +29,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from promptgen.errors import SpecError
-from promptgen.protocols import AttributeTarget
-from promptgen.registry import Registry
-from promptgen.spec import Spec
-from promptgen_plugin_clip.augment import POLICIES, augment, parse_policy
+from promptgen.plugin import AttributeTarget, Registry, Spec, SpecError, closest
+from promptgen_plugin_clip.augment import augment, parse_policy
 from promptgen_plugin_clip.models import Preprocess, load_clip
+from promptgen_plugin_clip.options import DEFAULT_AUGS, DEFAULT_MODEL, DEFAULT_PRETRAINED, ClipOptions
 
 #: The paper weighted its CLIP energy 1000 against the unit-weight prior (its
 #: FFHQ configs; ``1 − cos`` moves by a few hundredths between matching and
 #: non-matching images, so the weight must be large to matter).
 DEFAULT_WEIGHT = 1000.0
-#: The paper averaged 50 augmented copies of each image.
-DEFAULT_AUGS = 50
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "openai"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-OPTIONS = ("model", "pretrained", "path", "template", "augs", "aug", "dtype", "neg")
+#: The one argument besides the options and the texts: a negative text (repeatable).
+NEG = "neg"
+
+__all__ = ["DEFAULT_AUGS", "DEFAULT_MODEL", "DEFAULT_PRETRAINED", "DEFAULT_WEIGHT", "ClipEnergy", "ClipOptions", "build_clip_energy"]
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,6 @@ class ClipEnergy:
         seed: seed of the augmentations' random numbers.
     """
 
-    needs_fit = False
-    default_weight = DEFAULT_WEIGHT
-
     def __init__(self, components: Sequence[tuple[ClipComponent, float]], augs: int, policy: Sequence[str], label: str, seed: int = 0) -> None:
         total = sum(w for _, w in components)
         self.components = [(c, w / total) for c, w in components]
@@ -122,9 +118,6 @@ class ClipEnergy:
             total = total + w * e.view(b, -1).mean(1)
         return total
 
-    def fit(self, base) -> dict[str, float]:
-        return {}
-
     def targets(self) -> list[AttributeTarget]:
         return []
 
@@ -145,7 +138,7 @@ def _texts_of(spec: Spec) -> tuple[list[str], list[str]]:
     pos: list[str] = []
     neg: list[str] = []
     for arg in spec.args:
-        if arg.key == "neg":
+        if arg.key == NEG:
             neg.append(arg.value)
             continue
         if arg.key is not None:
@@ -163,9 +156,7 @@ def _texts_of(spec: Spec) -> tuple[list[str], list[str]]:
     return pos, neg
 
 
-def _models_of(spec: Spec, value: str | None, pretrained: str) -> list[ModelChoice]:
-    if value is None:
-        return [ModelChoice(DEFAULT_MODEL, pretrained)]
+def _models_of(spec: Spec, value: str, pretrained: str) -> list[ModelChoice]:
     out = []
     for part in value.split("+"):
         part = part.strip()
@@ -185,54 +176,47 @@ def _models_of(spec: Spec, value: str | None, pretrained: str) -> list[ModelChoi
     return out
 
 
-def build_clip_energy(spec: Spec, registry: Registry | None = None) -> ClipEnergy:
-    """Build ``clip:TEXT[,TEXT...][,option=value...]`` (see the module docstring)."""
-    import open_clip
-
-    opts: dict[str, str] = {}
-    for arg in spec.keyed:
-        if arg.key not in OPTIONS:
-            from promptgen.errors import closest
-
-            near = closest(arg.key, OPTIONS)
-            hint = f"did you mean {near[0]!r}?" if near else f"clip takes {', '.join(OPTIONS)}"
+def _check_arguments(spec: Spec) -> None:
+    """Refuse keys that are neither an option (the core checked those) nor ``neg``."""
+    for arg in spec.args:
+        if arg.key is None or arg.key in ClipOptions.model_fields:
+            continue
+        if arg.key != NEG:
+            known = [*ClipOptions.model_fields, NEG]
+            near = closest(arg.key, known)
+            hint = f"did you mean {near[0]!r}?" if near else f"clip takes {', '.join(known)}"
             raise SpecError(f"{spec.format()!r}: unknown option {arg.key!r}; {hint}")
         if arg.op != "=":
             raise SpecError(f"{spec.format()!r}: {arg.key}!= is not an option; use {arg.key}=VALUE")
-        if arg.key != "neg":
-            if arg.key in opts:
-                raise SpecError(f"{spec.format()!r}: option {arg.key!r} is given twice; keep one")
-            opts[arg.key] = arg.value
+
+
+def build_clip_energy(spec: Spec, options: ClipOptions, registry: Registry | None = None) -> ClipEnergy:
+    """Build ``clip:TEXT[,TEXT...][,neg=TEXT...][,option=value...]`` (see the module docstring).
+
+    ``options``: the spec's options, checked by the core against :class:`ClipOptions`.
+    """
+    import open_clip
+
+    _check_arguments(spec)
     pos, neg = _texts_of(spec)
     if not pos:
         raise SpecError(f'{spec.format()!r}: give the text to aim for, e.g. clip:"a smiling face" (negatives alone are not a target)')
-    templates = [t.strip() for t in opts.get("template", "{}").split("|")]
+    templates = [t.strip() for t in options.template.split("|")]
     for t in templates:
         if "{}" not in t:
             raise SpecError(f"{spec.format()!r}: template {t!r} has no {{}} for the text; write template=\"a photo of {{}}\"")
     pos = [t.replace("{}", p) for p in pos for t in templates]
     neg = [t.replace("{}", n) for n in neg for t in templates]
     try:
-        augs = int(opts.get("augs", DEFAULT_AUGS))
-    except ValueError:
-        augs = 0
-    if augs < 1:
-        raise SpecError(f"{spec.format()!r}: augs={opts.get('augs')!r} must be a whole number >= 1, e.g. augs=50 (the paper's)")
-    try:
-        policy = parse_policy(opts.get("aug", ",".join(POLICIES)))
+        policy = parse_policy(options.aug)
     except ValueError as e:
         raise SpecError(f"{spec.format()!r}: {e}") from None
-    dtype_name = opts.get("dtype", "float32")
-    if dtype_name not in DTYPES:
-        raise SpecError(f"{spec.format()!r}: dtype={dtype_name!r}; use dtype=float32, dtype=bfloat16 or dtype=float16")
-    pretrained = opts.get("pretrained", DEFAULT_PRETRAINED)
-    models = _models_of(spec, opts.get("model"), pretrained)
-    path = opts.get("path")
-    if path is not None and len(models) > 1:
+    models = _models_of(spec, options.model, options.pretrained)
+    if options.path is not None and len(models) > 1:
         raise SpecError(f"{spec.format()!r}: path= gives one checkpoint; use it with one model")
     components = []
     for m in models:
-        model = load_clip(m.name, m.pretrained, path)
+        model = load_clip(m.name, m.pretrained, options.path)
         tokenizer = open_clip.get_tokenizer(m.name)
-        components.append((ClipComponent(model, tokenizer, pos, neg, DTYPES[dtype_name]), m.weight))
-    return ClipEnergy(components, augs, policy, label=spec.with_weight(None).format())
+        components.append((ClipComponent(model, tokenizer, pos, neg, DTYPES[options.dtype]), m.weight))
+    return ClipEnergy(components, options.augs, policy, label=spec.with_weight(None).format())

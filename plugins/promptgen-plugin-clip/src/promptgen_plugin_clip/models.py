@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from promptgen.errors import PromptgenError
+from promptgen.plugin import PromptgenError, closest
 
 #: "Random weights": for tests and benchmarks, never for real control.
 RANDOM = ("none", "random")
@@ -116,8 +116,6 @@ def load_clip(name: str, pretrained: str | None, path: str | None = None) -> nn.
     import open_clip
 
     if name not in open_clip.list_models():
-        from promptgen.errors import closest
-
         near = closest(name, open_clip.list_models())
         hint = f"did you mean {near[0]!r}?" if near else "see open_clip.list_models()"
         raise ClipLoadError(f"unknown CLIP model {name!r}; {hint}")

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import GeneratorEntry
+from promptgen import plugin
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 LICENCE = "CC BY-SA 3.0 (weights trained by promptgen on the MNIST test set)"
 
@@ -32,24 +31,20 @@ PANEL: dict[str, tuple[int, str]] = {
 }
 
 
-def _build(name: str, spec):
+def _build(name: str, spec: plugin.Spec, options: plugin.NoOptions, registry: plugin.Registry) -> plugin.ModuleGenerator:
+    # The panel's generators take no options: the core refuses any (their entries declare none).
     from promptgen.builtin.mnist.models import load_pretrained_module
-    from promptgen.errors import PromptgenError
-    from promptgen.generators import ModuleGenerator
-    from promptgen.protocols import GeneratorInfo
-    from promptgen.spec import expect_options
 
     from .training import WEIGHTS_DIR, build_network
 
-    expect_options(spec, {})
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.is_file():
-        raise PromptgenError(
+        raise plugin.PromptgenError(
             f"the panel's weights {str(path)!r} are missing; reinstall promptgen-plugin-digit-panel "
             f"or retrain with `python plugins/promptgen-plugin-digit-panel/scripts/train_panel.py {name} --data ../shared/data/mnist`"
         )
     latent, description = PANEL[name]
-    info = GeneratorInfo(
+    info = plugin.GeneratorInfo(
         name=f"panel-{name}",
         resolution=(28, 28),
         channels=1,
@@ -57,13 +52,18 @@ def _build(name: str, spec):
         source="promptgen-plugin-digit-panel package data; retrain with its scripts/train_panel.py",
         description=f"{description}; latent N(0, I) of size {latent}",
     )
-    return ModuleGenerator(load_pretrained_module(build_network(name), path), (latent,), info)
+    return plugin.ModuleGenerator(load_pretrained_module(build_network(name), path), (latent,), info)
 
 
-@hookimpl
-def promptgen_generators() -> list[GeneratorEntry]:
+@plugin.hookimpl
+def promptgen_generators() -> list[plugin.GeneratorEntry]:
     return [
-        GeneratorEntry(f"panel-{name}", partial(_build, name), summary=f"panel (benchmarks, tests): {description}, latent {latent}",
-                       judges=("mnist-digit-evaluator",))  # digits: the core's evaluator knows their domain
+        plugin.GeneratorEntry(
+            f"panel-{name}",
+            partial(_build, name),
+            summary=f"panel (benchmarks, tests): {description}, latent {latent}",
+            example=f"panel-{name}",
+            judges=("mnist-digit-evaluator",),  # digits: the core's evaluator knows their domain
+        )
         for name, (latent, description) in PANEL.items()
     ]

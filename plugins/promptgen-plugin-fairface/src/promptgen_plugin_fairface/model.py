@@ -11,7 +11,7 @@ standard deviation. The weights file ``res34_fair_align_multi_7_20190809.pt``
 is a plain ``torch.save`` of the model's ``state_dict()``.
 
 Here the same preprocessing is applied differentiably to generator images
-(B, 3, H, W) in [0, 1]: :class:`promptgen.classifiers.ModuleClassifier`
+(B, 3, H, W) in [0, 1]: :class:`promptgen.plugin.ModuleClassifier`
 resizes them to 224×224 (bilinear, antialiased when shrinking) and
 :class:`FairFaceNet` normalises them before the ResNet.
 """
@@ -29,10 +29,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet, resnet34
 
-from promptgen.classifiers import ModuleClassifier
-from promptgen.download import RemoteFile, fetch
-from promptgen.errors import PromptgenError
-from promptgen.registry import one_line
+from promptgen.plugin import ModuleClassifier, PromptgenError, RemoteFile, fetch, one_line
 from promptgen_plugin_fairface.attributes import HEADS, OUTPUTS
 
 INPUT_SIZE = (224, 224)
@@ -180,7 +177,7 @@ def build_fairface(path: str | Path | None = None) -> ModuleClassifier:
 
     Args:
         path: a local weights file; without it the file is downloaded once
-            into ``promptgen.download.cache_root()/fairface/``.
+            into ``promptgen.plugin.cache_root()/fairface/``.
 
     ``log_probs(images)`` takes (B, C, H, W) in [0, 1] of any size (grey is
     repeated to RGB) and returns ``race`` (B, 7), ``gender`` (B, 2) and ``age``

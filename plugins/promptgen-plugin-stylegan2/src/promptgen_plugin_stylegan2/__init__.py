@@ -8,43 +8,57 @@ Registered through the ``stylegan2`` entry point in the ``promptgen`` group::
 ``stylegan2:path=FILE`` loads any StyleGAN2 checkpoint (an NVIDIA ``.pkl`` of
 stylegan2-ada-pytorch or stylegan3, or a rosinality ``.pt``); the other names
 are the published models of :mod:`.zoo`, downloaded into
-``$PROMPTGEN_HOME/stylegan2/`` on first use.
+``$PROMPTGEN_HOME/stylegan2/`` on first use. Every name takes the options of
+:data:`.options.StyleGAN2Options`.
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import GeneratorEntry
-from promptgen_plugin_stylegan2.zoo import MODELS, OPTIONS
+from promptgen import plugin
+from promptgen_plugin_stylegan2.options import StyleGAN2Options
+from promptgen_plugin_stylegan2.zoo import MODELS, ZooModel
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
-def _build(spec, model=None):
+def _build(spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry, model: ZooModel | None = None) -> plugin.Generator:
     # The network and checkpoint code load only when a StyleGAN2 generator is asked for,
     # not every time the registry is built (promptgen list, any other generator).
     from promptgen_plugin_stylegan2.generator import build_generator
 
-    return build_generator(spec, model)
+    return build_generator(spec, options, model)
 
 
-def _build_zoo(name: str, spec):
-    return _build(spec, MODELS[name])
+def _build_zoo(name: str, spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry) -> plugin.Generator:
+    return _build(spec, options, registry, MODELS[name])  # looked up when built, not when registered
 
 
-@hookimpl
-def promptgen_generators() -> list[GeneratorEntry]:
+def _example(model: ZooModel) -> str:
+    return f"{model.name}:class={model.classes[3]}" if model.classes else f"{model.name}:psi=0.7"
+
+
+@plugin.hookimpl
+def promptgen_generators() -> list[plugin.GeneratorEntry]:
     entries = [
-        GeneratorEntry(
+        plugin.GeneratorEntry(
             "stylegan2",
             _build,
             summary="StyleGAN2 from a local checkpoint: stylegan2:path=FILE (.pkl from NVIDIA, .pt from rosinality)",
-            options=OPTIONS,
+            options=StyleGAN2Options,
+            example="stylegan2:path=network-snapshot.pkl,psi=0.7",
         )
     ]
     for name, m in MODELS.items():
         how = "downloads on first use" if m.url else "download by hand, then path="
-        entries.append(GeneratorEntry(name, partial(_build_zoo, name), summary=f"{m.description}, {m.resolution}px; {how}", options=OPTIONS))
+        entries.append(
+            plugin.GeneratorEntry(
+                name,
+                partial(_build_zoo, name),
+                summary=f"{m.description}, {m.resolution}px; {how}",
+                options=StyleGAN2Options,
+                example=_example(m),
+            )
+        )
     return entries

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from promptgen.errors import PromptgenError
+from promptgen.plugin import PromptgenError
 from promptgen_plugin_stylegan2.network import StyleGAN2, StyleGAN2Config
 from promptgen_plugin_stylegan2.ops import fir_filter
 

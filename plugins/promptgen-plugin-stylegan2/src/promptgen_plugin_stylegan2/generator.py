@@ -1,27 +1,31 @@
-"""StyleGAN2 as a promptgen :class:`~promptgen.protocols.Generator`, with the options users set in specs."""
+"""StyleGAN2 as a promptgen :class:`~promptgen.plugin.Generator`, with the options users set in specs."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from promptgen.download import DownloadError, RemoteFile, cache_root, fetch
-from promptgen.errors import SpecError
-from promptgen.generators import ModuleGenerator
-from promptgen.protocols import GeneratorInfo
-from promptgen.spec import Spec, expect_options
+from promptgen.plugin import (
+    DownloadError,
+    GeneratorInfo,
+    ModuleGenerator,
+    Options,
+    RemoteFile,
+    Spec,
+    SpecError,
+    cache_root,
+    fetch,
+)
 from promptgen_plugin_stylegan2.checkpoints import load_generator
 from promptgen_plugin_stylegan2.network import StyleGAN2
-from promptgen_plugin_stylegan2.zoo import OPTIONS, ZooModel
+from promptgen_plugin_stylegan2.zoo import ZooModel
 
 CACHE_SUBDIR = "stylegan2"
 #: Latents behind the Gaussian fit of W (``space=w``).
 W_FIT_SAMPLES = 10_000
-
 
 
 class StyleGAN2Decoder(nn.Module):
@@ -80,16 +84,6 @@ class StyleGAN2Decoder(nn.Module):
         return x
 
 
-def _float(spec: Spec, key: str, value: str, lo: float, hi: float) -> float:
-    try:
-        v = float(value)
-    except ValueError:
-        v = math.nan
-    if not (lo <= v <= hi):
-        raise SpecError(f"{spec.format()!r}: {key}={value!r} must be a number in [{lo:g}, {hi:g}]")
-    return v
-
-
 def _class_index(spec: Spec, value: str, n: int, names: tuple[str, ...], model: str) -> int:
     if n == 0:
         raise SpecError(f"{spec.format()!r}: {model} is not class-conditional; drop class=")
@@ -121,34 +115,24 @@ def checkpoint_path(model: ZooModel | None, path: str | None, spec: Spec, *, pro
     return fetch(RemoteFile(model.url, model.filename, model.sha256), subdir=CACHE_SUBDIR, path=path, progress=progress)
 
 
-def build_generator(spec: Spec, model: ZooModel | None = None, *, progress: bool = True) -> ModuleGenerator:
-    """A promptgen generator for ``stylegan2:path=FILE`` or a zoo name, with the spec's options."""
-    opts = expect_options(spec, OPTIONS)
-    psi = _float(spec, "psi", opts["psi"], 0.0, 1.0) if "psi" in opts else 1.0
-    noise = opts.get("noise", "const")
-    if noise not in ("const", "random", "none"):
-        raise SpecError(f"{spec.format()!r}: noise={noise!r}; use noise=const, noise=random or noise=none")
-    space = opts.get("space", "z")
-    if space not in ("z", "w"):
-        raise SpecError(f"{spec.format()!r}: space={space!r}; use space=z (the paper's) or space=w")
-    precision = opts.get("precision", "auto")
-    if precision not in ("auto", "fp32", "fp16"):
-        raise SpecError(f"{spec.format()!r}: precision={precision!r}; use precision=auto, precision=fp32 or precision=fp16")
-    size = None
-    if "size" in opts:
-        size = int(_float(spec, "size", opts["size"], 8, 4096))
-        if size != float(opts["size"]):
-            raise SpecError(f"{spec.format()!r}: size={opts['size']!r} must be a whole number of pixels, e.g. size=256")
-    path = checkpoint_path(model, opts.get("path"), spec, progress=progress)
+def build_generator(spec: Spec, options: Options, model: ZooModel | None = None, *, progress: bool = True) -> ModuleGenerator:
+    """A promptgen generator for ``stylegan2:path=FILE`` or a zoo name, with the spec's options.
+
+    ``options``: a :data:`~promptgen_plugin_stylegan2.options.StyleGAN2Options`, checked by the core;
+    ``class=`` is checked here, against the loaded model's classes.
+    """
+    path = checkpoint_path(model, options.path, spec, progress=progress)
     net = load_generator(path)
     label = None
     names = model.classes if model is not None else ()
-    if "class" in opts:
-        label = _class_index(spec, opts["class"], net.cfg.c_dim, names, spec.name)
+    wanted = getattr(options, "class")  # a Python keyword: no attribute syntax
+    if wanted is not None:
+        label = _class_index(spec, wanted, net.cfg.c_dim, names, spec.name)
     elif net.cfg.c_dim:
         known = ", ".join(names) if names else f"0-{net.cfg.c_dim - 1}"
         raise SpecError(f"{spec.format()!r}: {spec.name} is class-conditional; add class=N ({known}), e.g. {spec.name}:class=3")
-    decoder = StyleGAN2Decoder(net, psi=psi, noise=noise, space=space, label=label, size=size, precision=precision)
+    size, space = options.size, options.space
+    decoder = StyleGAN2Decoder(net, psi=options.psi, noise=options.noise, space=space, label=label, size=size, precision=options.precision)
     res = size or net.cfg.resolution
     info = GeneratorInfo(
         name=spec.name,

@@ -42,18 +42,6 @@ class ZooModel:
     page: str = ""
 
 
-#: The options every StyleGAN2 generator spec takes (``stylegan2-ffhq:psi=0.7,size=256``).
-OPTIONS: dict[str, str] = {
-    "path": "a local checkpoint instead of the download: an NVIDIA .pkl or a rosinality .pt",
-    "psi": "truncation ψ in [0, 1] towards the mean w (default 1: none)",
-    "noise": "per-pixel noise: const (default, fixed per layer), random (fresh per image) or none",
-    "space": "the latent the flow acts on: z (default, as in the paper) or w (a Gaussian fit of W)",
-    "class": "class of a class-conditional model, by index or name (stylegan2-cifar10: 0-9 or cat...)",
-    "size": "output size in pixels, e.g. 256 for energies that need no more (default: the model's)",
-    "precision": "auto (default: float16 in the blocks the checkpoint marks, on CUDA only, as NVIDIA's code), fp32, or fp16",
-}
-
-
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 

@@ -29,10 +29,13 @@ from PIL import Image
 from rich.console import Console
 from torch import Tensor
 
-from promptgen.artifact import PromptManifest
-from promptgen.atomic import writable_target, write_text_atomic
-from promptgen.errors import PromptgenError
-from promptgen.evaluation import (
+from promptgen.artifacts.manifest import PromptManifest
+from promptgen.artifacts.prompt import Prompt, load_prompt
+from promptgen.core.atomic import writable_target, write_text_atomic
+from promptgen.core.errors import PromptgenError
+from promptgen.core.images import make_grid
+from promptgen.core.registry import Registry
+from promptgen.evaluation.evaluate import (
     AttributeEval,
     Evaluation,
     ancestors,
@@ -41,9 +44,6 @@ from promptgen.evaluation import (
     measured_in,
     summary_rows,
 )
-from promptgen.images import make_grid
-from promptgen.prompt import Prompt, load_prompt
-from promptgen.registry import Registry
 
 GRID_SAMPLES = 64
 VISIBLE_SIZE = 112  # small images are upscaled (nearest neighbour) to about this many pixels

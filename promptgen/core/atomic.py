@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from promptgen.errors import PromptgenError
+from promptgen.core.errors import PromptgenError
 
 #: Longest file name most file systems take (bytes); a longer one fails only when written.
 NAME_MAX = 255

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from promptgen.errors import PromptgenError
+from promptgen.core.errors import PromptgenError
 
 
 def _available(kind: str) -> bool:

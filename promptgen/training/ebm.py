@@ -10,22 +10,32 @@ constant. The reverse-KL loss of a sampler ``z = f(ε)`` is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from promptgen.protocols import Energy, Generator, Sampler
-from promptgen.spec import Spec
+from promptgen.core.capabilities import Capabilities, capabilities
+from promptgen.core.latents import controlled_size
+from promptgen.core.protocols import Energy, Generator, Sampler
+from promptgen.core.spec import Spec
 
 
 @dataclass
 class WeightedEnergy:
-    """One term of the sum: the spec the user typed, the built energy, its weight."""
+    """One term of the sum: the spec the user typed, the built energy, its weight.
+
+    ``caps``: what the energy can do beyond scoring (:func:`~promptgen.core.capabilities.capabilities`),
+    found once here; the core asks it rather than the energy.
+    """
 
     spec: Spec
     energy: Energy
     weight: float
+    caps: Capabilities = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.caps = capabilities(self.energy)
 
     @property
     def label(self) -> str:
@@ -60,6 +70,8 @@ class EnergyBasedModel:
     def __init__(self, generator: Generator, terms: Sequence[WeightedEnergy]) -> None:
         self.generator = generator
         self.terms = list(terms)
+        # Coordinates past these are the generator's own noise (promptgen.core.latents): not part of the prior.
+        self.controlled = controlled_size(generator)
 
     def potential(self, z: Tensor, anneal: float = 1.0, classes: Tensor | None = None) -> Potential:
         """``U(z)`` for latents ``z`` of shape (B, *latent_shape).
@@ -72,12 +84,12 @@ class EnergyBasedModel:
         its component's energy ``conditional(images, z, classes)``. Without
         classes every term gives its plain energy.
         """
-        prior = 0.5 * z.flatten(1).pow(2).sum(1)
+        prior = 0.5 * z.flatten(1)[:, : self.controlled].pow(2).sum(1)
         images = self.generator.decode(z)
         total = prior
         parts: dict[str, Tensor] = {}
         for term in self.terms:
-            if classes is not None and mixture_components(term.energy):
+            if classes is not None and term.caps.mixture_components:
                 e = term.energy.conditional(images, z, classes)
             else:
                 e = term.energy(images, z)
@@ -109,21 +121,15 @@ class EnergyBasedModel:
         return self
 
 
-def mixture_components(energy: object) -> int:
-    """How many mixture components an energy asks for (its optional ``mixture_components``); 0 for most."""
-    k = getattr(energy, "mixture_components", 0)
-    return k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else 0
-
-
 def mixture_term(terms: Sequence[WeightedEnergy]) -> WeightedEnergy | None:
     """The term whose energy is a mixture (it has ``mixture_components``), if any.
 
     Raises:
         SpecError: more than one is; a prompt has one set of components.
     """
-    found = [t for t in terms if mixture_components(t.energy)]
+    found = [t for t in terms if t.caps.mixture_components]
     if len(found) > 1:
-        from promptgen.errors import SpecError
+        from promptgen.core.errors import SpecError
 
         raise SpecError(
             f"{found[0].label!r} and {found[1].label!r} each make the prompt a mixture; only one energy can: "

@@ -9,7 +9,7 @@ Conventions used throughout:
   what was asked for".
 
 Any object with these attributes and methods fits; nothing needs to inherit
-from a promptgen class. :class:`promptgen.generators.ModuleGenerator` is a
+from a promptgen class. :class:`promptgen.core.generators.ModuleGenerator` is a
 convenient base for generators that are a single ``torch.nn.Module``.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -75,6 +75,34 @@ class Generator(Protocol):
     def to(self, device: torch.device | str) -> Generator:
         """Move to ``device`` and return ``self``."""
         ...
+
+
+@runtime_checkable
+class HasLatentParts(Protocol):
+    """A generator whose latent comes in named parts (BigGAN: z and a class embedding).
+
+    ``latent_parts`` maps each part's name to its shape, in order;
+    ``latent_shape`` is then ``(Σ sizes,)`` and ``decode`` receives a dict
+    name -> (B, *shape). The flow sees the parts flattened, in this order.
+    See :mod:`promptgen.core.latents`.
+    """
+
+    latent_parts: Mapping[str, tuple[int, ...]]
+
+
+@runtime_checkable
+class HasNoise(Protocol):
+    """A generator with randomness of its own that a prompt does not control.
+
+    ``noise_shapes`` maps each noise input's name to its shape (standard
+    normal). ``decode(z, noise=...)`` receives a dict name -> (B, *shape),
+    drawn by promptgen from the same seeded stream as the latent; with
+    ``noise=None`` the generator draws its own. See :mod:`promptgen.core.latents`.
+    """
+
+    noise_shapes: Mapping[str, tuple[int, ...]]
+
+    def decode(self, z: Any, noise: Mapping[str, Tensor] | None = None) -> Tensor: ...
 
 
 class BaseSample:
@@ -141,18 +169,15 @@ class Energy(Protocol):
 
     Attributes:
         label: short text naming this energy in logs and progress bars.
-        default_weight: weight used when the spec has no ``@weight``.
-        needs_fit: if True, :meth:`fit` is called once, on samples of the base
-            distribution, before the flow is trained (e.g. de-biasing's β).
+
+    Its default weight is declared once, by its
+    :class:`~promptgen.core.entries.EnergyEntry`. What an energy can do beyond
+    this (be fitted, keep a state, name its targets, be a mixture...) is a set
+    of small protocols in :mod:`promptgen.core.capabilities`, checked once
+    when it is built.
     """
 
     label: str
-    default_weight: float
-    needs_fit: bool
-
-    def fit(self, base: BaseSample) -> Mapping[str, float]:
-        """One-off fit on base samples; returns numbers worth reporting (may be empty)."""
-        ...
 
     def __call__(self, images: Tensor, latents: Tensor) -> Tensor:
         """Energy per sample.
@@ -167,43 +192,6 @@ class Energy(Protocol):
         ...
 
     def to(self, device: torch.device | str) -> Energy: ...
-
-
-# Optional methods. An energy may also define any of these; the core checks with
-# ``hasattr`` and works without them.
-#
-# ``targets() -> list[AttributeTarget]``
-#     what the energy asks of named attributes; `promptgen eval` and `report`
-#     judge prompts against it, and the manifest records it.
-# ``state() -> dict[str, list[float]]`` and ``load_state(state) -> None``
-#     numbers fitted during training (e.g. de-biasing's β), stored in the
-#     manifest so the energy can be rebuilt exactly for `eval` and for the
-#     rejection and Langevin samplers.
-# ``fit_samples: int``
-#     base samples :meth:`Energy.fit` wants at least (the trainer's default is
-#     TrainConfig.fit_samples); de-biasing asks for more to see rare classes.
-# ``adapt_every: int``, ``adapt_samples: int`` and ``adapt(sample: BaseSample) -> Mapping[str, float]``
-#     called by the trainer every ``adapt_every`` steps (once the warm-up is
-#     over) with ``adapt_samples`` (default 1024) samples of the flow being trained, for energies that close a
-#     loop on what the flow reaches (de-biasing's refit of β); 0 disables it.
-# ``advice() -> str | None``
-#     a one-line hint shown after training (de-biasing: the loop ended far from
-#     its target, try ``mode=mixture``); None when all went as asked.
-# ``lower_bound() -> float``
-#     a number the energy never goes below; makes rejection sampling exact.
-# ``acceptance(images) -> Tensor``
-#     (B,) in [0, 1]: the probability of keeping each image when rejection
-#     sampling "by the attribute" (e.g. 1 where the classifier's top class is
-#     the asked one).
-# ``mixture_components: int``, ``mixture_labels: tuple[str, ...]``, ``mixture_attribute: str``,
-# ``mixture_weights() -> list[float]`` and ``conditional(images, latents, classes) -> Tensor``
-#     a *mixture* energy (de-biasing with ``mode=mixture``): the prompt becomes a
-#     flow with a class input, one component per label, trained with each
-#     component's own energy ``conditional`` (classes: (B,) component indices,
-#     drawn evenly during training) and sampled with the weights
-#     ``mixture_weights()`` (known after :meth:`Energy.fit`). ``__call__`` stays
-#     the energy of the whole model, for the samplers and `promptgen eval`. At
-#     most one energy of a prompt may be a mixture.
 
 
 @dataclass(frozen=True)
@@ -269,7 +257,7 @@ class AttributeClassifier(Protocol):
 #     image is in the domain. The classifier and debias energies add
 #     ``realism · −log p(in domain | x)`` (``realism=`` in their specs, default
 #     1), so a flow gains nothing by drawing images the classifier cannot place.
-#     :class:`promptgen.classifiers.ModuleClassifier` has it with ``outside=``.
+#     :class:`promptgen.core.classifiers.ModuleClassifier` has it with ``outside=``.
 # ``features(images) -> Tensor``
 #     (B, D) features; `promptgen eval` measures diversity and Fréchet
 #     distances in them (an evaluator's, preferably).
@@ -290,7 +278,8 @@ class Sampler(Protocol):
         """Latents and ``log |det ∂f/∂ε|``.
 
         A class-conditional sampler (a mixture prompt's flow) also takes
-        ``classes``, (B,) component indices, as a second argument.
+        ``classes``, (B,) component indices, as a second argument; a
+        conditional prompt's flow will take its condition, (B, C), the same way.
 
         Args:
             eps: (B, *latent_shape) standard normal noise.
@@ -312,5 +301,7 @@ __all__ = [
     "Energy",
     "Generator",
     "GeneratorInfo",
+    "HasLatentParts",
+    "HasNoise",
     "Sampler",
 ]

@@ -41,7 +41,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from promptgen.errors import SpecError
+from promptgen.core.errors import SpecError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
 # A key may join attribute names with * (a joint target: debias:digit*thickness=...).
@@ -262,7 +262,7 @@ def expect_options(spec: Spec, allowed: Mapping[str, str], positional: int = 0) 
         allowed: option name -> one-line description (named in the error).
         positional: how many bare values the spec may have.
     """
-    from promptgen.errors import closest
+    from promptgen.core.errors import closest
 
     opts = spec.options()
     for key in opts:

@@ -14,7 +14,7 @@
   the three can be compared in one :class:`SamplerCost` table.
 
 All noise is drawn on the CPU from ``seed`` (as in
-:func:`promptgen.prompt.sample_images`), so results repeat across devices.
+:func:`promptgen.artifacts.prompt.sample_images`), so results repeat across devices.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from torch import Tensor
 
-from promptgen.device import resolve_device
-from promptgen.ebm import EnergyBasedModel
-from promptgen.errors import PromptgenError
-from promptgen.progress import progress_bar
-from promptgen.protocols import Generator
+from promptgen.core.device import resolve_device
+from promptgen.core.errors import PromptgenError
+from promptgen.core.progress import progress_bar
+from promptgen.core.protocols import Generator
+from promptgen.training.ebm import EnergyBasedModel
 
 #: Acceptance rate MALA's step size is adapted towards (optimal for MALA in high
 #: dimension, Roberts & Rosenthal 1998).
@@ -118,10 +118,10 @@ def flow_sample(
 ) -> tuple[Tensor, SamplerCost]:
     """Sample a trained prompt (or any generator) in one pass per image, and time it.
 
-    The images are those of :func:`promptgen.prompt.sample_images` for the same
+    The images are those of :func:`promptgen.artifacts.prompt.sample_images` for the same
     ``seed``. Returns (images (n, C, H, W) in [0, 1] on the CPU, cost).
     """
-    from promptgen.prompt import Prompt, sample_images
+    from promptgen.artifacts.prompt import Prompt, sample_images
 
     if n < 1:
         raise PromptgenError(f"n must be at least 1, got {n}")
@@ -212,7 +212,7 @@ def rejection_sample(
     if max_draws < 1 or batch_size < 1:
         raise PromptgenError("max_draws and batch_size must be at least 1")
     terms = ebm.terms
-    lacking_acceptance = [t.label for t in terms if not hasattr(t.energy, "acceptance")]
+    lacking_acceptance = [t.label for t in terms if not t.caps.accepting]
     mode = accept if accept != "auto" else ("energy" if lacking_acceptance else "attribute")
     if mode == "attribute" and lacking_acceptance:
         raise PromptgenError(
@@ -234,9 +234,9 @@ def rejection_sample(
     _sync(dev)
     t0 = time.perf_counter()
     if mode == "energy":
-        bounded = [i for i, t in enumerate(terms) if hasattr(t.energy, "lower_bound")]
+        bounded = [i for i, t in enumerate(terms) if t.caps.bounded]
         unbounded = [i for i in range(len(terms)) if i not in bounded]
-        shift = sum(terms[i].weight * float(terms[i].energy.lower_bound()) for i in bounded)
+        shift = sum(terms[i].weight * float(terms[i].caps.lower_bound() or 0.0) for i in bounded)
         if unbounded:
             m = min(batch_size, max_draws)
             z = torch.randn((m, *shape), generator=g).to(device=dev, dtype=dtype)
@@ -325,7 +325,16 @@ def _potential_and_grad(ebm: EnergyBasedModel, z: Tensor) -> tuple[Tensor, Tenso
         z = z.detach().requires_grad_(True)
         pot = ebm.potential(z)
         (grad,) = torch.autograd.grad(pot.total.sum(), z)
-    return pot.total.detach().float(), grad.detach(), pot.images.detach()
+    return pot.total.detach().float(), _frozen_noise(ebm, grad.detach()), pot.images.detach()
+
+
+def _frozen_noise(ebm: EnergyBasedModel, step: Tensor) -> Tensor:
+    """``step`` with the generator's own noise coordinates set to 0: a chain moves the latent, not the noise."""
+    if ebm.controlled >= step[0].numel():
+        return step
+    flat = step.flatten(1).clone()
+    flat[:, ebm.controlled :] = 0
+    return flat.view_as(step)
 
 
 def _expand(v: Tensor, like: Tensor) -> Tensor:
@@ -406,7 +415,7 @@ def langevin_sample(
             window_alpha = 0.0
             for t in range(steps):
                 h = _expand(log_h.exp(), z)
-                xi = torch.randn((m, *shape), generator=g).to(device=dev, dtype=dtype)
+                xi = _frozen_noise(ebm, torch.randn((m, *shape), generator=g).to(device=dev, dtype=dtype))
                 z_new = z - h * grad + (2 * h).sqrt() * xi
                 u_new, grad_new, images_new = _potential_and_grad(ebm, z_new)
                 # log q(z' | z) − log q(z | z'), Gaussian proposals of variance 2h (constants cancel).

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pluggy
 
-from promptgen.registry import ClassifierEntry, EnergyEntry, GeneratorEntry
+from promptgen.core.entries import ClassifierEntry, EnergyEntry, GeneratorEntry
 
 hookspec = pluggy.HookspecMarker("promptgen")
 hookimpl = pluggy.HookimplMarker("promptgen")
@@ -29,7 +29,7 @@ def promptgen_generators() -> list[GeneratorEntry] | None:
 
     Called once when the registry is built. Return :class:`GeneratorEntry`
     objects; each has a unique ``name`` (what users type after ``--gen``) and a
-    ``build(spec)`` that returns a :class:`~promptgen.protocols.Generator` on the
+    ``build(spec)`` that returns a :class:`~promptgen.core.protocols.Generator` on the
     CPU. ``build`` is only called when the user asks for that name, so loading
     weights belongs there, not at import time.
     """
@@ -40,11 +40,11 @@ def promptgen_energies() -> list[EnergyEntry] | None:
     """Energies (controls) this plugin provides.
 
     Called once when the registry is built. Return :class:`EnergyEntry` objects;
-    ``build(spec, registry)`` returns an :class:`~promptgen.protocols.Energy` for
+    ``build(spec, options, registry)`` returns an :class:`~promptgen.core.protocols.Energy` for
     the parsed spec (e.g. ``classifier:digit=3``). The registry is passed so an
     energy can use attribute classifiers that other plugins provide. Raise
-    :class:`~promptgen.errors.SpecError` or
-    :class:`~promptgen.errors.UnknownNameError` for bad arguments.
+    :class:`~promptgen.core.errors.SpecError` or
+    :class:`~promptgen.core.errors.UnknownNameError` for bad arguments.
     """
 
 
@@ -54,8 +54,8 @@ def promptgen_attribute_classifiers() -> list[ClassifierEntry] | None:
 
     Called once when the registry is built. Return :class:`ClassifierEntry`
     objects that declare their attributes and class labels up front (so a spec
-    can be checked without loading weights) and a ``build()`` that returns an
-    :class:`~promptgen.protocols.AttributeClassifier`. A classifier whose
+    can be checked without loading weights) and a ``build(options, registry)`` that returns an
+    :class:`~promptgen.core.protocols.AttributeClassifier`. A classifier whose
     ``role`` is ``"evaluator"`` judges results only and is never picked for an
     energy unless the user names it with ``model=``.
     """

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from promptgen.atomic import check_name_lengths, writable_target, write_atomic
-from promptgen.errors import PromptgenError
+from promptgen.core.atomic import check_name_lengths, writable_target, write_atomic
+from promptgen.core.errors import PromptgenError
 
 
 def to_uint8(images: Tensor) -> np.ndarray:

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rich.console import Console
 from rich.markup import escape
 
-from promptgen.artifact import (
+from promptgen.artifacts.chaining import kept_energies, normalise_generator_spec
+from promptgen.artifacts.manifest import (
     MANIFEST,
     WEIGHTS,
     EnergyRecord,
@@ -26,42 +27,40 @@ from promptgen.artifact import (
     prepare_out_dir,
     save_prompt,
 )
-from promptgen.atomic import write_atomic, write_text_atomic
-from promptgen.chaining import kept_energies, lineage_for, normalise_generator_spec
-from promptgen.device import resolve_device
-from promptgen.distributed import barrier, from_env, start, stop
-from promptgen.ebm import EnergyBasedModel, WeightedEnergy
-from promptgen.errors import ArtifactError, PromptgenError, SpecError, one_line
-from promptgen.flow import CouplingFlow, FlowConfig
-from promptgen.generators import probe_generator
-from promptgen.images import save_images
-from promptgen.prompt import Prompt, build_generator, load_prompt, sample_images
-from promptgen.protocols import Generator
-from promptgen.registry import Registry, get_registry
-from promptgen.spec import absolute_paths, parse_spec
-from promptgen.trainer import TrainConfig, energy_state, load_energy_states, mixture_for, prefit, train_flow
+from promptgen.artifacts.prompt import Prompt, build_generator, lineage_for, load_prompt, sample_images
+from promptgen.core.atomic import write_atomic, write_text_atomic
+from promptgen.core.device import resolve_device
+from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
+from promptgen.core.generators import probe_generator
+from promptgen.core.images import save_images
+from promptgen.core.latents import controlled_size, noise_size
+from promptgen.core.protocols import Generator
+from promptgen.core.registry import Registry, get_registry
+from promptgen.core.spec import absolute_paths, parse_spec
+from promptgen.training.distributed import barrier, from_env, start, stop
+from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy
+from promptgen.training.flow import CouplingFlow, FlowConfig
+from promptgen.training.trainer import TrainConfig, load_energy_states, mixture_for, prefit, train_flow
 
 
 def build_energy(spec: str, registry: Registry | None = None) -> WeightedEnergy:
     """The energy for a spec such as ``classifier:digit=3@100``, with its weight resolved."""
     registry = registry or get_registry()
     parsed = parse_spec(spec)
-    entry = registry.energy(parsed.name)
-    energy = entry.build(parsed, registry)
-    weight = parsed.weight if parsed.weight is not None else float(getattr(energy, "default_weight", entry.default_weight))
+    energy = registry.build_energy(parsed)
+    weight = parsed.weight if parsed.weight is not None else float(registry.energy(parsed.name).default_weight)
     return WeightedEnergy(spec=parsed, energy=energy, weight=weight)
 
 
 def energy_record(term: WeightedEnergy, registry: Registry) -> EnergyRecord:
     """How a trained term is stored in the manifest: spec, weight, fitted state, targets."""
-    energy = term.energy
     return EnergyRecord(
         spec=term.spec.format(),
         label=term.label,
         weight=term.weight,
         plugin=registry.provider(term.spec.name, "energy"),
-        state=energy_state(energy),
-        targets=[TargetRecord.of(t) for t in energy.targets()] if hasattr(energy, "targets") else [],
+        state=term.caps.state(),
+        targets=[TargetRecord.of(t) for t in term.caps.targets()],
     )
 
 
@@ -77,9 +76,9 @@ def rebuild_terms(records: Sequence[EnergyRecord], registry: Registry | None = N
         term.energy.label = r.label
         term.weight = r.weight
         if r.state:
-            if not hasattr(term.energy, "load_state"):
+            if not term.caps.stateful:
                 raise SpecError(f"energy {r.spec!r} was saved with fitted state but the installed plugin cannot load it; install the version named in the manifest")
-            term.energy.load_state(r.state)
+            term.caps.load_state(r.state)
         terms.append(term)
     return terms
 
@@ -101,8 +100,8 @@ def check_fit(gen: Generator, terms: Sequence[WeightedEnergy], registry: Registr
     """Check, before anything is trained or written, that the generator and the energies fit together.
 
     The generator decodes two latents into what its info promises
-    (:func:`~promptgen.generators.probe_generator`); no energy asks for an
-    attribute its images cannot carry (:meth:`~promptgen.registry.Registry.check_carried`);
+    (:func:`~promptgen.core.generators.probe_generator`); no energy asks for an
+    attribute its images cannot carry (:meth:`~promptgen.core.registry.Registry.check_carried`);
     and every energy takes those two images and gives one finite value each.
 
     Raises:
@@ -111,7 +110,7 @@ def check_fit(gen: Generator, terms: Sequence[WeightedEnergy], registry: Registr
     images = probe_generator(gen, plugin)
     for t in terms:
         model = next((a.value for a in t.spec.args if a.key == "model"), None)
-        for target in t.energy.targets() if hasattr(t.energy, "targets") else []:
+        for target in t.caps.targets():
             for part in target.parts:
                 registry.check_carried(part, gen.info.channels, gen.info.name, model)
     z = torch.zeros((images.shape[0], *gen.latent_shape), device=images.device)
@@ -291,13 +290,13 @@ def compose(
         resume: continue the unfinished run in ``out`` from its last checkpoint, with the
             settings it was started with (``out/run.json``); without a checkpoint it starts over.
         keep_parent: with ``generator`` a ``prompt:PATH``, train on the parent prompt's energies
-            too, at their weights (:func:`~promptgen.chaining.kept_energies`), so its conditions
+            too, at their weights (:func:`~promptgen.artifacts.chaining.kept_energies`), so its conditions
             hold in the new prompt; they are recorded among its energies (ignored with ``resume``).
 
     Under ``torchrun`` every process calls this; they train together and rank 0 writes.
 
     Returns:
-        The trained :class:`~promptgen.prompt.Prompt`, loaded from ``out``.
+        The trained :class:`~promptgen.artifacts.prompt.Prompt`, loaded from ``out``.
     """
     registry = registry or get_registry()
     dist = from_env()
@@ -312,7 +311,7 @@ def compose(
         )
         check_checkpoint_file(out)
         if (out / CHECKPOINT).is_file():
-            from promptgen.checkpoint import load_checkpoint
+            from promptgen.training.checkpoint import load_checkpoint
 
             state = load_checkpoint(out / CHECKPOINT)
             if state.get("config") != train.model_dump(mode="json"):
@@ -345,8 +344,7 @@ def compose(
     terms = unique_labels([build_energy(e, registry) for e in energies])
     if train.forward_weight > 0:  # the forward-KL bank needs one flow: an energy that may become a mixture stays one
         for t in terms:
-            if getattr(t.energy, "mode", None) == "auto":
-                t.energy.settle_mode("tilt")
+            t.caps.settle("tilt")
     mixture_for(terms, train)  # checked before anything is written
     gen = build_generator(generator, registry)
     check_fit(gen, terms, registry, registry.provider(gen_name, "generator"))
@@ -400,9 +398,8 @@ def _train_and_save(
 ) -> Prompt:
     """compose's training and saving, once everything was checked and the folder is ready."""
     try:
-        features = 1
-        for s in gen.latent_shape:
-            features *= s
+        passthrough = noise_size(gen)  # the generator's own noise: drawn with the latent, never changed by the flow
+        features = controlled_size(gen)
         ebm = EnergyBasedModel(gen, terms)
         # An energy's fitted state can decide the flow's shape (debias mode=auto picks the mixture
         # or the tilt at its fit), so fit, or restore the fits of a resumed run, before building the flow.
@@ -412,9 +409,9 @@ def _train_and_save(
         else:
             fitted = prefit(ebm, train, dev, console=console, progress=progress and dist.main)
         mixture = mixture_for(terms, train)
-        classes = mixture.energy.mixture_components if mixture is not None else 0
+        classes = mixture.caps.mixture_components if mixture is not None else 0
         flow_config = FlowConfig(
-            features=features, latent_shape=tuple(gen.latent_shape), classes=classes,
+            features=features, passthrough=passthrough, latent_shape=tuple(gen.latent_shape), classes=classes,
             **{**flow, "kind": default_flow_kind(classes) if flow["kind"] == "auto" else flow["kind"]},
         )
         torch.manual_seed(train.seed)
@@ -424,7 +421,7 @@ def _train_and_save(
             dist=dist, fitted=fitted,
         )
         if dist.main:
-            for note in filter(None, (t.energy.advice() for t in terms if hasattr(t.energy, "advice"))):
+            for note in filter(None, (t.caps.advice() for t in terms)):
                 if console is not None:
                     console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
                 else:

@@ -19,84 +19,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from promptgen.errors import PromptgenError, UnknownNameError, one_line, unknown_name
+from promptgen.core.entries import LEGACY_TYPES, ClassifierEntry, EnergyEntry, GeneratorEntry, _Anything, upgrade
+from promptgen.core.errors import PromptgenError, SpecError, UnknownNameError, one_line, unknown_name
+from promptgen.core.options import Options, check_options_model, parse_options
+from promptgen.core.spec import Spec, parse_spec
 
 if TYPE_CHECKING:
-    from promptgen.protocols import AttributeClassifier, Energy, Generator
-    from promptgen.spec import Spec
+    from promptgen.core.protocols import AttributeClassifier, Energy, Generator
 
 ENTRY_POINT_GROUP = "promptgen"
 TIMEOUT_VARIABLE = "PROMPTGEN_PLUGIN_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
-
-
-@dataclass(frozen=True)
-class GeneratorEntry:
-    """A generator a plugin provides.
-
-    Attributes:
-        name: what users type after ``--gen``.
-        build: returns the generator (on the CPU) for a parsed spec.
-        summary: one line for ``promptgen list``.
-        options: option name -> one-line description, for help and error messages.
-        judges: evaluator classifiers (by name, maybe another plugin's) that know
-            this generator's domain: `promptgen eval` takes its feature space and
-            realism check from them. Empty: the evaluators of the generator's own plugin.
-    """
-
-    name: str
-    build: Callable[[Spec], Generator]
-    summary: str = ""
-    options: Mapping[str, str] = field(default_factory=dict)
-    judges: Sequence[str] = ()
-
-
-@dataclass(frozen=True)
-class EnergyEntry:
-    """An energy a plugin provides.
-
-    Attributes:
-        name: what users type before ``:`` in ``--energy``.
-        build: returns the energy for a parsed spec; gets the registry so it can
-            look up attribute classifiers.
-        summary: one line for ``promptgen list``.
-        default_weight: the weight when the spec has no ``@weight``.
-        usage: an example spec, shown in errors.
-    """
-
-    name: str
-    build: Callable[[Spec, Registry], Energy]
-    summary: str = ""
-    default_weight: float = 1.0
-    usage: str = ""
-
-
-@dataclass(frozen=True)
-class ClassifierEntry:
-    """An attribute classifier a plugin provides.
-
-    Attributes:
-        name: registry name, used with ``model=NAME`` in energy specs.
-        attributes: attribute -> class labels, in the classifier's output order.
-        build: returns the classifier (on the CPU); called as ``build(**options)``
-            with the options a spec gave (strings), as ``build()`` without.
-        role: ``"control"`` may define energies; ``"evaluator"`` only judges.
-        summary: one line for ``promptgen list``.
-        options: option name -> one-line description (e.g. ``path``: a local
-            weights file). An energy spec that uses this classifier passes
-            ``NAME=VALUE`` on to ``build``: ``classifier:gender=female,path=res34.pt``.
-        colour: the attributes read from colour (hair colour, skin tone...):
-            a generator of greyscale images cannot carry them, and asking for
-            one on such a generator is an error before anything is trained.
-    """
-
-    name: str
-    attributes: Mapping[str, Sequence[str]]
-    build: Callable[..., AttributeClassifier]
-    role: Literal["control", "evaluator"] = "control"
-    summary: str = ""
-    options: Mapping[str, str] = field(default_factory=dict)
-    colour: Sequence[str] = ()
 
 
 @dataclass
@@ -146,6 +79,47 @@ class Registry:
             raise unknown_name("classifier", name, self.classifiers, self._list_hint())
         return self.classifiers[name]
 
+    def build_generator(self, spec: Spec | str) -> Generator:
+        """The generator for a spec such as ``mnist`` or ``stylegan2:path=ffhq.pkl``: options checked, then built.
+
+        Generators whose latent comes in parts or that draw noise of their own are
+        returned bound (:func:`promptgen.core.latents.bind`): one flat latent, noise last.
+        """
+        from promptgen.core.latents import bind
+
+        parsed = parse_spec(spec) if isinstance(spec, str) else spec
+        if parsed.weight is not None:
+            raise SpecError(f"{parsed.format()!r}: a generator takes no @weight; write {parsed.with_weight(None).format()!r}")
+        entry = self.generator(parsed.name)
+        legacy = entry.options is _Anything
+        options = parse_options(parsed, entry.options, positional=entry.positional, free=legacy).options
+        return bind(entry.build(parsed, options, self))
+
+    def build_energy(self, spec: Spec | str) -> Energy:
+        """The energy for a spec such as ``classifier:digit=3@50`` (its weight is the caller's business)."""
+        parsed = parse_spec(spec) if isinstance(spec, str) else spec
+        entry = self.energy(parsed.name)
+        options = parse_options(parsed, entry.options, free=bool(entry.arguments)).options
+        return entry.build(parsed, options, self)
+
+    def build_classifier(self, name: str, options: Options | Mapping[str, str] | None = None, spec: Spec | None = None) -> AttributeClassifier:
+        """The classifier ``name``, built with ``options`` (text from a spec, checked against its model).
+
+        ``spec``: the energy spec the options came from, named in errors.
+        """
+        entry = self.classifier(name)
+        if not isinstance(options, Options):
+            from promptgen.core.spec import Arg, Piece
+
+            given = dict(options or {})
+            where = spec if spec is not None else Spec(name, tuple(Arg((Piece(v),), k) for k, v in given.items()))
+            text = Spec(where.name, tuple(Arg((Piece(v),), k) for k, v in given.items()), where.weight)
+            try:
+                options = parse_options(text, entry.options).options
+            except SpecError as exc:
+                raise SpecError(str(exc).replace(repr(text.format()), repr(where.format()), 1)) from None
+        return entry.build(options, self)
+
     def provider(self, name: str, kind: Literal["generator", "energy", "classifier"]) -> str:
         """``"distribution version"`` of the plugin that registered ``name`` (for manifests)."""
         for p in self.plugins:
@@ -184,7 +158,7 @@ class Registry:
         ``chosen``: the classifiers the energy uses; their options are offered
         too, since an argument may also be one of those.
         """
-        options = {o: e.name for e in chosen for o in e.options}
+        options = {o: e.name for e in chosen for o in e.options.model_fields}
         if model is not None:
             kind, known, hint = f"attribute of classifier {model!r}:", set(self.classifier(model).attributes), ""
         else:
@@ -192,7 +166,7 @@ class Registry:
             kind, hint = "attribute", "no installed classifier provides it"
         if options:
             takes = "; ".join(
-                f"{e.name} takes options {', '.join(f'{o}=...' for o in e.options)}" for e in chosen if e.options
+                f"{e.name} takes options {', '.join(f'{o}=...' for o in e.options.model_fields)}" for e in chosen if e.options.model_fields
             )
             hint = f"{hint}; {takes}" if hint else takes
         return unknown_name(kind, attribute, known | set(options), hint)
@@ -334,7 +308,7 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
     """
     import pluggy
 
-    from promptgen import hookspecs
+    from promptgen.core import hooks as hookspecs
 
     timeout = plugin_timeout()
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
@@ -389,8 +363,15 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
                 record.error = f"{hook_name} returned a {type(entries).__name__}, not a list of {entry_type.__name__}"
                 continue
             for entry in entries:
-                if not isinstance(entry, entry_type) or not isinstance(entry.name, str) or not entry.name:
+                legacy = isinstance(entry, LEGACY_TYPES) and type(entry).__name__.removeprefix("Legacy") == entry_type.__name__
+                if not (isinstance(entry, entry_type) or legacy) or not isinstance(entry.name, str) or not entry.name:
                     record.error = f"{hook_name} returned {_short(entry)}, not a {entry_type.__name__} with a name; skipped"
+                    continue
+                try:
+                    entry = upgrade(entry)
+                    check_options_model(entry.options)
+                except Exception as exc:  # noqa: BLE001 - a broken options model: this entry is skipped, the others kept
+                    record.error = one_line(f"{kind} {entry.name!r}: {exc}; skipped")
                     continue
                 reg._add(kind, entry, record)
     return reg

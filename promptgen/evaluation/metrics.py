@@ -74,7 +74,7 @@ def mean_pairwise_distance(features: Tensor, max_samples: int = 1000) -> float:
 # Attribute histograms and how far they are from a target. Histograms are lists
 # of shares (each in [0, 1], summing to 1), one per class, in the class order of
 # the attribute; a joint attribute ``a*b`` has one class per combination, first
-# part slowest (see :class:`promptgen.protocols.AttributeTarget`).
+# part slowest (see :class:`promptgen.core.protocols.AttributeTarget`).
 
 
 def class_histogram(classes: Tensor | Sequence[int], num_classes: int) -> list[float]:

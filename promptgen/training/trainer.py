@@ -1,7 +1,7 @@
 """Training the flow by reverse KL to the energy-based model.
 
 The trainer knows the energy-based model only through
-:meth:`~promptgen.ebm.EnergyBasedModel.reverse_kl`; it knows nothing of what
+:meth:`~promptgen.training.ebm.EnergyBasedModel.reverse_kl`; it knows nothing of what
 the energies are.
 """
 
@@ -20,16 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.markup import escape
 
-from promptgen.atomic import write_atomic
-from promptgen.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from promptgen.checkpoint import VERSION as CHECKPOINT_VERSION
-from promptgen.checkpoint import check_tensors, describe
-from promptgen.distributed import Dist, any_true
-from promptgen.ebm import EnergyBasedModel, WeightedEnergy, mixture_components, mixture_term
-from promptgen.errors import ArtifactError, PromptgenError, SpecError, one_line
-from promptgen.flow import CouplingFlow
-from promptgen.progress import progress_bar
-from promptgen.protocols import BaseSample
+from promptgen.core.atomic import write_atomic
+from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
+from promptgen.core.progress import progress_bar
+from promptgen.core.protocols import BaseSample
+from promptgen.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from promptgen.training.checkpoint import VERSION as CHECKPOINT_VERSION
+from promptgen.training.checkpoint import check_tensors, describe
+from promptgen.training.distributed import Dist, any_true
+from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, mixture_term
+from promptgen.training.flow import CouplingFlow
 
 #: Largest settings TrainConfig takes: far above any useful value, far below what would exhaust memory
 #: or overflow before the first step.
@@ -126,10 +126,10 @@ def load_energy_states(terms: list[WeightedEnergy], states: object, where: str) 
         term = by_label.get(label)
         if term is None:
             raise ArtifactError(f"{where!r} holds state for energy {str(label)[:80]!r}, which this run does not have; {RESUME_HINT}")
-        if not hasattr(term.energy, "load_state"):
+        if not term.caps.stateful:
             raise ArtifactError(f"{where!r} holds state for energy {str(label)[:80]!r}, which keeps none; {RESUME_HINT}")
         try:
-            term.energy.load_state(state)
+            term.caps.load_state(state)
         except PromptgenError:
             raise
         except Exception as exc:  # noqa: BLE001 - an energy's own loader may fail in many ways on edited numbers
@@ -269,11 +269,11 @@ def fit_energies(
     progress: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Give energies that need it their one-off fit on ``n`` base samples."""
-    needy = [t for t in ebm.terms if t.energy.needs_fit]
+    needy = [t for t in ebm.terms if t.caps.fittable]
     if not needy:
         return {}
     # An energy may ask for more base samples than the default (rare classes need many).
-    n = max([n] + [int(getattr(t.energy, "fit_samples", 0)) for t in needy])
+    n = max([n] + [t.caps.fit_samples for t in needy])
     z = torch.randn((n, *ebm.generator.latent_shape), generator=generator, device="cpu").to(device)
     fits = {}
     with progress_bar(console, progress, "fitting") as bar:
@@ -286,7 +286,7 @@ def fit_energies(
                 return images
 
             # Decoded a chunk at a time when the energy asks: 8,192 StyleGAN images at 1024² would not fit in memory.
-            fits[t.label] = dict(t.energy.fit(BaseSample(latents=z, decode=decode)))
+            fits[t.label] = dict(t.caps.fit(BaseSample(latents=z, decode=decode)))
     return fits
 
 
@@ -327,7 +327,7 @@ def prefit(
 
 
 def mixture_for(terms: list[WeightedEnergy], config: TrainConfig) -> WeightedEnergy | None:
-    """The term that makes the prompt a mixture (:func:`~promptgen.ebm.mixture_term`), checked against the settings.
+    """The term that makes the prompt a mixture (:func:`~promptgen.training.ebm.mixture_term`), checked against the settings.
 
     Raises:
         SpecError: two such terms, or ``forward_weight`` (the forward-KL bank has no components).
@@ -417,14 +417,14 @@ def adapt_energies(ebm: EnergyBasedModel, flow: CouplingFlow, step: int, generat
     """Show energies that close a loop (``adapt_every``) samples of the flow as it is now."""
     row: dict[str, float] = {}
     for t in ebm.terms:
-        every = getattr(t.energy, "adapt_every", 0)
+        every = t.caps.adapt_every
         if not every or step % every:
             continue
-        n = getattr(t.energy, "adapt_samples", 1024)
+        n = t.caps.adapt_samples
         with torch.no_grad():
             eps = torch.randn((n, *flow.latent_shape), generator=generator).to(device)
             z = torch.cat([flow(chunk)[0] for chunk in eps.split(256)])
-        report = t.energy.adapt(BaseSample(latents=z, decode=ebm.generator.decode))
+        report = t.caps.adapt(BaseSample(latents=z, decode=ebm.generator.decode))
         row.update({f"{t.label} {k}": float(v) for k, v in report.items()})
     return row
 
@@ -435,14 +435,9 @@ class TrainingDiverged(PromptgenError):
     """Training kept producing non-finite losses or gradients after every rollback."""
 
 
-def energy_state(energy: object) -> dict[str, list[float]]:
-    """An energy's fitted or adapted state (e.g. de-biasing's β) as plain lists; empty if it has none."""
-    return {k: [float(x) for x in v] for k, v in energy.state().items()} if hasattr(energy, "state") else {}
-
-
 def energy_states(ebm: EnergyBasedModel) -> dict[str, dict[str, list[float]]]:
-    """:func:`energy_state` of each energy that can also load it back, by label (for checkpoints)."""
-    return {t.label: energy_state(t.energy) for t in ebm.terms if hasattr(t.energy, "load_state")}
+    """The fitted or adapted state (e.g. de-biasing's β) of each energy that keeps one, by label (for checkpoints)."""
+    return {t.label: t.caps.state() for t in ebm.terms if t.caps.stateful}
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -480,9 +475,9 @@ def train_flow(
         console: where the progress bar goes.
         progress: show a rich progress bar with the loss and each energy term.
         on_eval: called with (step, metrics) at each periodic evaluation.
-        resume: a checkpoint's state (:func:`promptgen.checkpoint.load_checkpoint`) to continue from;
+        resume: a checkpoint's state (:func:`promptgen.training.checkpoint.load_checkpoint`) to continue from;
             the result equals an uninterrupted run with the same settings.
-        dist: this process's rank among several (see :mod:`promptgen.distributed`).
+        dist: this process's rank among several (see :mod:`promptgen.training.distributed`).
         fitted: what :func:`prefit` returned, when the energies were fitted before the flow was built
             (its time counts as training time).
 
@@ -496,7 +491,7 @@ def train_flow(
 
     def asked() -> int:  # the components the energies ask for (an auto energy settles at its fit)
         mixture = mixture_for(ebm.terms, config)
-        return mixture_components(mixture.energy) if mixture else 0
+        return mixture.caps.mixture_components if mixture else 0
 
     if asked() != components:
         raise PromptgenError(

@@ -23,7 +23,7 @@ judged"):
   probably fooled, and the report says so (:func:`realism_warnings`).
 
 Everything lands in an :class:`EvalReport` (pydantic; its JSON keys are stable),
-which ``promptgen eval --json`` prints and :mod:`promptgen.report` renders.
+which ``promptgen eval --json`` prints and :mod:`promptgen.evaluation.report` renders.
 The samples are judged batch by batch, so large ``n`` needs little memory.
 """
 
@@ -46,13 +46,18 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
-from promptgen.artifact import EnergyRecord, current_versions
-from promptgen.atomic import writable_target, write_text_atomic
-from promptgen.classifiers import adapt_images
-from promptgen.compose import rebuild_terms
-from promptgen.device import resolve_device
-from promptgen.errors import PromptgenError, UnknownNameError, printable
-from promptgen.metrics import (
+from promptgen.artifacts.manifest import EnergyRecord, current_versions
+from promptgen.artifacts.prompt import Prompt, load_prompt
+from promptgen.composing import rebuild_terms
+from promptgen.core.atomic import writable_target, write_text_atomic
+from promptgen.core.classifiers import adapt_images
+from promptgen.core.device import resolve_device
+from promptgen.core.errors import PromptgenError, UnknownNameError, printable
+from promptgen.core.progress import progress_bar
+from promptgen.core.protocols import AttributeClassifier, AttributeTarget
+from promptgen.core.registry import ClassifierEntry, Registry, get_registry, one_line
+from promptgen.core.spec import parse_spec
+from promptgen.evaluation.metrics import (
     class_histogram,
     class_share,
     effective_sample_size,
@@ -63,11 +68,6 @@ from promptgen.metrics import (
     mean_pairwise_distance,
     total_variation,
 )
-from promptgen.progress import progress_bar
-from promptgen.prompt import Prompt, load_prompt
-from promptgen.protocols import AttributeClassifier, AttributeTarget
-from promptgen.registry import ClassifierEntry, Registry, get_registry, one_line
-from promptgen.spec import parse_spec
 
 EVAL_FORMAT = "promptgen-eval"
 EVAL_FORMAT_VERSION = 2
@@ -126,7 +126,7 @@ class AttributeEval(_Model):
             energy of an ancestor prompt of a chain does) or ``asked`` (``--attr``).
         energy: the spec of the energy that asks it (None for ``--attr``).
         ancestor: the folder of the ancestor prompt, for origin ``ancestor``.
-        target, asked, avoided: what is asked (see :class:`~promptgen.protocols.AttributeTarget`).
+        target, asked, avoided: what is asked (see :class:`~promptgen.core.protocols.AttributeTarget`).
         evaluators: the classifier that judged each part.
         independent: True if every part was judged by an evaluator-role
             classifier, not by a model that can define energies.
@@ -379,7 +379,7 @@ def domain_evaluators(prompt: Prompt, registry: Registry) -> list[ClassifierEntr
 
 def _options_in(energy_spec: str | None, entry: ClassifierEntry) -> dict[str, str]:
     """The options of classifier ``entry`` that an energy spec (as recorded in a manifest) gave."""
-    if not energy_spec or not entry.options:
+    if not energy_spec or not entry.options.model_fields:
         return {}
     try:
         spec = parse_spec(energy_spec)
@@ -388,7 +388,7 @@ def _options_in(energy_spec: str | None, entry: ClassifierEntry) -> dict[str, st
     return {
         a.key: a.value
         for a in spec.args
-        if a.key in entry.options and a.key not in entry.attributes and a.op == "="
+        if a.key in entry.options.model_fields and a.key not in entry.attributes and a.op == "="
     }
 
 
@@ -404,6 +404,7 @@ class _Judge:
     ) -> None:
         self.device = device
         self.channels = channels
+        self.registry = registry
         self.classifiers: dict[str, AttributeClassifier] = {}
         self.needed: dict[str, set[str]] = {}
         for row in rows:
@@ -443,7 +444,7 @@ class _Judge:
 
     def _build(self, entry: ClassifierEntry, options: dict[str, str] | None = None) -> AttributeClassifier:
         if entry.name not in self.classifiers:
-            self.classifiers[entry.name] = entry.build(**(options or {})).to(self.device)
+            self.classifiers[entry.name] = self.registry.build_classifier(entry.name, options or {}).to(self.device)
         return self.classifiers[entry.name]
 
     @property
@@ -519,10 +520,10 @@ def evaluate_prompt(
     """Sample base and prompt ``n`` times each from ``seed`` and judge both.
 
     Args:
-        prompt: a prompt folder or a loaded :class:`~promptgen.prompt.Prompt`.
+        prompt: a prompt folder or a loaded :class:`~promptgen.artifacts.prompt.Prompt`.
         n: samples per side (at least 2).
         seed: noise seed; base and prompt draw the same noise, in the same
-            batches as :func:`~promptgen.prompt.sample_images` with ``batch_size``.
+            batches as :func:`~promptgen.artifacts.prompt.sample_images` with ``batch_size``.
         attrs: more attributes to judge (``"digit"``, joint ``"digit*thickness"``).
         data: real reference images for Fréchet distances (see :func:`load_reference`).
         batch_size: samples generated and judged at once.

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from promptgen.protocols import AttributeClassifier
+    from promptgen.core.protocols import AttributeClassifier
 
 
 def adapt_images(images: Tensor, size: tuple[int, int], channels: int) -> Tensor:
@@ -40,7 +40,7 @@ def classify(classifier: AttributeClassifier, images: Tensor) -> tuple[dict[str,
     ``log p(in domain | x)`` (B,), from one pass of the classifier.
 
     The second part comes from the optional ``log_probs_in_domain`` method (see
-    :class:`~promptgen.protocols.AttributeClassifier`); None without it.
+    :class:`~promptgen.core.protocols.AttributeClassifier`); None without it.
     """
     both = getattr(classifier, "log_probs_in_domain", None)
     if callable(both):
@@ -50,7 +50,7 @@ def classify(classifier: AttributeClassifier, images: Tensor) -> tuple[dict[str,
 
 
 class ModuleClassifier:
-    """Wraps a module ``images -> logits`` as an :class:`~promptgen.protocols.AttributeClassifier`.
+    """Wraps a module ``images -> logits`` as an :class:`~promptgen.core.protocols.AttributeClassifier`.
 
     Args:
         module: maps (B, channels, *input_size) in [0, 1] to (B, L) logits.

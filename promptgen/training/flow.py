@@ -1,9 +1,13 @@
-"""The invertible network ``z = f(ε)``: affine coupling layers from zuko.
+"""The invertible network ``z = f(ε)``: coupling layers from zuko, spline or affine.
 
-RealNVP-style affine couplings (Dinh et al., 2016, arXiv:1605.08803) with
-random masks, as in the Glow-style network of the paper; every coupling's
-last layer starts at zero, so ``f`` starts as the identity and training starts
-from the generator's own distribution. docs/flow.md records why zuko was kept
+Couplings with random masks, as in the Glow-style network of the paper:
+rational-quadratic spline couplings (Durkan et al., 2019) or RealNVP-style
+affine ones (Dinh et al., 2016, arXiv:1605.08803); compose picks affine for a
+prompt with one target and splines for a mixture (``--flow auto``,
+docs/flow.md). Every coupling's last layer starts at zero, so ``f`` starts as
+the identity and training starts from the generator's own distribution. The
+last ``passthrough`` coordinates of a latent (a generator's own noise,
+:mod:`promptgen.core.latents`) are passed through unchanged. docs/flow.md records why zuko was kept
 over a hand-written network (benchmarks/flow_implementations.py).
 
 >>> flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8))
@@ -30,8 +34,9 @@ class FlowConfig(BaseModel):
     """Shape of the flow; stored in the prompt's manifest so it can be rebuilt.
 
     Attributes:
-        features: latent size (product of the latent shape).
-        latent_shape: shape of one latent; defaults to ``(features,)``.
+        features: the coordinates the flow changes (the latent's size, less ``passthrough``).
+        latent_shape: shape of one latent; defaults to ``(features + passthrough,)``.
+        passthrough: trailing coordinates left unchanged: a generator's own noise.
         transforms: number of coupling layers.
         hidden: width of the two hidden layers of each coupling's network.
         mask_seed: seed of the random coupling masks.
@@ -42,6 +47,7 @@ class FlowConfig(BaseModel):
     kind: Literal["affine-coupling", "spline-coupling"] = "spline-coupling"
     features: int = Field(gt=1)
     latent_shape: tuple[int, ...] | None = None
+    passthrough: int = Field(default=0, ge=0, le=2**40)
     transforms: int = Field(default=4, ge=1, le=64)
     hidden: int = Field(default=128, ge=1, le=8192)
     mask_seed: int = Field(default=0, ge=0, lt=2**63)
@@ -57,12 +63,15 @@ class FlowConfig(BaseModel):
     def _shape_matches_features(self) -> FlowConfig:
         # A manifest is read from a file: a shape that disagrees with features would only fail while sampling.
         shape = self.latent_shape
-        if shape and (any(d < 1 for d in shape) or math.prod(shape) != self.features):
-            raise ValueError(f"latent_shape {shape} must be positive sizes whose product is features={self.features}")
+        total = self.features + self.passthrough
+        if shape and (any(d < 1 for d in shape) or math.prod(shape) != total):
+            raise ValueError(
+                f"latent_shape {shape} must be positive sizes whose product is features + passthrough = {total}"
+            )
         return self
 
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.latent_shape) if self.latent_shape else (self.features,)
+        return tuple(self.latent_shape) if self.latent_shape else (self.features + self.passthrough,)
 
     def size_bound(self) -> int:
         """An upper bound on the numbers in the flow's state_dict (weights and masks), without building it.
@@ -98,7 +107,7 @@ def coupling_masks(features: int, transforms: int, seed: int) -> list[Tensor]:
 
 
 class CouplingFlow(nn.Module):
-    """An invertible map on latents with its log-determinant (a :class:`~promptgen.protocols.Sampler`).
+    """An invertible map on latents with its log-determinant (a :class:`~promptgen.core.protocols.Sampler`).
 
     Args:
         config: see :class:`FlowConfig`.
@@ -149,16 +158,28 @@ class CouplingFlow(nn.Module):
             raise ValueError(f"this flow is a mixture of {k} components: give classes of shape ({like.shape[0]},)")
         return self.transform(nn.functional.one_hot(classes.long(), k).to(like.dtype))
 
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        flat = x.flatten(1)
+        d = self.config.features
+        return flat[:, :d], flat[:, d:]
+
     def forward(self, eps: Tensor, classes: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        flat = eps.flatten(1)
-        z, ladj = self._map(classes, flat).call_and_ladj(flat)
+        head, rest = self._split(eps)
+        z, ladj = self._map(classes, head).call_and_ladj(head)
+        if rest.shape[1]:
+            z = torch.cat([z, rest], 1)
         return z.view_as(eps), ladj
 
     def inverse(self, z: Tensor, classes: Tensor | None = None) -> Tensor:
-        return self._map(classes, z).inv(z.flatten(1)).view_as(z)
+        head, rest = self._split(z)
+        eps = self._map(classes, head).inv(head)
+        if rest.shape[1]:
+            eps = torch.cat([eps, rest], 1)
+        return eps.view_as(z)
 
     def log_prob(self, z: Tensor, classes: Tensor | None = None) -> Tensor:
         """``log q(z)`` of the flow's samples' density, (B, *latent_shape) -> (B,); differentiable."""
-        flat = z.flatten(1)
-        eps, ladj = self._map(classes, flat).inv.call_and_ladj(flat)
-        return -0.5 * eps.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi) + ladj
+        head, rest = self._split(z)
+        eps, ladj = self._map(classes, head).inv.call_and_ladj(head)
+        flat = torch.cat([eps, rest], 1)
+        return -0.5 * flat.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi) + ladj

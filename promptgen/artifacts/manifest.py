@@ -16,7 +16,7 @@ A prompt folder may come from a stranger. Reading one runs no code (JSON and
 safetensors only), reads no file outside the folder (the manifest names its
 weights by a plain file name, and neither file may be a link to elsewhere),
 and refuses anything damaged, inconsistent or from a newer promptgen with one
-:class:`~promptgen.errors.ArtifactError` line (see docs/robustness.md).
+:class:`~promptgen.core.errors.ArtifactError` line (see docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from promptgen.atomic import write_atomic, write_text_atomic
-from promptgen.checkpoint import check_shapes, check_tensors
-from promptgen.errors import ArtifactError, inline, one_line
-from promptgen.flow import CouplingFlow, FlowConfig
-from promptgen.protocols import AttributeTarget
-from promptgen.spec import MAX_WEIGHT
-from promptgen.trainer import TrainingSummary
+from promptgen.core.atomic import write_atomic, write_text_atomic
+from promptgen.core.errors import ArtifactError, inline, one_line
+from promptgen.core.protocols import AttributeTarget
+from promptgen.core.spec import MAX_WEIGHT
+from promptgen.training.checkpoint import check_shapes, check_tensors
+from promptgen.training.flow import CouplingFlow, FlowConfig
+from promptgen.training.trainer import TrainingSummary
 
 FORMAT = "promptgen-prompt"
 FORMAT_VERSION = 1
@@ -71,7 +71,7 @@ class GeneratorRecord(BaseModel):
 
 
 class TargetRecord(BaseModel):
-    """An :class:`~promptgen.protocols.AttributeTarget` as stored in the manifest."""
+    """An :class:`~promptgen.core.protocols.AttributeTarget` as stored in the manifest."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -119,7 +119,7 @@ class MixtureRecord(BaseModel):
 
     Written by an energy with ``mode=mixture`` (de-biasing); the flow then has
     ``classes = len(labels)`` and the prompt's latent one more coordinate, which
-    picks the component (see :class:`~promptgen.prompt.Prompt`).
+    picks the component (see :class:`~promptgen.artifacts.prompt.Prompt`).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -41,9 +41,9 @@ from pathlib import Path
 import platformdirs
 from rich.console import Console
 
-from promptgen.atomic import atomic_path
-from promptgen.errors import PromptgenError
-from promptgen.progress import transfer_bar
+from promptgen.core.atomic import atomic_path
+from promptgen.core.errors import PromptgenError
+from promptgen.core.progress import transfer_bar
 
 CHUNK = 1 << 20
 

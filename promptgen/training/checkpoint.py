@@ -1,12 +1,12 @@
 """Reading training checkpoints (``checkpoint.pt``) without running code from them.
 
-:func:`promptgen.trainer.save_checkpoint` writes the training state with
+:func:`promptgen.training.trainer.save_checkpoint` writes the training state with
 ``torch.save``: a pickle. Unpickling an arbitrary pickle runs whatever code it
 names, so a checkpoint from someone else is read only with
 ``torch.load(weights_only=True)``, whose unpickler builds tensors, numbers,
 strings, lists and dicts and refuses every other global. What it returns is
 then checked key by key, so ``--resume`` never meets a wrong type deep inside
-the trainer. Every problem is an :class:`~promptgen.errors.ArtifactError` of
+the trainer. Every problem is an :class:`~promptgen.core.errors.ArtifactError` of
 one line.
 
 >>> import tempfile, torch
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from promptgen.errors import ArtifactError, one_line
+from promptgen.core.errors import ArtifactError, one_line
 
 FORMAT = "promptgen-checkpoint"
 VERSION = 1
@@ -58,7 +58,7 @@ def _is_tensor_dict(v: Any) -> bool:
 
 
 def _is_energy_states(v: Any) -> bool:
-    """{label: {name: [numbers]}} as :func:`promptgen.trainer.energy_states` writes it."""
+    """{label: {name: [numbers]}} as :func:`promptgen.training.trainer.energy_states` writes it."""
     return isinstance(v, Mapping) and all(
         isinstance(label, str)
         and isinstance(state, Mapping)
@@ -115,7 +115,7 @@ OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint written by :func:`promptgen.trainer.save_checkpoint`, safely.
+    """Read a training checkpoint written by :func:`promptgen.training.trainer.save_checkpoint`, safely.
 
     Returns the checkpoint's dict (tensors on the CPU) with at least ``flow``
     (the flow's state_dict, every float finite), ``optimizer`` (an optimiser

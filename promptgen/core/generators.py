@@ -8,8 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from promptgen.errors import PromptgenError, one_line
-from promptgen.protocols import Generator, GeneratorInfo
+from promptgen.core.errors import PromptgenError, one_line
+from promptgen.core.protocols import Generator, GeneratorInfo
 
 #: How far outside [0, 1] decoded pixels may stray (rounding) before the generator is refused.
 RANGE_TOLERANCE = 1e-3
@@ -23,7 +23,7 @@ def check_images(images: object, generator: Generator, n: int, plugin: str | Non
     """``images`` if they are what ``generator.decode`` must return for ``n`` latents, else a one-line error.
 
     What is checked: a float tensor of shape ``(n, channels, *resolution)`` from
-    the generator's :class:`~promptgen.protocols.GeneratorInfo`, with finite
+    the generator's :class:`~promptgen.core.protocols.GeneratorInfo`, with finite
     values in [0, 1] (:data:`RANGE_TOLERANCE` allowed for rounding).
 
     Args:
@@ -72,7 +72,7 @@ def probe_generator(generator: Generator, plugin: str | None = None, n: int = 2,
 
 
 class ModuleGenerator:
-    """Wraps a module ``z -> images in [0, 1]`` as a :class:`~promptgen.protocols.Generator`.
+    """Wraps a module ``z -> images in [0, 1]`` as a :class:`~promptgen.core.protocols.Generator`.
 
     The module is put in eval mode and its parameters frozen: promptgen never
     changes a generator's weights.

@@ -3,11 +3,13 @@
 A prompt ``x = G(f₁(ε))`` is itself a generator whose latent is the flow's
 Gaussian noise ε, so a second prompt can be trained on it
 (``x = G(f₁(f₂(ε)))``), and so on. This module is a plugin of promptgen-core,
-registered by the ``prompts`` entry point through the same hook as any
-third-party generator (:func:`promptgen_generators`).
+registered by the ``prompts`` entry point (:mod:`promptgen.artifacts.prompt_plugin`)
+through the same hook as any third-party generator. This module holds what
+loading and composing need to know about chains; it does not import
+:mod:`promptgen.artifacts.prompt`.
 
 A chained prompt's manifest names its parent by absolute path in
-``generator.spec`` and keeps one :class:`~promptgen.artifact.LineageRecord` per
+``generator.spec`` and keeps one :class:`~promptgen.artifacts.manifest.LineageRecord` per
 ancestor (nearest first) with the path relative to the prompt's own folder and
 the sha256 of the ancestor's flow weights. Loading follows the absolute path,
 else the relative one (a parent moved together with its child), refuses a
@@ -22,32 +24,37 @@ True
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from promptgen.artifact import MANIFEST, LineageRecord, PromptManifest, file_sha256, read_manifest
-from promptgen.errors import ArtifactError, SpecError, inline, one_line
-from promptgen.hookspecs import hookimpl
-from promptgen.registry import GeneratorEntry, Registry
-from promptgen.spec import Arg, Piece, Spec, expect_options, parse_spec
-
-if TYPE_CHECKING:
-    from promptgen.prompt import Prompt
+from promptgen.artifacts.manifest import MANIFEST, PromptManifest, file_sha256, read_manifest
+from promptgen.core.errors import ArtifactError, SpecError, inline, one_line
+from promptgen.core.options import Options, option, parse_options
+from promptgen.core.registry import Registry
+from promptgen.core.spec import Arg, Piece, Spec, parse_spec
 
 NAME = "prompt"
 _SPECIAL = set(",@=\"'")
 
-# The resolved folders of the prompts being loaded, outermost first (to catch a loop),
-# and the registry the outermost load_prompt was given (so parents use it too).
+# The resolved folders of the prompts being loaded, outermost first (to catch a loop).
 _LOADING: ContextVar[tuple[Path, ...]] = ContextVar("promptgen_loading", default=())
-_LOADING_REGISTRY: ContextVar[Registry | None] = ContextVar("promptgen_loading_registry", default=None)
 
 
 # Prompts of a chain already loaded by the outermost load_prompt, by resolved folder (None: not loading).
-_PRELOADED: ContextVar[dict[Path, Prompt] | None] = ContextVar("promptgen_preloaded", default=None)
+_PRELOADED: ContextVar[dict[Path, Any] | None] = ContextVar("promptgen_preloaded", default=None)
+
+
+def cached(folder: Path) -> Any | None:
+    """The prompt already loaded from ``folder`` by the outermost load of its chain, if any."""
+    cache = _PRELOADED.get()
+    if cache is None:
+        return None
+    try:
+        return cache.get(folder.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def preloading() -> bool:
@@ -56,9 +63,9 @@ def preloading() -> bool:
 
 
 @contextlib.contextmanager
-def preloaded() -> Iterator[dict[Path, Prompt]]:
+def preloaded() -> Iterator[dict[Path, Any]]:
     """A cache of loaded prompts that ``prompt:PATH`` generators built in this block take from."""
-    cache: dict[Path, Prompt] = {}
+    cache: dict[Path, Any] = {}
     token = _PRELOADED.set(cache)
     try:
         yield cache
@@ -93,15 +100,21 @@ def parent_folders(folder: Path) -> list[Path]:
         current = parent
 
 
+class PromptOptions(Options):
+    """``prompt:PATH`` (or ``prompt:path=PATH``)."""
+
+    path: str | None = option(None, help="the prompt folder made by `promptgen compose` (or give it bare: prompt:runs/three)", example="runs/three")
+
+
 def prompt_path(spec: Spec) -> str:
     """The folder named by ``prompt:PATH`` or ``prompt:path=PATH``."""
-    opts = expect_options(spec, {"path": "the prompt folder"}, positional=1)
-    given = spec.positional + ([opts["path"]] if "path" in opts else [])
-    if len(given) != 1 or not given[0].strip():
+    both = any(a.key is None for a in spec.args) and any(a.key == "path" for a in spec.args)
+    path = None if both else parse_options(spec, PromptOptions, positional="path").options.path
+    if path is None or not path.strip():
         raise SpecError(
             f"{spec.format()!r}: give one prompt folder, e.g. prompt:runs/three or prompt:path=runs/three"
         )
-    return given[0]
+    return path
 
 
 def prompt_spec(folder: Path, weight: float | None = None) -> str:
@@ -128,17 +141,7 @@ def normalise_generator_spec(spec: str) -> str:
 
 
 @contextlib.contextmanager
-def using(registry: Registry) -> Iterator[None]:
-    """Parent prompts built inside this block (``prompt:PATH``) look their generators up in ``registry``."""
-    token = _LOADING_REGISTRY.set(registry)
-    try:
-        yield
-    finally:
-        _LOADING_REGISTRY.reset(token)
-
-
-@contextlib.contextmanager
-def loading(folder: Path, registry: Registry | None = None) -> Iterator[None]:
+def loading(folder: Path) -> Iterator[None]:
     """Mark ``folder`` as being loaded; a prompt met again while its own load is open is a loop."""
     key = Path(folder).resolve()
     stack = _LOADING.get()
@@ -149,12 +152,9 @@ def loading(folder: Path, registry: Registry | None = None) -> Iterator[None]:
             f"manifest.json, or retrain {str(key)!r} on a generator outside the chain (e.g. --gen mnist)"
         )
     token = _LOADING.set((*stack, key))
-    reg_token = _LOADING_REGISTRY.set(registry) if registry is not None else None
     try:
         yield
     finally:
-        if reg_token is not None:
-            _LOADING_REGISTRY.reset(reg_token)
         _LOADING.reset(token)
 
 
@@ -196,47 +196,6 @@ def resolve_parent_spec(folder: Path, manifest: PromptManifest) -> str:
     return prompt_spec(found)
 
 
-def lineage_for(generator: Any, out: Path) -> list[LineageRecord]:
-    """The lineage of a prompt trained on ``generator`` into ``out`` (empty for a base generator).
-
-    Refuses an ``out`` that is the parent prompt or one of its ancestors: the
-    new prompt would be trained on itself.
-    """
-    from promptgen.prompt import Prompt
-
-    try:
-        target = Path(out).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop
-        raise ArtifactError(f"cannot use --out {str(out)!r} ({one_line(str(exc))}); choose another folder") from None
-    records: list[LineageRecord] = []
-    g = generator
-    while isinstance(g, Prompt) and g.path is not None:
-        folder = Path(g.path).resolve()
-        if folder == target:
-            which = "the prompt it is trained on" if not records else "an ancestor of the prompt it is trained on"
-            raise ArtifactError(
-                f"--out {str(out)!r} is {which} ({prompt_spec(folder)}); overwriting it would make the chain loop: "
-                "choose a new --out folder"
-            )
-        try:
-            relative: str | None = os.path.relpath(folder, target)
-        except ValueError:  # another drive on Windows
-            relative = None
-        records.append(
-            LineageRecord(
-                path=str(folder),
-                relative=relative,
-                generator=g.manifest.generator.spec,
-                energies=[e.spec for e in g.manifest.energies],
-                created=g.manifest.created,
-                # Checked against the file when the prompt was loaded; hashed here for prompts saved without it.
-                weights_sha256=g.manifest.weights_sha256 or file_sha256(folder / g.manifest.weights_file),
-            )
-        )
-        g = g.generator
-    return records
-
-
 def kept_energies(generator: str, energies: Sequence[str], registry: Registry) -> list[str]:
     """The parent prompt's energy specs at their trained weights, for ``compose --keep-parent``.
 
@@ -274,33 +233,3 @@ def kept_energies(generator: str, energies: Sequence[str], registry: Registry) -
     return kept
 
 
-def build_prompt_generator(spec: Spec) -> Prompt:
-    """The prompt folder named by ``spec``, loaded as a generator (its latent is the flow's noise ε)."""
-    from promptgen.prompt import load_prompt
-
-    text = prompt_path(spec)
-    try:
-        folder = Path(text).expanduser()
-    except RuntimeError as exc:  # ~user that does not exist
-        raise SpecError(f"{spec.format()!r}: cannot use that prompt folder ({one_line(str(exc))}); give the folder made by `promptgen compose`") from None
-    cache = _PRELOADED.get()
-    if cache is not None:
-        try:
-            key = folder.resolve()
-        except (OSError, RuntimeError, ValueError):
-            key = None
-        if key in cache:
-            return cache[key]
-    return load_prompt(folder, _LOADING_REGISTRY.get())
-
-
-@hookimpl
-def promptgen_generators() -> list[GeneratorEntry]:
-    return [
-        GeneratorEntry(
-            NAME,
-            build_prompt_generator,
-            summary="a trained prompt folder as a generator, to control it further: prompt:runs/three",
-            options={"path": "the prompt folder (or give it bare: prompt:runs/three)"},
-        )
-    ]

@@ -1,6 +1,6 @@
 """A trained prompt: the generator composed with its flow, ``x = G(f(ε))``.
 
-A :class:`Prompt` is itself a :class:`~promptgen.protocols.Generator` whose
+A :class:`Prompt` is itself a :class:`~promptgen.core.protocols.Generator` whose
 latent is the flow's Gaussian noise ε, so it can be sampled exactly like a
 base generator (and, later, controlled again).
 
@@ -10,36 +10,34 @@ and component weights π. Its latent is ε with one more Gaussian coordinate
 ``Φ(u)`` against the cumulative weights (so ``c ~ π`` exactly), then
 ``x = G(f(ε; c))``. Sampling and chaining need nothing else: a prompt trained
 on a mixture prompt sees a Gaussian latent like any other.
+
+A generator's own noise (:mod:`promptgen.core.latents`) stays the last
+coordinates of a prompt's latent, after ``u``: the flow passes it through, and
+a prompt trained on this one passes it through again (:attr:`Prompt.noise_size`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from promptgen import chaining
-from promptgen.artifact import PromptManifest, load_flow, read_manifest
-from promptgen.errors import ArtifactError, UnknownNameError, one_line
-from promptgen.flow import CouplingFlow
-from promptgen.generators import check_images
-from promptgen.protocols import Generator, GeneratorInfo
-from promptgen.registry import Registry, get_registry
-from promptgen.spec import parse_spec
+from promptgen.artifacts import chaining
+from promptgen.artifacts.manifest import LineageRecord, PromptManifest, file_sha256, load_flow, read_manifest
+from promptgen.core.errors import ArtifactError, UnknownNameError, one_line
+from promptgen.core.generators import check_images
+from promptgen.core.latents import noise_size
+from promptgen.core.protocols import Generator, GeneratorInfo
+from promptgen.core.registry import Registry, get_registry
+from promptgen.training.flow import CouplingFlow
 
 
 def build_generator(spec: str, registry: Registry | None = None) -> Generator:
-    """The generator for a spec such as ``mnist`` or ``stylegan2:path=ffhq.pkl``."""
-    registry = registry or get_registry()
-    parsed = parse_spec(spec)
-    if parsed.weight is not None:
-        from promptgen.errors import SpecError
-
-        raise SpecError(f"{spec!r}: a generator takes no @weight; write {parsed.with_weight(None).format()!r}")
-    with chaining.using(registry):  # a prompt:PATH parent is built from the same registry
-        return registry.generator(parsed.name).build(parsed)
+    """The generator for a spec such as ``mnist`` or ``stylegan2:path=ffhq.pkl`` (see :meth:`Registry.build_generator`)."""
+    return (registry or get_registry()).build_generator(spec)
 
 
 class Prompt:
@@ -65,6 +63,9 @@ class Prompt:
         # Read once here: asking the parent each time would recurse down a long chain.
         parent_shape = tuple(generator.latent_shape)
         self._latent_shape = parent_shape if self._cumulative is None else (math.prod(parent_shape) + 1,)
+        #: Trailing coordinates of the latent that are the base generator's own noise.
+        self.noise_size = noise_size(generator)
+        self._u = math.prod(parent_shape) - self.noise_size  # where a mixture's u sits: before the noise
         name = f"prompt:{path}" if path is not None else "prompt"
         description = " + ".join(e.spec for e in manifest.energies) or "no energies"
         if isinstance(generator, Prompt):  # a chain: say what it controls further
@@ -86,7 +87,7 @@ class Prompt:
         """Each sample's mixture component, (B,) integers; None for a prompt that is no mixture."""
         if self._cumulative is None:
             return None
-        u = eps.flatten(1)[:, -1].double().cpu()
+        u = eps.flatten(1)[:, self._u].double().cpu()
         p = 0.5 * torch.special.erfc(-u / math.sqrt(2))  # Φ(u), accurate in both tails
         c = torch.searchsorted(self._cumulative, p, right=True).clamp_max(len(self._cumulative) - 1)
         return c.to(eps.device)
@@ -95,7 +96,8 @@ class Prompt:
         """The flow's input ε in ``eps``: ``eps`` itself, or without the component coordinate of a mixture."""
         if self._cumulative is None:
             return eps
-        return eps.flatten(1)[:, :-1].reshape(eps.shape[0], *self.generator.latent_shape)
+        flat = eps.flatten(1)
+        return torch.cat([flat[:, : self._u], flat[:, self._u + 1 :]], 1).reshape(eps.shape[0], *self.generator.latent_shape)
 
     def chain(self) -> list[Prompt]:
         """This prompt, then the prompt it was trained on, and so on (a loop, not recursion: chains may be long)."""
@@ -145,7 +147,7 @@ def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
     """Load a prompt folder. Needs the generator's plugin, none of the energies'.
 
     A prompt trained on another prompt (``--gen prompt:PATH``) loads its parent
-    the same way, through the ``prompt`` generator (see :mod:`promptgen.chaining`).
+    the same way, through the ``prompt`` generator (see :mod:`promptgen.artifacts.chaining`).
     A chain of any length loads without recursion: its folders are found first,
     then loaded from the root up, each finding its parent already loaded.
     """
@@ -163,7 +165,7 @@ def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
 
 
 def _load_one(path: Path, registry: Registry | None) -> Prompt:
-    with chaining.loading(path, registry):
+    with chaining.loading(path):
         manifest = read_manifest(path)
         flow = load_flow(path, manifest)
         spec = chaining.resolve_parent_spec(path, manifest)
@@ -201,3 +203,42 @@ def sample_images(
         z = torch.randn((m, *generator.latent_shape), generator=g).to(device)
         out.append(check_images(generator.decode(z), generator, m).clamp(0, 1).cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+def lineage_for(generator: Generator, out: Path) -> list[LineageRecord]:
+    """The lineage of a prompt trained on ``generator`` into ``out`` (empty for a base generator).
+
+    Refuses an ``out`` that is the parent prompt or one of its ancestors: the
+    new prompt would be trained on itself.
+    """
+    try:
+        target = Path(out).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop
+        raise ArtifactError(f"cannot use --out {str(out)!r} ({one_line(str(exc))}); choose another folder") from None
+    records: list[LineageRecord] = []
+    g = generator
+    while isinstance(g, Prompt) and g.path is not None:
+        folder = Path(g.path).resolve()
+        if folder == target:
+            which = "the prompt it is trained on" if not records else "an ancestor of the prompt it is trained on"
+            raise ArtifactError(
+                f"--out {str(out)!r} is {which} ({chaining.prompt_spec(folder)}); overwriting it would make the chain loop: "
+                "choose a new --out folder"
+            )
+        try:
+            relative: str | None = os.path.relpath(folder, target)
+        except ValueError:  # another drive on Windows
+            relative = None
+        records.append(
+            LineageRecord(
+                path=str(folder),
+                relative=relative,
+                generator=g.manifest.generator.spec,
+                energies=[e.spec for e in g.manifest.energies],
+                created=g.manifest.created,
+                # Checked against the file when the prompt was loaded; hashed here for prompts saved without it.
+                weights_sha256=g.manifest.weights_sha256 or file_sha256(folder / g.manifest.weights_file),
+            )
+        )
+        g = g.generator
+    return records

@@ -1,0 +1,1 @@
+"""Prompt folders: the manifest, loading a trained prompt, and prompts used as generators (chains)."""

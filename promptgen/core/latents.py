@@ -1,0 +1,162 @@
+"""Latents in named parts, and randomness of a generator's own that a prompt does not control.
+
+A generator may declare either or both of these (see
+:class:`~promptgen.core.protocols.HasLatentParts` and
+:class:`~promptgen.core.protocols.HasNoise`):
+
+- ``latent_parts``: name -> shape, in order. ``decode`` then receives ``z`` as
+  a dict of those parts (BigGAN: ``{"z": (B, 128), "class": (B, 128)}``).
+- ``noise_shapes``: name -> shape of standard normal noise the prompt must not
+  control (NVAE's lower groups, StyleGAN's noise inputs, a diffusion model's
+  x_T, a NeRF's camera). ``decode(z, noise=...)`` then receives a dict of it;
+  called with ``noise=None`` the generator draws its own.
+
+promptgen works with one flat latent per sample: the parts flattened in order,
+then the noise. :func:`bind` wraps such a generator so it looks like any other
+(``latent_shape = (controlled + noise,)``, ``decode(flat)``), and a prompt's
+flow changes only the first ``controlled`` coordinates and passes the noise
+through. The noise is therefore drawn with the latent, from the same seeded
+random stream: ``sample --seed`` repeats, training draws fresh noise at every
+step, and ``--resume`` restores the stream exactly. Generators with neither
+are returned unchanged, so their prompts and manifests are as before.
+
+>>> import torch
+>>> class Toy:
+...     info = None; device = torch.device("cpu"); dtype = torch.float32
+...     latent_shape = (5,)
+...     latent_parts = {"z": (2,), "label": (3,)}
+...     noise_shapes = {"grain": (1, 2, 2)}
+...     def decode(self, z, noise=None):
+...         return torch.cat([z["z"], z["label"], noise["grain"].flatten(1)], 1)
+...     def to(self, device): return self
+>>> g = bind(Toy())
+>>> g.latent_shape, g.noise_size, g.controlled_size
+((9,), 4, 5)
+>>> g.decode(torch.arange(9.0)[None]).tolist()
+[[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from promptgen.core.errors import PromptgenError
+
+__all__ = ["BoundGenerator", "bind", "controlled_size", "noise_size", "split_latent"]
+
+
+def _shapes(generator: Any, attribute: str) -> dict[str, tuple[int, ...]]:
+    raw = getattr(generator, attribute, None)
+    if raw is None:
+        return {}
+    name = getattr(getattr(generator, "info", None), "name", type(generator).__name__)
+    if not isinstance(raw, Mapping) or not raw:
+        raise PromptgenError(f"generator {name!r}: {attribute} must be a non-empty mapping of name -> shape, not {raw!r}")
+    out: dict[str, tuple[int, ...]] = {}
+    for key, shape in raw.items():
+        try:
+            shape = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            shape = ()
+        if not isinstance(key, str) or not shape or any(s < 1 for s in shape):
+            raise PromptgenError(f"generator {name!r}: {attribute}[{key!r}] = {raw[key]!r} is not a shape of positive sizes")
+        out[key] = shape
+    return out
+
+
+def split_latent(flat: Tensor, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, Tensor]:
+    """``flat`` (B, Σ sizes) cut into the named parts, each reshaped to (B, *shape)."""
+    sizes = [math.prod(s) for s in shapes.values()]
+    pieces = flat.split(sizes, dim=1)
+    return {name: p.reshape(flat.shape[0], *shape) for (name, shape), p in zip(shapes.items(), pieces, strict=True)}
+
+
+class BoundGenerator:
+    """A generator with latent parts or noise of its own, seen as one flat latent (parts, then noise).
+
+    Attributes:
+        inner: the plugin's generator.
+        parts: name -> shape of the controlled latent's parts (one part, ``"z"``, for a plain latent).
+        noise: name -> shape of the noise the prompt does not control.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.info = inner.info
+        parts = _shapes(inner, "latent_parts")
+        self._split_parts = bool(parts)
+        self.parts = parts or {"z": tuple(int(s) for s in inner.latent_shape)}
+        self.noise = _shapes(inner, "noise_shapes")
+        clash = set(self.parts) & set(self.noise) if self._split_parts else set()
+        if clash:
+            raise PromptgenError(f"generator {self.info.name!r}: {sorted(clash)} is both a latent part and noise; rename one")
+        self.controlled_size = sum(math.prod(s) for s in self.parts.values())
+        self.noise_size = sum(math.prod(s) for s in self.noise.values())
+        if self._split_parts and tuple(inner.latent_shape) != (self.controlled_size,):
+            raise PromptgenError(
+                f"generator {self.info.name!r}: latent_shape {tuple(inner.latent_shape)} must be ({self.controlled_size},), "
+                "the flattened size of its latent_parts"
+            )
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.controlled_size + self.noise_size,)
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    def split(self, flat: Tensor) -> tuple[Tensor | dict[str, Tensor], dict[str, Tensor] | None]:
+        """The generator's own inputs for flat latents: ``z`` (a tensor, or a dict of parts) and the noise (or None)."""
+        flat = flat.flatten(1)
+        controlled, rest = flat[:, : self.controlled_size], flat[:, self.controlled_size :]
+        if self._split_parts:
+            z: Tensor | dict[str, Tensor] = split_latent(controlled, self.parts)
+        else:
+            z = controlled.reshape(flat.shape[0], *self.parts["z"])
+        return z, (split_latent(rest, self.noise) if self.noise else None)
+
+    def decode(self, z: Tensor) -> Tensor:
+        latent, noise = self.split(z)
+        if noise is None:
+            return self.inner.decode(latent)
+        return self.inner.decode(latent, noise=noise)
+
+    def to(self, device: torch.device | str) -> BoundGenerator:
+        self.inner.to(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"BoundGenerator({self.inner!r}, parts={self.parts}, noise={self.noise})"
+
+
+def bind(generator: Any) -> Any:
+    """``generator`` as one flat latent if it declares latent parts or noise (a :class:`BoundGenerator`), else itself."""
+    if isinstance(generator, BoundGenerator):
+        return generator
+    if getattr(generator, "latent_parts", None) is None and getattr(generator, "noise_shapes", None) is None:
+        return generator
+    return BoundGenerator(generator)
+
+
+def noise_size(generator: Any) -> int:
+    """How many trailing coordinates of ``generator``'s flat latent are noise a prompt passes through (0 for most).
+
+    A prompt (:class:`~promptgen.artifacts.prompt.Prompt`) says the same of the generator it controls.
+    """
+    n = getattr(generator, "noise_size", 0)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+
+
+def controlled_size(generator: Any) -> int:
+    """How many coordinates of ``generator``'s latent a prompt's flow controls."""
+    return math.prod(tuple(generator.latent_shape)) - noise_size(generator)

@@ -1,0 +1,126 @@
+"""Everything a plugin author imports, in one place: ``from promptgen import plugin``.
+
+A generator plugin in full::
+
+    from promptgen import plugin
+
+    class Options(plugin.Options):
+        psi: float = plugin.option(1.0, ge=0, le=1, help="truncation ψ (1: none)")
+
+    def build(spec: plugin.Spec, options: Options, registry: plugin.Registry) -> plugin.Generator:
+        return plugin.ModuleGenerator(MyNet(psi=options.psi), (512,), plugin.GeneratorInfo("mine", (256, 256), 3))
+
+    @plugin.hookimpl
+    def promptgen_generators():
+        return [plugin.GeneratorEntry("mine", build, summary="my GAN", options=Options, example="mine:psi=0.7")]
+
+The core checks each spec against the entry's options model and writes the
+one-line error itself; ``build`` receives the validated options and the
+registry. Check a plugin with :mod:`promptgen.testing` (``check_generator``,
+``check_energy``, ``check_classifier``) in its own tests. docs/writing-plugins.md
+walks through a complete plugin.
+"""
+
+from __future__ import annotations
+
+from promptgen.core.capabilities import (
+    Accepting,
+    Adaptive,
+    Advising,
+    Bounded,
+    Capabilities,
+    Contextual,
+    EnergyBase,
+    EnergyContext,
+    Fittable,
+    HasTargets,
+    Mixture,
+    Stateful,
+    capabilities,
+)
+from promptgen.core.classifiers import ModuleClassifier, adapt_images, classify
+from promptgen.core.download import DownloadError, RemoteFile, cache_root, fetch
+from promptgen.core.entries import ClassifierEntry, EnergyEntry, GeneratorEntry
+from promptgen.core.errors import (
+    ArtifactError,
+    PromptgenError,
+    SpecError,
+    UnknownNameError,
+    closest,
+    one_line,
+    unknown_name,
+)
+from promptgen.core.generators import GeneratorOutputError, ModuleGenerator, check_images
+from promptgen.core.hooks import hookimpl
+from promptgen.core.latents import split_latent
+from promptgen.core.options import NoOptions, Options, option
+from promptgen.core.protocols import (
+    AttributeClassifier,
+    AttributeTarget,
+    BaseSample,
+    Energy,
+    Generator,
+    GeneratorInfo,
+    HasLatentParts,
+    HasNoise,
+)
+from promptgen.core.registry import Registry
+from promptgen.core.spec import Arg, Spec, parse_spec
+
+#: The version of the plugin surface. A plugin declares the core versions it works with
+#: (``Requires-Dist: promptgen-core>=0.2,<0.3``); see docs/writing-plugins.md.
+API_VERSION = "0.2"
+
+__all__ = [
+    "API_VERSION",
+    "Accepting",
+    "Adaptive",
+    "Advising",
+    "Arg",
+    "ArtifactError",
+    "AttributeClassifier",
+    "AttributeTarget",
+    "BaseSample",
+    "Bounded",
+    "Capabilities",
+    "ClassifierEntry",
+    "Contextual",
+    "DownloadError",
+    "Energy",
+    "EnergyBase",
+    "EnergyContext",
+    "EnergyEntry",
+    "Fittable",
+    "Generator",
+    "GeneratorEntry",
+    "GeneratorInfo",
+    "GeneratorOutputError",
+    "HasLatentParts",
+    "HasNoise",
+    "HasTargets",
+    "Mixture",
+    "ModuleClassifier",
+    "ModuleGenerator",
+    "NoOptions",
+    "Options",
+    "PromptgenError",
+    "Registry",
+    "RemoteFile",
+    "Spec",
+    "SpecError",
+    "Stateful",
+    "UnknownNameError",
+    "adapt_images",
+    "cache_root",
+    "capabilities",
+    "check_images",
+    "classify",
+    "closest",
+    "fetch",
+    "hookimpl",
+    "one_line",
+    "option",
+    "parse_spec",
+    "split_latent",
+    "unknown_name",
+]
