@@ -176,7 +176,7 @@ def _load_one(path: Path, registry: Registry | None) -> Prompt:
                 raise
             raise UnknownNameError(f"{exc} — the prompt {str(path)!r} needs the plugin that provides it") from None
     if tuple(generator.latent_shape) != tuple(manifest.generator.latent_shape):
-        raise UnknownNameError(
+        raise ArtifactError(
             f"generator {manifest.generator.spec!r} now has latent shape {generator.latent_shape}, "
             f"the prompt was trained for {tuple(manifest.generator.latent_shape)}; install the matching plugin version"
         )

@@ -126,4 +126,7 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
+    def write(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    write_atomic(path, write)

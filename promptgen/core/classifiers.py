@@ -80,7 +80,7 @@ class ModuleClassifier:
         self.module = module.eval().requires_grad_(False)
         self.heads = dict(heads)
         self.attributes = {name: list(labels) for name, (labels, _) in self.heads.items()}
-        self.input_size = tuple(input_size)
+        self.input_size: tuple[int, int] = (int(input_size[0]), int(input_size[1]))
         self.channels = channels
         if outside is not None and outside[0] not in self.heads:
             raise ValueError(f"outside= names attribute {outside[0]!r}, which is not one of the heads {sorted(self.heads)}")

@@ -40,7 +40,11 @@ class UnknownNameError(PromptgenError):
 
 
 class ArtifactError(PromptgenError):
-    """A prompt folder that is missing, damaged, or from a newer promptgen."""
+    """A prompt folder that is missing, damaged, or from a newer promptgen, or that does not fit its generator."""
+
+
+class TrainingDiverged(PromptgenError):
+    """Training kept producing non-finite losses or gradients after every rollback."""
 
 
 def one_line(text: str) -> str:

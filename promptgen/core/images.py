@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,9 @@ def save_images(images: Tensor, out: str | Path) -> Path:
         for name in names:  # every name first: a link or a FIFO among them must not stop the writing halfway
             writable_target(name, "-o")
         for i, tile in enumerate(to_uint8(images)):
-            img = _pil(tile)
-            write_atomic(out / f"{i:06d}.png", lambda p, img=img: img.save(p, format="PNG"))
+            write_atomic(out / f"{i:06d}.png", partial(_save_png, _pil(tile)))
     return out
+
+
+def _save_png(img: Image.Image, path: Path) -> None:
+    img.save(path, format="PNG")

@@ -63,7 +63,7 @@ class NoOptions(Options):
 def option(default: Any = ..., *, help: str, example: str | None = None, **constraints: Any) -> Any:
     """A field of an :class:`Options` model: ``default``, a one-line ``help``, and pydantic constraints
     (``ge``, ``le``, ``gt``, ``lt``, ``min_length``...). ``example``: a value shown by ``promptgen list NAME``."""
-    extra = {"example": example} if example is not None else None
+    extra: dict[str, Any] | None = {"example": example} if example is not None else None
     return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 

@@ -146,9 +146,11 @@ class BaseSample:
         if self._images is not None:
             yield from self._images.split(self.chunk)
             return
+        decode = self.decode
+        assert decode is not None  # __init__ asks for images or a decode function
         with torch.no_grad():
             for z in self.latents.split(self.chunk):
-                yield self.decode(z)
+                yield decode(z)
 
     def map_images(self, fn: Callable[[Tensor], Tensor]) -> Tensor:
         """``fn`` applied to each chunk of images (without gradients), concatenated along dimension 0."""

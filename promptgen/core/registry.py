@@ -204,11 +204,12 @@ class Registry:
         return self.classifier_for(attribute), False
 
     def _add(self, kind: str, entry: Any, record: PluginRecord) -> None:
-        table, names = {
+        tables: dict[str, tuple[dict[str, Any], list[str]]] = {
             "generator": (self.generators, record.generators),
             "energy": (self.energies, record.energies),
             "classifier": (self.classifiers, record.classifiers),
-        }[kind]
+        }
+        table, names = tables[kind]
         if entry.name in table:
             record.error = f"{kind} {entry.name!r} is already registered by {self._owner(entry.name)}; skipped"
             return

@@ -102,6 +102,7 @@ class Spec:
         """``key=value`` arguments as a dict; a repeated key or a ``!=`` is an error."""
         out: dict[str, str] = {}
         for a in self.keyed:
+            assert a.key is not None  # keyed arguments have one
             if a.op != "=":
                 raise SpecError(f"{self.format()!r}: {a.key}!= is not an option of {self.name!r}; use {a.key}=VALUE")
             if a.key in out:
