@@ -78,12 +78,12 @@ def main() -> None:
     ap.add_argument("--sharpness", type=float, default=None, help="debias case: the mixture components' energy per nat (default 10)")
     args = ap.parse_args()
     if args.sharpness is not None:
-        from promptgen.energies import debias
+        from promptgen.energies import debias_energy as debias
 
         debias.SHARPNESS = args.sharpness
     torch.set_num_threads(2)
     judges = Judges()
-    from promptgen.builtin.mnist.data import load_split
+    from promptgen.datasets.mnist import load_split
 
     real = judges(load_split(args.data, "heldout")[0])["features"]
     for gen in args.gen or ["panel-mlp-gan", "mnist"]:

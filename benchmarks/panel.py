@@ -45,10 +45,10 @@ from pathlib import Path
 import torch
 
 from promptgen.artifacts.prompt import build_generator, sample_images
-from promptgen.builtin.mnist.data import load_split
 from promptgen.composing import build_energy, compose, prompt_ebm
 from promptgen.core.classifiers import classify
 from promptgen.core.registry import get_registry
+from promptgen.datasets.mnist import load_split
 from promptgen.evaluation.metrics import frechet_distance, kl_divergence
 from promptgen.sampling.baselines import flow_sample, langevin_sample, rejection_sample
 from promptgen.training.trainer import TrainConfig

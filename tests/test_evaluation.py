@@ -199,7 +199,7 @@ def write_mnist_folder(folder: Path) -> Path:
     """A stand-in MNIST folder in the real IDX format (random digits), so the test needs no download."""
     import gzip
 
-    from promptgen.builtin.mnist import data as mnist
+    from promptgen.datasets import mnist
 
     rng = np.random.default_rng(0)
     folder.mkdir()

@@ -42,8 +42,8 @@ from promptgen.core.errors import ArtifactError, inline, one_line
 from promptgen.core.protocols import AttributeTarget
 from promptgen.core.spec import MAX_WEIGHT
 from promptgen.training.checkpoint import check_shapes, check_tensors
+from promptgen.training.config import TrainingSummary
 from promptgen.training.flow import CouplingFlow, FlowConfig
-from promptgen.training.trainer import TrainingSummary
 
 FORMAT = "promptgen-prompt"
 FORMAT_VERSION = 1

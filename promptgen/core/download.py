@@ -87,6 +87,15 @@ class RemoteFile:
             raise ValueError(f"RemoteFile.sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
 
 
+#: Set to 1 to forbid downloads: a file that is not cached is a one-line error instead.
+OFFLINE_VARIABLE = "PROMPTGEN_OFFLINE"
+
+
+def offline() -> bool:
+    """Whether downloads are forbidden (``$PROMPTGEN_OFFLINE`` set to anything but empty, 0, false or no)."""
+    return os.environ.get(OFFLINE_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def fetch(
     remote: RemoteFile,
     *,
@@ -107,7 +116,8 @@ def fetch(
         timeout: seconds to wait for the server to connect or send more data.
 
     Raises:
-        DownloadError: ``path`` does not exist; the download failed (offline,
+        DownloadError: ``path`` does not exist; the file is not cached and
+            ``$PROMPTGEN_OFFLINE`` is set; the download failed (offline,
             HTTP error, timeout, short transfer) or the checksum did not match.
     """
     if path is not None:
@@ -124,6 +134,11 @@ def fetch(
     target = cache_root() / sub / remote.filename
     if target.is_file():
         return target
+    if offline():
+        raise DownloadError(
+            f"{remote.filename} is not in the cache and {OFFLINE_VARIABLE} is set, so {remote.url} is not downloaded; "
+            f"put the file at {target} by hand, pass path= a local copy, or unset {OFFLINE_VARIABLE}"
+        )
 
     created = _missing_parents(target.parent)
     by_hand = f"put the file at {target} by hand or pass path= a local copy"

@@ -29,8 +29,8 @@ def promptgen_generators() -> list[GeneratorEntry] | None:
 
     Called once when the registry is built. Return :class:`GeneratorEntry`
     objects; each has a unique ``name`` (what users type after ``--gen``) and a
-    ``build(spec)`` that returns a :class:`~promptgen.core.protocols.Generator` on the
-    CPU. ``build`` is only called when the user asks for that name, so loading
+    ``build(spec, options, registry)`` that returns a
+    :class:`~promptgen.core.protocols.Generator` on the CPU. ``build`` is only called when the user asks for that name, so loading
     weights belongs there, not at import time.
     """
 

@@ -73,7 +73,7 @@ class Generator(Protocol):
         ...
 
     def to(self, device: torch.device | str) -> Generator:
-        """Move to ``device`` and return ``self``."""
+        """Move to ``device`` in place and return ``self`` (the core may ignore the return value)."""
         ...
 
 
@@ -193,7 +193,9 @@ class Energy(Protocol):
         """
         ...
 
-    def to(self, device: torch.device | str) -> Energy: ...
+    def to(self, device: torch.device | str) -> Energy:
+        """Move to ``device`` in place and return ``self`` (the core may ignore the return value)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,9 @@ class AttributeClassifier(Protocol):
         """
         ...
 
-    def to(self, device: torch.device | str) -> AttributeClassifier: ...
+    def to(self, device: torch.device | str) -> AttributeClassifier:
+        """Move to ``device`` in place and return ``self`` (the core may ignore the return value)."""
+        ...
 
 
 # Optional classifier members. The core checks with ``getattr`` and works without them.

@@ -5,7 +5,9 @@ declares an entry point in the ``promptgen`` group (promptgen-core's own
 built-in pieces included). A plugin that fails to import, whose hook raises
 (even ``SystemExit``) or returns something that is not an entry, or whose
 import or hook takes longer than ``$PROMPTGEN_PLUGIN_TIMEOUT`` seconds (default
-60; 0 waits forever), is recorded in :attr:`Registry.failures` with its
+60; 0 waits forever), or that was built for another promptgen-core (its
+``Requires-Dist: promptgen-core`` range leaves out the running version; it is
+then not even imported), is recorded in :attr:`Registry.failures` with its
 distribution's name; the others keep working. Nothing builds the registry
 before a command needs it, so ``promptgen --help`` never imports a plugin.
 """
@@ -242,6 +244,21 @@ def _distribution_of(ep: md.EntryPoint) -> tuple[str, str]:
     return str(name or module), str(version or "?")
 
 
+def _core_problem(ep: md.EntryPoint) -> str | None:
+    """Why the distribution of ``ep`` cannot work with this promptgen-core, in one line (None: it can, or says nothing)."""
+    from promptgen import __version__
+    from promptgen.core.compat import core_requirement_problem
+
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None
+    try:
+        problem = core_requirement_problem(dist, __version__)
+    except Exception:  # noqa: BLE001 - damaged metadata of one distribution must not stop discovery
+        return None
+    return one_line(problem) if problem else None
+
+
 class PluginTimeout(Exception):
     """A plugin's import or hook did not return within the time allowed."""
 
@@ -338,6 +355,11 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
         if key in records or any(r.distribution == dist and r.name == ep.name for r in reg.plugins):
             continue  # the same distribution found twice on sys.path
         record = PluginRecord(name=ep.name, distribution=dist, version=version)
+        # A plugin built for another core is not imported: its hooks might not fit this one.
+        record.error = _core_problem(ep)
+        if record.error:
+            reg.plugins.append(record)
+            continue
         try:
             plugin = _call(ep.load, timeout)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not take the others down

@@ -17,8 +17,8 @@ from promptgen_plugin_digit_panel import PANEL
 from promptgen_plugin_digit_panel.training import RECIPES
 
 from promptgen.artifacts.prompt import build_generator
-from promptgen.builtin.mnist import data as mnist
 from promptgen.core.registry import get_registry
+from promptgen.datasets import mnist
 from promptgen.plugin import SpecError
 
 ROOT = Path(__file__).resolve().parents[3]

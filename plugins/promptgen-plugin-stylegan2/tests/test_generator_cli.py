@@ -66,9 +66,21 @@ def test_a_checkpoint_becomes_a_promptgen_generator(tmp_path):
     with torch.no_grad():
         ws = g.mapping(torch.randn(20000, 16))[:, 0]
     torch.testing.assert_close(dec.w_mean, ws.mean(0), atol=0.05 * float(ws.std()), rtol=0)
+    # noise=random: the per-pixel noise is the generator's own, drawn by promptgen with the latent
+    # (one number per image seeds the layers' noise), so a prompt does not control it and a seed repeats it.
+    from promptgen.artifacts.prompt import sample_images
+
     rnd = build(f"stylegan2:path={path},noise=random")
-    torch.manual_seed(0)
-    assert not torch.equal(rnd.decode(z), rnd.decode(z))
+    assert rnd.latent_shape == (17,) and rnd.noise_size == 1 and rnd.controlled_size == 16
+    flat = torch.cat([z, torch.randn(3, 1)], 1)
+    assert torch.equal(rnd.decode(flat), rnd.decode(flat))
+    other = torch.cat([z, torch.randn(3, 1)], 1)
+    assert not torch.equal(rnd.decode(flat), rnd.decode(other))
+    with torch.no_grad():  # the official network with the same noise maps gives the same images
+        maps = rnd.inner.layer_noise(flat[:, 16])
+        torch.testing.assert_close(rnd.decode(flat), ((g(z, noise=maps) + 1) / 2).clamp(0, 1))
+    assert torch.equal(sample_images(rnd, 4, seed=1), sample_images(rnd, 4, seed=1))
+    assert not torch.equal(rnd.inner.decode(z), rnd.inner.decode(z))  # called without noise, it draws its own
 
 
 def test_gradients_reach_the_latent(tmp_path):

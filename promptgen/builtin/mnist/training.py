@@ -7,7 +7,7 @@ Which data each model may see is fixed here:
   check keeps that split's features as its picture of real digits;
 * the control classifier trains on the ``"models"`` split;
 * every generator trains on the *images* of the ``"models"`` split, read by
-  :func:`~promptgen.builtin.mnist.data.load_split_images`, which never opens
+  :func:`~promptgen.datasets.mnist.load_split_images`, which never opens
   the labels file: nothing a generator learns comes from a label;
 * the ``"heldout"`` split is only ever used to *measure*.
 
@@ -34,8 +34,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from promptgen.datasets.mnist import load_split, load_split_images
+
 from .augment import augment_digits, blob_images, junk_images, noise_images, photometric
-from .data import load_split, load_split_images
 from .models import (
     LATENT_DIM,
     NOT_A_DIGIT,

@@ -88,16 +88,18 @@ class ClipEnergy:
         augs: augmented copies per image (1 with an empty ``policy``: the image itself).
         policy: which augmentations (see :mod:`.augment`).
         label: text for logs.
-        seed: seed of the augmentations' random numbers.
+        seed: seed of the augmentations' random numbers; None (the default) draws them from
+            torch's global generator, which compose seeds and a checkpoint restores, so a
+            resumed run draws the augmentations the uninterrupted one would have.
     """
 
-    def __init__(self, components: Sequence[tuple[ClipComponent, float]], augs: int, policy: Sequence[str], label: str, seed: int = 0) -> None:
+    def __init__(self, components: Sequence[tuple[ClipComponent, float]], augs: int, policy: Sequence[str], label: str, seed: int | None = None) -> None:
         total = sum(w for _, w in components)
         self.components = [(c, w / total) for c, w in components]
         self.augs = augs if policy else 1
         self.policy = tuple(policy)
         self.label = label
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 
     @property
     def text_encoder_calls(self) -> int:

@@ -1,6 +1,6 @@
 """How each panel generator is trained: on the *images* of the MNIST ``"models"`` split only.
 
-The images come from :func:`promptgen.builtin.mnist.data.load_split_images`,
+The images come from :func:`promptgen.datasets.mnist.load_split_images`,
 which never opens the labels file, and the loops are the core's
 :func:`~promptgen.builtin.mnist.training.train_gan` and
 :func:`~promptgen.builtin.mnist.training.train_vae`. The independent evaluator
@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from promptgen.builtin.mnist.data import load_split_images
 from promptgen.builtin.mnist.training import Critic, ProgressFactory, save_weights, setup_torch, train_gan, train_vae
+from promptgen.datasets.mnist import load_split_images
 
 from .models import ConvGenerator, ConvVAE, MLPCritic, MLPGenerator, VAEDecoder
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,8 @@ class StyleGAN2Decoder(nn.Module):
     def latent_dim(self) -> int:
         return self.net.cfg.z_dim if self.space == "z" else self.net.cfg.w_dim
 
-    def forward(self, latent: Tensor) -> Tensor:
+    def forward(self, latent: Tensor, noise: list[Tensor] | None = None) -> Tensor:
+        """``noise``: one (B, 1, r, r) tensor per convolution (``net.synthesis.noise_shapes``), or None for ``self.noise``."""
         n = latent.shape[0]
         if self.space == "z":
             ws = self.net.mapping(latent, self._labels(n), psi=self.psi)
@@ -77,7 +79,7 @@ class StyleGAN2Decoder(nn.Module):
                 w = self.net.mapping.w_avg.lerp(w, self.psi)
             ws = w.unsqueeze(1).repeat(1, self.net.num_ws, 1)
         half = self.precision == "fp16" or (self.precision == "auto" and latent.device.type == "cuda")
-        img = self.net.synthesis(ws, noise_mode=self.noise, half=half).to(torch.float32)
+        img = self.net.synthesis(ws, noise_mode=self.noise, noise=noise, half=half).to(torch.float32)
         x = ((img + 1) / 2).clamp(0, 1)
         if self.size is not None and self.size != x.shape[-1]:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=self.size < x.shape[-1])
@@ -142,4 +144,41 @@ def build_generator(spec: Spec, options: Options, model: ZooModel | None = None,
         source=(model.url or model.page) if model is not None else str(path),
         description=(model.description if model is not None else f"StyleGAN2 from {path.name}") + f", latent {space} of size {decoder.latent_dim}",
     )
+    if options.noise == "random" and net.cfg.use_noise:
+        return RandomNoiseGenerator(decoder, (decoder.latent_dim,), info)
     return ModuleGenerator(decoder, (decoder.latent_dim,), info)
+
+
+def seed_of(u: Tensor) -> list[int]:
+    """A 63-bit seed for each value of ``u`` (B,), from its float64 bits: equal values, equal seeds."""
+    bits = u.detach().to(torch.float64).cpu().view(torch.int64)
+    return [int(b) & (2**63 - 1) for b in bits.tolist()]
+
+
+class RandomNoiseGenerator(ModuleGenerator):
+    """StyleGAN2 with ``noise=random``: per-pixel noise that a prompt does not control, drawn by promptgen.
+
+    The noise inputs of a 1024² network hold 2.8 million numbers per image;
+    as a latent they would swell every checkpoint. So the generator declares
+    one standard normal number per image (``noise_shapes``), and its layers'
+    noise is drawn from a generator seeded by that number's bits. promptgen
+    draws the number with the latent, from the same seeded stream: ``sample
+    --seed`` repeats the images, training sees fresh noise at every step and
+    ``--resume`` draws what the uninterrupted run would have.
+    """
+
+    noise_shapes: ClassVar[dict[str, tuple[int, ...]]] = {"noise_seed": (1,)}
+
+    def layer_noise(self, u: Tensor) -> list[Tensor]:
+        """One (B, 1, r, r) tensor per convolution, each sample's from its own seed."""
+        shapes = self.module.net.synthesis.noise_shapes
+        per_sample = []
+        for seed in seed_of(u.flatten()):
+            g = torch.Generator().manual_seed(seed)
+            per_sample.append([torch.randn(1, 1, r, r, generator=g) for r in shapes])
+        return [torch.cat(layer).to(u.device) for layer in zip(*per_sample, strict=True)]
+
+    def decode(self, z: Tensor, noise: dict[str, Tensor] | None = None) -> Tensor:
+        if noise is None:  # outside promptgen's sampling: the network draws its own
+            return self.module(z)
+        return self.module(z, self.layer_noise(noise["noise_seed"]))

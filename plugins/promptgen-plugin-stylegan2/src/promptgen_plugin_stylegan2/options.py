@@ -27,7 +27,7 @@ StyleGAN2Options: type[plugin.Options] = pydantic.create_model(
     psi=(float, plugin.option(1.0, ge=0, le=1, help="truncation ψ towards the mean w (1: none)", example="0.7")),
     noise=(
         Literal["const", "random", "none"],
-        plugin.option("const", help="per-pixel noise: const (fixed per layer), random (fresh per image) or none"),
+        plugin.option("const", help="per-pixel noise: const (fixed per layer), random (fresh per image, drawn by promptgen with the latent: repeatable with --seed) or none"),
     ),
     space=(Literal["z", "w"], plugin.option("z", help="the latent the flow acts on: z (as in the paper) or w (a Gaussian fit of W)")),
     **{

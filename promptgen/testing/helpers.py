@@ -1,10 +1,16 @@
-"""Helpers for testing promptgen and its plugins."""
+"""Small helpers for tests of promptgen and its plugins: CLI errors, fake installed distributions, a toy generator, offline runs."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 def one_line_error(result: Any, *words: str) -> str:
@@ -43,7 +49,6 @@ def toy_generator_entry(name: str = "toy") -> Any:
 
     The same weights every time it is built (seed 1), without touching the caller's random state.
     """
-    import torch
     from torch import nn
 
     from promptgen.core.generators import ModuleGenerator
@@ -56,3 +61,32 @@ def toy_generator_entry(name: str = "toy") -> Any:
         return ModuleGenerator(module, (4,), GeneratorInfo(name, (8, 8), 3))
 
     return GeneratorEntry(name, build)
+
+
+
+
+@contextlib.contextmanager
+def offline() -> Iterator[None]:
+    """Within: nothing downloads. ``$PROMPTGEN_OFFLINE`` is set, so :func:`promptgen.core.download.fetch`
+    returns cached and ``path=`` files but refuses to download; Hugging Face's hub reads its cache only."""
+    from promptgen.core.download import OFFLINE_VARIABLE
+
+    hub = sys.modules.get("huggingface_hub.constants")
+    hub_before = getattr(hub, "HF_HUB_OFFLINE", None)
+    before = {name: os.environ.get(name) for name in (OFFLINE_VARIABLE, "HF_HUB_OFFLINE")}
+    os.environ[OFFLINE_VARIABLE] = os.environ["HF_HUB_OFFLINE"] = "1"
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        # The hub may have been imported inside the block, reading the variable set above: undo that too.
+        hub_now = sys.modules.get("huggingface_hub.constants")
+        if hub_now is not None:
+            was = before["HF_HUB_OFFLINE"]
+            hub_now.HF_HUB_OFFLINE = hub_before if hub is not None else (was or "").strip().lower() in ("1", "true", "yes", "on")

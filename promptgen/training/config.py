@@ -1,0 +1,119 @@
+"""Training settings (:class:`TrainConfig`, with the limits a new run is held to) and what a run reports (:class:`TrainingSummary`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptgen.core.errors import SpecError
+
+#: Largest settings TrainConfig takes: far above any useful value, far below what would exhaust memory
+#: or overflow before the first step.
+MAX_STEPS = 10_000_000
+MAX_BATCH = 65_536
+MAX_SAMPLES = 10_000_000
+MAX_SEED = 2**64 - 1  # torch.manual_seed's range
+MIN_SEED = -(2**63)
+#: The limits a new run is held to (check_limits); a manifest written before them still reads.
+LIMITS: dict[str, float] = {
+    "steps": MAX_STEPS, "batch_size": MAX_BATCH, "accumulate": 1024, "lr": 10.0, "eval_every": MAX_STEPS,
+    "eval_batch": MAX_BATCH, "checkpoint_every": MAX_STEPS, "fit_samples": MAX_SAMPLES,
+    "forward_samples": MAX_SAMPLES, "forward_weight": 1e6,
+}
+
+
+class TrainConfig(BaseModel):
+    """Training settings; recorded in the prompt's manifest.
+
+    The defaults are the ones measured in ``benchmarks/compose_mnist.py`` to
+    train the built-in digit prompt in well under a minute on a 2-core CPU.
+    """
+
+    # Every number finite, every size one that fits in memory: a setting that cannot work is refused
+    # here, before a file is written, not as a crash steps later.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    steps: int = Field(default=800, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    accumulate: int = Field(default=1, ge=1, description="micro-batches per optimiser step")
+    lr: float = Field(default=1e-3, gt=0)
+    clip_grad: float | None = Field(default=10.0, gt=0, description="max gradient norm; None disables")
+    seed: int = Field(default=0, ge=MIN_SEED, le=MAX_SEED)
+    eval_every: int = Field(default=100, ge=1)
+    eval_batch: int = Field(default=256, ge=1)
+    checkpoint_every: int = Field(default=200, ge=1)
+    fit_samples: int = Field(default=2048, ge=1, description="base samples for energies that fit first")
+    warmup: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="share of the steps over which the energies' weights ramp linearly from 0 to their value",
+    )
+
+    forward_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="weight of a forward-KL term: the flow's negative log-likelihood of base samples drawn "
+        "in proportion to their importance weights exp(-sum w E); teaches the flow the rare parts of the target "
+        "that reverse KL alone under-covers",
+    )
+    forward_samples: int = Field(default=16384, ge=1, description="base samples behind the forward-KL term")
+    schedule: Literal["constant", "cosine"] = Field(
+        default="cosine", description="learning rate over the steps: constant, or cosine decay to zero"
+    )
+    settle: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="share of the steps at the end in which energies that close a loop stop adapting",
+    )
+    max_bad_steps: int = Field(
+        default=10, ge=1, description="non-finite steps in a row before rolling back to the last good state at half the rate"
+    )
+    max_rollbacks: int = Field(default=3, ge=0, description="rollbacks before training stops as diverged")
+
+    def check_limits(self) -> None:
+        """Refuse, in one line naming the option, a setting above what a new run takes (:data:`LIMITS`).
+
+        The model itself takes larger values, so a manifest written before the limits still reads.
+        """
+        for name, most in LIMITS.items():
+            value = getattr(self, name)
+            if value > most:
+                raise SpecError(f"--{name.replace('_', '-')} {value!r} is above {most:g}, the most a run takes; "
+                                f"see `promptgen compose --help`")
+
+    def adapting(self, step: int) -> bool:
+        """Whether energies that close a loop (``adapt_every``) adapt after step ``step``."""
+        return self.anneal(step) >= 1.0 and step <= (1.0 - self.settle) * self.steps
+
+    def anneal(self, step: int) -> float:
+        """Multiplier of the energy weights at optimiser step ``step`` (1-based)."""
+        ramp = self.warmup * self.steps
+        return 1.0 if ramp <= 0 else min(1.0, step / ramp)
+
+
+class TrainingSummary(BaseModel):
+    """How the flow was trained and where it ended; stored in the prompt's manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: TrainConfig
+    device: str
+    seconds: float
+    final_loss: float
+    final_terms: dict[str, float]
+    history: list[dict[str, float]] = Field(default_factory=list)
+    fits: dict[str, dict[str, float]] = Field(default_factory=dict)
+    adaptations: list[dict[str, float]] = Field(
+        default_factory=list, description="what energies that close a loop saw of the flow, by step"
+    )
+    skipped_steps: int = Field(default=0, description="steps skipped because the loss or a gradient was not finite")
+    rollbacks: int = Field(default=0, description="returns to the last good state after repeated non-finite steps")
+    processes: int = Field(default=1, description="training processes (torchrun); the batch is split among them")
+    resumed_at: list[int] = Field(default_factory=list, description="steps after which training was resumed from a checkpoint")
+    checkpoint_seconds: float = Field(default=0.0, description="time spent writing checkpoints")
+
+
+__all__ = ["LIMITS", "MAX_BATCH", "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MIN_SEED", "TrainConfig", "TrainingSummary"]

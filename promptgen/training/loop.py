@@ -1,0 +1,368 @@
+"""The pieces of the training loop: one run's state, an optimiser step with its rollback, and the cadence of
+adaptation, evaluation and checkpoints (put together by :func:`promptgen.training.trainer.train_flow`)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from promptgen.core.atomic import write_atomic
+from promptgen.core.errors import ArtifactError, PromptgenError, TrainingDiverged, one_line
+from promptgen.training.bank import ImportanceBank
+from promptgen.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from promptgen.training.checkpoint import VERSION as CHECKPOINT_VERSION
+from promptgen.training.config import TrainConfig, TrainingSummary
+from promptgen.training.distributed import Dist, any_true
+from promptgen.training.ebm import EnergyBasedModel
+from promptgen.training.fitting import Prefit, adapt_energies, asked_components, energy_states, fit_energies
+from promptgen.training.flow import CouplingFlow
+from promptgen.training.optim import adam, lr_schedule
+from promptgen.training.resume import RESUME_HINT, check_resumable, load_energy_states
+
+
+def training_classes(components: int, n: int, offset: int = 0) -> torch.Tensor | None:
+    """Mixture components for ``n`` training samples: every component in turn, from ``offset``.
+
+    Each component is trained on its own energy, so each gets the same share of
+    every batch whatever its weight when sampling (a rare one is learnt as well
+    as a common one). ``None`` for a flow without components.
+
+    >>> training_classes(3, 5, offset=2).tolist()
+    [2, 0, 1, 2, 0]
+    """
+    if not components:
+        return None
+    return (torch.arange(n) + offset) % components
+
+
+@torch.no_grad()
+def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor) -> dict[str, float]:
+    """Mean loss, prior, log-det and each unweighted energy on fixed noise ``eps``.
+
+    A mixture flow is evaluated on every component in turn (see :func:`training_classes`).
+    """
+    out: dict[str, list[float]] = {}
+    chunks = eps.split(256)
+    classes = training_classes(flow.config.classes, eps.shape[0])
+    per_chunk = [None] * len(chunks) if classes is None else classes.to(eps.device).split(256)
+    for chunk, c in zip(chunks, per_chunk, strict=True):
+        loss, pot, log_det = ebm.reverse_kl(flow, chunk, classes=c)
+        row = {"loss": loss, "prior": pot.prior, "log_det": log_det, **pot.energies}
+        for k, v in row.items():
+            out.setdefault(k, []).append(float(v.sum()))
+    return {k: sum(v) / len(eps) for k, v in out.items()}
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Everything needed to continue training, in one file, written atomically.
+
+    A reader never sees half a file: the state goes to a temporary file that is
+    renamed over the old checkpoint, so a process killed while writing leaves
+    the previous checkpoint intact. Loadable with ``torch.load(weights_only=True)``.
+    """
+    write_atomic(path, lambda p: torch.save(state, p))
+
+
+def check_run(ebm: EnergyBasedModel, flow: CouplingFlow, config: TrainConfig, dist: Dist) -> None:
+    """Refuse a flow whose components differ from the mixture the energies ask for, and a batch that does not split."""
+    components = flow.config.classes
+    if asked_components(ebm, config) != components:
+        raise PromptgenError(
+            f"the flow has {components} classes but the energies ask for a mixture of {asked_components(ebm, config)} components; "
+            "build it with FlowConfig(classes=...) to match"
+        )
+    if config.batch_size % dist.world:
+        raise PromptgenError(f"--batch-size {config.batch_size} does not split evenly over {dist.world} processes; use a multiple of {dist.world}")
+
+
+@dataclass
+class RunState:
+    """What a run has done, besides the weights and random states: everything else a checkpoint keeps.
+
+    Attributes:
+        first: the first step this process runs (1, or the step after the checkpoint's).
+        fits: each energy's fit report, by label.
+        eval_eps: the fixed noise of the periodic evaluations.
+        bank: the forward-KL term's importance bank (None without the term).
+        history: the periodic evaluations.
+        adaptations: what energies that close a loop saw of the flow, by step.
+        skipped: steps skipped for a non-finite loss or gradient.
+        rollbacks: returns to the last good state.
+        resumed_at: steps after which training was resumed.
+        elapsed_before: training seconds before this process started (fits or earlier processes).
+        checkpoint_seconds: time spent writing checkpoints.
+    """
+
+    first: int
+    fits: dict[str, dict[str, float]]
+    eval_eps: torch.Tensor
+    bank: ImportanceBank | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    adaptations: list[dict[str, float]] = field(default_factory=list)
+    skipped: int = 0
+    rollbacks: int = 0
+    resumed_at: list[int] = field(default_factory=list)
+    elapsed_before: float = 0.0
+    checkpoint_seconds: float = 0.0
+
+
+class TrainingRun:
+    """One run of :func:`~promptgen.training.trainer.train_flow`: the flow, its optimiser and schedule, the noise
+    generator, and the run's state; the loop calls :meth:`step` and :meth:`after_step` for each step.
+
+    Creating it seeds torch and the noise generator from ``config.seed`` and moves the models to ``device``;
+    :meth:`start` or :meth:`restore` then sets up the state.
+    """
+
+    def __init__(self, ebm: EnergyBasedModel, flow: CouplingFlow, config: TrainConfig, device: torch.device, dist: Dist) -> None:
+        self.ebm, self.flow, self.config, self.device, self.dist = ebm, flow, config, device, dist
+        self.components = flow.config.classes
+        local = config.batch_size // dist.world
+        self.part = slice(dist.rank * local, (dist.rank + 1) * local)
+        torch.manual_seed(config.seed)
+        self.g = torch.Generator().manual_seed(config.seed)
+        ebm.to(device)
+        flow.to(device)
+        self.t0 = time.perf_counter()
+        self.params = list(flow.parameters())
+        self.opt = adam(self.params, config.lr)
+        self.schedule = lr_schedule(self.opt, config)
+        self.labels = [t.label for t in ebm.terms]
+        self.running: dict[str, float] = {}
+        self.bad_in_a_row = 0
+
+    # -- setting up -------------------------------------------------------------------------------------------------
+    def start(self, fitted: Prefit | None, *, console: Console | None, progress: bool) -> None:
+        """A new run: the energies' fits (or those of :func:`~promptgen.training.fitting.prefit`), the evaluation
+        noise and the forward-KL bank, all drawn from the run's noise generator."""
+        config, g = self.config, self.g
+        elapsed_before = 0.0
+        if fitted is None:
+            fits = fit_energies(self.ebm, config.fit_samples, g, self.device, console=console, progress=progress)
+            if asked_components(self.ebm, config) != self.components:
+                raise PromptgenError(
+                    "an energy chose its mode at its fit (debias mode=auto) and the flow no longer matches it; "
+                    "call prefit() before building the flow, as compose does, or give the energy mode=tilt or mode=mixture"
+                )
+        else:
+            fits, elapsed_before = fitted.fits, fitted.seconds
+            g.set_state(fitted.generator_state)
+        eval_eps = torch.randn((config.eval_batch, *self.flow.latent_shape), generator=g).to(self.device)
+        bank = ImportanceBank(self.ebm, config.forward_samples, g, self.device) if config.forward_weight > 0 else None
+        self._begin(RunState(first=1, fits=fits, eval_eps=eval_eps, bank=bank, elapsed_before=elapsed_before))
+
+    def restore(self, resume: dict) -> None:
+        """Continue from a checkpoint's state (checked first: a state that does not fit is a one-line ArtifactError)."""
+        check_resumable(resume, self.flow, self.opt, self.schedule, self.g, self.config)
+        try:
+            self.flow.load_state_dict(resume["flow"])
+            self.opt.load_state_dict(resume["optimizer"])
+            self.schedule.load_state_dict(resume["scheduler"])
+            self.g.set_state(resume["generator"])
+            torch.set_rng_state(resume["torch_rng"])
+        except (RuntimeError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ArtifactError(f"'checkpoint' cannot be restored ({type(exc).__name__}: {one_line(str(exc))[:120]}); {RESUME_HINT}") from None
+        load_energy_states(self.ebm.terms, resume["energies"], "checkpoint")
+        eval_eps = resume["eval_eps"].to(self.device)
+        bank = ImportanceBank.restore(self.ebm, resume["bank"], self.device) if resume.get("bank") is not None else None
+        self._begin(RunState(
+            first=int(resume["step"]) + 1,
+            fits=resume["fits"],
+            eval_eps=eval_eps,
+            bank=bank,
+            history=resume["history"],
+            adaptations=resume["adaptations"],
+            skipped=int(resume["skipped"]),
+            rollbacks=int(resume["rollbacks"]),
+            resumed_at=[*resume["resumed_at"], int(resume["step"])],
+            elapsed_before=float(resume["seconds"]),
+            checkpoint_seconds=float(resume["checkpoint_seconds"]),
+        ))
+
+    def _begin(self, state: RunState) -> None:
+        self.state = state
+        self.model = torch.nn.parallel.DistributedDataParallel(self.flow) if self.dist.active else self.flow
+        self.good = self.snapshot(state.first - 1)  # what a rollback returns to
+
+    # -- the state --------------------------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Training seconds so far, those before this process included."""
+        return self.state.elapsed_before + time.perf_counter() - self.t0
+
+    def snapshot(self, step: int) -> dict:
+        """Everything needed to continue after ``step``: the checkpoint's contents."""
+        s = self.state
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": step,
+            "flow": {k: v.detach().cpu().clone() for k, v in self.flow.state_dict().items()},
+            "optimizer": copy.deepcopy(self.opt.state_dict()),
+            "scheduler": self.schedule.state_dict(),
+            "generator": self.g.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "energies": energy_states(self.ebm),
+            "fits": s.fits,
+            "history": list(s.history),
+            "adaptations": list(s.adaptations),
+            "eval_eps": s.eval_eps.cpu(),
+            "bank": s.bank.state() if s.bank is not None else None,
+            "skipped": s.skipped,
+            "rollbacks": s.rollbacks,
+            "resumed_at": s.resumed_at,
+            "seconds": self.elapsed(),
+            "checkpoint_seconds": s.checkpoint_seconds,
+            "config": self.config.model_dump(mode="json"),
+        }
+
+    def describe(self) -> str:
+        """The progress bar's line: the running loss, each energy term and the skipped steps."""
+        parts = [f"loss {self.running.get('loss', math.nan):8.3f}"]
+        parts += [f"{escape(lab)} {self.running.get(lab, math.nan):.3f}" for lab in self.labels]
+        if self.state.skipped:
+            parts.append(f"skipped {self.state.skipped}")
+        return "  ".join(parts)
+
+    # -- one step ---------------------------------------------------------------------------------------------------
+    def step(self, step: int) -> bool:
+        """One optimiser step over ``config.accumulate`` micro-batches; True when it was skipped as not finite."""
+        stats, finite = self._gradients(step)
+        # One reduction gives both the clipping and the check: the norm is not finite iff a gradient is not.
+        clip = self.config.clip_grad if self.config.clip_grad is not None else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
+        bad = any_true(self.dist, not (finite and bool(torch.isfinite(norm))), self.device)
+        if bad:
+            self._skip(step)
+        else:
+            self.bad_in_a_row = 0
+            self.opt.step()
+            self.schedule.step()
+            for k, v in stats.items():  # exponential moving average for the display
+                self.running[k] = v if k not in self.running else 0.9 * self.running[k] + 0.1 * v
+        return bad
+
+    def _gradients(self, step: int) -> tuple[dict[str, float], bool]:
+        """Accumulate the gradients of the step's micro-batches; (mean loss and energy terms, whether all were finite)."""
+        config, flow, bank = self.config, self.flow, self.state.bank
+        self.opt.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        anneal = config.anneal(step)
+        finite = True
+        for micro in range(config.accumulate):
+            # Every process draws the whole batch and keeps its slice: the same noise as one process.
+            eps = torch.randn((config.batch_size, *flow.latent_shape), generator=self.g)[self.part].to(self.device)
+            # A mixture's components in turn, continuing from one batch to the next.
+            offset = ((step - 1) * config.accumulate + micro) * config.batch_size
+            classes = training_classes(self.components, config.batch_size, offset)
+            classes = None if classes is None else classes[self.part].to(self.device)
+            loss, pot, _ = self.ebm.reverse_kl(self.model, eps, anneal, classes)
+            total = loss.mean()
+            if bank is not None:
+                nll = -flow.log_prob(bank.draw(config.batch_size, self.g)[self.part]).mean()
+                total = total + anneal * config.forward_weight * nll
+            finite = finite and bool(torch.isfinite(total))
+            (total / config.accumulate).backward()
+            for k, v in {"loss": loss, **pot.energies}.items():
+                stats[k] = stats.get(k, 0.0) + float(v.detach().mean()) / config.accumulate
+        return stats, finite
+
+    def _skip(self, step: int) -> None:
+        """Count a non-finite step; after ``max_bad_steps`` in a row, roll back (or, out of rollbacks, stop)."""
+        config, s = self.config, self.state
+        self.opt.zero_grad(set_to_none=True)
+        s.skipped += 1
+        self.bad_in_a_row += 1
+        self.schedule.step()  # the schedule keeps time with the steps
+        if self.bad_in_a_row >= config.max_bad_steps:
+            if s.rollbacks >= config.max_rollbacks:
+                raise TrainingDiverged(
+                    f"training diverged: {self.bad_in_a_row} steps in a row with a non-finite loss or gradient at step {step}, "
+                    f"after {s.rollbacks} rollbacks to lower learning rates; lower --lr or the energies' weights, or check the energies"
+                )
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        """Return the flow and optimiser to the last good state, at half the learning rate."""
+        self.flow.load_state_dict(self.good["flow"])
+        self.opt.load_state_dict(self.good["optimizer"])
+        self.state.rollbacks += 1
+        self.bad_in_a_row = 0
+        for group in self.opt.param_groups:
+            group["lr"] *= 0.5
+        self.schedule.base_lrs = [lr * 0.5 for lr in self.schedule.base_lrs]
+
+    # -- after a step -----------------------------------------------------------------------------------------------
+    def after_step(
+        self, step: int, bad: bool, checkpoint: Path | None, on_eval: Callable[[int, dict[str, float]], None] | None
+    ) -> None:
+        """What follows a step, each at its own cadence: adapting energies, evaluating, keeping a checkpoint."""
+        self._adapt(step)
+        self._evaluate(step, on_eval)
+        if step % self.config.checkpoint_every == 0 and not bad:
+            self._keep(step, checkpoint)
+
+    def _adapt(self, step: int) -> None:
+        """Let energies that close a loop see the flow (while ``config.adapting``), and reweight the bank after them."""
+        if not self.config.adapting(step):
+            return
+        row = adapt_energies(self.ebm, self.flow, step, self.g, self.device)
+        bank = self.state.bank
+        if row and bank is not None:
+            bank.reweight()
+            row["forward ess"] = bank.ess
+        if row:
+            self.state.adaptations.append({"step": float(step), **row})
+
+    def _evaluate(self, step: int, on_eval: Callable[[int, dict[str, float]], None] | None) -> None:
+        """Every ``eval_every`` steps and at the last (main process): evaluate on the fixed noise, into the history."""
+        if not (self.dist.main and (step % self.config.eval_every == 0 or step == self.config.steps)):
+            return
+        metrics = evaluate(self.ebm, self.flow, self.state.eval_eps)
+        self.state.history.append({"step": float(step), "seconds": self.elapsed(), **metrics})
+        if on_eval is not None:
+            on_eval(step, metrics)
+
+    def _keep(self, step: int, checkpoint: Path | None) -> None:
+        """Make the state after ``step`` the one a rollback returns to, and write it to ``checkpoint`` (main process)."""
+        self.good = self.snapshot(step)
+        if checkpoint is not None and self.dist.main:
+            t = time.perf_counter()
+            save_checkpoint(checkpoint, self.good)
+            self.state.checkpoint_seconds += time.perf_counter() - t
+
+    # -- the end ----------------------------------------------------------------------------------------------------
+    def summary(self) -> TrainingSummary:
+        """How the run went; refuses a run whose every step was skipped (the flow never moved)."""
+        config, s = self.config, self.state
+        if s.skipped >= config.steps:  # the flow never moved: saving it would pass the base generator off as trained
+            raise TrainingDiverged(
+                f"training failed: all {config.steps} steps had a non-finite loss or gradient, so the flow never moved and "
+                "nothing was saved; lower --lr or the energies' weights, or check the energies"
+            )
+        final = s.history[-1] if s.history else {"loss": math.nan}
+        return TrainingSummary(
+            config=config,
+            device=str(self.device),
+            seconds=self.elapsed(),
+            final_loss=final["loss"],
+            final_terms={k: final[k] for k in self.labels if k in final},
+            history=s.history,
+            fits=s.fits,
+            adaptations=s.adaptations,
+            skipped_steps=s.skipped,
+            rollbacks=s.rollbacks,
+            processes=self.dist.world,
+            resumed_at=s.resumed_at,
+            checkpoint_seconds=s.checkpoint_seconds,
+        )
+
+
+__all__ = ["RunState", "TrainingRun", "check_run", "evaluate", "save_checkpoint", "training_classes"]

@@ -1,0 +1,129 @@
+"""The package's layout: every import points down the layers, and no two modules import each other.
+
+Layers, bottom first (a module may import its own layer and those below):
+
+0. ``promptgen.core``: errors, specs, options, protocols, capabilities, entries, hooks, the registry;
+   ``promptgen.datasets``: readers of public datasets' files
+1. ``promptgen.plugin``: the plugin author's one import (the core, re-exported)
+2. ``promptgen.training``: the flow, the energy-based model, the trainer
+3. ``promptgen.artifacts``: prompt folders, loading prompts, chains
+4. ``promptgen.sampling``: the baselines that sample without a flow
+5. ``promptgen.composing``: ``compose``, from specs to a saved prompt
+6. ``promptgen.evaluation``: ``eval`` and ``report``
+7. ``promptgen.energies``, ``promptgen.builtin``: the built-in plugins (found through entry points, like any plugin)
+8. ``promptgen.api``, ``promptgen.testing``
+9. ``promptgen.cli``, ``promptgen`` itself
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "promptgen"
+
+LAYERS = {
+    "core": 0,
+    "datasets": 0,
+    "plugin": 1,
+    "training": 2,
+    "artifacts": 3,
+    "sampling": 4,
+    "composing": 5,
+    "evaluation": 6,
+    "energies": 7,
+    "builtin": 7,
+    "api": 8,
+    "testing": 8,
+    "cli": 9,
+    "__main__": 9,
+    "__init__": 9,
+    "_moved": 9,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    if parts == ["promptgen"]:
+        return LAYERS["__init__"]
+    return LAYERS[parts[1]]
+
+
+def imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported promptgen module, line, at module level) for every import in ``path``, function-level ones included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue  # for annotations only: never run
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name == "promptgen" or name.startswith("promptgen."):
+                found.append((resolve(name), node.lineno, id(node) in top))
+    return found
+
+
+def resolve(name: str) -> str:
+    """The module ``name`` is, or lives in (``promptgen.core.spec.Spec`` -> ``promptgen.core.spec``)."""
+    parts = name.split(".")
+    while parts:
+        candidate = ROOT.parent.joinpath(*parts)
+        if candidate.with_suffix(".py").is_file() or (candidate / "__init__.py").is_file():
+            return ".".join(parts)
+        parts = parts[:-1]
+    return name
+
+
+MODULES = sorted(p for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path):
+    own = module_name(path)
+    if own == "promptgen._moved":
+        return  # the stand-ins for the old paths look names up wherever they live now
+    upward = [
+        f"line {line}: {target} (layer {layer(target)})"
+        for target, line, _ in imports(path)
+        if target != "promptgen" and layer(target) > layer(own)
+    ]
+    assert not upward, f"{own} (layer {layer(own)}) imports from above: {upward}"
+
+
+def test_no_two_modules_import_each_other():
+    graph: dict[str, set[str]] = {}
+    for path in MODULES:
+        own = module_name(path)
+        graph[own] = {t for t, _, _ in imports(path) if t != own and t != "promptgen"}
+    cycles = sorted(f"{a} <-> {b}" for a, targets in graph.items() for b in targets if a < b and a in graph.get(b, ()))
+    assert not cycles, cycles
+
+
+def test_the_old_paths_are_not_files():
+    # promptgen.compose is the function; no module of that name may shadow it.
+    import promptgen
+
+    assert callable(promptgen.compose) and not (ROOT / "compose.py").exists()
+    for old in ("registry", "hookspecs", "spec", "protocols", "generators", "errors", "samplers", "trainer"):
+        assert not (ROOT / f"{old}.py").exists()
