@@ -15,10 +15,68 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from promptgen import _moved
 
 _moved.install()
 
-from promptgen.api import compose, info, list_plugins, load_prompt, sample
+#: The public Python API: name -> the module it lives in. Loaded on first use, so that
+#: ``promptgen --help`` and ``import promptgen.plugin`` do not wait for torch.
+_API = {
+    "compose": "promptgen.api",
+    "sample": "promptgen.api",
+    "sample_with_cost": "promptgen.api",
+    "evaluate": "promptgen.api",
+    "report": "promptgen.api",
+    "info": "promptgen.api",
+    "list_plugins": "promptgen.api",
+    "load_prompt": "promptgen.api",
+    "Prompt": "promptgen.artifacts.prompt",
+    "PromptgenError": "promptgen.core.errors",
+    "SpecError": "promptgen.core.errors",
+    "UnknownNameError": "promptgen.core.errors",
+    "ArtifactError": "promptgen.core.errors",
+    "TrainingDiverged": "promptgen.core.errors",
+    "TrainConfig": "promptgen.training.config",
+    "FlowConfig": "promptgen.training.config",
+}
 
-__all__ = ["__version__", "compose", "info", "list_plugins", "load_prompt", "sample"]
+__all__ = [
+    "ArtifactError",
+    "FlowConfig",
+    "Prompt",
+    "PromptgenError",
+    "SpecError",
+    "TrainConfig",
+    "TrainingDiverged",
+    "UnknownNameError",
+    "__version__",
+    "compose",
+    "evaluate",
+    "info",
+    "list_plugins",
+    "load_prompt",
+    "report",
+    "sample",
+    "sample_with_cost",
+]
+
+if TYPE_CHECKING:
+    from promptgen.api import compose, evaluate, info, list_plugins, load_prompt, report, sample, sample_with_cost
+    from promptgen.artifacts.prompt import Prompt
+    from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, TrainingDiverged, UnknownNameError
+    from promptgen.training.config import FlowConfig, TrainConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value  # once: later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module 'promptgen' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -35,6 +35,7 @@ from promptgen.core.capabilities import (
     Fittable,
     HasTargets,
     Mixture,
+    Settling,
     Stateful,
     capabilities,
 )
@@ -53,7 +54,7 @@ from promptgen.core.errors import (
 from promptgen.core.generators import GeneratorOutputError, ModuleGenerator, check_images
 from promptgen.core.hooks import hookimpl
 from promptgen.core.latents import split_latent
-from promptgen.core.options import NoOptions, Options, option
+from promptgen.core.options import NoOptions, Options, option, option_names
 from promptgen.core.protocols import (
     AttributeClassifier,
     AttributeTarget,
@@ -106,6 +107,7 @@ __all__ = [
     "PromptgenError",
     "Registry",
     "RemoteFile",
+    "Settling",
     "Spec",
     "SpecError",
     "Stateful",
@@ -120,6 +122,7 @@ __all__ = [
     "hookimpl",
     "one_line",
     "option",
+    "option_names",
     "parse_spec",
     "split_latent",
     "unknown_name",

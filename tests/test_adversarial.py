@@ -125,7 +125,7 @@ def test_a_run_json_from_before_flow_auto_resumes_with_splines(tmp_path):
 
 def test_a_failed_overwrite_puts_back_the_old_prompt(ws: Path, monkeypatch):
     """Training that fails after every check passed (here: diverged) leaves the overwritten prompt exactly as it was."""
-    import promptgen.composing as compose_module
+    import promptgen.composing.workflow as compose_module
     from promptgen.training.trainer import TrainingDiverged
 
     def diverge(*args, **kwargs):

@@ -127,3 +127,20 @@ def test_the_old_paths_are_not_files():
     assert callable(promptgen.compose) and not (ROOT / "compose.py").exists()
     for old in ("registry", "hookspecs", "spec", "protocols", "generators", "errors", "samplers", "trainer"):
         assert not (ROOT / f"{old}.py").exists()
+
+
+def test_the_package_exports_its_python_api_lazily():
+    import subprocess
+    import sys
+
+    import promptgen
+
+    assert set(promptgen.__all__) == {"__version__", *promptgen._API}
+    for name in promptgen._API:
+        assert getattr(promptgen, name) is not None
+    # The command's help, the version and the old-path stand-ins need neither torch nor the API.
+    code = (
+        "import sys, promptgen, promptgen.cli; from promptgen import __version__; "
+        "assert 'torch' not in sys.modules and 'promptgen.api' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -42,7 +42,7 @@ class Toy(Options):
         ("toy:steps=0", "steps=0 must be at least 1; steps: how many (a whole number >= 1, default 4)"),
         ("toy:mode=median", "mode='median' must be one of 'mean', 'sample'; mode: decoder output (one of mean, sample, default mean)"),
         ("toy:psy=0.5", "unknown option 'psy'; did you mean 'psi'?"),
-        ("toy:zzz=1", "unknown option 'zzz'; 'toy' takes options psi=..., steps=..., mode=..., path=..., label=..."),
+        ("toy:zzz=1", "unknown option 'zzz'; 'toy' takes options psi=..., steps=..., mode=..., path=..., class=..."),
         ("toy:psi!=1", "psi!= is not how options are given; write psi=VALUE"),
         ("toy:psi=0.5,psi=0.6", "option 'psi' is given twice; keep one"),
         ("toy:0.5", "unexpected value '0.5'; 'toy' takes options"),
@@ -59,6 +59,19 @@ def test_valid_options_are_typed():
     assert parsed.options.psi == 0.5 and parsed.options.steps == 3 and parsed.options.mode == "sample"
     assert parsed.options.label == "cat" and parsed.options.path == "a b" and parsed.rest == ()
     assert parse_options(parse_spec("toy:x.pkl"), Toy, positional="path").options.path == "x.pkl"
+
+
+def test_choices_among_numbers_and_aliases_read_as_typed():
+    class Sizes(Options):
+        size: Literal[8, 16, 32] = option(16, help="output size")
+        label: str | None = option(None, alias="class", help="a class")
+
+    assert parse_options(parse_spec("toy:size=8"), Sizes).options.size == 8
+    with pytest.raises(SpecError, match="size=12 must be one of 8, 16, 32"):
+        parse_options(parse_spec("toy:size=12"), Sizes)
+    with pytest.raises(SpecError, match=r"'toy' takes options size=\.\.\., class=\.\.\."):
+        parse_options(parse_spec("toy:zzz=1"), Sizes)
+    assert describe_option(Sizes, "class") == "class: a class (text)"
 
 
 def test_free_arguments_reach_the_build():
@@ -141,7 +154,8 @@ class BrokenOptionsPlugin:
 def test_a_broken_options_model_is_reported_against_its_plugin_and_the_rest_works(monkeypatch):
     reg = build_registry(extra_plugins=[("broken-options", BrokenOptionsPlugin())])
     record = next(p for p in reg.plugins if p.name == "broken-options")
-    assert "option 'psi' of NoHelp has no help" in (record.error or "") or "not-a-model" in (record.error or "")
+    # Each broken entry is named, not only the last.
+    assert "option 'psi' of NoHelp has no help" in (record.error or "") and "'not-a-model'" in (record.error or "")
     assert "no-help" not in reg.generators and "not-a-model" not in reg.generators
     assert "fine" in reg.generators and "mnist" in reg.generators
     assert reg.build_generator("fine").latent_shape == (4,)
@@ -224,6 +238,7 @@ def test_list_name_shows_options_defaults_ranges_and_an_example():
     [entry] = __import__("json").loads(result.output)
     psi = next(o for o in entry["options"] if o["name"] == "psi")
     assert entry["kind"] == "generator" and psi["takes"] == "a number from 0 to 1" and psi["default"] == "1"
+    assert "class" in {o["name"] for o in entry["options"]}  # as users type it
 
 
 def test_list_of_an_unknown_name_is_one_line():

@@ -55,7 +55,7 @@ BROKEN = {
     "promptgen-plugin-raises": ("raisesplug", RAISES_AT_IMPORT, "failed to import raisesplug: RuntimeError: weights server [/red] down second line"),
     "promptgen-plugin-exits": ("exitsplug", EXITS_AT_IMPORT, "failed to import exitsplug: SystemExit: 3"),
     "promptgen-plugin-hookraises": ("hookplug", HOOK_RAISES, "promptgen_energies raised ValueError: no licence key"),
-    "promptgen-plugin-garbage": ("garbageplug", RETURNS_GARBAGE, "promptgen_energies returned a str, not a list of EnergyEntry"),
+    "promptgen-plugin-garbage": ("garbageplug", RETURNS_GARBAGE, "promptgen_generators returned 42, not a GeneratorEntry with a name; skipped; promptgen_energies returned a str, not a list of EnergyEntry"),
 }
 
 

@@ -40,10 +40,10 @@ import annotated_types
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptgen.core.errors import SpecError, closest
+from promptgen.core.errors import SpecError, closest, one_line
 from promptgen.core.spec import Arg, Spec
 
-__all__ = ["NoOptions", "Options", "ParsedOptions", "describe_option", "option", "options_from_mapping", "parse_options"]
+__all__ = ["NoOptions", "Options", "ParsedOptions", "describe_option", "option", "option_names", "options_from_mapping", "parse_options"]
 
 
 class Options(BaseModel):
@@ -98,7 +98,7 @@ def parse_options(
         free: the entry also takes arguments that are not options (an energy's
             ``digit=3``); they are returned in ``rest`` for its ``build``.
     """
-    fields = {(info.alias or name): name for name, info in model.model_fields.items()}
+    fields = option_names(model)
     given: dict[str, str] = {}
     rest: list[Arg] = []
     for arg in spec.args:
@@ -124,6 +124,10 @@ def parse_options(
         if key in given:
             raise SpecError(f"{spec.format()!r}: option {key!r} is given twice; keep one")
         given[key] = arg.value
+    for key, text in given.items():  # a choice among numbers (Literal[8, 16]) is typed as text
+        annotation = _plain(model.model_fields[fields[key]].annotation)
+        if typing.get_origin(annotation) is Literal:
+            given[key] = next((c for c in typing.get_args(annotation) if str(c) == text), text)
     try:
         parsed = model.model_validate(given)
     except pydantic.ValidationError as exc:
@@ -133,8 +137,24 @@ def parse_options(
     return ParsedOptions(parsed, tuple(rest))
 
 
+def option_names(model: type[Options]) -> dict[str, str]:
+    """The options as users type them (a field's alias, e.g. ``class``, else its name) -> the field's name."""
+    return {(info.alias or name): name for name, info in model.model_fields.items()}
+
+
+def _field(model: type[Options], name: str) -> str:
+    """The field of the option ``name`` (typed as users type it, or the field's own name)."""
+    return option_names(model).get(name, name)
+
+
+def _typed(model: type[Options], field: str) -> str:
+    """How users type the option of ``field``."""
+    info = model.model_fields.get(field)
+    return (info.alias or field) if info is not None else field
+
+
 def _takes(model: type[Options]) -> str:
-    names = list(model.model_fields)
+    names = list(option_names(model))
     return "options " + ", ".join(f"{n}=..." for n in names) if names else "no options"
 
 
@@ -157,11 +177,12 @@ def validation_message(spec: Spec, model: type[Options], exc: pydantic.Validatio
     """One line from the first problem pydantic found: what was wrong, and what to type instead."""
     error = exc.errors(include_url=False)[0]
     loc = error.get("loc") or ()
-    name = str(loc[0]) if loc else ""
+    name = _typed(model, _field(model, str(loc[0]))) if loc else ""
+    field = _field(model, name)
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     if kind == "literal_error":
-        choices = typing.get_args(_plain(model.model_fields[name].annotation)) if name in model.model_fields else ()
+        choices = typing.get_args(_plain(model.model_fields[field].annotation)) if field in model.model_fields else ()
         what = "must be one of " + ", ".join(repr(c) for c in choices) if choices else "is not one of the choices"
     elif kind == "missing":
         return f"{spec.format()!r}: option {name}= is required; {describe_option(model, name)}"
@@ -174,7 +195,7 @@ def validation_message(spec: Spec, model: type[Options], exc: pydantic.Validatio
         head = f"{name}={shown} {what}"
     else:
         head = what
-    tail = f"; {describe_option(model, name)}" if name in model.model_fields else ""
+    tail = f"; {describe_option(model, name)}" if field in model.model_fields else ""
     return f"{spec.format()!r}: {head}{tail}"
 
 
@@ -204,7 +225,7 @@ def _plain(annotation: Any) -> Any:
 
 def option_type(model: type[Options], name: str) -> str:
     """A short phrase for the kind of value an option takes: ``a number from 0 to 1``, ``one of mean, sample``."""
-    info = model.model_fields[name]
+    info = model.model_fields[_field(model, name)]
     annotation = _plain(info.annotation)
     bounds = {}
     for m in info.metadata:
@@ -236,7 +257,7 @@ def option_type(model: type[Options], name: str) -> str:
 
 def option_default(model: type[Options], name: str) -> str | None:
     """The default as a user would type it, or None for a required option (or one without a default)."""
-    info = model.model_fields[name]
+    info = model.model_fields[_field(model, name)]
     if info.is_required():
         return None
     value = info.get_default(call_default_factory=True)
@@ -251,7 +272,8 @@ def option_default(model: type[Options], name: str) -> str | None:
 
 def describe_option(model: type[Options], name: str) -> str:
     """``name: help (kind, default D)`` for one option, as errors and ``promptgen list NAME`` show it."""
-    info = model.model_fields[name]
+    info = model.model_fields[_field(model, name)]
+    name = _typed(model, _field(model, name))
     default = option_default(model, name)
     extra = option_type(model, name) + (f", default {default}" if default is not None else "")
     return f"{name}: {info.description or 'no description'} ({extra})"
@@ -259,7 +281,7 @@ def describe_option(model: type[Options], name: str) -> str:
 
 def option_example(model: type[Options], name: str) -> str | None:
     """The example value a plugin gave for an option (``option(..., example=...)``), if any."""
-    extra = model.model_fields[name].json_schema_extra
+    extra = model.model_fields[_field(model, name)].json_schema_extra
     if isinstance(extra, dict) and extra.get("example") is not None:
         return str(extra["example"])
     return None
@@ -280,23 +302,25 @@ def options_from_mapping(name: str, described: Mapping[str, str]) -> type[Option
 def check_options_model(model: object) -> type[Options]:
     """``model`` if it is a usable options model (an :class:`Options` subclass whose fields all have help), else an error.
 
+    Checked once per model class (a plugin may share one model among many entries).
+
     Raises:
         TypeError: naming what is wrong; the registry reports it against the plugin.
     """
     if not (isinstance(model, type) and issubclass(model, Options)):
         raise TypeError(f"options must be a subclass of promptgen.plugin.Options, not {model!r}")
+    if model in _CHECKED:
+        return model
     for name, info in model.model_fields.items():
         if not info.description:
             raise TypeError(f"option {name!r} of {model.__name__} has no help; declare it with option(..., help='...')")
-        if not info.is_required():
-            try:
-                model.model_validate({})
-            except pydantic.ValidationError:
-                pass  # a required option elsewhere
-            except Exception as exc:  # noqa: BLE001 - a model whose defaults cannot even be built
-                raise TypeError(f"{model.__name__}'s defaults do not validate: {exc}") from None
-    try:
-        model.model_json_schema()
-    except Exception as exc:  # noqa: BLE001 - e.g. a field type pydantic cannot describe
-        raise TypeError(f"{model.__name__} is not a valid options model: {type(exc).__name__}: {exc}") from None
+    if not any(info.is_required() for info in model.model_fields.values()):
+        try:
+            model.model_validate({})
+        except Exception as exc:  # noqa: BLE001 - a model whose defaults cannot even be built
+            raise TypeError(f"{model.__name__}'s defaults do not validate: {one_line(str(exc))}") from None
+    _CHECKED.add(model)
     return model
+
+
+_CHECKED: set[type[Options]] = set()

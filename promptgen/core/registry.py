@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promptgen.core.entries import LEGACY_TYPES, ClassifierEntry, EnergyEntry, GeneratorEntry, _Anything, upgrade
 from promptgen.core.errors import PromptgenError, SpecError, UnknownNameError, one_line, unknown_name
-from promptgen.core.options import Options, check_options_model, parse_options
+from promptgen.core.options import Options, check_options_model, option_names, parse_options
 from promptgen.core.spec import Spec, parse_spec
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ class PluginRecord:
     energies: list[str] = field(default_factory=list)
     classifiers: list[str] = field(default_factory=list)
     error: str | None = None
+
+    def fail(self, message: str) -> None:
+        """Record one more problem (a plugin may have several broken entries; each is named)."""
+        self.error = message if not self.error else f"{self.error}; {message}"
 
 
 @dataclass
@@ -160,7 +164,7 @@ class Registry:
         ``chosen``: the classifiers the energy uses; their options are offered
         too, since an argument may also be one of those.
         """
-        options = {o: e.name for e in chosen for o in e.options.model_fields}
+        options = {o: e.name for e in chosen for o in option_names(e.options)}
         if model is not None:
             kind, known, hint = f"attribute of classifier {model!r}:", set(self.classifier(model).attributes), ""
         else:
@@ -168,7 +172,7 @@ class Registry:
             kind, hint = "attribute", "no installed classifier provides it"
         if options:
             takes = "; ".join(
-                f"{e.name} takes options {', '.join(f'{o}=...' for o in e.options.model_fields)}" for e in chosen if e.options.model_fields
+                f"{e.name} takes options {', '.join(f'{o}=...' for o in option_names(e.options))}" for e in chosen if option_names(e.options)
             )
             hint = f"{hint}; {takes}" if hint else takes
         return unknown_name(kind, attribute, known | set(options), hint)
@@ -213,7 +217,7 @@ class Registry:
         }
         table, names = tables[kind]
         if entry.name in table:
-            record.error = f"{kind} {entry.name!r} is already registered by {self._owner(entry.name)}; skipped"
+            record.fail(f"{kind} {entry.name!r} is already registered by {self._owner(entry.name)}; skipped")
             return
         table[entry.name] = entry
         names.append(entry.name)
@@ -380,21 +384,21 @@ def build_registry(extra_plugins: Sequence[tuple[str, object]] = ()) -> Registry
             try:
                 entries = _call(impls[key].function, timeout) or []
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin hook that raises is reported, not fatal
-                record.error = one_line(f"{hook_name} {'' if isinstance(exc, PluginTimeout) else 'raised '}{_failure(exc)}")
+                record.fail(one_line(f"{hook_name} {'' if isinstance(exc, PluginTimeout) else 'raised '}{_failure(exc)}"))
                 continue
             if not isinstance(entries, (list, tuple)):
-                record.error = f"{hook_name} returned a {type(entries).__name__}, not a list of {entry_type.__name__}"
+                record.fail(f"{hook_name} returned a {type(entries).__name__}, not a list of {entry_type.__name__}")
                 continue
             for entry in entries:
                 legacy = isinstance(entry, LEGACY_TYPES) and type(entry).__name__.removeprefix("Legacy") == entry_type.__name__
                 if not (isinstance(entry, entry_type) or legacy) or not isinstance(entry.name, str) or not entry.name:
-                    record.error = f"{hook_name} returned {_short(entry)}, not a {entry_type.__name__} with a name; skipped"
+                    record.fail(f"{hook_name} returned {_short(entry)}, not a {entry_type.__name__} with a name; skipped")
                     continue
                 try:
                     entry = upgrade(entry)
                     check_options_model(entry.options)
                 except Exception as exc:  # noqa: BLE001 - a broken options model: this entry is skipped, the others kept
-                    record.error = one_line(f"{kind} {entry.name!r}: {exc}; skipped")
+                    record.fail(one_line(f"{kind} {entry.name!r}: {exc}; skipped"))
                     continue
                 reg._add(kind, entry, record)
     return reg

@@ -20,6 +20,7 @@ from promptgen.plugin import (
     SpecError,
     classify,
     option,
+    option_names,
     unknown_name,
 )
 
@@ -204,7 +205,7 @@ def classifier_options(
     out: dict[str, dict[str, str]] = {e.name: {} for e in chosen}
     for arg in args:
         key = arg.key or arg.value
-        owners = [e for e in chosen if key in e.options.model_fields]
+        owners = [e for e in chosen if key in option_names(e.options)]
         if arg.key is None or not owners:
             raise registry.unknown_attribute(key, model, chosen)
         if len(owners) > 1:
@@ -250,14 +251,14 @@ def build_classifier_energy(spec: Spec, options: ClassifierOptions, registry: Re
             raise SpecError(
                 f"{spec.format()!r}: {arg.value!r} needs an attribute; write it like classifier:digit={arg.value}"
             )
-        if arg.key in ClassifierOptions.model_fields:
+        if arg.key in option_names(ClassifierOptions):
             continue
         keyed.append(arg)
     conditions = [(a.key, a.value, a.op == "=") for a in keyed if registry.provides(a.key, model)]
     others = [a for a in keyed if not registry.provides(a.key, model)]
     if not conditions:
         # Only options, or a misspelt attribute: say which name is unknown first.
-        declared = {o for e in registry.classifiers.values() for o in e.options.model_fields}
+        declared = {o for e in registry.classifiers.values() for o in option_names(e.options)}
         for arg in others:
             if arg.key not in declared:
                 raise registry.unknown_attribute(arg.key, model)

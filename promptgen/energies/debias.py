@@ -90,6 +90,7 @@ from promptgen.plugin import (
     Spec,
     SpecError,
     option,
+    option_names,
 )
 
 
@@ -157,7 +158,7 @@ def build_debias_energy(spec: Spec, options: DebiasOptions, registry: Registry) 
     wanted: list[tuple[str, str | None]] = []
     others: list[Arg] = []
     for arg in spec.args:
-        if arg.key in DebiasOptions.model_fields:
+        if arg.key in option_names(DebiasOptions):
             continue
         if arg.key is not None and "*" not in arg.key and not registry.provides(arg.key):
             others.append(arg)  # a classifier's option, or an unknown attribute: decided once the classifiers are known
@@ -166,7 +167,7 @@ def build_debias_energy(spec: Spec, options: DebiasOptions, registry: Registry) 
             raise SpecError(f"{spec.format()!r}: debias takes ATTR or ATTR=TARGET, not {arg.format()!r}")
         wanted.append((arg.key, arg.value) if arg.key is not None else (arg.value, None))
     if not wanted:
-        declared = {o for e in registry.classifiers.values() for o in e.options.model_fields}
+        declared = {o for e in registry.classifiers.values() for o in option_names(e.options)}
         for arg in others:
             if arg.key not in declared:
                 raise registry.unknown_attribute(arg.key)

@@ -10,6 +10,7 @@ from torch import Tensor
 from promptgen.artifacts.prompt import Prompt
 from promptgen.core.classifiers import adapt_images
 from promptgen.core.errors import PromptgenError
+from promptgen.core.options import option_names
 from promptgen.core.protocols import AttributeClassifier
 from promptgen.core.registry import ClassifierEntry, Registry, one_line
 from promptgen.core.spec import parse_spec
@@ -34,7 +35,7 @@ def domain_evaluators(prompt: Prompt, registry: Registry) -> list[ClassifierEntr
 
 def _options_in(energy_spec: str | None, entry: ClassifierEntry) -> dict[str, str]:
     """The options of classifier ``entry`` that an energy spec (as recorded in a manifest) gave."""
-    if not energy_spec or not entry.options.model_fields:
+    if not energy_spec or not option_names(entry.options):
         return {}
     try:
         spec = parse_spec(energy_spec)
@@ -43,7 +44,7 @@ def _options_in(energy_spec: str | None, entry: ClassifierEntry) -> dict[str, st
     return {
         a.key: a.value
         for a in spec.args
-        if a.key in entry.options.model_fields and a.key not in entry.attributes and a.op == "="
+        if a.key in option_names(entry.options) and a.key not in entry.attributes and a.op == "="
     }
 
 

@@ -22,6 +22,7 @@ Every check works on batches of 2 and trains nothing.
 
 from __future__ import annotations
 
+from promptgen.core.registry import build_registry
 from promptgen.testing.classifiers import CLASSIFIER_SHAPES, check_classifier
 from promptgen.testing.common import BOGUS_OPTION, DEFAULT_DEVICES, SKIPPED_BY_DEFAULT, bad_option_values
 from promptgen.testing.energies import check_energy
@@ -44,6 +45,7 @@ __all__ = [
     "ConformanceReport",
     "EntryResult",
     "bad_option_values",
+    "build_registry",
     "check_classifier",
     "check_energy",
     "check_entry",

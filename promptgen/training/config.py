@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptgen.core.errors import SpecError
 
@@ -117,3 +118,65 @@ class TrainingSummary(BaseModel):
 
 
 __all__ = ["LIMITS", "MAX_BATCH", "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MIN_SEED", "TrainConfig", "TrainingSummary"]
+
+
+class FlowConfig(BaseModel):
+    """Shape of the flow; stored in the prompt's manifest so it can be rebuilt.
+
+    Attributes:
+        features: the coordinates the flow changes (the latent's size, less ``passthrough``).
+        latent_shape: shape of one latent; defaults to ``(features + passthrough,)``.
+        passthrough: trailing coordinates left unchanged: a generator's own noise.
+        transforms: number of coupling layers.
+        hidden: width of the two hidden layers of each coupling's network.
+        mask_seed: seed of the random coupling masks.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["affine-coupling", "spline-coupling"] = "spline-coupling"
+    features: int = Field(gt=1)
+    latent_shape: tuple[int, ...] | None = None
+    passthrough: int = Field(default=0, ge=0, le=2**40)
+    transforms: int = Field(default=4, ge=1, le=64)
+    hidden: int = Field(default=128, ge=1, le=8192)
+    mask_seed: int = Field(default=0, ge=0, lt=2**63)
+    bins: int = Field(default=8, ge=2, le=64, description="spline bins (spline-coupling only)")
+    classes: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="components of a mixture prompt: each coupling also sees a one-hot of the component (0: none)",
+    )
+
+    @model_validator(mode="after")
+    def _shape_matches_features(self) -> FlowConfig:
+        # A manifest is read from a file: a shape that disagrees with features would only fail while sampling.
+        shape = self.latent_shape
+        total = self.features + self.passthrough
+        if shape and (any(d < 1 for d in shape) or math.prod(shape) != total):
+            raise ValueError(
+                f"latent_shape {shape} must be positive sizes whose product is features + passthrough = {total}"
+            )
+        return self
+
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.latent_shape) if self.latent_shape else (self.features + self.passthrough,)
+
+    def size_bound(self) -> int:
+        """An upper bound on the numbers in the flow's state_dict (weights and masks), without building it.
+
+        Each coupling's network maps at most ``features`` inputs through two hidden
+        layers to at most ``features`` × (parameters per feature) outputs. Used to
+        refuse a manifest that describes a far larger flow than its weights file
+        holds before allocating it.
+
+        >>> from promptgen.training.flow import CouplingFlow
+        >>> config = FlowConfig(features=32, transforms=4, hidden=16)
+        >>> actual = sum(t.numel() for t in CouplingFlow(config).state_dict().values())
+        >>> actual <= config.size_bound() <= 4 * actual
+        True
+        """
+        per_feature = 3 * self.bins - 1 if self.kind == "spline-coupling" else 2
+        f, h = self.features, self.hidden
+        return self.transforms * (f + (f + self.classes) * h + h + h * h + h + (h + 1) * f * per_feature)

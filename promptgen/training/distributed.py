@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.distributed as torch_dist
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that use it: the command line reads the rank from
+# here before it knows whether it will train, and `promptgen --help` should not wait for torch.
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ def from_env() -> Dist:
 
 def start(d: Dist, device: torch.device) -> torch.device:
     """Join the process group (gloo on the CPU, NCCL on CUDA); returns this process's device."""
+    import torch
+    import torch.distributed as torch_dist
+
     if not d.active:
         return device
     if device.type == "cuda":
@@ -60,6 +67,8 @@ def start(d: Dist, device: torch.device) -> torch.device:
 
 
 def barrier(d: Dist) -> None:
+    import torch.distributed as torch_dist
+
     if d.active and torch_dist.is_initialized():
         torch_dist.barrier()
 
@@ -68,11 +77,16 @@ def any_true(d: Dist, flag: bool, device: torch.device) -> bool:
     """Whether ``flag`` is true in any process (every process gets the same answer)."""
     if not d.active:
         return flag
+    import torch
+    import torch.distributed as torch_dist
+
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 
 
 def stop(d: Dist) -> None:
+    import torch.distributed as torch_dist
+
     if d.active and torch_dist.is_initialized():
         torch_dist.destroy_process_group()

@@ -1,0 +1,96 @@
+"""``promptgen sample``: images from a prompt or a generator, by the flow or a baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+#: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
+from promptgen.cli.app import MAX_IMAGES, _default, app, err_console, out_console, user_errors
+from promptgen.core.errors import PromptgenError, printable
+from promptgen.training.config import MAX_SEED, MAX_STEPS, MIN_SEED, TrainConfig
+
+
+@app.command()
+@user_errors
+def sample(
+    prompt: Annotated[Path | None, typer.Argument(help="Prompt folder made by `promptgen compose`")] = None,
+    gen: Annotated[str | None, typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
+    n: Annotated[int, typer.Option("-n", min=1, max=MAX_IMAGES, help="Number of images")] = 64,
+    out: Annotated[Path, typer.Option("--out", "-o", help="OUT.png: a grid; OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs")] = Path("samples.png"),
+    seed: Annotated[int, typer.Option(min=MIN_SEED, max=MAX_SEED, help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    method: Annotated[
+        str,
+        typer.Option(help="flow: the trained prompt (one pass per image); rejection or langevin: sample the prompt's "
+                     "energy-based model without the flow (slow; needs the energies' models)"),
+    ] = "flow",
+    accept: Annotated[
+        str,
+        typer.Option(help="rejection: energy (exact p*, keep with prob. exp(-Σw(E-bound))), attribute (keep images "
+                     "that have the asked attribute) or auto (attribute when every energy can tell)"),
+    ] = "auto",
+    max_draws: Annotated[int, typer.Option(min=1, max=10**12, help="rejection: give up after this many generator samples")] = 1_000_000,
+    steps: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="langevin: MALA steps per chain (step size adapted in the first half)")] = 200,
+    step_size: Annotated[float, typer.Option(min=0.0, help="langevin: initial step size h (> 0)")] = 0.05,
+    cost_json: Annotated[Path | None, typer.Option("--cost-json", help="Write the sampling cost (time, draws, acceptance) as JSON")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+) -> None:
+    """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""
+    from promptgen.api import sample_with_cost
+    from promptgen.artifacts.prompt import build_generator, load_prompt
+    from promptgen.core.atomic import write_text_atomic
+    from promptgen.core.images import check_output, save_images
+    from promptgen.sampling.baselines import ACCEPT_MODES, METHODS
+
+    if (prompt is None) == (gen is None):
+        raise PromptgenError("give a prompt folder or --gen SPEC (not both), e.g. `promptgen sample runs/three -n 64 -o grid.png`")
+    if method not in METHODS:
+        raise PromptgenError(f"unknown --method {method!r}; use {', '.join(METHODS)}")
+    if accept not in ACCEPT_MODES:
+        raise PromptgenError(f"unknown --accept {accept!r}; use {', '.join(ACCEPT_MODES)}")
+    if method != "flow" and gen is not None:
+        raise PromptgenError(
+            f"--method {method} samples a trained prompt's energy-based model: give a prompt folder, not --gen "
+            f"(e.g. `promptgen sample runs/three --method {method}`)"
+        )
+    check_output(out)
+    if cost_json is not None:
+        from promptgen.core.atomic import writable_target
+
+        if cost_json.is_dir():
+            raise PromptgenError(f"cannot write {str(cost_json)!r}: it is a folder; give a file name for --cost-json")
+        writable_target(cost_json, "--cost-json")
+    source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
+    images, cost = sample_with_cost(
+        source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
+        step_size=step_size, progress=not quiet and err_console.is_terminal, console=err_console,
+    )
+    save_images(images, out)
+    if cost_json is not None:
+        write_text_atomic(cost_json, cost.model_dump_json(indent=2) + "\n")
+    out_console.print(f"[green]✓[/green] {n} images in {cost.seconds:.2f} s -> [bold]{printable(out)}[/bold]")
+    if method != "flow":
+        out_console.print(_cost_table(cost))
+
+
+def _cost_table(cost: Any) -> Table:
+    """A :class:`~promptgen.sampling.baselines.SamplerCost` as a two-column table."""
+    t = Table(show_header=False, title=f"cost of --method {cost.method}" + (f" --accept {cost.accept}" if cost.accept else ""))
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("samples", f"{printable(cost.target)}  ({'exact' if cost.exact else 'not exact'})")
+    t.add_row("time", f"{cost.seconds:.2f} s on {cost.device}: {cost.samples_per_second:.3g} samples/s")
+    t.add_row("generator calls", f"{cost.draws:,} ({cost.draws_per_sample:.3g} per image)")
+    t.add_row("energy evaluations", f"{cost.energy_evaluations:,}" + (f", gradients {cost.gradient_evaluations:,}" if cost.gradient_evaluations else ""))
+    if cost.acceptance_rate is not None:
+        t.add_row("acceptance rate", f"{cost.acceptance_rate:.3g} ({cost.accepted} accepted)")
+    if cost.steps is not None:
+        mh = f"{cost.mh_acceptance:.2f}" if cost.mh_acceptance is not None else "n/a"
+        t.add_row("langevin", f"{cost.steps} steps, step size {cost.step_size:.3g}, MH acceptance {mh}")
+    if cost.note:
+        t.add_row("note", printable(cost.note))
+    return t

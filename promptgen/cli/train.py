@@ -1,0 +1,146 @@
+"""``promptgen compose``: train a prompt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+#: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
+from promptgen.cli.app import _default, app, err_console, out_console, user_errors
+from promptgen.cli.launch import _relaunch_with_torchrun
+from promptgen.core.errors import PromptgenError
+from promptgen.training.config import MAX_BATCH, MAX_SEED, MAX_STEPS, MIN_SEED, FlowConfig, TrainConfig
+
+
+@app.command()
+@user_errors
+def compose(
+    gen: Annotated[str, typer.Option("--gen", "-g", help="Generator spec, e.g. mnist or stylegan2:path=ffhq.pkl")] = "mnist",
+    energy: Annotated[
+        list[str] | None,
+        typer.Option("--energy", "-e", help='Energy spec, repeatable: classifier:digit=3, clip:"a smiling face"@600'),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Prompt folder to create [default: runs/<energies>-<time>]")] = None,
+    steps: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Optimiser steps")] = _default(TrainConfig, "steps"),
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples per micro-batch")] = _default(TrainConfig, "batch_size"),
+    accumulate: Annotated[int, typer.Option(min=1, max=1024, help="Micro-batches per step (gradient accumulation)")] = _default(TrainConfig, "accumulate"),
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate")] = _default(TrainConfig, "lr"),
+    clip_grad: Annotated[float, typer.Option(min=0.0, help="Max gradient norm (0 disables clipping)")] = _default(TrainConfig, "clip_grad"),
+    warmup: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of steps over which energy weights ramp up from 0")] = _default(TrainConfig, "warmup"),
+    forward_weight: Annotated[
+        float, typer.Option(min=0.0, help="Weight of a forward-KL term on importance-weighted base samples (helps rare targets)")
+    ] = _default(TrainConfig, "forward_weight"),
+    flow: Annotated[
+        str, typer.Option(help="Flow layers: auto (affine couplings; splines for a mixture), spline-coupling or affine-coupling")
+    ] = "auto",
+    seed: Annotated[int, typer.Option(min=MIN_SEED, max=MAX_SEED, help="Random seed")] = _default(TrainConfig, "seed"),
+    transforms: Annotated[int, typer.Option(min=1, max=64, help="Coupling layers in the flow")] = _default(FlowConfig, "transforms"),
+    hidden: Annotated[int, typer.Option(min=1, max=8192, help="Hidden width of each coupling network")] = _default(FlowConfig, "hidden"),
+    eval_every: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Evaluate on fixed noise every N steps")] = _default(TrainConfig, "eval_every"),
+    eval_batch: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="Samples in each periodic evaluation")] = _default(TrainConfig, "eval_batch"),
+    checkpoint_every: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="Write checkpoint.pt every N steps")] = _default(TrainConfig, "checkpoint_every"),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing prompt folder")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue the unfinished run in this folder from its last checkpoint, with its own settings")
+    ] = None,
+    nproc: Annotated[int, typer.Option(min=1, max=256, help="Train with N processes (torchrun; the batch is split among them)")] = 1,
+    keep_parent: Annotated[
+        bool, typer.Option("--keep-parent", help="With --gen prompt:PATH, ask that prompt's energies again so its conditions hold too")
+    ] = False,
+) -> None:
+    """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
+    from promptgen.composing import compose as run
+    from promptgen.training.distributed import from_env
+
+    if resume is not None and (energy or out is not None or keep_parent):
+        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out and --keep-parent")
+    if flow not in ("auto", "spline-coupling", "affine-coupling"):
+        raise PromptgenError(f"unknown --flow {flow!r}; use auto, spline-coupling or affine-coupling")
+    config = _checked(
+        TrainConfig,
+        steps=steps,
+        batch_size=batch_size,
+        accumulate=accumulate,
+        lr=lr,
+        clip_grad=clip_grad or None,
+        warmup=warmup,
+        forward_weight=forward_weight,
+        seed=seed,
+        eval_every=eval_every,
+        eval_batch=eval_batch,
+        checkpoint_every=checkpoint_every,
+    )
+    config.check_limits()
+    flow_settings = {"transforms": transforms, "hidden": hidden, **({"kind": flow} if flow != "auto" else {})}
+    _checked(FlowConfig, features=2, **flow_settings)
+    if nproc > 1 and not from_env().active:
+        _check_before_relaunch(gen, energy or [], out, overwrite, keep_parent, resume, batch_size, nproc, device)
+        raise typer.Exit(_relaunch_with_torchrun(nproc))
+    prompt = run(
+        gen,
+        energy or [],
+        resume if resume is not None else out,
+        train=config,
+        flow=flow_settings,
+        device=device,
+        overwrite=overwrite,
+        progress=not quiet,
+        console=err_console,
+        resume=resume is not None,
+        keep_parent=keep_parent,
+    )
+    if not from_env().main:
+        return
+    t = prompt.manifest.training
+    out_console.print(
+        f"[green]✓[/green] prompt saved to [bold]{prompt.path}[/bold] "
+        f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / 'samples.png'}"
+    )
+    out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
+
+
+def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, overwrite: bool, keep_parent: bool,
+                           resume: Path | None, batch_size: int, nproc: int, device: str) -> None:
+    """Catch here, once, the mistakes the torchrun processes would meet: specs, models, the folder, the device."""
+    from promptgen.artifacts.prompt import build_generator
+    from promptgen.composing import build_energy, read_run
+    from promptgen.core.device import resolve_device
+    from promptgen.core.registry import get_registry
+
+    if batch_size % nproc:
+        raise PromptgenError(f"--batch-size {batch_size} does not split over --nproc {nproc}; use a multiple of {nproc}")
+    resolve_device(device)
+    if resume is not None:
+        read_run(resume)
+        return
+    if not energies:
+        raise PromptgenError("give at least one --energy, e.g. --energy classifier:digit=3")
+    registry = get_registry()
+    if keep_parent:
+        from promptgen.artifacts.chaining import kept_energies, normalise_generator_spec
+
+        energies = [*energies, *kept_energies(normalise_generator_spec(gen), energies, registry)]
+    build_generator(gen, registry)
+    for e in energies:
+        build_energy(e, registry)
+    if out is not None:
+        from promptgen.artifacts.manifest import check_out_dir
+
+        check_out_dir(out, overwrite)
+
+
+def _checked(model: type, **values: Any) -> Any:
+    """``model(**values)`` from command-line values; a value it refuses is one line naming its option."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        value = values.get(field, err.get("input"))
+        raise PromptgenError(f"--{field.replace('_', '-')} {value!r}: {err['msg'].lower()}; see `promptgen compose --help`") from None
