@@ -144,3 +144,28 @@ def test_the_package_exports_its_python_api_lazily():
         "assert 'torch' not in sys.modules and 'promptgen.api' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+PLUGIN_SOURCES = sorted(
+    p for p in (ROOT.parent / "plugins").glob("*/src/**/*.py") if "__pycache__" not in p.parts
+) + sorted(p for p in (ROOT.parent / "examples").glob("*/src/**/*.py") if "__pycache__" not in p.parts)
+
+#: The digit panel reuses the built-in models' architectures and data split, on purpose (its README says why).
+PLUGIN_EXCEPTIONS = {"promptgen-plugin-digit-panel": {"promptgen.builtin.mnist.models", "promptgen.builtin.mnist.training",
+                                                      "promptgen.datasets.mnist"}}
+
+
+@pytest.mark.parametrize("path", PLUGIN_SOURCES, ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_plugins_import_only_the_plugin_surface(path):
+    """A plugin needs one import from promptgen: promptgen.plugin (and promptgen.testing in its tests)."""
+    distribution = path.relative_to(ROOT.parent).parts[1]
+    allowed = {"promptgen", "promptgen.plugin", *PLUGIN_EXCEPTIONS.get(distribution, ())}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("promptgen"):
+            used.add(node.module if node.module != "promptgen" else "promptgen." + node.names[0].name)
+        elif isinstance(node, ast.Import):
+            used |= {a.name for a in node.names if a.name.startswith("promptgen.") or a.name == "promptgen"}
+    used = {u for u in used if u == "promptgen" or u.startswith("promptgen.")}
+    assert used <= allowed, f"{path.name} imports {sorted(used - allowed)}; use promptgen.plugin"
