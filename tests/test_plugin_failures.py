@@ -132,7 +132,7 @@ def test_help_imports_no_plugin(tmp_path, monkeypatch):
         result = run(*args)
         assert "Usage" in result.output, (args, result.output)
     assert not marker.exists()
-    from promptgen import registry
+    from promptgen.core import registry
 
     assert registry._REGISTRY is None
     # The plugin is found as soon as a command needs plugins: the check above could have failed.
