@@ -130,6 +130,18 @@ def test_checksum_mismatch_is_an_error_and_caches_nothing(server, home):
     assert not (home / "toy").exists()
 
 
+def test_a_published_size_is_checked_when_there_is_no_checksum(server, home):
+    url = server.serve("w.pt", BODY, length=None)
+    with pytest.raises(DownloadError) as info:
+        fetch(RemoteFile(url, "weights.pt", size=len(BODY) + 1), subdir="toy", progress=False)
+    text = one_line(info)
+    assert f"{len(BODY):,} bytes arrived" in text and f"published as {len(BODY) + 1:,} bytes" in text
+    assert files_under(home) == []
+    assert fetch(RemoteFile(url, "weights.pt", size=len(BODY)), subdir="toy", progress=False).read_bytes() == BODY
+    with pytest.raises(ValueError, match="size must be a whole number"):
+        RemoteFile(url, "w.pt", size=-1)
+
+
 def test_interrupted_transfer_is_an_error_and_caches_nothing(server, home):
     url = server.serve("w.pt", BODY[:100_000], length=len(BODY))  # promises more than it sends, then closes
     with pytest.raises(DownloadError) as info:
@@ -235,3 +247,15 @@ def test_remote_file_checks_its_fields():
         RemoteFile("http://x/a", "sub/a.pt")
     with pytest.raises(ValueError, match="64 lowercase hex"):
         RemoteFile("http://x/a", "a.pt", sha256=SHA.upper())
+
+
+def test_promptgen_offline_refuses_to_download_but_serves_the_cache(server, home, monkeypatch):
+    remote = RemoteFile(server.serve("w.pt", BODY, length=len(BODY)), "weights.pt", sha256=SHA)
+    monkeypatch.setenv("PROMPTGEN_OFFLINE", "1")
+    with pytest.raises(DownloadError) as info:
+        fetch(remote, subdir="toy", progress=False)
+    assert "PROMPTGEN_OFFLINE is set" in one_line(info) and server.hits == []
+    monkeypatch.setenv("PROMPTGEN_OFFLINE", "0")  # 0 means online
+    path = fetch(remote, subdir="toy", progress=False)
+    monkeypatch.setenv("PROMPTGEN_OFFLINE", "yes")
+    assert fetch(remote, subdir="toy", progress=False) == path and server.hits == ["/w.pt"]

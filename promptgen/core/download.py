@@ -74,17 +74,22 @@ class RemoteFile:
         filename: its name in the cache folder.
         sha256: the published SHA-256 in lowercase hex, or None when the
             publisher gives none (then only the size is checked).
+        size: the published size in bytes, checked after the transfer (for files
+            whose publisher gives no checksum), or None.
     """
 
     url: str
     filename: str
     sha256: str | None = None
+    size: int | None = None
 
     def __post_init__(self) -> None:
         if not self.filename or Path(self.filename).name != self.filename or self.filename in (".", ".."):
             raise ValueError(f"RemoteFile.filename must be a bare file name, got {self.filename!r}")
         if self.sha256 is not None and (len(self.sha256) != 64 or self.sha256.strip("0123456789abcdef")):
             raise ValueError(f"RemoteFile.sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        if self.size is not None and (not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0):
+            raise ValueError(f"RemoteFile.size must be a whole number of bytes >= 0, got {self.size!r}")
 
 
 #: Set to 1 to forbid downloads: a file that is not cached is a one-line error instead.
@@ -215,6 +220,11 @@ def _download(
         raise fail(str(exc)) from None
     if expected is not None and received != expected:
         raise fail(_short(received, expected))
+    if remote.size is not None and received != remote.size:
+        raise DownloadError(
+            f"{url}: {received:,} bytes arrived, but the file is published as {remote.size:,} bytes; nothing was saved; "
+            f"the file changed or was damaged on the way: try again, or {by_hand}"
+        )
     if remote.sha256 is not None:
         actual = digest.hexdigest()
         if actual != remote.sha256:
