@@ -33,6 +33,8 @@ done
 REPORT="$(mktemp)"
 trap 'rm -f "$REPORT"' EXIT
 python -m pip install -q --find-links dist --report "$REPORT" "torch==$TORCH_VERSION" "${PLUGINS[@]}"
+# The BigGAN plugin's tests compare it with the reference implementation (whose utils import scipy).
+python -m pip install -q "pytorch-pretrained-biggan==0.1.1" scipy "torch==$TORCH_VERSION"
 # Each plugin came from the wheelhouse, not from a namesake on the package index.
 python - "$REPORT" "$PWD/dist" "${PLUGINS[@]}" <<'EOF'
 import json
