@@ -1,0 +1,160 @@
+"""NVAE as a promptgen :class:`~promptgen.plugin.Generator`: the flow controls the top latent group(s), the rest is noise."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from promptgen.plugin import DownloadError, GeneratorInfo, ModuleGenerator, Options, Spec, SpecError, cache_root
+from promptgen_plugin_nvae.checkpoints import load_decoder
+from promptgen_plugin_nvae.network import NVAEDecoder
+from promptgen_plugin_nvae.zoo import ZooModel
+
+CACHE_SUBDIR = "nvae"
+#: Images per pass when re-estimating batch-norm statistics (NVAE's evaluate.py, sample mode).
+BN_BATCH = 16
+#: Uniforms for the output sample stay inside (0, 1), as NVAE's samplers draw them.
+U_EPS = 1e-5
+#: MNIST was trained padded to 32×32, its loss on the central 28×28 only: the border is cut off.
+MNIST_CROP = 2
+
+
+def seed_of(u: Tensor) -> list[int]:
+    """A 63-bit seed for each value of ``u`` (B,), from its float64 bits: equal values, equal seeds."""
+    bits = u.detach().to(torch.float64).cpu().view(torch.int64)
+    return [int(b) & (2**63 - 1) for b in bits.tolist()]
+
+
+class NVAESampler(nn.Module):
+    """Standard normal noise of every latent group → images in [0, 1], with the options baked in."""
+
+    def __init__(self, net: NVAEDecoder, *, t: float, output: str) -> None:
+        super().__init__()
+        self.net, self.t, self.output = net, t, output
+        self.crop = MNIST_CROP if net.cfg.dataset == "mnist" else 0
+
+    def uniforms(self, logits: Tensor, seeds: list[int]) -> tuple[Tensor, Tensor]:
+        """Per-image uniforms for the output sample, each image's from its own seed."""
+        _, _, h, w = logits.shape
+        m = self.net.cfg.num_mixture_dec
+        mix, val = [], []
+        for seed in seeds:
+            g = torch.Generator().manual_seed(seed)
+            mix.append(torch.rand(1, m, h, w, generator=g))
+            val.append(torch.rand(1, self.net.cfg.channels, h, w, generator=g))
+        lo, hi = U_EPS, 1 - U_EPS
+        as_u = lambda xs: (lo + (hi - lo) * torch.cat(xs)).to(logits.device, logits.dtype)
+        return as_u(mix), as_u(val)
+
+    def forward(self, eps: list[Tensor], seeds: list[int] | None = None) -> Tensor:
+        logits = self.net(eps, self.t)
+        if self.output == "sample":
+            if seeds is None:
+                seeds = [int(s) for s in torch.randint(0, 2**62, (logits.shape[0],)).tolist()]
+            x = self.net.sample(logits, self.uniforms(logits, seeds))
+        else:
+            x = self.net.mean(logits)
+        if self.crop:
+            x = x[:, :, self.crop : -self.crop, self.crop : -self.crop]
+        return x
+
+
+class NVAEGenerator(ModuleGenerator):
+    """An NVAE whose first ``controlled`` latent groups are the prompt's latent and the others its own noise.
+
+    One group controlled: ``latent_shape`` is that group's (C, H, W). More: the
+    groups are ``latent_parts`` ``z0``, ``z1``... Lower groups are ``noise_shapes``
+    ``z{k}`` (standard normal, mapped to their conditional priors at ``t``);
+    with ``output=sample`` one more number per image, ``output_seed``, seeds
+    the output distribution's draw. promptgen draws the noise with the latent.
+    """
+
+    def __init__(self, sampler: NVAESampler, controlled: int, info: GeneratorInfo) -> None:
+        shapes = sampler.net.group_shapes
+        self.controlled = controlled
+        if controlled == 1:
+            latent_shape: tuple[int, ...] = tuple(shapes[0])
+            self.latent_parts = None
+        else:
+            self.latent_parts = {f"z{i}": tuple(shapes[i]) for i in range(controlled)}
+            latent_shape = (sum(math.prod(s) for s in self.latent_parts.values()),)
+        noise = {f"z{i}": tuple(shapes[i]) for i in range(controlled, len(shapes))}
+        if sampler.output == "sample":
+            noise["output_seed"] = (1,)
+        self.noise_shapes = noise or None
+        super().__init__(sampler, latent_shape, info)
+
+    def decode(self, z: Tensor | dict[str, Tensor], noise: dict[str, Tensor] | None = None) -> Tensor:
+        top = [z[f"z{i}"] for i in range(self.controlled)] if isinstance(z, dict) else [z.reshape(z.shape[0], *self.module.net.group_shapes[0])]
+        b, ref = top[0].shape[0], top[0]
+        shapes = self.module.net.group_shapes
+        if noise is None:  # outside promptgen's sampling: the generator draws its own
+            lower = [torch.randn(b, *s, device=ref.device, dtype=ref.dtype) for s in shapes[self.controlled :]]
+            seeds = None
+        else:
+            lower = [noise[f"z{i}"] for i in range(self.controlled, len(shapes))]
+            seeds = seed_of(noise["output_seed"].flatten()) if "output_seed" in noise else None
+        return self.module(top + lower, seeds)
+
+
+def checkpoint_path(model: ZooModel | None, path: str | None, spec: Spec) -> Path:
+    """The local checkpoint for a zoo model or a ``path=`` option."""
+    if path is not None:
+        given = Path(path).expanduser()
+        if not given.is_file():
+            raise SpecError(f"{spec.format()!r}: path={path!r} is not a file; give an NVAE checkpoint.pt")
+        return given
+    if model is None:
+        raise SpecError(f"{spec.format()!r}: give the checkpoint, e.g. nvae:path=checkpoint.pt, or a named model (promptgen list)")
+    target = cache_root() / CACHE_SUBDIR / model.filename
+    if target.is_file():
+        return target
+    raise DownloadError(
+        f"{model.name} has no direct download link: download {model.which} (checkpoint.pt) by hand from {model.page}, "
+        f"put it at {target}, or pass path="
+    )
+
+
+@torch.no_grad()
+def readjust_batch_norm(net: NVAEDecoder, passes: int, t: float, seed: int = 0) -> None:
+    """Re-estimate every batch norm's running statistics as NVAE's ``--readjust_bn``: sample in train mode, then eval.
+
+    ``passes`` batches of :data:`BN_BATCH` images at temperature ``t``; each pass moves the running
+    mean and variance 5 % (the layers' momentum) towards the batch's. Seeded: the same statistics every time.
+    """
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    try:
+        for _ in range(passes):
+            net([torch.randn(BN_BATCH, *s, generator=g) for s in net.group_shapes], t)
+    finally:
+        net.eval()
+
+
+def build_generator(spec: Spec, options: Options, model: ZooModel | None = None) -> NVAEGenerator:
+    """A promptgen generator for ``nvae:path=FILE`` or a zoo name, with the spec's options (checked by the core)."""
+    path = checkpoint_path(model, options.path, spec)
+    net = load_decoder(path)
+    n = net.num_groups
+    if options.groups > n:
+        raise SpecError(f"{spec.format()!r}: groups={options.groups} but this NVAE has {n} latent groups; give groups=1..{n}")
+    if options.readjust_bn:
+        readjust_batch_norm(net, options.readjust_bn, options.t)
+    sampler = NVAESampler(net, t=options.t, output=options.output)
+    c, h, w = net.output_shape()
+    h, w = h - 2 * sampler.crop, w - 2 * sampler.crop
+    top = net.group_shapes[0]
+    controlled = " + ".join("×".join(map(str, s)) for s in net.group_shapes[: options.groups])
+    info = GeneratorInfo(
+        name=spec.name,
+        resolution=(h, w),
+        channels=c,
+        licence=model.licence if model is not None else "see the checkpoint's source (NVIDIA's NVAE weights: NVIDIA Source Code License, non-commercial)",
+        source=model.page if model is not None else str(path),
+        description=(model.description if model is not None else f"NVAE from {path.name}")
+        + f", {n} latent groups (top {'×'.join(map(str, top))}); the prompt controls {controlled}, t={options.t:g}",
+    )
+    return NVAEGenerator(sampler, options.groups, info)
