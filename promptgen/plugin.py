@@ -53,7 +53,7 @@ from promptgen.core.errors import (
 )
 from promptgen.core.generators import GeneratorOutputError, ModuleGenerator, check_images
 from promptgen.core.hooks import hookimpl
-from promptgen.core.latents import split_latent
+from promptgen.core.latents import seed_of, seeded_noise, split_latent
 from promptgen.core.options import NoOptions, Options, option, option_names
 from promptgen.core.protocols import (
     AttributeClassifier,
@@ -124,6 +124,8 @@ __all__ = [
     "option",
     "option_names",
     "parse_spec",
+    "seed_of",
+    "seeded_noise",
     "split_latent",
     "unknown_name",
 ]

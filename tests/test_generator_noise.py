@@ -193,3 +193,19 @@ def test_langevin_moves_the_latent_and_keeps_each_chains_noise(registry):
     assert images.shape == (4, 1, 2, 2)
     chains = [s for s in GrainyGenerator.seen if s.shape[0] == 4]
     assert len(chains) >= 6 and all(torch.equal(chains[0], s) for s in chains)
+
+
+def test_seeded_noise_differs_for_every_float32_number():
+    # torch's CPU generator keeps 32 bits of a seed, and a float32 widened to float64 has zeros there:
+    # seeded from torch, 10,000 images would share a handful of noise maps.
+    from promptgen.plugin import seed_of, seeded_noise
+
+    u = torch.randn(10_000, 1)
+    assert len(set(seed_of(u))) == 10_000
+    noise = seeded_noise(u, {"x": (4,)})["x"]
+    assert len({tuple(row.tolist()) for row in noise}) == 10_000
+    assert abs(float(noise.mean())) < 0.05 and abs(float(noise.std()) - 1) < 0.05
+    again = seeded_noise(u[:5], {"x": (4,)})["x"]
+    assert torch.equal(again, noise[:5])
+    uniform = seeded_noise(u[:1000], {"x": (8,)}, distribution="uniform")["x"]
+    assert float(uniform.min()) >= 0 and float(uniform.max()) < 1

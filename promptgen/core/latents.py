@@ -47,7 +47,7 @@ from torch import Tensor
 
 from promptgen.core.errors import PromptgenError
 
-__all__ = ["BoundGenerator", "bind", "controlled_size", "noise_size", "split_latent"]
+__all__ = ["BoundGenerator", "bind", "controlled_size", "noise_size", "seed_of", "seeded_noise", "split_latent"]
 
 
 def _shapes(generator: Any, attribute: str) -> dict[str, tuple[int, ...]]:
@@ -146,6 +146,62 @@ def bind(generator: Any) -> Any:
     if getattr(generator, "latent_parts", None) is None and getattr(generator, "noise_shapes", None) is None:
         return generator
     return BoundGenerator(generator)
+
+
+def seed_of(u: Tensor) -> list[int]:
+    """A 64-bit seed for each value of ``u`` (any shape, one value per sample): its float64 bits.
+
+    Equal values give equal seeds. For noise too large to be part of the latent:
+    declare one number per image (``noise_shapes = {"noise_seed": (1,)}``), which
+    promptgen draws with the latent, and draw the real noise from its seed
+    (:func:`seeded_noise`): ``--seed`` still repeats it, training still sees fresh
+    noise at every step, and checkpoints stay small.
+    """
+    bits = u.detach().reshape(-1).to(torch.float64).cpu().view(torch.int64)
+    return [int(b) & (2**64 - 1) for b in bits.tolist()]
+
+
+def seeded_noise(
+    u: Tensor,
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    distribution: str = "normal",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> dict[str, Tensor]:
+    """Noise of ``shapes`` for each sample, drawn from that sample's seed (:func:`seed_of` of ``u``).
+
+    The draws use NumPy's PCG64 seeded with all 64 bits (torch's CPU generator
+    keeps only 32 bits of a seed, and the low bits of a float32 number widened
+    to float64 are zeros: nearly every image would get the same noise).
+
+    Args:
+        u: (B,) or (B, 1): one number per sample, e.g. a ``noise_seed`` the generator declared as noise.
+        shapes: name -> shape of one sample's noise; drawn in this order.
+        distribution: ``"normal"`` (standard normal) or ``"uniform"`` (in [0, 1)).
+
+    Returns:
+        name -> (B, *shape), on ``device`` (default ``u``'s) in ``dtype`` (default float32).
+
+    >>> u = torch.tensor([[0.5], [-1.0], [0.5]])  # float32, as promptgen draws them
+    >>> n = seeded_noise(u, {"a": (2,), "b": (1, 2)})
+    >>> n["a"].shape, n["b"].shape, bool(torch.equal(n["a"][0], n["a"][2])), bool(torch.equal(n["a"][0], n["a"][1]))
+    (torch.Size([3, 2]), torch.Size([3, 1, 2]), True, False)
+    """
+    import numpy as np
+
+    if distribution not in ("normal", "uniform"):
+        raise ValueError(f"distribution must be 'normal' or 'uniform', not {distribution!r}")
+    per_sample: dict[str, list[np.ndarray]] = {name: [] for name in shapes}
+    for seed in seed_of(u):
+        rng = np.random.Generator(np.random.PCG64(seed))
+        for name, shape in shapes.items():
+            draw = rng.standard_normal if distribution == "normal" else rng.random
+            per_sample[name].append(draw(tuple(shape), dtype=np.float32))
+    device = u.device if device is None else device
+    return {
+        name: torch.from_numpy(np.stack(xs)).to(device=device, dtype=dtype or torch.float32) for name, xs in per_sample.items()
+    }
 
 
 def noise_size(generator: Any) -> int:

@@ -10,6 +10,7 @@ import torch
 from promptgen_plugin_nvae.checkpoints import CheckpointError, load_decoder
 from promptgen_plugin_nvae.testing import random_decoder, write_checkpoint
 
+from promptgen import plugin
 from promptgen.core.registry import build_registry, get_registry
 from promptgen.plugin import EnergyBase, EnergyEntry, PromptgenError, hookimpl
 
@@ -41,7 +42,7 @@ def test_the_checkpoint_loads_the_same_decoder(fixture):
 
 def test_decode_shapes_range_and_latent_layout(fixture):
     path, _ = fixture
-    gen = build(f"nvae:path={path}")
+    gen = build(f"nvae:path={path},noise=full")
     assert gen.inner.latent_shape == (4, 8, 8) and gen.controlled_size == 256
     assert gen.noise_size == 256 + 2 * 1024 and gen.latent_shape == (256 + 256 + 2048,)
     assert gen.info.resolution == (32, 32) and gen.info.channels == 3 and "non-commercial" in gen.info.licence
@@ -65,7 +66,7 @@ def test_decode_shapes_range_and_latent_layout(fixture):
 
 def test_the_noise_is_the_conditional_priors_at_t(fixture):
     path, net = fixture
-    gen = build(f"nvae:path={path},t=0.6")
+    gen = build(f"nvae:path={path},t=0.6,noise=full")
     flat = torch.randn(2, *gen.latent_shape)
     parts = [flat[:, :256].reshape(2, 4, 8, 8)]
     offset = 256
@@ -79,7 +80,7 @@ def test_the_noise_is_the_conditional_priors_at_t(fixture):
 
 def test_more_groups_are_latent_parts(fixture):
     path, _ = fixture
-    gen = build(f"nvae:path={path},groups=3")
+    gen = build(f"nvae:path={path},groups=3,noise=full")
     assert gen.inner.latent_parts == {"z0": (4, 8, 8), "z1": (4, 8, 8), "z2": (4, 16, 16)}
     assert gen.controlled_size == 256 + 256 + 1024 and gen.noise_size == 1024
     every = build(f"nvae:path={path},groups=4")
@@ -233,7 +234,24 @@ def test_compose_and_sample_end_to_end(fixture, tmp_path):
     registry = build_registry(extra_plugins=[("bright", BrightPlugin())])
     prompt = compose(f"nvae:path={path}", ["bright"], tmp_path / "p", registry=registry, progress=False, preview=0,
                      train=TrainConfig(steps=3, batch_size=4), flow={"transforms": 2, "hidden": 8})
-    assert prompt.manifest.flow.features == 256 and prompt.manifest.flow.passthrough == 256 + 2048
+    assert prompt.manifest.flow.features == 256 and prompt.manifest.flow.passthrough == 1  # the seed of the lower groups
     a, b = sample_images(prompt, 4, seed=7), sample_images(prompt, 4, seed=7)
     assert a.shape == (4, 3, 32, 32) and torch.equal(a, b)
     assert not torch.equal(a, sample_images(prompt, 4, seed=8))
+
+
+def test_by_default_one_number_per_image_seeds_the_lower_groups(fixture):
+    """noise=seeded: the flat latent is the top group and one seed number, whatever the groups' size."""
+    path, _ = fixture
+    seeded, full = build(f"nvae:path={path}"), build(f"nvae:path={path},noise=full")
+    assert seeded.latent_shape == (256 + 1,) and seeded.noise_size == 1 and seeded.controlled_size == 256
+    flat = torch.randn(3, 257)
+    x = seeded.decode(flat)
+    assert x.shape == (3, 3, 32, 32) and torch.equal(seeded.decode(flat), x)
+    other = flat.clone()
+    other[:, 256] = torch.randn(3)
+    assert not torch.allclose(seeded.decode(other), x)  # another seed: other lower groups
+    # The seeded groups are those that full noise would receive: the same images from the same numbers.
+    lower = plugin.seeded_noise(flat[:, 256], full.inner.lower_shapes)
+    as_full = torch.cat([flat[:, :256], *[lower[n].flatten(1) for n in full.inner.lower_shapes]], 1)
+    torch.testing.assert_close(full.decode(as_full), x)

@@ -8,7 +8,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from promptgen.plugin import DownloadError, GeneratorInfo, ModuleGenerator, Options, Spec, SpecError, cache_root
+from promptgen.plugin import (
+    DownloadError,
+    GeneratorInfo,
+    ModuleGenerator,
+    Options,
+    Spec,
+    SpecError,
+    cache_root,
+    seeded_noise,
+)
 from promptgen_plugin_nvae.checkpoints import load_decoder
 from promptgen_plugin_nvae.network import NVAEDecoder
 from promptgen_plugin_nvae.zoo import ZooModel
@@ -22,12 +31,6 @@ U_EPS = 1e-5
 MNIST_CROP = 2
 
 
-def seed_of(u: Tensor) -> list[int]:
-    """A 63-bit seed for each value of ``u`` (B,), from its float64 bits: equal values, equal seeds."""
-    bits = u.detach().to(torch.float64).cpu().view(torch.int64)
-    return [int(b) & (2**63 - 1) for b in bits.tolist()]
-
-
 class NVAESampler(nn.Module):
     """Standard normal noise of every latent group → images in [0, 1], with the options baked in."""
 
@@ -36,25 +39,21 @@ class NVAESampler(nn.Module):
         self.net, self.t, self.output = net, t, output
         self.crop = MNIST_CROP if net.cfg.dataset == "mnist" else 0
 
-    def uniforms(self, logits: Tensor, seeds: list[int]) -> tuple[Tensor, Tensor]:
-        """Per-image uniforms for the output sample, each image's from its own seed."""
+    def uniforms(self, logits: Tensor, seed: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image uniforms for the output sample, each image's from its own seed number (``seed``: (B,))."""
         _, _, h, w = logits.shape
-        m = self.net.cfg.num_mixture_dec
-        mix, val = [], []
-        for seed in seeds:
-            g = torch.Generator().manual_seed(seed)
-            mix.append(torch.rand(1, m, h, w, generator=g))
-            val.append(torch.rand(1, self.net.cfg.channels, h, w, generator=g))
+        shapes = {"mix": (self.net.cfg.num_mixture_dec, h, w), "val": (self.net.cfg.channels, h, w)}
+        u = seeded_noise(seed, shapes, distribution="uniform", device=logits.device, dtype=logits.dtype)
         lo, hi = U_EPS, 1 - U_EPS
-        as_u = lambda xs: (lo + (hi - lo) * torch.cat(xs)).to(logits.device, logits.dtype)
-        return as_u(mix), as_u(val)
+        return lo + (hi - lo) * u["mix"], lo + (hi - lo) * u["val"]
 
-    def forward(self, eps: list[Tensor], seeds: list[int] | None = None) -> Tensor:
+    def forward(self, eps: list[Tensor], seed: Tensor | None = None) -> Tensor:
+        """``seed``: (B,) one number per image for the output sample's draw (None: drawn here)."""
         logits = self.net(eps, self.t)
         if self.output == "sample":
-            if seeds is None:
-                seeds = [int(s) for s in torch.randint(0, 2**62, (logits.shape[0],)).tolist()]
-            x = self.net.sample(logits, self.uniforms(logits, seeds))
+            if seed is None:
+                seed = torch.randn(logits.shape[0])
+            x = self.net.sample(logits, self.uniforms(logits, seed))
         else:
             x = self.net.mean(logits)
         if self.crop:
@@ -70,10 +69,17 @@ class NVAEGenerator(ModuleGenerator):
     ``z{k}`` (standard normal, mapped to their conditional priors at ``t``);
     with ``output=sample`` one more number per image, ``output_seed``, seeds
     the output distribution's draw. promptgen draws the noise with the latent.
+
+    With ``noise="seeded"`` (the default) the lower groups are not in the
+    latent: one number per image, ``noise_seed``, seeds them
+    (:func:`promptgen.plugin.seeded_noise`). At 256² they are 6 million numbers
+    per image, which as a latent would make every checkpoint's fixed evaluation
+    noise gigabytes.
     """
 
-    def __init__(self, sampler: NVAESampler, controlled: int, info: GeneratorInfo) -> None:
+    def __init__(self, sampler: NVAESampler, controlled: int, info: GeneratorInfo, noise_mode: str = "seeded") -> None:
         shapes = sampler.net.group_shapes
+        self.noise_mode = noise_mode
         self.controlled = controlled
         if controlled == 1:
             latent_shape: tuple[int, ...] = tuple(shapes[0])
@@ -81,7 +87,10 @@ class NVAEGenerator(ModuleGenerator):
         else:
             self.latent_parts = {f"z{i}": tuple(shapes[i]) for i in range(controlled)}
             latent_shape = (sum(math.prod(s) for s in self.latent_parts.values()),)
-        noise = {f"z{i}": tuple(shapes[i]) for i in range(controlled, len(shapes))}
+        self.lower_shapes = {f"z{i}": tuple(shapes[i]) for i in range(controlled, len(shapes))}
+        noise: dict[str, tuple[int, ...]] = dict(self.lower_shapes)
+        if noise_mode == "seeded" and noise:
+            noise = {"noise_seed": (1,)}
         if sampler.output == "sample":
             noise["output_seed"] = (1,)
         self.noise_shapes = noise or None
@@ -95,8 +104,12 @@ class NVAEGenerator(ModuleGenerator):
             lower = [torch.randn(b, *s, device=ref.device, dtype=ref.dtype) for s in shapes[self.controlled :]]
             seeds = None
         else:
-            lower = [noise[f"z{i}"] for i in range(self.controlled, len(shapes))]
-            seeds = seed_of(noise["output_seed"].flatten()) if "output_seed" in noise else None
+            if "noise_seed" in noise:
+                drawn = seeded_noise(noise["noise_seed"], self.lower_shapes, device=ref.device, dtype=ref.dtype)
+            else:
+                drawn = noise
+            lower = [drawn[name] for name in self.lower_shapes]
+            seeds = noise["output_seed"].flatten() if "output_seed" in noise else None
         return self.module(top + lower, seeds)
 
 
@@ -157,4 +170,4 @@ def build_generator(spec: Spec, options: Options, model: ZooModel | None = None)
         description=(model.description if model is not None else f"NVAE from {path.name}")
         + f", {n} latent groups (top {'×'.join(map(str, top))}); the prompt controls {controlled}, t={options.t:g}",
     )
-    return NVAEGenerator(sampler, options.groups, info)
+    return NVAEGenerator(sampler, options.groups, info, options.noise)

@@ -30,6 +30,11 @@ class NVAEOptions(plugin.Options):
     output: Literal["mean", "sample"] = plugin.option(
         "mean", help="mean of the decoder's output distribution, or a sample of it (its randomness drawn by promptgen with the latent: repeatable with --seed)"
     )
+    noise: Literal["seeded", "full"] = plugin.option(
+        "seeded",
+        help="how promptgen draws the lower groups' noise: seeded (one number per image seeds them; small checkpoints) "
+        "or full (every number part of the flat latent, as large as the groups)",
+    )
     readjust_bn: int = plugin.option(
         0, ge=0, le=100_000,
         help="re-estimate batch-norm statistics first with this many sampling passes of 16 images at t, as NVAE's --readjust_bn (500 there); 0: the stored ones",

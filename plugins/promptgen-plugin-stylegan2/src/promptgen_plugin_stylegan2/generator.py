@@ -19,6 +19,7 @@ from promptgen.plugin import (
     SpecError,
     cache_root,
     fetch,
+    seeded_noise,
 )
 from promptgen_plugin_stylegan2.checkpoints import load_generator
 from promptgen_plugin_stylegan2.network import StyleGAN2
@@ -149,19 +150,13 @@ def build_generator(spec: Spec, options: Options, model: ZooModel | None = None,
     return ModuleGenerator(decoder, (decoder.latent_dim,), info)
 
 
-def seed_of(u: Tensor) -> list[int]:
-    """A 63-bit seed for each value of ``u`` (B,), from its float64 bits: equal values, equal seeds."""
-    bits = u.detach().to(torch.float64).cpu().view(torch.int64)
-    return [int(b) & (2**63 - 1) for b in bits.tolist()]
-
-
 class RandomNoiseGenerator(ModuleGenerator):
     """StyleGAN2 with ``noise=random``: per-pixel noise that a prompt does not control, drawn by promptgen.
 
     The noise inputs of a 1024² network hold 2.8 million numbers per image;
     as a latent they would swell every checkpoint. So the generator declares
     one standard normal number per image (``noise_shapes``), and its layers'
-    noise is drawn from a generator seeded by that number's bits. promptgen
+    noise is drawn from that number's seed (:func:`promptgen.plugin.seeded_noise`). promptgen
     draws the number with the latent, from the same seeded stream: ``sample
     --seed`` repeats the images, training sees fresh noise at every step and
     ``--resume`` draws what the uninterrupted run would have.
@@ -172,11 +167,8 @@ class RandomNoiseGenerator(ModuleGenerator):
     def layer_noise(self, u: Tensor) -> list[Tensor]:
         """One (B, 1, r, r) tensor per convolution, each sample's from its own seed."""
         shapes = self.module.net.synthesis.noise_shapes
-        per_sample = []
-        for seed in seed_of(u.flatten()):
-            g = torch.Generator().manual_seed(seed)
-            per_sample.append([torch.randn(1, 1, r, r, generator=g) for r in shapes])
-        return [torch.cat(layer).to(u.device) for layer in zip(*per_sample, strict=True)]
+        noise = seeded_noise(u, {str(i): (1, r, r) for i, r in enumerate(shapes)})
+        return [noise[str(i)] for i in range(len(shapes))]
 
     def decode(self, z: Tensor, noise: dict[str, Tensor] | None = None) -> Tensor:
         if noise is None:  # outside promptgen's sampling: the network draws its own
