@@ -67,6 +67,7 @@ from promptgen.core.protocols import (
 )
 from promptgen.core.registry import Registry
 from promptgen.core.spec import Arg, Spec, parse_spec
+from promptgen.core.weights import WeightsFileError, load_torch_file
 
 #: The version of the plugin surface. A plugin declares the core versions it works with
 #: (``Requires-Dist: promptgen-core>=0.2,<0.3``); see docs/writing-plugins.md.
@@ -112,6 +113,7 @@ __all__ = [
     "SpecError",
     "Stateful",
     "UnknownNameError",
+    "WeightsFileError",
     "adapt_images",
     "cache_root",
     "capabilities",
@@ -120,6 +122,7 @@ __all__ = [
     "closest",
     "fetch",
     "hookimpl",
+    "load_torch_file",
     "one_line",
     "option",
     "option_names",

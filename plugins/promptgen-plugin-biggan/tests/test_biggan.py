@@ -148,10 +148,10 @@ def test_bad_files_are_one_line_errors_and_nothing_runs(tiny, tmp_path, monkeypa
     evil = _copy(tiny, tmp_path / "evil")
     with open(evil / "pytorch_model.bin", "wb") as f:
         pickle.dump({"generator.gen_z.bias": Evil()}, f)
-    cases["evil"] = (evil, ["not weights", "refusing"])
+    cases["evil"] = (evil, ["asks to run builtins.exec", "refused, and nothing ran"])
     evil_zip = _copy(tiny, tmp_path / "evil_zip")
     torch.save({"x": Evil()}, evil_zip / "pytorch_model.bin")
-    cases["evil_zip"] = (evil_zip, ["not weights", "refusing"])
+    cases["evil_zip"] = (evil_zip, ["asks to run", "refused, and nothing ran"])
     other = _copy(tiny, tmp_path / "other")  # another architecture's weights
     torch.save({"encoder.layer.0.weight": torch.zeros(3, 3), "decoder.bias": torch.zeros(3)}, other / "pytorch_model.bin")
     cases["other architecture"] = (other, ["is not the BigGAN-deep", "missing", "not BigGAN-deep's"])
@@ -208,3 +208,13 @@ def test_the_zoo_names_the_official_files():
     for name, m in MODELS.items():
         assert m.weights_url == PRETRAINED_MODEL_ARCHIVE_MAP[name] and m.config_url == PRETRAINED_CONFIG_ARCHIVE_MAP[name]
         assert "Apache-2.0" in m.licence and m.resolution == int(name.rsplit("-", 1)[1])
+
+
+def test_names_that_differ_only_in_case_are_told_apart():
+    from promptgen_plugin_biggan.classes import class_index
+
+    spec = plugin.parse_spec("biggan-deep-128")
+    assert class_index(spec, "Cardigan", 1000) == 264  # the corgi
+    assert class_index(spec, "cardigan", 1000) == 474  # the sweater
+    with pytest.raises(plugin.SpecError, match=r"names 2 ImageNet classes: 'Cardigan' \(264\) or 'cardigan' \(474\)"):
+        class_index(spec, "CARDIGAN", 1000)

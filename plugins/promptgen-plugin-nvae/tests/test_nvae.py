@@ -164,7 +164,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path, monk
     torch.save({"args": _Evil(), "state_dict": {}}, bad)
     with pytest.raises(CheckpointError) as e:
         build(f"nvae:path={bad}")
-    assert "\n" not in str(e.value) and "refusing" in str(e.value) and "system" in str(e.value)
+    assert "\n" not in str(e.value) and "refused, and nothing ran" in str(e.value) and "system" in str(e.value)
     assert not marker.exists()
 
 
@@ -255,3 +255,10 @@ def test_by_default_one_number_per_image_seeds_the_lower_groups(fixture):
     lower = plugin.seeded_noise(flat[:, 256], full.inner.lower_shapes)
     as_full = torch.cat([flat[:, :256], *[lower[n].flatten(1) for n in full.inner.lower_shapes]], 1)
     torch.testing.assert_close(full.decode(as_full), x)
+
+
+def test_promptgen_list_says_the_weights_are_non_commercial_and_their_size():
+    registry = get_registry()
+    for name in ("nvae-ffhq-256", "nvae-celebahq-256", "nvae-celeba-64", "nvae-cifar10", "nvae-mnist"):
+        summary = registry.generators[name].summary
+        assert "non-commercial" in summary and "M decoder parameters" in summary, summary

@@ -10,15 +10,13 @@ unreadable, truncated or foreign file, keys or shapes that do not match
 
 from __future__ import annotations
 
-import io
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from promptgen import plugin
+from promptgen.plugin import WeightsFileError, load_torch_file
 from promptgen_plugin_biggan.config import BigGANConfig, read_config
 from promptgen_plugin_biggan.network import BigGAN
 
@@ -59,19 +57,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     source = repr(str(path))
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
-    if not raw:
-        raise CheckpointError(f"{source} is empty; download it again")
-    try:
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        hint = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "")
-        raise CheckpointError(f"{source} holds objects that are not weights ({hint[:160]}); refusing to load it") from None
-    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, MemoryError, OverflowError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{source} is damaged or truncated ({type(e).__name__}); download it again") from None
+        state = load_torch_file(path, what="a BigGAN-deep pytorch_model.bin")
+    except WeightsFileError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(state, dict) or not state:
         raise CheckpointError(f"{source} does not hold a state dict (it holds {type(state).__name__}); give pytorch_model.bin of a BigGAN-deep model")
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)]

@@ -29,8 +29,16 @@ def class_index(spec: plugin.Spec, value: str, num_classes: int) -> int:
     names = imagenet_classes()
     if num_classes != len(names):
         raise plugin.SpecError(f"{spec.format()!r}: this model has {num_classes} classes, not ImageNet's; give class=INDEX (0-{num_classes - 1})")
+    typed = " ".join(text.replace("_", " ").split())
+    exact = [i for i, n in enumerate(names) if n == typed]
+    if exact:  # the case decides between names that differ only in it ("Cardigan" the corgi, "cardigan" the sweater)
+        return exact[0]
+    key = typed.lower()
+    same = [i for i, n in enumerate(names) if n.lower() == key]
+    if len(same) > 1:
+        which = " or ".join(f"{names[i]!r} ({i})" for i in same)
+        raise plugin.SpecError(f"{spec.format()!r}: {value!r} names {len(same)} ImageNet classes: {which}; write it with that case, or give the index")
     lowered = {n.lower(): i for i, n in enumerate(names)}
-    key = " ".join(text.lower().replace("_", " ").split())
     if key in lowered:
         return lowered[key]
     near = plugin.closest(key, lowered)

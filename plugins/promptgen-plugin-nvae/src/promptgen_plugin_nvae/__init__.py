@@ -50,7 +50,8 @@ def promptgen_generators() -> list[plugin.GeneratorEntry]:
             plugin.GeneratorEntry(
                 name,
                 partial(_build_zoo, name),
-                summary=f"NVAE {m.description}, {m.resolution}px; NVIDIA Source Code License, non-commercial only; download by hand, then path=",
+                summary=f"NVAE {m.description}, {m.resolution}px, {m.decoder_parameters:g} M decoder parameters; NVIDIA Source Code License, "
+                "non-commercial only; download by hand into the cache, or path=",
                 options=NVAEOptions,
                 example=f"{name}:t=0.7",
             )

@@ -23,7 +23,6 @@ encoder, its flows and the optimiser state are ignored.
 from __future__ import annotations
 
 import argparse
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from promptgen.plugin import PromptgenError
+from promptgen.plugin import PromptgenError, WeightsFileError, load_torch_file
 from promptgen_plugin_nvae.network import ARCH_DECODER_CELLS, OPERATIONS, NVAEConfig, NVAEDecoder, dataset_size
 
 #: State-dict names of the generative path; everything else in the file is the encoder or training state.
@@ -52,20 +51,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The dict ``torch.save``d by NVAE's train.py, read with torch's weights-only unpickler (plus ``argparse.Namespace``)."""
     name = Path(path).name
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        why = next((line.strip() for line in first if "Unsupported global" in line or "GLOBAL" in line), first[0] if first else "")
-        raise CheckpointError(
-            f"{name}: refusing to load it: its pickle asks for something an NVAE checkpoint never holds ({why.rstrip('.')}); "
-            "it could run code. Use an official NVAE checkpoint.pt"
-        ) from None
-    except MemoryError:
-        raise CheckpointError(f"{name}: the file claims more memory than this machine has; it is damaged or not an NVAE checkpoint") from None
-    except (RuntimeError, EOFError, ValueError, OSError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{name}: cannot read it as a torch checkpoint, it is damaged or truncated ({type(e).__name__}: {msg})") from None
+        data = load_torch_file(path, what="an NVAE checkpoint.pt", allow=[argparse.Namespace])
+    except WeightsFileError as e:
+        raise CheckpointError(str(e)) from None
     if not isinstance(data, Mapping) or "state_dict" not in data or "args" not in data:
         what = f"a dict with keys {sorted(map(str, data))[:6]}" if isinstance(data, Mapping) else f"a {type(data).__name__}"
         raise CheckpointError(

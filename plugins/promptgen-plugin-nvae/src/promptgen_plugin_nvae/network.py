@@ -10,8 +10,11 @@ buffer names equal those of the official ``AutoEncoder``'s state dict, so the
 decoder's part of an official checkpoint loads key for key. The encoder, its
 normalising flows and the optimiser state in the file are not read.
 
-The code is written from the paper (Vahdat and Kautz, NeurIPS 2020) and the
-shapes of the official checkpoints; nothing of NVIDIA's code is copied.
+Reimplemented independently in plain PyTorch from the paper (Vahdat and
+Kautz, NeurIPS 2020) and the official code's behaviour: module names, their
+order and the numerical details (residual scale, σ floor, clamps) follow
+NVlabs/NVAE so that its checkpoints load and its images are reproduced
+(`scripts/conformance.py`); no function of it is copied.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ class ZooModel:
         sha256: published checksum, when there is one.
         top: the top latent group's shape (what the flow controls by default) for the published configuration.
         groups: the number of latent groups of the published configuration.
+        decoder_parameters: the decoder's size, in millions of parameters (measured on the published
+            configuration: ``benchmarks/nvae_speed.py``); the file's size in bytes is not published.
     """
 
     name: str
@@ -45,15 +47,16 @@ class ZooModel:
     sha256: str | None = None
     top: tuple[int, int, int] = (20, 8, 8)
     groups: int = 0
+    decoder_parameters: float = 0.0
 
 
 MODELS: dict[str, ZooModel] = {
     m.name: m
     for m in [
-        ZooModel("nvae-ffhq-256", 256, "FFHQ faces", None, "nvae-ffhq-256.pt", TERMS + "; FFHQ images: CC BY-NC-SA 4.0", DRIVE, "the FFHQ checkpoint", top=(20, 8, 8), groups=36),
-        ZooModel("nvae-celebahq-256", 256, "CelebA-HQ faces", None, "nvae-celebahq-256.pt", TERMS + "; CelebA-HQ: non-commercial research", DRIVE, "a CelebA HQ 256 checkpoint (two are published: the README notes the earlier one samples better at low temperature)", top=(20, 8, 8), groups=36),
-        ZooModel("nvae-celeba-64", 64, "CelebA faces", None, "nvae-celeba-64.pt", TERMS + "; CelebA: non-commercial research", DRIVE, "the CelebA 64 checkpoint", top=(20, 8, 8), groups=35),
-        ZooModel("nvae-cifar10", 32, "CIFAR-10", None, "nvae-cifar10.pt", TERMS + "; CIFAR-10 images: see cs.toronto.edu/~kriz/cifar.html", DRIVE, "a CIFAR-10 checkpoint (two are published: single-scale and multi-scale; the shapes here are the single-scale command's)", top=(20, 16, 16), groups=30),
-        ZooModel("nvae-mnist", 28, "dynamically binarised MNIST digits", None, "nvae-mnist.pt", TERMS + "; MNIST: CC BY-SA 3.0", DRIVE, "the MNIST checkpoint", top=(20, 4, 4), groups=15),
+        ZooModel("nvae-ffhq-256", 256, "FFHQ faces", None, "nvae-ffhq-256.pt", TERMS + "; FFHQ images: CC BY-NC-SA 4.0", DRIVE, "the FFHQ checkpoint", top=(20, 8, 8), groups=36, decoder_parameters=119.5),
+        ZooModel("nvae-celebahq-256", 256, "CelebA-HQ faces", None, "nvae-celebahq-256.pt", TERMS + "; CelebA-HQ: non-commercial research", DRIVE, "a CelebA HQ 256 checkpoint (two are published: the README notes the earlier one samples better at low temperature)", top=(20, 8, 8), groups=36, decoder_parameters=119.5),
+        ZooModel("nvae-celeba-64", 64, "CelebA faces", None, "nvae-celeba-64.pt", TERMS + "; CelebA: non-commercial research", DRIVE, "the CelebA 64 checkpoint", top=(20, 8, 8), groups=35, decoder_parameters=58.1),
+        ZooModel("nvae-cifar10", 32, "CIFAR-10", None, "nvae-cifar10.pt", TERMS + "; CIFAR-10 images: see cs.toronto.edu/~kriz/cifar.html", DRIVE, "a CIFAR-10 checkpoint (two are published: single-scale and multi-scale; the shapes here are the single-scale command's)", top=(20, 16, 16), groups=30, decoder_parameters=51.8),
+        ZooModel("nvae-mnist", 28, "dynamically binarised MNIST digits", None, "nvae-mnist.pt", TERMS + "; MNIST: CC BY-SA 3.0", DRIVE, "the MNIST checkpoint", top=(20, 4, 4), groups=15, decoder_parameters=12.7),
     ]
 }
