@@ -262,3 +262,14 @@ def test_promptgen_list_says_the_weights_are_non_commercial_and_their_size():
     for name in ("nvae-ffhq-256", "nvae-celebahq-256", "nvae-celeba-64", "nvae-cifar10", "nvae-mnist"):
         summary = registry.generators[name].summary
         assert "non-commercial" in summary and "M decoder parameters" in summary, summary
+
+
+def test_the_second_names_of_unnormalised_weights_are_skipped(fixture):
+    """Official state dicts hold ``*.weight_normalized`` beside ``*.weight``; the fixture does too, and loading skips them."""
+    path, _ = fixture
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    aliases = [k for k in saved if k.endswith(".weight_normalized")]
+    assert aliases, "the fixture must hold the aliases an official checkpoint holds"
+    decoder = load_decoder(path)
+    assert not any(k.endswith(".weight_normalized") for k in decoder.state_dict())

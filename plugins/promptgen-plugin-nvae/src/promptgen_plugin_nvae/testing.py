@@ -96,6 +96,11 @@ def write_checkpoint(decoder: NVAEDecoder, args: dict[str, Any], path: str | Pat
     state["enc_sampler.0.weight"] = torch.randn(2 * args["num_latent_per_group"], c, 3, 3, generator=g)
     for k, v in decoder.state_dict().items():
         state[k] = v.clone()
+        # NVAE's Conv2D without weight normalisation registers its weight a second time, as
+        # ``weight_normalized``: official state dicts hold both names.
+        prefix = k.removesuffix(".weight")
+        if k.endswith(".weight") and v.dim() == 4 and f"{prefix}.log_weight_norm" not in decoder.state_dict():
+            state[f"{prefix}.weight_normalized"] = state[k]
     state["enc0.1.weight"] = torch.randn(c, c, 1, 1, generator=g)
     ns = argparse.Namespace(**{**OTHER_ARGS, **args})
     params = [v for v in state.values() if v.is_floating_point()]
