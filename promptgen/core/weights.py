@@ -41,7 +41,7 @@ class WeightsFileError(PromptgenError):
     """A torch file that is missing, damaged, or asks to run code."""
 
 
-_GLOBAL = re.compile(r"(?:GLOBAL|global:?)\s+([A-Za-z_][\w.]*)")
+_GLOBAL = re.compile(r"\bGLOBAL\s+([A-Za-z_][\w.]*)")
 
 
 def load_torch_file(path: str | Path, *, what: str, allow: Sequence[type] = (), mmap: bool = False) -> Any:

@@ -57,7 +57,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     source = repr(str(path))
     try:
-        state = load_torch_file(path, what="a BigGAN-deep pytorch_model.bin")
+        state = load_torch_file(path, what="a BigGAN-deep pytorch_model.bin", mmap=True)  # mapped: the file is not held twice
     except WeightsFileError as e:
         raise CheckpointError(str(e)) from None
     if not isinstance(state, dict) or not state:

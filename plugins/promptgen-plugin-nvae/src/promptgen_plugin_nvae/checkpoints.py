@@ -51,7 +51,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The dict ``torch.save``d by NVAE's train.py, read with torch's weights-only unpickler (plus ``argparse.Namespace``)."""
     name = Path(path).name
     try:
-        data = load_torch_file(path, what="an NVAE checkpoint.pt", allow=[argparse.Namespace])
+        data = load_torch_file(path, what="an NVAE checkpoint.pt", allow=[argparse.Namespace], mmap=True)  # the encoder and optimiser state stay on disk
     except WeightsFileError as e:
         raise CheckpointError(str(e)) from None
     if not isinstance(data, Mapping) or "state_dict" not in data or "args" not in data:
