@@ -61,7 +61,8 @@ def zoo(tmp_path, monkeypatch):
     (home / "biggan").mkdir(parents=True)
     (folder / "config.json").rename(home / "biggan" / big.config_filename)
     (folder / "pytorch_model.bin").rename(home / "biggan" / big.weights_filename)
-    decoder, args = random_decoder()
+    # The FFHQ command's distinctive flags, at a tiny size: groups that shrink with the scale, 5-bit output.
+    decoder, args = random_decoder(ada_groups=True, num_groups_per_scale=4, min_groups_per_scale=2, num_x_bits=5)
     (home / "nvae").mkdir()
     write_checkpoint(decoder, args, home / "nvae" / NVAE["nvae-ffhq-256"].filename)
     # "a-" sorts before "fairface": the toy is the first classifier that provides gender.
