@@ -17,6 +17,7 @@ from promptgen.core.registry import build_registry, get_registry
 from promptgen.plugin import (
     ClassifierEntry,
     DownloadError,
+    EnergyBase,
     EnergyEntry,
     GeneratorEntry,
     GeneratorInfo,
@@ -405,3 +406,35 @@ def test_check_registered_fails_listing_every_broken_entry(toys):
         toys, skip=[e for e in registered_entries(toys) if e not in ("generator:toy-good", "generator:toy-zoo")]
     )
     assert (good.passed, list(good.needs_files)) == (["generator:toy-good"], ["generator:toy-zoo"])
+
+
+class _TwinDistance(EnergyBase):
+    """A contextual energy: distance to the twin at the reference condition, plus the condition's first value."""
+
+    def __init__(self, noisy: bool = False):
+        super().__init__("twin")
+        self.noisy = noisy
+        self.own = torch.Generator().manual_seed(0)  # its own stream: the kit's seeding cannot make it repeat
+
+    def __call__(self, images, latents):
+        raise PromptgenError("twin needs a conditional prompt")
+
+    def context_energy(self, images, latents, context):
+        e = (images - context.reference).pow(2).flatten(1).mean(1) + context.condition[:, 0]
+        return e + torch.rand(e.shape, generator=self.own) if self.noisy else e
+
+
+class _TwinPlugin:
+    @hookimpl
+    def promptgen_energies(self):
+        return [
+            EnergyEntry("twin", lambda spec, options, registry: _TwinDistance()),
+            EnergyEntry("twin-noisy", lambda spec, options, registry: _TwinDistance(noisy=True)),
+        ]
+
+
+def test_a_contextual_energy_is_checked_the_way_conditional_prompts_call_it():
+    registry = build_registry(extra_plugins=[("twin", _TwinPlugin())])
+    check_energy(registry, "twin", generator="mnist")  # its plain call would raise: the kit passes a context
+    with pytest.raises(AssertionError, match="not deterministic"):
+        check_energy(registry, "twin-noisy", generator="mnist")

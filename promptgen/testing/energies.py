@@ -95,10 +95,28 @@ def check_energy(
     with torch.no_grad():
         images = gen.decode(z)
 
+    # A Contextual energy (one that reads a prompt's condition, or the twin at the reference condition)
+    # is called as conditional prompts call it: with a condition and the twin's images.
+    context = None
+    if caps.contextual:
+        from promptgen.core.capabilities import EnergyContext
+
+        with torch.no_grad():
+            twin = gen.decode(_gaussian((2, *gen.latent_shape), seed + 1).to(home))
+        context = EnergyContext(
+            condition=torch.tensor([[0.1, -0.1], [-0.2, 0.05]], device=home), condition_names=("yaw", "pitch"), reference=twin
+        )
+
     def call(e: Any, x: torch.Tensor, latents: torch.Tensor, grad: bool = False) -> torch.Tensor:
         def run() -> Any:
             with torch.enable_grad() if grad else torch.no_grad():
-                return e(x, latents)
+                if context is None:
+                    return e(x, latents)
+                here = type(context)(
+                    condition=context.condition.to(x.device), condition_names=context.condition_names,
+                    reference=context.reference.to(x.device),
+                )
+                return e.context_energy(x, latents, here)
 
         try:
             value = _seeded(seed, run)
