@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -79,3 +81,27 @@ def test_log_prob_is_the_density_of_the_flows_samples(kind):
     expected = torch.distributions.Normal(0.0, 1.0).log_prob(eps).sum(1) - log_det
     assert torch.allclose(flow.log_prob(z), expected, atol=1e-8)
     assert (flow.log_prob(z) - torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)).abs().max() > 1e-3
+
+
+def test_a_conditional_flow_takes_its_condition_as_context():
+    from promptgen.training.config import FlowConfig
+    from promptgen.training.flow import CouplingFlow
+
+    torch.manual_seed(0)
+    flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8, conditions=2))
+    for layer in flow.transform.transforms:  # away from the identity start, so the condition matters
+        torch.nn.init.normal_(layer.hyper[-1].weight, std=0.3)
+    eps = torch.randn(5, 4)
+    a, b = torch.zeros(5, 2), torch.ones(5, 2)
+    za, la = flow(eps, condition=a)
+    zb, _ = flow(eps, condition=b)
+    assert not torch.allclose(za, zb)
+    assert torch.allclose(flow.inverse(za, condition=a), eps, atol=1e-4)
+    assert torch.allclose(flow.log_prob(za, condition=a), -0.5 * eps.pow(2).sum(1) - 2 * math.log(2 * math.pi) - la, atol=1e-4)
+    with pytest.raises(ValueError, match=r"give a condition of shape \(5, 2\)"):
+        flow(eps)
+    with pytest.raises(ValueError, match="takes no condition"):
+        CouplingFlow(FlowConfig(features=4, transforms=1, hidden=8))(eps, condition=a)
+    both = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8, conditions=2, classes=3))
+    z, _ = both(eps, torch.tensor([0, 1, 2, 0, 1]), condition=a)
+    assert z.shape == eps.shape

@@ -142,6 +142,12 @@ class FlowConfig(BaseModel):
     hidden: int = Field(default=128, ge=1, le=8192)
     mask_seed: int = Field(default=0, ge=0, lt=2**63)
     bins: int = Field(default=8, ge=2, le=64, description="spline bins (spline-coupling only)")
+    conditions: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="coordinates of a conditional prompt's condition: each coupling also sees them (0: none)",
+    )
     classes: int = Field(
         default=0,
         ge=0,
@@ -179,4 +185,4 @@ class FlowConfig(BaseModel):
         """
         per_feature = 3 * self.bins - 1 if self.kind == "spline-coupling" else 2
         f, h = self.features, self.hidden
-        return self.transforms * (f + (f + self.classes) * h + h + h * h + h + (h + 1) * f * per_feature)
+        return self.transforms * (f + (f + self.classes + self.conditions) * h + h + h * h + h + (h + 1) * f * per_feature)

@@ -73,7 +73,7 @@ class CouplingFlow(nn.Module):
         self.transform = LazyComposedTransform(
             *(
                 GeneralCouplingTransform(
-                    features=d, context=config.classes, mask=m, hidden_features=(config.hidden, config.hidden), **extra
+                    features=d, context=config.classes + config.conditions, mask=m, hidden_features=(config.hidden, config.hidden), **extra
                 )
                 for m in masks
             )
@@ -87,38 +87,47 @@ class CouplingFlow(nn.Module):
     def latent_shape(self) -> tuple[int, ...]:
         return self.config.shape()
 
-    def _map(self, classes: Tensor | None, like: Tensor):
-        k = self.config.classes
-        if not k:
-            if classes is not None:
-                raise ValueError("this flow has no classes (config.classes = 0); call it without them")
+    def _map(self, classes: Tensor | None, like: Tensor, condition: Tensor | None = None):
+        k, c = self.config.classes, self.config.conditions
+        parts = []
+        if not k and classes is not None:
+            raise ValueError("this flow has no classes (config.classes = 0); call it without them")
+        if k:
+            if classes is None or classes.shape != like.shape[:1]:
+                raise ValueError(f"this flow is a mixture of {k} components: give classes of shape ({like.shape[0]},)")
+            parts.append(nn.functional.one_hot(classes.long(), k).to(like.dtype))
+        if not c and condition is not None:
+            raise ValueError("this flow takes no condition (config.conditions = 0); call it without one")
+        if c:
+            if condition is None or tuple(condition.shape) != (like.shape[0], c):
+                raise ValueError(f"this flow is conditional: give a condition of shape ({like.shape[0]}, {c})")
+            parts.append(condition.to(like.dtype))
+        if not parts:
             return self.transform()
-        if classes is None or classes.shape != like.shape[:1]:
-            raise ValueError(f"this flow is a mixture of {k} components: give classes of shape ({like.shape[0]},)")
-        return self.transform(nn.functional.one_hot(classes.long(), k).to(like.dtype))
+        return self.transform(torch.cat(parts, 1) if len(parts) > 1 else parts[0])
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         flat = x.flatten(1)
         d = self.config.features
         return flat[:, :d], flat[:, d:]
 
-    def forward(self, eps: Tensor, classes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, eps: Tensor, classes: Tensor | None = None, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
         head, rest = self._split(eps)
-        z, ladj = self._map(classes, head).call_and_ladj(head)
+        z, ladj = self._map(classes, head, condition).call_and_ladj(head)
         if rest.shape[1]:
             z = torch.cat([z, rest], 1)
         return z.view_as(eps), ladj
 
-    def inverse(self, z: Tensor, classes: Tensor | None = None) -> Tensor:
+    def inverse(self, z: Tensor, classes: Tensor | None = None, condition: Tensor | None = None) -> Tensor:
         head, rest = self._split(z)
-        eps = self._map(classes, head).inv(head)
+        eps = self._map(classes, head, condition).inv(head)
         if rest.shape[1]:
             eps = torch.cat([eps, rest], 1)
         return eps.view_as(z)
 
-    def log_prob(self, z: Tensor, classes: Tensor | None = None) -> Tensor:
+    def log_prob(self, z: Tensor, classes: Tensor | None = None, condition: Tensor | None = None) -> Tensor:
         """``log q(z)`` of the flow's samples' density, (B, *latent_shape) -> (B,); differentiable."""
         head, rest = self._split(z)
-        eps, ladj = self._map(classes, head).inv.call_and_ladj(head)
+        eps, ladj = self._map(classes, head, condition).inv.call_and_ladj(head)
         flat = torch.cat([eps, rest], 1)
         return -0.5 * flat.pow(2).sum(1) - 0.5 * flat.shape[1] * math.log(2 * math.pi) + ladj
