@@ -16,7 +16,7 @@ from promptgen.core.errors import SpecError
 from promptgen.core.options import Options, describe_option, option, parse_options
 from promptgen.core.registry import build_registry, get_registry
 from promptgen.core.spec import parse_spec
-from promptgen.plugin import GeneratorEntry, GeneratorInfo, ModuleGenerator, hookimpl
+from promptgen.plugin import GeneratorEntry, hookimpl
 from promptgen.testing import one_line_error, toy_generator_entry
 
 runner = CliRunner()
@@ -130,7 +130,7 @@ def option_cases():
 def test_every_plugins_option_errors_come_from_the_core(argv, key, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     line = one_line_error(runner.invoke(app, argv), f"{key}=")
-    assert " must be " in line and "; " + key.lstrip("-") in line or f"; {key}:" in line
+    assert " must be " in line and f"; {key}:" in line  # what was wrong, then the option's help
     assert not (tmp_path / "o").exists() and not (tmp_path / "x.png").exists()
 
 
@@ -265,4 +265,3 @@ def test_a_generator_spec_with_options_builds_with_them():
     assert seen == {"gain": 2.5}
     with pytest.raises(SpecError, match="gain=0 must be greater than 0"):
         reg.build_generator("gainy:gain=0")
-    assert isinstance(GeneratorInfo("x", (1, 1), 1), GeneratorInfo) and ModuleGenerator
