@@ -28,6 +28,7 @@ _API = {
     "compose": "promptgen.api",
     "sample": "promptgen.api",
     "sample_with_cost": "promptgen.api",
+    "sweep": "promptgen.api",
     "evaluate": "promptgen.api",
     "report": "promptgen.api",
     "info": "promptgen.api",
@@ -61,10 +62,21 @@ __all__ = [
     "report",
     "sample",
     "sample_with_cost",
+    "sweep",
 ]
 
 if TYPE_CHECKING:
-    from promptgen.api import compose, evaluate, info, list_plugins, load_prompt, report, sample, sample_with_cost
+    from promptgen.api import (
+        compose,
+        evaluate,
+        info,
+        list_plugins,
+        load_prompt,
+        report,
+        sample,
+        sample_with_cost,
+        sweep,
+    )
     from promptgen.artifacts.prompt import Prompt
     from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, TrainingDiverged, UnknownNameError
     from promptgen.training.config import FlowConfig, TrainConfig

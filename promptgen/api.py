@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from torch import Tensor
 
 from promptgen.artifacts.manifest import PromptManifest, check_prompt
-from promptgen.artifacts.prompt import Prompt, build_generator, load_prompt, sample_images
+from promptgen.artifacts.prompt import Prompt, build_generator, load_prompt, sample_images, sweep_images
 from promptgen.composing import compose, prompt_ebm
 from promptgen.core.device import resolve_device
 from promptgen.core.errors import PromptgenError
@@ -36,21 +37,54 @@ def _source(source: str | Path | Generator) -> Generator:
 
 
 def sample(
-    source: str | Path | Generator, n: int = 64, seed: int = 0, device: str = "auto", method: str = "flow", **options: Any
+    source: str | Path | Generator,
+    n: int = 64,
+    seed: int = 0,
+    device: str = "auto",
+    method: str = "flow",
+    condition: Mapping[str, float] | None = None,
+    **options: Any,
 ) -> Tensor:
     """``n`` images from a prompt folder, a :class:`Prompt`, a generator, or a generator spec.
 
     A string is taken as a prompt folder if it exists or contains a ``/``,
     else as a generator spec (``"mnist"``). ``method`` other than ``"flow"``
     samples the prompt's energy-based model without its flow (see
-    :func:`sample_with_cost`, which also takes ``options``).
+    :func:`sample_with_cost`, which also takes ``options``). ``condition``: a
+    conditional prompt's conditions (``{"yaw": 0.2}``, as ``sample --cond``).
 
     Returns:
         (n, C, H, W) float in [0, 1] on the CPU; the same ``seed`` gives the same images.
     """
+    if condition:
+        if method != "flow" or options:
+            raise PromptgenError(f"a condition is sampled through the trained flow; drop method={method!r} and the options")
+        return sample_images(_source(source), n, seed=seed, device=resolve_device(device), condition=condition)
     if method == "flow" and not options:
         return sample_images(_source(source), n, seed=seed, device=resolve_device(device))
     return sample_with_cost(source, n, method=method, seed=seed, device=device, **options)[0]
+
+
+def sweep(
+    source: str | Path | Prompt,
+    sweep: str,
+    n: int = 8,
+    seed: int = 0,
+    device: str = "auto",
+    condition: Mapping[str, float] | None = None,
+) -> Tensor:
+    """A conditional prompt's sweep, as ``sample --sweep``: ``sweep`` is ``NAME=LOW:HIGH:STEPS``.
+
+    Returns:
+        (n, STEPS, C, H, W) float in [0, 1] on the CPU: one row per noise ε, one column per value.
+    """
+    from promptgen.core.conditions import parse_sweep
+
+    prompt = _source(source)
+    name, values = parse_sweep(sweep)
+    if not isinstance(prompt, Prompt):
+        raise PromptgenError(f"--sweep sweeps a conditional prompt's condition; {prompt.info.name!r} is a base generator")
+    return sweep_images(prompt, n, name, values, seed=seed, condition=condition, device=resolve_device(device))
 
 
 def sample_with_cost(
@@ -164,4 +198,4 @@ def report(
     )
 
 
-__all__ = ["Prompt", "SamplerCost", "compose", "evaluate", "info", "list_plugins", "load_prompt", "report", "sample", "sample_with_cost"]
+__all__ = ["Prompt", "SamplerCost", "compose", "evaluate", "info", "list_plugins", "load_prompt", "report", "sample", "sample_with_cost", "sweep"]

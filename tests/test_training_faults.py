@@ -218,6 +218,23 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
     assert all(torch.equal(b[k], c[k]) for k in b)
 
 
+def test_torchrun_trains_a_conditional_prompt_as_one_process_does(tmp_path):
+    # Each process draws the whole batch's conditions and keeps its slice; the twins go through DDP in the same pass.
+    args = ["--gen", "mnist", "--energy", "slant", "--energy", "digit-id", "--cond", "slant=-0.3:0.3", "--steps", "6",
+            "--batch-size", "8", "--eval-every", "3", "--eval-batch", "8", "-q", "--seed", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "promptgen", "compose", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "promptgen", "compose", *args, "--nproc", "2", "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = load_file(tmp_path / "one" / "flow.safetensors"), load_file(tmp_path / "two" / "flow.safetensors")
+    assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-4
+    manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert manifest["training"]["processes"] == 2 and [c["name"] for c in manifest["conditions"]] == ["slant"]
+
+
 def test_energy_labels_are_shown_literally_in_progress_bars(tmp_path):
     # A label such as "[/red]" (from a spec or a stranger's manifest) must not break rich's markup.
     from rich.console import Console

@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from promptgen.core.atomic import write_atomic, write_text_atomic
+from promptgen.core.conditions import ConditionRange
 from promptgen.core.errors import ArtifactError, inline, one_line
 from promptgen.core.protocols import AttributeTarget
 from promptgen.core.spec import MAX_WEIGHT
@@ -138,6 +139,33 @@ class MixtureRecord(BaseModel):
         return self
 
 
+class ConditionRecord(BaseModel):
+    """One condition of a conditional prompt: its name, training range and distribution, and reference value."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
+    low: float
+    high: float
+    distribution: Literal["uniform", "normal"] = "uniform"
+    reference: float
+
+    @model_validator(mode="after")
+    def _range_holds_reference(self) -> ConditionRecord:
+        if not self.low < self.high:
+            raise ValueError(f"condition {self.name!r}: low {self.low} must be below high {self.high}")
+        if not self.low <= self.reference <= self.high:
+            raise ValueError(f"condition {self.name!r}: reference {self.reference} is outside {self.low}:{self.high}")
+        return self
+
+    @classmethod
+    def of(cls, c: ConditionRange) -> ConditionRecord:
+        return cls(name=c.name, low=c.low, high=c.high, distribution=c.distribution, reference=c.reference)
+
+    def to_range(self) -> ConditionRange:
+        return ConditionRange(self.name, self.low, self.high, self.distribution, self.reference)
+
+
 class LineageRecord(BaseModel):
     """One ancestor of a prompt trained on another prompt (``--gen prompt:PATH``).
 
@@ -168,6 +196,9 @@ class PromptManifest(BaseModel):
     lineage: list[LineageRecord] = Field(default_factory=list, description="ancestors, nearest parent first")
     flow: FlowConfig
     mixture: MixtureRecord | None = None
+    conditions: list[ConditionRecord] = Field(
+        default_factory=list, description="a conditional prompt's conditions, in the order of the flow's condition input"
+    )
     weights_file: str = WEIGHTS
     weights_sha256: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the weights file, checked when it is loaded (absent in prompts saved before checksums were recorded)"
@@ -200,7 +231,15 @@ class PromptManifest(BaseModel):
         components = len(self.mixture.labels) if self.mixture is not None else 0
         if components != self.flow.classes:
             raise ValueError(f"the flow has {self.flow.classes} classes but the mixture {components} components")
+        if len(self.conditions) != self.flow.conditions:
+            raise ValueError(f"the flow takes {self.flow.conditions} conditions but the manifest names {len(self.conditions)}")
+        names = [c.name for c in self.conditions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a condition is named twice in {names}")
         return self
+
+    def condition_ranges(self) -> list[ConditionRange]:
+        return [c.to_range() for c in self.conditions]
 
 
 def current_versions() -> dict[str, str]:

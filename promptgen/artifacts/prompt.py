@@ -11,6 +11,11 @@ and component weights π. Its latent is ε with one more Gaussian coordinate
 ``x = G(f(ε; c))``. Sampling and chaining need nothing else: a prompt trained
 on a mixture prompt sees a Gaussian latent like any other.
 
+A *conditional* prompt (``compose --cond``) has a flow ``f(ε; α)`` that takes
+conditions α. As a generator it decodes at :attr:`Prompt.condition` (each
+condition's reference value unless set with :meth:`Prompt.at`);
+:func:`sample_images` takes a condition and :func:`sweep_images` sweeps one.
+
 A generator's own noise (:mod:`promptgen.core.latents`) stays the last
 coordinates of a prompt's latent, after ``u``: the flow passes it through, and
 a prompt trained on this one passes it through again (:attr:`Prompt.noise_size`).
@@ -18,8 +23,11 @@ a prompt trained on this one passes it through again (:attr:`Prompt.noise_size`)
 
 from __future__ import annotations
 
+import copy
 import math
 import os
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -27,7 +35,8 @@ from torch import Tensor
 
 from promptgen.artifacts import chaining
 from promptgen.artifacts.manifest import LineageRecord, PromptManifest, file_sha256, load_flow, read_manifest
-from promptgen.core.errors import ArtifactError, UnknownNameError, one_line
+from promptgen.core.conditions import ConditionRange, ConditionWarning, condition_tensor, outside
+from promptgen.core.errors import ArtifactError, SpecError, UnknownNameError, closest, one_line
 from promptgen.core.generators import check_images
 from promptgen.core.latents import noise_size
 from promptgen.core.protocols import Generator, GeneratorInfo
@@ -66,6 +75,9 @@ class Prompt:
         #: Trailing coordinates of the latent that are the base generator's own noise.
         self.noise_size = noise_size(generator)
         self._u = math.prod(parent_shape) - self.noise_size  # where a mixture's u sits: before the noise
+        #: A conditional prompt's conditions (empty for others), and the values it decodes at.
+        self.conditions: list[ConditionRange] = manifest.condition_ranges()
+        self.condition: dict[str, float] = {c.name: c.reference for c in self.conditions}
         name = f"prompt:{path}" if path is not None else "prompt"
         description = " + ".join(e.spec for e in manifest.energies) or "no energies"
         if isinstance(generator, Prompt):  # a chain: say what it controls further
@@ -99,6 +111,50 @@ class Prompt:
         flat = eps.flatten(1)
         return torch.cat([flat[:, : self._u], flat[:, self._u + 1 :]], 1).reshape(eps.shape[0], *self.generator.latent_shape)
 
+    def at(self, values: Mapping[str, float]) -> Prompt:
+        """This prompt decoding at the conditions ``values`` (the others at their current values); shares the weights.
+
+        Warns (:class:`~promptgen.core.conditions.ConditionWarning`) for a value outside its training range.
+
+        Raises:
+            SpecError: the prompt has no conditions, or none of that name (one line, with the names it has).
+        """
+        if values and not self.conditions:
+            raise SpecError(
+                f"the prompt {self.info.name!r} was trained without conditions, so it takes no --cond or --sweep; "
+                "sample it without them, or compose one with --cond NAME=LOW:HIGH"
+            )
+        names = [c.name for c in self.conditions]
+        for name in values:
+            if name not in names:
+                near = closest(name, names)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise SpecError(f"the prompt has no condition {name!r}; {hint}it was trained with {', '.join(names)}")
+        far = outside(self.conditions, values)
+        if far:
+            warnings.warn(far, ConditionWarning, stacklevel=2)
+        other = copy.copy(self)
+        other.condition = {**self.condition, **{k: float(v) for k, v in values.items()}}
+        return other
+
+    def condition_input(self, n: int, device: torch.device) -> Tensor | None:
+        """(n, C) the flow's condition input at :attr:`condition`; None for a prompt without conditions."""
+        if not self.conditions:
+            return None
+        return condition_tensor(self.conditions, self.condition, n).to(device)
+
+    def reference_input(self, n: int, device: torch.device) -> Tensor | None:
+        """(n, C) the flow's condition input at every condition's reference; None for a prompt without conditions."""
+        if not self.conditions:
+            return None
+        return condition_tensor(self.conditions, {}, n).to(device)
+
+    def latents_at(self, eps: Tensor, condition: Tensor | None) -> Tensor:
+        """``f(ε; α)`` with ``condition`` (B, C) per sample (None: a prompt without conditions)."""
+        if condition is None:
+            return self.latents(eps)
+        return self.flow(self.noise(eps), self.components(eps), condition)[0]
+
     def chain(self) -> list[Prompt]:
         """This prompt, then the prompt it was trained on, and so on (a loop, not recursion: chains may be long)."""
         out: list[Prompt] = [self]
@@ -120,8 +176,12 @@ class Prompt:
         return self.base.dtype
 
     def latents(self, eps: Tensor) -> Tensor:
-        """``z = f(ε)``: (B, *latent_shape) -> (B, *generator.latent_shape); ``f(ε; c)`` for a mixture."""
-        return self.flow(self.noise(eps), self.components(eps))[0]
+        """``z = f(ε)``: (B, *latent_shape) -> (B, *generator.latent_shape); ``f(ε; c)`` for a mixture,
+        ``f(ε; α)`` at :attr:`condition` for a conditional prompt."""
+        condition = self.condition_input(eps.shape[0], eps.device)
+        if condition is None:
+            return self.flow(self.noise(eps), self.components(eps))[0]
+        return self.latents_at(eps, condition)
 
     def decode(self, eps: Tensor) -> Tensor:
         """Images ``G(f(ε))``, (B, C, H, W) in [0, 1]; through every flow of a chain, nearest first."""
@@ -183,17 +243,33 @@ def _load_one(path: Path, registry: Registry | None) -> Prompt:
     return Prompt(manifest, generator, flow, path)
 
 
+def at_condition(generator: Generator, condition: Mapping[str, float] | None) -> Generator:
+    """``generator`` decoding at ``condition`` (:meth:`Prompt.at`); refuses a condition for anything but a conditional prompt."""
+    if not condition:
+        return generator
+    if not isinstance(generator, Prompt):
+        raise SpecError(f"{generator.info.name!r} is a base generator and takes no condition; give a conditional prompt folder")
+    return generator.at(condition)
+
+
 @torch.no_grad()
 def sample_images(
-    generator: Generator, n: int, seed: int = 0, device: torch.device | None = None, batch_size: int = 500
+    generator: Generator,
+    n: int,
+    seed: int = 0,
+    device: torch.device | None = None,
+    batch_size: int = 500,
+    condition: Mapping[str, float] | None = None,
 ) -> Tensor:
     """``n`` images from any generator (a base one or a :class:`Prompt`).
 
     The noise is drawn on the CPU from ``seed`` so results repeat across devices.
+    ``condition``: values of a conditional prompt's conditions (``{"yaw": 0.2}``); the others at their references.
 
     Returns:
         (n, C, H, W) float in [0, 1], on the CPU.
     """
+    generator = at_condition(generator, condition)
     g = torch.Generator().manual_seed(seed)
     device = device or generator.device
     generator.to(device)
@@ -203,6 +279,50 @@ def sample_images(
         z = torch.randn((m, *generator.latent_shape), generator=g).to(device)
         out.append(check_images(generator.decode(z), generator, m).clamp(0, 1).cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def sweep_images(
+    prompt: Prompt,
+    n: int,
+    name: str,
+    values: Sequence[float],
+    seed: int = 0,
+    condition: Mapping[str, float] | None = None,
+    device: torch.device | None = None,
+) -> Tensor:
+    """The same ``n`` noises ε decoded at each of ``values`` of condition ``name`` (others at ``condition`` or their references).
+
+    Returns:
+        (n, len(values), C, H, W) float in [0, 1] on the CPU: one row per ε, one column per value.
+    """
+    if name in (condition or {}):
+        raise SpecError(f"--sweep {name} and --cond {name} both set {name}; give it once")
+    base = at_condition(prompt, dict(condition or {}))
+    if not isinstance(base, Prompt) or not base.conditions:
+        base = at_condition(prompt, {name: values[0]})  # refuses, in one line
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConditionWarning)
+        base.at({name: values[0]})  # an unknown name is refused before any work
+    trained = next(c for c in base.conditions if c.name == name)
+    beyond = [f"{v:g}" for v in values if not trained.contains(v)]
+    if beyond:
+        warnings.warn(
+            f"--sweep {name}: {', '.join(beyond)} outside the training range {trained.low:g}:{trained.high:g}: "
+            "the prompt extrapolates there and may not follow the condition",
+            ConditionWarning,
+            stacklevel=2,
+        )
+    g = torch.Generator().manual_seed(seed)
+    device = device or base.device
+    base.to(device)
+    eps = torch.randn((n, *base.latent_shape), generator=g).to(device)
+    columns = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConditionWarning)  # said once above
+        for v in values:
+            columns.append(check_images(base.at({name: v}).decode(eps), base, n).clamp(0, 1).cpu())
+    return torch.stack(columns, 1)
 
 
 def lineage_for(generator: Generator, out: Path) -> list[LineageRecord]:

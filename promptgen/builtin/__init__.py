@@ -76,6 +76,25 @@ def build_mnist(spec: Spec, options: NoOptions, registry: Registry) -> ModuleGen
     return ModuleGenerator(_load("generator"), (LATENT_DIM,), info)
 
 
+#: Weights of the conditional digit energies, measured with benchmarks/conditional_mnist.py.
+SLANT_WEIGHT = 3.0
+DIGIT_ID_WEIGHT = 30.0
+
+
+def _conditional():
+    from promptgen.builtin.mnist import conditional
+
+    return conditional
+
+
+def _build_slant(spec: Spec, options, registry: Registry):
+    return _conditional().build_slant(spec, options, registry)
+
+
+def _build_digit_id(spec: Spec, options, registry: Registry):
+    return _conditional().build_digit_id(spec, options, registry, _load("classifier"))
+
+
 def _stroke_classifier(role: str):
     from promptgen.builtin.mnist.strokes import StrokeClassifier, StrokeEvaluator
 
@@ -123,6 +142,22 @@ def promptgen_energies() -> list[EnergyEntry]:
             arguments="ATTR to even out, ATTR*ATTR for a joint target, ATTR=P1/P2/... for a target distribution, and the classifiers' options",
             default_weight=debias.DEFAULT_WEIGHT,
             example="debias:digit,thickness",
+        ),
+        EnergyEntry(
+            "slant",
+            _build_slant,
+            summary="digit slant set by a prompt's condition: --energy slant --cond slant=-0.3:0.3 (or slant:target=0.2)",
+            options=_conditional().SlantOptions,
+            default_weight=SLANT_WEIGHT,
+            example="slant",
+        ),
+        EnergyEntry(
+            "digit-id",
+            _build_digit_id,
+            summary="keep the digit across a conditional prompt's conditions: 1 - cos of the classifier's features vs the twin",
+            options=_conditional().DigitIdOptions,
+            default_weight=DIGIT_ID_WEIGHT,
+            example="digit-id",
         ),
     ]
 

@@ -168,6 +168,9 @@ def info(
             ),
         )
     t.add_row("flow", f"{m.flow.kind}, {m.flow.transforms} layers, hidden {m.flow.hidden}")
+    if m.conditions:
+        text = ", ".join(f"{c.name} {c.low:g}:{c.high:g} ({c.distribution}, reference {c.reference:g})" for c in m.conditions)
+        t.add_row("conditions", printable(text + "; sample with --cond or --sweep"))
     if m.mixture is not None:
         shares = sorted(zip(m.mixture.weights, m.mixture.labels, strict=True), reverse=True)
         shown = " · ".join(f"{lab} {w:.3f}" for w, lab in shares[:6]) + (" · …" if len(shares) > 6 else "")

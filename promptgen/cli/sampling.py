@@ -38,6 +38,14 @@ def sample(
     step_size: Annotated[float, typer.Option(min=0.0, help="langevin: initial step size h (> 0)")] = 0.05,
     cost_json: Annotated[Path | None, typer.Option("--cost-json", help="Write the sampling cost (time, draws, acceptance) as JSON")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+    cond: Annotated[
+        str | None, typer.Option("--cond", help="A conditional prompt's conditions, e.g. yaw=0.2,pitch=-0.1 (others at their reference)")
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option("--sweep", help="Sweep one condition: NAME=LOW:HIGH:STEPS, e.g. yaw=-0.35:0.35:7; a grid with one row per "
+                     "noise (-n rows) and one column per value"),
+    ] = None,
 ) -> None:
     """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""
     from promptgen.api import sample_with_cost
@@ -64,7 +72,19 @@ def sample(
         if cost_json.is_dir():
             raise PromptgenError(f"cannot write {str(cost_json)!r}: it is a folder; give a file name for --cost-json")
         writable_target(cost_json, "--cost-json")
+    if (cond or sweep) and gen is not None:
+        raise PromptgenError("--cond and --sweep choose a conditional prompt's conditions: give its folder, not --gen")
+    if (cond or sweep) and method != "flow":
+        raise PromptgenError(f"--cond and --sweep sample through the trained flow; drop --method {method}")
     source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
+    if cond or sweep:
+        _conditional(source, n, out, seed, device, cond, sweep)
+        return
+    if method != "flow" and getattr(source, "conditions", None):
+        raise PromptgenError(
+            f"--method {method} cannot sample a conditional prompt's model (its energies compare each sample with its twin "
+            "through the flow); sample it with the flow, e.g. --cond or --sweep"
+        )
     images, cost = sample_with_cost(
         source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
         step_size=step_size, progress=not quiet and err_console.is_terminal, console=err_console,
@@ -75,6 +95,49 @@ def sample(
     out_console.print(f"[green]✓[/green] {n} images in {cost.seconds:.2f} s -> [bold]{printable(out)}[/bold]")
     if method != "flow":
         out_console.print(_cost_table(cost))
+
+
+def _conditional(source: Any, n: int, out: Path, seed: int, device: str, cond: str | None, sweep: str | None) -> None:
+    """``sample --cond`` / ``--sweep``: a conditional prompt at chosen conditions, or a sweep grid (one row per ε)."""
+    import time
+    import warnings
+
+    from promptgen.artifacts.prompt import Prompt, sample_images, sweep_images
+    from promptgen.core.conditions import ConditionWarning, parse_sweep, parse_values
+    from promptgen.core.device import resolve_device
+    from promptgen.core.images import check_images_fit, save_images
+
+    names = [c.name for c in source.conditions] if isinstance(source, Prompt) else []
+    if not names:
+        flag = "--cond" if cond else "--sweep"
+        raise PromptgenError(
+            f"{flag}: the prompt {printable(source.info.name)} was trained without conditions; sample it without {flag}, "
+            "or compose one with --cond NAME=LOW:HIGH"
+        )
+    values = parse_values(cond, names) if cond else {}
+    swept = parse_sweep(sweep) if sweep else None
+    if swept is not None:
+        parse_values(f"{swept[0]}={swept[1][0]}", names)  # a name the prompt lacks: one line with its names
+        if n * len(swept[1]) > MAX_IMAGES:
+            raise PromptgenError(f"-n {n} rows × {len(swept[1])} values is over {MAX_IMAGES:,} images; give fewer rows or steps")
+    check_images_fit(n * (len(swept[1]) if swept is not None else 1), source.info.channels, *source.info.resolution,
+                     option="-n" if swept is None else f"-n {n} × --sweep {len(swept[1])} steps =")
+    dev = resolve_device(device)
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConditionWarning)
+        if swept is None:
+            images = sample_images(source, n, seed=seed, device=dev, condition=values)
+            shape = f"{n} images"
+        else:
+            grid = sweep_images(source, n, swept[0], swept[1], seed=seed, condition=values, device=dev)
+            images = grid.flatten(0, 1)
+            shape = f"{n} × {len(swept[1])} sweep of {swept[0]}"
+    for w in caught:
+        if issubclass(w.category, ConditionWarning):
+            err_console.print(f"[yellow]warning:[/yellow] {printable(str(w.message))}", soft_wrap=True)
+    save_images(images, out, nrow=len(swept[1]) if swept is not None else None)
+    out_console.print(f"[green]✓[/green] {shape} in {time.perf_counter() - t:.2f} s -> [bold]{printable(out)}[/bold]")
 
 
 def _cost_table(cost: Any) -> Table:

@@ -51,13 +51,21 @@ def compose(
     keep_parent: Annotated[
         bool, typer.Option("--keep-parent", help="With --gen prompt:PATH, ask that prompt's energies again so its conditions hold too")
     ] = False,
+    cond: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cond",
+            help="A condition chosen at sampling time, with its training range, repeatable: yaw=-0.35:0.35 "
+            "(drawn uniformly; add ~normal for a normal truncated to the range, @REF for the reference, default 0)",
+        ),
+    ] = None,
 ) -> None:
     """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
     from promptgen.composing import compose as run
     from promptgen.training.distributed import from_env
 
-    if resume is not None and (energy or out is not None or keep_parent):
-        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out and --keep-parent")
+    if resume is not None and (energy or out is not None or keep_parent or cond):
+        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out, --cond and --keep-parent")
     if flow not in ("auto", "spline-coupling", "affine-coupling"):
         raise PromptgenError(f"unknown --flow {flow!r}; use auto, spline-coupling or affine-coupling")
     config = _checked(
@@ -78,7 +86,7 @@ def compose(
     flow_settings = {"transforms": transforms, "hidden": hidden, **({"kind": flow} if flow != "auto" else {})}
     _checked(FlowConfig, features=2, **flow_settings)
     if nproc > 1 and not from_env().active:
-        _check_before_relaunch(gen, energy or [], out, overwrite, keep_parent, resume, batch_size, nproc, device)
+        _check_before_relaunch(gen, energy or [], out, overwrite, keep_parent, resume, batch_size, nproc, device, cond or [])
         raise typer.Exit(_relaunch_with_torchrun(nproc))
     prompt = run(
         gen,
@@ -92,6 +100,7 @@ def compose(
         console=err_console,
         resume=resume is not None,
         keep_parent=keep_parent,
+        conditions=cond or [],
     )
     if not from_env().main:
         return
@@ -100,11 +109,15 @@ def compose(
         f"[green]✓[/green] prompt saved to [bold]{prompt.path}[/bold] "
         f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / 'samples.png'}"
     )
-    out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
+    if prompt.conditions:
+        c = prompt.conditions[0]
+        out_console.print(f"  sample it: promptgen sample {prompt.path} --sweep {c.name}={c.low:g}:{c.high:g}:7 -n 8 -o sweep.png")
+    else:
+        out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
 
 
 def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, overwrite: bool, keep_parent: bool,
-                           resume: Path | None, batch_size: int, nproc: int, device: str) -> None:
+                           resume: Path | None, batch_size: int, nproc: int, device: str, cond: list[str]) -> None:
     """Catch here, once, the mistakes the torchrun processes would meet: specs, models, the folder, the device."""
     from promptgen.artifacts.prompt import build_generator
     from promptgen.composing import build_energy, read_run
@@ -124,9 +137,12 @@ def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, over
         from promptgen.artifacts.chaining import kept_energies, normalise_generator_spec
 
         energies = [*energies, *kept_energies(normalise_generator_spec(gen), energies, registry)]
+    from promptgen.core.conditions import check_names, parse_range
+    from promptgen.training.ebm import check_conditions
+
+    ranges = check_names([parse_range(c) for c in cond])
     build_generator(gen, registry)
-    for e in energies:
-        build_energy(e, registry)
+    check_conditions([build_energy(e, registry) for e in energies], ranges)
     if out is not None:
         from promptgen.artifacts.manifest import check_out_dir
 

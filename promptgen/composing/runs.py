@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from promptgen.artifacts.manifest import (
     MANIFEST,
 )
+from promptgen.core.conditions import check_names, parse_range
 from promptgen.core.errors import ArtifactError, SpecError, one_line
 from promptgen.training.flow import FlowConfig
 from promptgen.training.trainer import TrainConfig
@@ -62,6 +63,16 @@ class RunRequest(BaseModel):
     flow: dict = Field(default_factory=dict)
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     preview: int = Field(default=64, ge=0, le=1024)
+    conditions: list[str] = Field(default_factory=list, max_length=64, description="--cond NAME=LOW:HIGH as typed")
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions_parse(cls, conditions: list[str]) -> list[str]:
+        try:
+            check_names([parse_range(c) for c in conditions])
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+        return conditions
 
     @field_validator("flow")
     @classmethod

@@ -15,6 +15,8 @@ from promptgen.artifacts.manifest import (
     TargetRecord,
 )
 from promptgen.artifacts.prompt import Prompt
+from promptgen.core.capabilities import EnergyContext
+from promptgen.core.conditions import ConditionRange
 from promptgen.core.errors import PromptgenError, SpecError, one_line
 from promptgen.core.generators import probe_generator
 from promptgen.core.protocols import Generator
@@ -76,7 +78,10 @@ def mixture_record(term: WeightedEnergy | None) -> MixtureRecord | None:
     )
 
 
-def check_fit(gen: Generator, terms: Sequence[WeightedEnergy], registry: Registry, plugin: str | None = None) -> None:
+def check_fit(
+    gen: Generator, terms: Sequence[WeightedEnergy], registry: Registry, plugin: str | None = None,
+    ranges: Sequence[ConditionRange] = (),
+) -> None:
     """Check, before anything is trained or written, that the generator and the energies fit together.
 
     The generator decodes two latents into what its info promises
@@ -94,11 +99,16 @@ def check_fit(gen: Generator, terms: Sequence[WeightedEnergy], registry: Registr
             for part in target.parts:
                 registry.check_carried(part, gen.info.channels, gen.info.name, model)
     z = torch.zeros((images.shape[0], *gen.latent_shape), device=images.device)
+    # A conditional prompt's energies are called as training calls them: at a condition (the references), with twins.
+    context = None
+    if ranges:
+        condition = torch.tensor([[c.reference for c in ranges]], device=images.device).expand(images.shape[0], len(ranges))
+        context = EnergyContext(condition=condition, condition_names=tuple(c.name for c in ranges), reference=images)
     for t in terms:
         source = registry.provider(t.spec.name, "energy")
         try:
             with torch.no_grad():
-                values = t.energy(images, z)
+                values = t.energy.context_energy(images, z, context) if context is not None and t.caps.contextual else t.energy(images, z)
         except PromptgenError:
             raise
         except Exception as exc:  # noqa: BLE001 - a plugin's energy that cannot take these images: one line
@@ -114,8 +124,8 @@ def check_fit(gen: Generator, terms: Sequence[WeightedEnergy], registry: Registr
 
 
 def prompt_ebm(prompt: Prompt, registry: Registry | None = None) -> EnergyBasedModel:
-    """The energy-based model a prompt was trained to sample, over its generator's latent."""
-    return EnergyBasedModel(prompt.generator, rebuild_terms(prompt.manifest.energies, registry))
+    """The energy-based model a prompt was trained to sample, over its generator's latent (with its conditions)."""
+    return EnergyBasedModel(prompt.generator, rebuild_terms(prompt.manifest.energies, registry), prompt.conditions)
 
 
 def unique_labels(terms: list[WeightedEnergy]) -> list[WeightedEnergy]:

@@ -16,13 +16,14 @@ from promptgen.artifacts.chaining import kept_energies, normalise_generator_spec
 from promptgen.artifacts.manifest import (
     MANIFEST,
     WEIGHTS,
+    ConditionRecord,
     GeneratorRecord,
     PromptManifest,
     current_versions,
     prepare_out_dir,
     save_prompt,
 )
-from promptgen.artifacts.prompt import Prompt, build_generator, lineage_for, load_prompt, sample_images
+from promptgen.artifacts.prompt import Prompt, build_generator, lineage_for, load_prompt, sample_images, sweep_images
 from promptgen.composing.runs import (
     CHECKPOINT,
     RUN_FILE,
@@ -41,6 +42,7 @@ from promptgen.composing.terms import (
     unique_labels,
 )
 from promptgen.core.atomic import write_atomic, write_text_atomic
+from promptgen.core.conditions import ConditionRange, check_names, parse_range
 from promptgen.core.device import resolve_device
 from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
 from promptgen.core.images import save_images
@@ -49,7 +51,7 @@ from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
 from promptgen.core.spec import absolute_paths, parse_spec
 from promptgen.training.distributed import barrier, from_env, start, stop
-from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy
+from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, check_conditions
 from promptgen.training.flow import CouplingFlow, FlowConfig
 from promptgen.training.trainer import TrainConfig, load_energy_states, mixture_for, prefit, train_flow
 
@@ -69,6 +71,7 @@ def compose(
     console: Console | None = None,
     resume: bool = False,
     keep_parent: bool = False,
+    conditions: Sequence[str] | None = None,
 ) -> Prompt:
     """Train a prompt for ``generator`` under ``energies`` and save it to ``out``.
 
@@ -87,6 +90,9 @@ def compose(
         keep_parent: with ``generator`` a ``prompt:PATH``, train on the parent prompt's energies
             too, at their weights (:func:`~promptgen.artifacts.chaining.kept_energies`), so its conditions
             hold in the new prompt; they are recorded among its energies (ignored with ``resume``).
+        conditions: a conditional prompt's conditions, ``NAME=LOW:HIGH`` each (``--cond``,
+            :func:`~promptgen.core.conditions.parse_range`): the flow takes them as context, and
+            energies that read them (``Contextual``) get them; ignored with ``resume``.
 
     Under ``torchrun`` every process calls this; they train together and rank 0 writes.
 
@@ -101,8 +107,9 @@ def compose(
             raise SpecError("--resume needs the run folder, e.g. --resume runs/my-prompt")
         out = Path(out)
         request = read_run(out)
-        generator, energies, train, flow, device, preview = (
+        generator, energies, train, flow, device, preview, conditions = (
             request.generator, request.energies, request.train, request.flow, request.device, request.preview,
+            request.conditions,
         )
         check_checkpoint_file(out)
         if (out / CHECKPOINT).is_file():
@@ -113,6 +120,8 @@ def compose(
                 raise ArtifactError(f"{str(out / CHECKPOINT)!r} was written with other training settings than {str(out / RUN_FILE)!r}; start a new run")
     if not energies:
         raise SpecError("give at least one --energy, e.g. --energy classifier:digit=3")
+    conditions = list(conditions or [])
+    ranges = check_names([parse_range(c) for c in conditions])
     train = train or TrainConfig()
     train.check_limits()
     flow = check_flow_settings(dict(flow or {}))
@@ -137,12 +146,13 @@ def compose(
     if train.batch_size % dist.world:
         raise SpecError(f"--batch-size {train.batch_size} does not split over {dist.world} processes; use a multiple of {dist.world}")
     terms = unique_labels([build_energy(e, registry) for e in energies])
+    check_conditions(terms, ranges)
     if train.forward_weight > 0:  # the forward-KL bank needs one flow: an energy that may become a mixture stays one
         for t in terms:
             t.caps.settle("tilt")
     mixture_for(terms, train)  # checked before anything is written
     gen = build_generator(generator, registry)
-    check_fit(gen, terms, registry, registry.provider(gen_name, "generator"))
+    check_fit(gen, terms, registry, registry.provider(gen_name, "generator"), ranges)
     out = Path(out) if out is not None else default_out_dir(energies)
     lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor
     if out.is_dir():
@@ -156,7 +166,10 @@ def compose(
             if (out / RUN_FILE).is_file() and not (out / MANIFEST).exists():
                 raise ArtifactError(f"--out {str(out)!r} holds an unfinished run; continue it with `promptgen compose --resume {out}` or choose a new folder")
             try:
-                request = RunRequest(generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview)
+                request = RunRequest(
+                    generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview,
+                    conditions=conditions,
+                )
             except ValidationError as exc:
                 err = exc.errors()[0]
                 raise SpecError(f"cannot record this run: {'.'.join(map(str, err['loc']))} {one_line(err['msg']).lower()}") from None
@@ -171,7 +184,7 @@ def compose(
         barrier(dist)
         return _train_and_save(
             out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
-            undo,
+            undo, ranges,
         )
     except BaseException:
         # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
@@ -189,13 +202,13 @@ def compose(
 def _train_and_save(
     out: Path, generator: str, gen: Generator, gen_name: str, terms: list[WeightedEnergy], train: TrainConfig, flow: dict,
     preview: int, state: dict | None, lineage: list, dist, dev: torch.device, registry: Registry,
-    console: Console | None, progress: bool, undo: dict,
+    console: Console | None, progress: bool, undo: dict, ranges: list[ConditionRange],
 ) -> Prompt:
     """compose's training and saving, once everything was checked and the folder is ready."""
     try:
         passthrough = noise_size(gen)  # the generator's own noise: drawn with the latent, never changed by the flow
         features = controlled_size(gen)
-        ebm = EnergyBasedModel(gen, terms)
+        ebm = EnergyBasedModel(gen, terms, ranges)
         # An energy's fitted state can decide the flow's shape (debias mode=auto picks the mixture
         # or the tilt at its fit), so fit, or restore the fits of a resumed run, before building the flow.
         fitted = None
@@ -207,7 +220,7 @@ def _train_and_save(
         classes = mixture.caps.mixture_components if mixture is not None else 0
         flow_config = FlowConfig(
             features=features, passthrough=passthrough, latent_shape=tuple(gen.latent_shape), classes=classes,
-            **{**flow, "kind": default_flow_kind(classes) if flow["kind"] == "auto" else flow["kind"]},
+            conditions=len(ranges), **{**flow, "kind": default_flow_kind(classes) if flow["kind"] == "auto" else flow["kind"]},
         )
         torch.manual_seed(train.seed)
         sampler = CouplingFlow(flow_config)
@@ -236,6 +249,7 @@ def _train_and_save(
                 lineage=lineage,
                 flow=flow_config,
                 mixture=mixture_record(mixture),
+                conditions=[ConditionRecord.of(c) for c in ranges],
                 training=result,
                 versions=current_versions(),
             )
@@ -244,8 +258,21 @@ def _train_and_save(
             undo.clear()  # the new prompt is whole: nothing to put back
             prompt = Prompt(manifest, gen, sampler, out)
             if preview:
-                save_images(sample_images(prompt, preview, seed=train.seed), out / "samples.png")
+                save_preview(prompt, preview, train.seed, out / "samples.png")
         barrier(dist)
     finally:
         stop(dist)
     return prompt if dist.main else load_prompt(out, registry)
+
+
+def save_preview(prompt: Prompt, n: int, seed: int, path: Path) -> None:
+    """``samples.png``: ``n`` samples, or for a conditional prompt a sweep of its first condition over its
+    training range (one row per ε, 7 columns), the other conditions at their references."""
+    if not prompt.conditions:
+        save_images(sample_images(prompt, n, seed=seed), path)
+        return
+    first = prompt.conditions[0]
+    columns = 7
+    values = [first.low + (first.high - first.low) * i / (columns - 1) for i in range(columns)]
+    grid = sweep_images(prompt, max(1, n // columns), first.name, values, seed=seed)
+    save_images(grid.flatten(0, 1), path, nrow=columns)

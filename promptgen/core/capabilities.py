@@ -27,7 +27,11 @@ capability             members
 :class:`Bounded`       ``lower_bound() -> float``: makes rejection sampling exact
 :class:`Accepting`     ``acceptance(images) -> (B,) in [0, 1]``: rejection "by the attribute"
 :class:`Contextual`    ``context_energy(images, latents, context)``: reads the batch's
-                       :class:`EnergyContext` (a condition, a twin at the reference condition)
+                       :class:`EnergyContext` (a condition, a twin at the reference condition);
+                       optional ``condition_names: tuple[str, ...]`` (the conditions it reads,
+                       so ``compose --cond`` can refuse a name no energy reads) and
+                       ``needs_reference: bool`` (it compares with the twin, so the prompt
+                       needs a condition)
 =====================  ==========================================================================
 
 Subclassing :class:`EnergyBase` is optional; it gives ``label`` and a ``to``
@@ -126,8 +130,9 @@ class Accepting(Protocol):
 class EnergyContext:
     """What the core knows about a batch beyond its images and latents, for :class:`Contextual` energies.
 
-    Reserved for conditional prompts: the core fills it, once per batch, for
-    every energy that reads it.
+    The core fills it once per batch, for every energy that reads it: the
+    condition each sample was drawn at, and the images of its twin (the same
+    ε at the reference condition) when an energy ``needs_reference``.
 
     Attributes:
         condition: (B, C) the condition each sample was drawn at, or None.
@@ -170,6 +175,8 @@ class Capabilities:
     bounded: bool = False
     accepting: bool = False
     contextual: bool = False
+    condition_names: tuple[str, ...] = ()
+    needs_reference: bool = False
 
     @property
     def adapt_every(self) -> int:
@@ -236,6 +243,7 @@ def capabilities(energy: Any, name: str | None = None) -> Capabilities:
     adaptive = isinstance(energy, Adaptive) and _count(energy, name, "adapt_every", 0, 0) >= 0
     if isinstance(energy, Mixture):
         _count(energy, name, "mixture_components", 0, 0)
+    contextual = isinstance(energy, Contextual)
     return Capabilities(
         energy=energy,
         fittable=fittable,
@@ -247,8 +255,24 @@ def capabilities(energy: Any, name: str | None = None) -> Capabilities:
         advising=isinstance(energy, Advising),
         bounded=isinstance(energy, Bounded),
         accepting=isinstance(energy, Accepting),
-        contextual=isinstance(energy, Contextual),
+        contextual=contextual,
+        condition_names=_names(energy, name) if contextual else (),
+        needs_reference=contextual and _flag(energy, name, "needs_reference"),
     )
+
+
+def _names(energy: Any, name: str) -> tuple[str, ...]:
+    value = getattr(energy, "condition_names", ())
+    if isinstance(value, str) or not isinstance(value, (tuple, list, frozenset, set)) or not all(isinstance(n, str) for n in value):
+        raise PromptgenError(f"energy {name!r}: condition_names must be a tuple of names, not {value!r}; fix the plugin")
+    return tuple(value)
+
+
+def _flag(energy: Any, name: str, attribute: str) -> bool:
+    value = getattr(energy, attribute, False)
+    if not isinstance(value, bool):
+        raise PromptgenError(f"energy {name!r}: {attribute} must be True or False, not {value!r}; fix the plugin")
+    return value
 
 
 class EnergyBase:

@@ -4,13 +4,22 @@ At ``compose``, each condition has a training range, drawn uniformly::
 
     --cond yaw=-0.35:0.35 --cond pitch=-0.35:0.35
 
+or from a normal truncated to the range (mean its middle, standard deviation a
+quarter of its width) with ``~normal``; ``@REF`` sets the reference condition
+(the twin that identity energies compare with), by default 0, or the end of
+the range nearest 0 when 0 is outside it::
+
+    --cond slant=-0.3:0.3~normal@0
+
 At ``sample``, values or a sweep::
 
     --cond yaw=0.2,pitch=-0.1
     --sweep yaw=-0.35:0.35:7
 
 >>> parse_range("yaw=-0.35:0.35")
-ConditionRange(name='yaw', low=-0.35, high=0.35)
+ConditionRange(name='yaw', low=-0.35, high=0.35, distribution='uniform', reference=0.0)
+>>> parse_range("age=20:60~normal").reference
+20.0
 >>> parse_values("yaw=0.2, pitch=-0.1", ["yaw", "pitch"])
 {'yaw': 0.2, 'pitch': -0.1}
 >>> parse_sweep("yaw=-0.3:0.3:3")
@@ -21,28 +30,91 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
 
 from promptgen.core.errors import SpecError, closest
 
-__all__ = ["ConditionRange", "check_names", "parse_range", "parse_sweep", "parse_values"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "ConditionRange",
+    "ConditionWarning",
+    "check_names",
+    "condition_tensor",
+    "draw_conditions",
+    "outside",
+    "parse_range",
+    "parse_sweep",
+    "parse_values",
+]
+
+#: How a condition may be drawn during training.
+DISTRIBUTIONS = ("uniform", "normal")
+Distribution = Literal["uniform", "normal"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Most values a sweep may take (columns of a grid).
 MAX_SWEEP = 64
 
 
+class ConditionWarning(UserWarning):
+    """A condition asked for outside the range the prompt was trained on."""
+
+
 @dataclass(frozen=True)
 class ConditionRange:
-    """A condition's name and the range it was trained on (drawn uniformly)."""
+    """A condition's name, the range it is trained on, how it is drawn there, and its reference value.
+
+    ``reference`` (the condition of the twin that identity energies compare
+    with) defaults to 0 clipped into the range.
+    """
 
     name: str
     low: float
     high: float
+    distribution: Distribution = "uniform"
+    reference: float = field(default=math.nan)
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.reference):
+            object.__setattr__(self, "reference", min(max(0.0, float(self.low)), float(self.high)))
 
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
+
+    def draw(self, u: torch.Tensor) -> torch.Tensor:
+        """Values of this condition from uniform numbers ``u`` in [0, 1): its training distribution."""
+        if self.distribution == "uniform":
+            return self.low + (self.high - self.low) * u
+        # A normal truncated at ±2 standard deviations, by the inverse of its distribution function.
+        mid, sd = (self.low + self.high) / 2, (self.high - self.low) / 4
+        a, b = torch.special.ndtr(torch.tensor(-2.0, dtype=torch.float64)), torch.special.ndtr(torch.tensor(2.0, dtype=torch.float64))
+        p = a + u.double() * (b - a)
+        return (mid + sd * torch.special.ndtri(p)).to(u.dtype).clamp(self.low, self.high)
+
+
+def draw_conditions(ranges: Sequence[ConditionRange], n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, C) conditions from their training distributions, drawn on the CPU from ``generator``."""
+    u = torch.rand((n, len(ranges)), generator=generator)
+    return torch.stack([r.draw(u[:, i]) for i, r in enumerate(ranges)], 1) if ranges else u
+
+
+def condition_tensor(ranges: Sequence[ConditionRange], values: Mapping[str, float], n: int) -> torch.Tensor:
+    """(n, C): ``values`` for the conditions it names, each other condition at its reference."""
+    row = [float(values.get(r.name, r.reference)) for r in ranges]
+    return torch.tensor(row, dtype=torch.float32).expand(n, len(ranges)).clone()
+
+
+def outside(ranges: Sequence[ConditionRange], values: Mapping[str, float]) -> str | None:
+    """A one-line warning naming each value outside its training range, or None."""
+    by_name = {r.name: r for r in ranges}
+    far = [f"{n}={v:g} (trained on {by_name[n].low:g}:{by_name[n].high:g})" for n, v in values.items() if n in by_name and not by_name[n].contains(v)]
+    if not far:
+        return None
+    return f"{', '.join(far)} outside the training range: the prompt extrapolates there and may not follow the condition"
 
 
 def _number(text: str, what: str, example: str) -> float:
@@ -63,10 +135,12 @@ def _name(text: str, what: str, example: str) -> str:
 
 
 def parse_range(text: str) -> ConditionRange:
-    """``NAME=LOW:HIGH`` (``--cond`` at compose): a training range, LOW < HIGH."""
+    """``NAME=LOW:HIGH[~DISTRIBUTION][@REFERENCE]`` (``--cond`` at compose): a training range, LOW < HIGH."""
     example = "--cond yaw=-0.35:0.35"
     what = f"--cond {text!r}"
     name, eq, rest = text.partition("=")
+    rest, at, reference_text = rest.partition("@")
+    rest, tilde, distribution = rest.partition("~")
     if not eq or rest.count(":") != 1:
         raise SpecError(f"{what} is not NAME=LOW:HIGH; e.g. {example}")
     low_text, high_text = rest.split(":")
@@ -74,7 +148,15 @@ def parse_range(text: str) -> ConditionRange:
     low, high = _number(low_text, what, example), _number(high_text, what, example)
     if not low < high:
         raise SpecError(f"{what}: the range is empty (LOW must be below HIGH); e.g. {example}")
-    return ConditionRange(name, low, high)
+    distribution = distribution.strip() if tilde else "uniform"
+    if distribution not in DISTRIBUTIONS:
+        raise SpecError(f"{what}: unknown distribution {distribution!r}; give {' or '.join(DISTRIBUTIONS)}, e.g. {name}={low:g}:{high:g}~normal")
+    reference = math.nan
+    if at:
+        reference = _number(reference_text, what, f"{name}={low:g}:{high:g}@{(low + high) / 2:g}")
+        if not low <= reference <= high:
+            raise SpecError(f"{what}: the reference {reference:g} is outside the range {low:g}:{high:g}; give one inside it")
+    return ConditionRange(name, low, high, distribution, reference)  # type: ignore[arg-type]
 
 
 def check_names(ranges: Sequence[ConditionRange]) -> list[ConditionRange]:

@@ -85,10 +85,10 @@ def check_output(out: str | Path) -> Path:
     return out
 
 
-def save_images(images: Tensor, out: str | Path) -> Path:
+def save_images(images: Tensor, out: str | Path, nrow: int | None = None) -> Path:
     """Save images by the form of ``out``.
 
-    - ``*.png``: one grid image.
+    - ``*.png``: one grid image (``nrow`` images a row; default about square).
     - ``*.npz``: the raw array under key ``images``, (N, C, H, W) float32 in [0, 1].
     - anything else: a folder (created if needed) with ``000000.png``, ``000001.png``...
 
@@ -97,7 +97,7 @@ def save_images(images: Tensor, out: str | Path) -> Path:
     out = check_output(out)
     suffix = out.suffix.lower()
     if suffix == ".png":
-        grid = _pil(make_grid(images))
+        grid = _pil(make_grid(images, nrow))
         write_atomic(out, lambda p: grid.save(p, format="PNG"))
     elif suffix == ".npz":
         array = images.detach().cpu().float().numpy()

@@ -285,7 +285,8 @@ class Sampler(Protocol):
 
         A class-conditional sampler (a mixture prompt's flow) also takes
         ``classes``, (B,) component indices, as a second argument; a
-        conditional prompt's flow will take its condition, (B, C), the same way.
+        conditional prompt's flow takes its condition, (B, C), as the third
+        (``forward(eps, classes_or_None, condition)``).
 
         Args:
             eps: (B, *latent_shape) standard normal noise.

@@ -48,6 +48,8 @@ from torch import Tensor
 from promptgen.artifacts.manifest import EnergyRecord, current_versions
 from promptgen.artifacts.prompt import Prompt, load_prompt
 from promptgen.composing import rebuild_terms
+from promptgen.core.capabilities import EnergyContext
+from promptgen.core.conditions import draw_conditions
 from promptgen.core.device import resolve_device
 from promptgen.core.errors import PromptgenError
 from promptgen.core.progress import progress_bar
@@ -179,7 +181,10 @@ def evaluate_prompt(
 
     features = {side: torch.cat(results[side].features) for side in SIDES}
     sides = {side: _side_eval(results[side], n, features[side], ref_features) for side in SIDES}
-    frechet_exact, exact_ess = _exact_target(terms, missing, results["base"], features["base"], ref_features)
+    # A conditional prompt's target is one distribution per condition: no single importance-weighted base sample stands for it.
+    frechet_exact, exact_ess = (
+        (None, None) if prompt.conditions else _exact_target(terms, missing, results["base"], features["base"], ref_features)
+    )
     report = EvalReport(
         prompt_path=str(prompt.path) if prompt.path is not None else None,
         generator=prompt.manifest.generator.spec,
@@ -213,12 +218,17 @@ def _sample_side(
     base, dev = prompt.generator, judge.device
     task = bar.add_task(f"{side:>9} samples", total=n)
     g = torch.Generator().manual_seed(seed)
+    # A conditional prompt is judged at conditions drawn from its training distribution (the same on both sides);
+    # its twin-comparing energies see each sample's twin at the reference condition (the base's is itself).
+    conditions = prompt.conditions
+    cg = torch.Generator().manual_seed(seed + 1)
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         # The same noise on both sides (a mixture prompt's extra component coordinate aside).
         noise = torch.randn((m, *prompt.latent_shape), generator=g).to(dev)
+        condition = draw_conditions(conditions, m, cg).to(dev) if conditions else None
         t0 = time.perf_counter()
-        z = prompt.noise(noise) if side == "base" else prompt.latents(noise)
+        z = prompt.noise(noise) if side == "base" else prompt.latents_at(noise, condition)
         images = base.decode(z).clamp(0, 1)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -229,8 +239,13 @@ def _sample_side(
         scores = judge.realism(images)
         if scores is not None:
             r.realism.append(scores)
+        context = None
+        if condition is not None:
+            twin = images if side == "base" else base.decode(prompt.latents_at(noise, prompt.reference_input(m, dev))).clamp(0, 1)
+            context = EnergyContext(condition=condition, condition_names=tuple(c.name for c in conditions), reference=twin)
         for t in terms:
-            r.energies.setdefault(t.label, []).append(t.energy(images, z).detach().double().cpu())
+            value = t.energy.context_energy(images, z, context) if context is not None and t.caps.contextual else t.energy(images, z)
+            r.energies.setdefault(t.label, []).append(value.detach().double().cpu())
         if sum(k.shape[0] for k in r.kept) < keep:
             r.kept.append(images[: keep - sum(k.shape[0] for k in r.kept)].cpu())
         bar.update(task, advance=m)

@@ -250,6 +250,37 @@ def _energies_section(manifest: PromptManifest, ancestors: Sequence[Prompt]) -> 
     return "\n".join(out)
 
 
+#: Rows (noises ε) and columns (values) of a conditional prompt's sweep grid.
+SWEEP_ROWS, SWEEP_COLUMNS = 8, 7
+
+
+def _conditions_section(prompt: Prompt, seed: int) -> str:
+    """A conditional prompt's conditions and one sweep grid: the first condition over its training range,
+    one row per ε, the others at their references."""
+    from promptgen.artifacts.prompt import sweep_images
+
+    first = prompt.conditions[0]
+    values = [first.low + (first.high - first.low) * i / (SWEEP_COLUMNS - 1) for i in range(SWEEP_COLUMNS)]
+    grid = sweep_images(prompt, SWEEP_ROWS, first.name, values, seed=seed)
+    items = "".join(
+        f"<li><code>{html.escape(c.name)}</code>: trained on {c.low:g} to {c.high:g} ({html.escape(c.distribution)}), "
+        f"reference {c.reference:g}</li>"
+        for c in prompt.conditions
+    )
+    others = " (the others at their references)" if len(prompt.conditions) > 1 else ""
+    alt = f"sweep of {first.name} from {first.low:g} to {first.high:g}: one row per noise, one column per value"
+    return "\n".join([
+        '<section id="conditions"><h2>Conditions</h2>',
+        f"<p>A conditional prompt: its conditions are chosen when sampling.</p><ul>{items}</ul>",
+        f"<figure>{_img(grid_png(grid.flatten(0, 1), nrow=SWEEP_COLUMNS), 'sweep', 'sweep', alt, condition=first.name)}",
+        (
+            f"<figcaption>{html.escape(first.name)} = {html.escape(', '.join(f'{v:g}' for v in values))}, left to right{others}; "
+            f"each row is one noise ε (<code>promptgen sample PROMPT --sweep {html.escape(first.name)}={first.low:g}:{first.high:g}:"
+            f"{SWEEP_COLUMNS}</code>)</figcaption></figure></section>"
+        ),
+    ])
+
+
 def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
     """The whole report page as a string."""
     manifest, report = prompt.manifest, evaluation.report
@@ -283,6 +314,8 @@ def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
     parts.append("</div></section>")
+    if prompt.conditions:
+        parts.append(_conditions_section(prompt, report.seed))
 
     parts.append('<section id="attributes"><h2>Attributes</h2>')
     if not report.attributes:

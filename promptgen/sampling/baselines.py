@@ -96,7 +96,15 @@ def sample_ebm(
     step_size: float = 0.05,
     batch_size: int = 256,
 ) -> tuple[Tensor, SamplerCost]:
-    """Dispatch to :func:`rejection_sample` or :func:`langevin_sample` by ``method``."""
+    """Dispatch to :func:`rejection_sample` or :func:`langevin_sample` by ``method``.
+
+    Refuses a conditional model: its energies read a condition and compare with twins through the flow.
+    """
+    if ebm.conditions:
+        raise PromptgenError(
+            f"--method {method} cannot sample a conditional prompt's model (its energies compare each sample with its twin "
+            "through the flow); sample it with the flow, e.g. --cond or --sweep"
+        )
     if method == "rejection":
         return rejection_sample(
             ebm, n, accept=accept, seed=seed, batch_size=batch_size, max_draws=max_draws, device=device,

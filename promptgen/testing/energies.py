@@ -103,9 +103,10 @@ def check_energy(
 
         with torch.no_grad():
             twin = gen.decode(_gaussian((2, *gen.latent_shape), seed + 1).to(home))
-        context = EnergyContext(
-            condition=torch.tensor([[0.1, -0.1], [-0.2, 0.05]], device=home), condition_names=("yaw", "pitch"), reference=twin
-        )
+        names = caps.condition_names or ("yaw", "pitch")  # the names it reads, or any
+        values = torch.tensor([[0.1, -0.1, 0.05], [-0.2, 0.05, 0.1]], device=home)
+        values = values.repeat(1, len(names) // 3 + 1)[:, : len(names)]
+        context = EnergyContext(condition=values, condition_names=tuple(names), reference=twin)
 
     def call(e: Any, x: torch.Tensor, latents: torch.Tensor, grad: bool = False) -> torch.Tensor:
         def run() -> Any:

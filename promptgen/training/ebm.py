@@ -5,6 +5,12 @@
 Its potential ``U(z) = ½‖z‖² + Σ_i w_i E_i(G(z))`` is ``−log p*(z)`` up to a
 constant. The reverse-KL loss of a sampler ``z = f(ε)`` is
 ``U(f(ε)) − log |det ∂f/∂ε|`` averaged over ε (see ``../shared/METHOD.md``).
+
+A *conditional* model has conditions α (:mod:`promptgen.core.conditions`):
+``p*(z | α) ∝ N(z; 0, I) · exp(−Σ_i w_i E_i(G(z), α))``, with the sampler
+``z = f(ε; α)``. Energies that read α are :class:`~promptgen.core.capabilities.Contextual`;
+those that compare a sample with its twin ``G(f(ε; α_ref))`` get the twin's images
+from :meth:`EnergyBasedModel.reverse_kl`, which decodes it once per batch.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from promptgen.core.capabilities import Capabilities, capabilities
+from promptgen.core.capabilities import Capabilities, EnergyContext, capabilities
+from promptgen.core.conditions import ConditionRange
+from promptgen.core.errors import SpecError
 from promptgen.core.latents import controlled_size
 from promptgen.core.protocols import Energy, Generator, Sampler
 from promptgen.core.spec import Spec
@@ -65,15 +73,38 @@ class EnergyBasedModel:
     Args:
         generator: the frozen generator ``G``.
         terms: the energies and their weights (an empty list gives the generator itself).
+        conditions: a conditional model's conditions, in the order of the sampler's condition input.
+
+    Raises:
+        SpecError: a condition no energy reads, or an energy that compares with the twin at the
+            reference condition in a model without conditions.
     """
 
-    def __init__(self, generator: Generator, terms: Sequence[WeightedEnergy]) -> None:
+    def __init__(self, generator: Generator, terms: Sequence[WeightedEnergy], conditions: Sequence[ConditionRange] = ()) -> None:
         self.generator = generator
         self.terms = list(terms)
+        self.conditions = list(conditions)
         # Coordinates past these are the generator's own noise (promptgen.core.latents): not part of the prior.
         self.controlled = controlled_size(generator)
+        self.needs_twin = bool(self.conditions) and any(t.caps.needs_reference for t in self.terms)
+        check_conditions(self.terms, self.conditions)
 
-    def potential(self, z: Tensor, anneal: float = 1.0, classes: Tensor | None = None) -> Potential:
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.conditions)
+
+    def reference(self, n: int, like: Tensor) -> Tensor:
+        """(n, C) the reference condition, where each sample's twin is drawn."""
+        return like.new_tensor([c.reference for c in self.conditions]).expand(n, len(self.conditions))
+
+    def potential(
+        self,
+        z: Tensor,
+        anneal: float = 1.0,
+        classes: Tensor | None = None,
+        context: EnergyContext | None = None,
+        images: Tensor | None = None,
+    ) -> Potential:
         """``U(z)`` for latents ``z`` of shape (B, *latent_shape).
 
         ``anneal`` in [0, 1] multiplies every energy weight; 1 (the default) is
@@ -83,13 +114,19 @@ class EnergyBasedModel:
         mixture energy (see :func:`mixture_term`): that term then contributes
         its component's energy ``conditional(images, z, classes)``. Without
         classes every term gives its plain energy.
+
+        ``context`` (a conditional model's condition and twins) goes to every
+        :class:`~promptgen.core.capabilities.Contextual` term, through ``context_energy``.
+        ``images``: ``G(z)`` when already decoded.
         """
         prior = 0.5 * z.flatten(1)[:, : self.controlled].pow(2).sum(1)
-        images = self.generator.decode(z)
+        images = self.generator.decode(z) if images is None else images
         total = prior
         parts: dict[str, Tensor] = {}
         for term in self.terms:
-            if classes is not None and term.caps.mixture_components:
+            if context is not None and term.caps.contextual:
+                e = term.energy.context_energy(images, z, context)
+            elif classes is not None and term.caps.mixture_components:
                 e = term.energy.conditional(images, z, classes)
             else:
                 e = term.energy(images, z)
@@ -100,18 +137,38 @@ class EnergyBasedModel:
         return Potential(total=total, prior=prior, energies=parts, images=images)
 
     def reverse_kl(
-        self, sampler: Sampler, eps: Tensor, anneal: float = 1.0, classes: Tensor | None = None
+        self, sampler: Sampler, eps: Tensor, anneal: float = 1.0, classes: Tensor | None = None, condition: Tensor | None = None
     ) -> tuple[Tensor, Potential, Tensor]:
         """Per-sample reverse-KL loss ``U(f(ε)) − log|det ∂f/∂ε|`` (see :meth:`potential` for ``anneal``).
 
         With ``classes`` the sampler is a class-conditional flow and each sample
-        is scored by its own component's energy.
+        is scored by its own component's energy. With ``condition`` (B, C) the
+        sampler is conditional: ``z = f(ε; α)``; when an energy compares with the
+        twin, the twin ``G(f(ε; α_ref))`` is decoded here, once for the batch,
+        with gradients (both branches are the flow's).
 
         Returns:
             (loss (B,), potential at z = f(ε), log_det (B,)).
         """
-        z, log_det = sampler.forward(eps) if classes is None else sampler.forward(eps, classes)
-        pot = self.potential(z, anneal, classes)
+        if bool(self.conditions) != (condition is not None):
+            raise ValueError(f"this model has conditions {self.condition_names or '()'}: give a condition exactly when it has some")
+        if condition is None:
+            z, log_det = sampler.forward(eps) if classes is None else sampler.forward(eps, classes)
+            pot = self.potential(z, anneal, classes)
+            return pot.total - log_det, pot, log_det
+        if not self.needs_twin:
+            z, log_det = sampler.forward(eps, classes, condition)
+            images, twin = None, None
+        else:
+            # One pass of the flow and the generator for the batch and its twins (the twins at the
+            # reference condition): half the calls, and one forward before backward under DDP.
+            b = eps.shape[0]
+            both = None if classes is None else torch.cat([classes, classes])
+            zz, lds = sampler.forward(torch.cat([eps, eps]), both, torch.cat([condition, self.reference(b, condition)]))
+            z, log_det = zz[:b], lds[:b]
+            images, twin = self.generator.decode(zz).split(b)
+        context = EnergyContext(condition=condition, condition_names=self.condition_names, reference=twin, classes=classes)
+        pot = self.potential(z, anneal, classes, context, images)
         return pot.total - log_det, pot, log_det
 
     def to(self, device: torch.device | str) -> EnergyBasedModel:
@@ -119,6 +176,27 @@ class EnergyBasedModel:
         for t in self.terms:
             t.energy.to(device)
         return self
+
+
+def check_conditions(terms: Sequence[WeightedEnergy], conditions: Sequence[ConditionRange]) -> None:
+    """Refuse, in one line, a condition that no energy reads, and a twin-comparing energy without conditions."""
+    names = [c.name for c in conditions]
+    contextual = [t for t in terms if t.caps.contextual]
+    read = {n for t in contextual for n in t.caps.condition_names}
+    twin = [t for t in contextual if t.caps.needs_reference]
+    for name in names:
+        if name in read:
+            continue
+        readers = "; ".join(f"{t.label} reads {', '.join(t.caps.condition_names)}" for t in contextual if t.caps.condition_names)
+        raise SpecError(
+            f"--cond {name}: no energy reads a condition {name!r}"
+            + (f" ({readers}); give one of those names" if readers else "; add an energy that reads it, e.g. --energy deca-pose for yaw")
+        )
+    if twin and not names:
+        raise SpecError(
+            f"energy {twin[0].label!r} compares each sample with its twin at a reference condition, so the prompt needs one: "
+            "give --cond NAME=LOW:HIGH, e.g. --cond yaw=-0.35:0.35"
+        )
 
 
 def mixture_term(terms: Sequence[WeightedEnergy]) -> WeightedEnergy | None:
@@ -129,8 +207,6 @@ def mixture_term(terms: Sequence[WeightedEnergy]) -> WeightedEnergy | None:
     """
     found = [t for t in terms if t.caps.mixture_components]
     if len(found) > 1:
-        from promptgen.core.errors import SpecError
-
         raise SpecError(
             f"{found[0].label!r} and {found[1].label!r} each make the prompt a mixture; only one energy can: "
             "merge them into one, e.g. debias:digit*thickness, or add mode=tilt to one"

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from promptgen.core.atomic import write_atomic
+from promptgen.core.conditions import draw_conditions
 from promptgen.core.errors import ArtifactError, PromptgenError, TrainingDiverged, one_line
 from promptgen.training.bank import ImportanceBank
 from promptgen.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
@@ -43,9 +44,17 @@ def training_classes(components: int, n: int, offset: int = 0) -> torch.Tensor |
     return (torch.arange(n) + offset) % components
 
 
+def training_conditions(ebm: EnergyBasedModel, n: int, g: torch.Generator) -> torch.Tensor | None:
+    """(n, C) conditions drawn from their training distributions with the run's generator; None without conditions.
+
+    Drawn only for a conditional model, so an unconditional run's random stream is unchanged.
+    """
+    return draw_conditions(ebm.conditions, n, g) if ebm.conditions else None
+
+
 @torch.no_grad()
-def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor) -> dict[str, float]:
-    """Mean loss, prior, log-det and each unweighted energy on fixed noise ``eps``.
+def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor, condition: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean loss, prior, log-det and each unweighted energy on fixed noise ``eps`` (and fixed ``condition``).
 
     A mixture flow is evaluated on every component in turn (see :func:`training_classes`).
     """
@@ -53,8 +62,9 @@ def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor) -> di
     chunks = eps.split(256)
     classes = training_classes(flow.config.classes, eps.shape[0])
     per_chunk = [None] * len(chunks) if classes is None else classes.to(eps.device).split(256)
-    for chunk, c in zip(chunks, per_chunk, strict=True):
-        loss, pot, log_det = ebm.reverse_kl(flow, chunk, classes=c)
+    conditions = [None] * len(chunks) if condition is None else condition.to(eps.device).split(256)
+    for chunk, c, a in zip(chunks, per_chunk, conditions, strict=True):
+        loss, pot, log_det = ebm.reverse_kl(flow, chunk, classes=c, condition=a)
         row = {"loss": loss, "prior": pot.prior, "log_det": log_det, **pot.energies}
         for k, v in row.items():
             out.setdefault(k, []).append(float(v.sum()))
@@ -72,7 +82,13 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def check_run(ebm: EnergyBasedModel, flow: CouplingFlow, config: TrainConfig, dist: Dist) -> None:
-    """Refuse a flow whose components differ from the mixture the energies ask for, and a batch that does not split."""
+    """Refuse a flow whose components differ from the mixture the energies ask for, or whose condition input
+    differs from the model's conditions, and a batch that does not split."""
+    if flow.config.conditions != len(ebm.conditions):
+        raise PromptgenError(
+            f"the flow takes {flow.config.conditions} conditions but the model has {len(ebm.conditions)} "
+            f"({', '.join(ebm.condition_names) or 'none'}); build it with FlowConfig(conditions=...) to match"
+        )
     components = flow.config.classes
     if asked_components(ebm, config) != components:
         raise PromptgenError(
@@ -91,6 +107,7 @@ class RunState:
         first: the first step this process runs (1, or the step after the checkpoint's).
         fits: each energy's fit report, by label.
         eval_eps: the fixed noise of the periodic evaluations.
+        eval_condition: the fixed conditions of the periodic evaluations (None without conditions).
         bank: the forward-KL term's importance bank (None without the term).
         history: the periodic evaluations.
         adaptations: what energies that close a loop saw of the flow, by step.
@@ -104,6 +121,7 @@ class RunState:
     first: int
     fits: dict[str, dict[str, float]]
     eval_eps: torch.Tensor
+    eval_condition: torch.Tensor | None = None
     bank: ImportanceBank | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     adaptations: list[dict[str, float]] = field(default_factory=list)
@@ -156,8 +174,9 @@ class TrainingRun:
             fits, elapsed_before = fitted.fits, fitted.seconds
             g.set_state(fitted.generator_state)
         eval_eps = torch.randn((config.eval_batch, *self.flow.latent_shape), generator=g).to(self.device)
+        eval_condition = training_conditions(self.ebm, config.eval_batch, g)
         bank = ImportanceBank(self.ebm, config.forward_samples, g, self.device) if config.forward_weight > 0 else None
-        self._begin(RunState(first=1, fits=fits, eval_eps=eval_eps, bank=bank, elapsed_before=elapsed_before))
+        self._begin(RunState(first=1, fits=fits, eval_eps=eval_eps, eval_condition=eval_condition, bank=bank, elapsed_before=elapsed_before))
 
     def restore(self, resume: dict) -> None:
         """Continue from a checkpoint's state (checked first: a state that does not fit is a one-line ArtifactError)."""
@@ -172,11 +191,13 @@ class TrainingRun:
             raise ArtifactError(f"'checkpoint' cannot be restored ({type(exc).__name__}: {one_line(str(exc))[:120]}); {RESUME_HINT}") from None
         load_energy_states(self.ebm.terms, resume["energies"], "checkpoint")
         eval_eps = resume["eval_eps"].to(self.device)
+        eval_condition = resume.get("eval_condition")
         bank = ImportanceBank.restore(self.ebm, resume["bank"], self.device) if resume.get("bank") is not None else None
         self._begin(RunState(
             first=int(resume["step"]) + 1,
             fits=resume["fits"],
             eval_eps=eval_eps,
+            eval_condition=eval_condition,
             bank=bank,
             history=resume["history"],
             adaptations=resume["adaptations"],
@@ -214,6 +235,7 @@ class TrainingRun:
             "history": list(s.history),
             "adaptations": list(s.adaptations),
             "eval_eps": s.eval_eps.cpu(),
+            "eval_condition": None if s.eval_condition is None else s.eval_condition.cpu(),
             "bank": s.bank.state() if s.bank is not None else None,
             "skipped": s.skipped,
             "rollbacks": s.rollbacks,
@@ -263,7 +285,9 @@ class TrainingRun:
             offset = ((step - 1) * config.accumulate + micro) * config.batch_size
             classes = training_classes(self.components, config.batch_size, offset)
             classes = None if classes is None else classes[self.part].to(self.device)
-            loss, pot, _ = self.ebm.reverse_kl(self.model, eps, anneal, classes)
+            condition = training_conditions(self.ebm, config.batch_size, self.g)
+            condition = None if condition is None else condition[self.part].to(self.device)
+            loss, pot, _ = self.ebm.reverse_kl(self.model, eps, anneal, classes, condition)
             total = loss.mean()
             if bank is not None:
                 nll = -flow.log_prob(bank.draw(config.batch_size, self.g)[self.part]).mean()
@@ -325,7 +349,7 @@ class TrainingRun:
         """Every ``eval_every`` steps and at the last (main process): evaluate on the fixed noise, into the history."""
         if not (self.dist.main and (step % self.config.eval_every == 0 or step == self.config.steps)):
             return
-        metrics = evaluate(self.ebm, self.flow, self.state.eval_eps)
+        metrics = evaluate(self.ebm, self.flow, self.state.eval_eps, self.state.eval_condition)
         self.state.history.append({"step": float(step), "seconds": self.elapsed(), **metrics})
         if on_eval is not None:
             on_eval(step, metrics)
@@ -365,4 +389,4 @@ class TrainingRun:
         )
 
 
-__all__ = ["RunState", "TrainingRun", "check_run", "evaluate", "save_checkpoint", "training_classes"]
+__all__ = ["RunState", "TrainingRun", "check_run", "evaluate", "save_checkpoint", "training_classes", "training_conditions"]

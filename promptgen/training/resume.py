@@ -124,6 +124,13 @@ def check_resumable(resume: dict, flow: CouplingFlow, opt: torch.optim.Optimizer
     same_layout(resume["generator"], g.get_state(), "generator state")
     same_layout(resume["torch_rng"], torch.get_rng_state(), "torch_rng")
     same_layout(resume["eval_eps"], torch.zeros((config.eval_batch, *flow.latent_shape)), "eval_eps")
+    conditions = flow.config.conditions
+    found_condition = resume.get("eval_condition")
+    if conditions or found_condition is not None:
+        if found_condition is None or not conditions:
+            have = "no condition" if found_condition is None else "a condition"
+            raise ArtifactError(f"'checkpoint' was written with {have}, this run's flow takes {conditions or 'none'}; {RESUME_HINT}")
+        same_layout(found_condition, torch.zeros((config.eval_batch, conditions)), "eval_condition")
     if not 0 <= resume["step"] <= config.steps:
         raise ArtifactError(f"'checkpoint' is at step {resume['step']}, outside this run's {config.steps} steps; {RESUME_HINT}")
     bank = resume.get("bank")

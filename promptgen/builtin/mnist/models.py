@@ -105,13 +105,16 @@ class DigitClassifier(nn.Module):
         self.fc2 = nn.Linear(128, NUM_CLASSES + 1)
         self.dropout = nn.Dropout(0.3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 1, 28, 28) in [0, 1] -> logits (B, 11). Differentiable in x."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 1, 28, 28) in [0, 1] -> the last hidden layer (B, 128), before the logits."""
         h = F.silu(self.conv1(x))
         h = F.avg_pool2d(F.silu(self.conv2(h)), 2)
         h = F.avg_pool2d(F.silu(self.conv3(h)), 2)
-        h = F.silu(self.fc1(h.flatten(1)))
-        return self.fc2(self.dropout(h))
+        return F.silu(self.fc1(h.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 1, 28, 28) in [0, 1] -> logits (B, 11). Differentiable in x."""
+        return self.fc2(self.dropout(self.features(x)))
 
 
 class _ResBlock(nn.Module):

@@ -68,6 +68,9 @@ def face_crop(images: Tensor, crop: str = "ffhq") -> Tensor:
 class ArcFaceIdEnergy(plugin.EnergyBase):
     """``1 − cos(ArcFace(x), ArcFace(x_ref))`` with x_ref the twin at the reference condition (:class:`plugin.Contextual`)."""
 
+    #: It compares each image with its twin at the reference condition: the prompt needs a condition.
+    needs_reference = True
+
     def __init__(self, net: IRSE50, crop: str = "ffhq", label: str = "arcface-id") -> None:
         super().__init__(label)
         self.net = net.eval().requires_grad_(False)

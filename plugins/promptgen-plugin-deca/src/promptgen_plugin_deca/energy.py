@@ -68,6 +68,9 @@ class DecaPose(plugin.EnergyBase):
         crop: see :func:`to_deca_input`.
     """
 
+    #: The conditions it reads (``compose --cond`` refuses a name no energy reads).
+    condition_names = tuple(AXES)
+
     def __init__(self, encoder: FlameEncoder, canonical: Tensor, alpha: Tensor, crop: float, label: str) -> None:
         super().__init__(label)
         self.encoder = encoder

@@ -1,0 +1,343 @@
+"""Conditional prompts (issue 17): the core's conditions, twins, training, manifest, sampling, sweeps and errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from promptgen.artifacts.prompt import load_prompt, sample_images, sweep_images
+from promptgen.builtin.mnist.strokes import shear
+from promptgen.cli import app
+from promptgen.composing import compose
+from promptgen.core.capabilities import EnergyBase, EnergyContext, capabilities
+from promptgen.core.conditions import ConditionRange, ConditionWarning, draw_conditions, parse_range
+from promptgen.core.errors import PromptgenError, SpecError
+from promptgen.core.protocols import GeneratorInfo
+from promptgen.core.spec import parse_spec
+from promptgen.testing import one_line_error
+from promptgen.training.config import TrainConfig
+from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy
+from promptgen.training.flow import CouplingFlow, FlowConfig
+from promptgen.training.loop import training_conditions
+from promptgen.training.trainer import train_flow
+
+runner = CliRunner()
+RANGE = "slant=-0.3:0.3"
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+# --- the core: conditions, twins, capabilities -----------------------------------------------------------
+
+
+class LineGenerator:
+    """x = a tiny image whose pixels are the latent's first coordinates; counts its calls."""
+
+    latent_shape = (4,)
+    info = GeneratorInfo(name="line", resolution=(2, 2), channels=1, licence="test", source="test")
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def decode(self, z):
+        self.calls.append(z.shape[0])
+        return torch.sigmoid(z[:, :4]).view(-1, 1, 2, 2)
+
+    def to(self, device):
+        return self
+
+
+class Recorder(EnergyBase):
+    """A Contextual energy that keeps what the core gave it and asks pixel 0 to equal the condition ``a``."""
+
+    condition_names = ("a",)
+    needs_reference = True
+
+    def __init__(self) -> None:
+        super().__init__("recorder")
+        self.seen: list[EnergyContext] = []
+
+    def __call__(self, images, latents):
+        return images.flatten(1)[:, 0] * 0
+
+    def context_energy(self, images, latents, context):
+        self.seen.append(context)
+        return 50 * (torch.logit(images.flatten(1)[:, 0].clamp(1e-4, 1 - 1e-4)) - context.condition[:, 0]).pow(2)
+
+
+def term(energy, weight=1.0):
+    return WeightedEnergy(parse_spec("recorder"), energy, weight)
+
+
+def test_capabilities_read_the_condition_names_and_the_twin_flag():
+    caps = capabilities(Recorder())
+    assert caps.contextual and caps.condition_names == ("a",) and caps.needs_reference
+    bad = Recorder()
+    bad.condition_names = "a"
+    with pytest.raises(PromptgenError, match="condition_names must be a tuple"):
+        capabilities(bad)
+    bad = Recorder()
+    bad.needs_reference = "yes"
+    with pytest.raises(PromptgenError, match="needs_reference must be True or False"):
+        capabilities(bad)
+
+
+def test_the_twin_is_decoded_once_per_batch_at_the_reference_condition():
+    gen, energy = LineGenerator(), Recorder()
+    ebm = EnergyBasedModel(gen, [term(energy)], [ConditionRange("a", -1, 2)])  # reference: 0
+    flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8, conditions=1))
+    for layer in flow.transform.transforms:  # away from the identity, so the condition moves the latent
+        torch.nn.init.normal_(layer.hyper[-1].weight, std=0.5)
+    eps, condition = torch.randn(5, 4), torch.tensor([[-1.0], [0.5], [1.0], [2.0], [0.0]])
+    loss, pot, _ = ebm.reverse_kl(flow, eps, condition=condition)
+    assert gen.calls == [10]  # the batch and its twins in one call
+    seen = energy.seen[-1]
+    assert torch.equal(seen.condition, condition) and seen.condition_names == ("a",)
+    with torch.no_grad():
+        twin = torch.sigmoid(flow(eps, None, torch.zeros(5, 1))[0]).view(-1, 1, 2, 2)
+        here = torch.sigmoid(flow(eps, None, condition)[0]).view(-1, 1, 2, 2)
+    assert torch.allclose(seen.reference, twin, atol=1e-6) and torch.allclose(pot.images, here, atol=1e-6)
+    assert not torch.allclose(seen.reference, pot.images)
+    loss.sum().backward()  # gradients flow through both branches
+    assert all(p.grad is not None for p in flow.parameters())
+    with pytest.raises(ValueError, match="give a condition exactly when"):
+        ebm.reverse_kl(flow, eps)
+
+
+def test_conditions_no_energy_reads_and_twins_without_conditions_are_refused():
+    with pytest.raises(SpecError, match=r"--cond b: no energy reads a condition 'b' \(recorder reads a\)"):
+        EnergyBasedModel(LineGenerator(), [term(Recorder())], [ConditionRange("b", 0, 1)])
+    with pytest.raises(SpecError, match="compares each sample with its twin"):
+        EnergyBasedModel(LineGenerator(), [term(Recorder())])
+
+
+def test_draws_follow_the_training_distribution_and_the_reference_defaults():
+    g = torch.Generator().manual_seed(0)
+    ranges = [parse_range("a=-1:3"), parse_range("b=2:4~normal")]
+    x = draw_conditions(ranges, 20000, g)
+    assert x.shape == (20000, 2)
+    assert x[:, 0].min() >= -1 and x[:, 0].max() <= 3 and abs(float(x[:, 0].mean()) - 1) < 0.05
+    assert x[:, 1].min() >= 2 and x[:, 1].max() <= 4 and abs(float(x[:, 1].mean()) - 3) < 0.02
+    assert 0.40 < float(x[:, 1].std()) < 0.5  # a quarter of the width, truncated at two deviations: 0.44
+    assert ranges[0].reference == 0 and ranges[1].reference == 2 and parse_range("a=-1:1@0.5").reference == 0.5
+    with pytest.raises(SpecError, match="outside the range"):
+        parse_range("a=-1:1@2")
+    with pytest.raises(SpecError, match="unknown distribution 'cauchy'"):
+        parse_range("a=-1:1~cauchy")
+
+
+def test_an_unconditional_run_draws_no_conditions():
+    ebm = EnergyBasedModel(LineGenerator(), [])
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    assert training_conditions(ebm, 8, g) is None and torch.equal(g.get_state(), state)
+
+
+def test_training_learns_a_map_that_follows_the_condition():
+    """p*(z | a) puts pixel 0 at logit a: after training, f(ε; a) does, for a across the range."""
+    gen, energy = LineGenerator(), Recorder()
+    ebm = EnergyBasedModel(gen, [term(energy)], [ConditionRange("a", -1.5, 1.5)])
+    flow = CouplingFlow(FlowConfig(features=4, transforms=4, hidden=32, conditions=1, kind="affine-coupling"))
+    train_flow(ebm, flow, TrainConfig(steps=300, batch_size=64, lr=3e-3, warmup=0.1, eval_every=100, eval_batch=64),
+               device=torch.device("cpu"), progress=False)
+    eps = torch.randn(256, 4)
+    with torch.no_grad():
+        got = [float(flow(eps, None, torch.full((256, 1), a))[0][:, 0].mean()) for a in (-1.0, 0.0, 1.0)]
+    assert got == pytest.approx([-1.0, 0.0, 1.0], abs=0.15), got
+
+
+# --- the digit demo through compose, sample and the CLI ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slant_prompt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cond") / "slant"
+    result = run("compose", "--gen", "mnist", "--energy", "slant", "--energy", "digit-id", "--cond", RANGE,
+                 "--steps", 150, "--lr", "3e-3", "--warmup", "0.1", "--eval-every", 50, "--checkpoint-every", 50, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert "--sweep slant=-0.3:0.3:7" in " ".join(result.output.split())
+    return out
+
+
+def test_the_manifest_records_the_conditions(slant_prompt):
+    m = json.loads((slant_prompt / "manifest.json").read_text())
+    assert m["conditions"] == [{"name": "slant", "low": -0.3, "high": 0.3, "distribution": "uniform", "reference": 0.0}]
+    assert m["flow"]["conditions"] == 1
+    assert json.loads((slant_prompt / "run.json").read_text())["conditions"] == [RANGE]
+    prompt = load_prompt(slant_prompt)
+    assert prompt.conditions == [ConditionRange("slant", -0.3, 0.3)] and prompt.condition == {"slant": 0.0}
+    # samples.png is a sweep of the condition: 7 columns.
+    width = Image.open(slant_prompt / "samples.png").size[0]
+    assert width == 7 * 30 + 2
+
+
+def test_the_slant_follows_the_condition_and_the_digit_stays(slant_prompt):
+    prompt = load_prompt(slant_prompt)
+    grid = sweep_images(prompt, 200, "slant", [-0.3, 0.0, 0.3], seed=5)
+    slant = shear((grid > 0.5).float().flatten(0, 1)).view(200, 3)  # the evaluator's slant, of the binarised image
+    assert float((slant[:, 2] - slant[:, 0]).mean()) > 0.25
+    assert float((slant[:, 2] > slant[:, 0]).float().mean()) > 0.9
+    base = shear((sample_images(prompt.base, 200, seed=5) > 0.5).float())
+    assert float(base.std()) > 0.1  # the base leans every way; the prompt puts the lean where it is asked
+    from promptgen.core.registry import get_registry
+
+    judge = get_registry().build_classifier("mnist-digit-evaluator")
+    digits = judge.log_probs(grid.flatten(0, 1))["digit"].argmax(1).view(200, 3)
+    assert float((digits == digits[:, :1]).all(1).float().mean()) > 0.6
+
+
+def test_sampling_at_a_condition_and_a_sweep_share_the_noise(slant_prompt):
+    prompt = load_prompt(slant_prompt)
+    grid = sweep_images(prompt, 4, "slant", [-0.2, 0.25], seed=3)
+    assert grid.shape == (4, 2, 1, 28, 28)
+    assert torch.allclose(grid[:, 1], sample_images(prompt, 4, seed=3, condition={"slant": 0.25}), atol=1e-6)
+    assert not torch.allclose(grid[:, 0], grid[:, 1])
+    # As a generator it decodes at its reference, or where .at() puts it.
+    assert torch.allclose(sample_images(prompt, 4, seed=3), sample_images(prompt, 4, seed=3, condition={"slant": 0.0}))
+    assert torch.allclose(sample_images(prompt.at({"slant": 0.25}), 4, seed=3), grid[:, 1], atol=1e-6)
+    with pytest.warns(ConditionWarning, match=r"slant=0.5 \(trained on -0.3:0.3\) outside the training range"):
+        sample_images(prompt, 2, condition={"slant": 0.5})
+    with pytest.raises(SpecError, match="no condition 'yaw'; it was trained with slant"):
+        sample_images(prompt, 2, condition={"yaw": 0.1})
+
+
+def test_cli_sample_cond_and_sweep(slant_prompt, tmp_path):
+    out = tmp_path / "one.npz"
+    result = run("sample", slant_prompt, "--cond", "slant=0.2", "-n", 3, "-o", out)
+    assert result.exit_code == 0, result.output
+    got = np.load(out)["images"]
+    want = sample_images(load_prompt(slant_prompt), 3, seed=0, condition={"slant": 0.2}).numpy()
+    assert np.allclose(got, want, atol=1e-6)
+    grid = tmp_path / "sweep.png"
+    result = run("sample", slant_prompt, "--sweep", "slant=-0.3:0.3:5", "-n", 3, "-o", grid)
+    assert result.exit_code == 0, result.output
+    assert "3 × 5 sweep of slant" in result.output and "warning" not in result.output
+    assert Image.open(grid).size == (5 * 30 + 2, 3 * 30 + 2)  # one row per noise, one column per value
+    result = run("sample", slant_prompt, "--sweep", "slant=-0.6:0.6:3", "-n", 2, "-o", tmp_path / "far.png")
+    assert result.exit_code == 0 and "warning:" in result.output and "-0.6, 0.6 outside the training range" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--cond", "yaw=0.1"], ["no condition 'yaw'", "trained with slant"]),
+        (["--cond", "slnt=0.1"], ["did you mean 'slant'?"]),
+        (["--sweep", "yaw=-1:1:3"], ["no condition 'yaw'", "slant"]),
+        (["--sweep", "slant=-1:1:0"], ["STEPS must be from 1 to 64 (it was 0)"]),
+        (["--sweep", "slant=-1:1"], ["is not NAME=LOW:HIGH:STEPS"]),
+        (["--cond", "slant"], ["is not NAME=VALUE"]),
+        (["--cond", "slant=0.1", "--method", "rejection"], ["drop --method rejection"]),
+        (["--method", "langevin"], ["cannot sample a conditional prompt's model"]),
+        (["--sweep", "slant=-1:1:64", "-n", 200_000], ["over 10,000,000 images"]),
+    ],
+)
+def test_cli_sample_condition_mistakes_are_one_line(slant_prompt, tmp_path, args, words):
+    one_line_error(run("sample", slant_prompt, *args, "-o", tmp_path / "x.png"), *words)
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_an_unconditional_prompt_refuses_cond(tmp_path):
+    out = tmp_path / "three"
+    assert run("compose", "--energy", "classifier:digit=3", "--steps", 2, "--out", out, "-q").exit_code == 0
+    one_line_error(run("sample", out, "--cond", "slant=0.1", "-o", tmp_path / "x.png"), "trained without conditions", "--cond")
+    one_line_error(run("sample", out, "--sweep", "slant=0:1:3", "-o", tmp_path / "x.png"), "trained without conditions", "--sweep")
+    one_line_error(run("sample", "--gen", "mnist", "--cond", "slant=0.1", "-o", tmp_path / "x.png"), "not --gen")
+    with pytest.raises(SpecError, match="trained without conditions"):
+        sample_images(load_prompt(out), 2, condition={"slant": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("energies", "conds", "words"),
+    [
+        (["slant", "digit-id"], ["slant=0.3"], ["is not NAME=LOW:HIGH"]),
+        (["slant", "digit-id"], ["slant=0.3:0.3"], ["the range is empty"]),
+        (["slant", "digit-id"], ["slant=0.3:-0.3"], ["the range is empty"]),
+        (["slant", "digit-id"], ["slant=a:1"], ["'a' is not a number"]),
+        (["slant", "digit-id"], [RANGE, "yaw=-0.3:0.3"], ["--cond yaw: no energy reads a condition 'yaw'", "slant reads slant"]),
+        (["classifier:digit=3"], ["yaw=-0.3:0.3"], ["no energy reads a condition 'yaw'", "add an energy that reads it"]),
+        (["slant", "digit-id"], [RANGE, RANGE], ["--cond slant is given twice"]),
+        (["slant", "digit-id"], [], ["compares each sample with its twin", "--cond"]),
+    ],
+)
+def test_compose_condition_mistakes_are_one_line_before_anything_is_written(tmp_path, energies, conds, words):
+    args = [a for e in energies for a in ("--energy", e)] + [a for c in conds for a in ("--cond", c)]
+    one_line_error(run("compose", *args, "--steps", 2, "--out", tmp_path / "run"), *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_and_eval_and_report_keep_the_conditions(tmp_path):
+    settings = TrainConfig(steps=12, batch_size=16, eval_every=4, eval_batch=16, checkpoint_every=4)
+    whole = compose("mnist", ["slant", "digit-id"], tmp_path / "whole", train=settings, conditions=[RANGE], progress=False, preview=0)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after(step, metrics):
+        if step == 8:
+            raise Stop
+
+    from promptgen.composing import workflow
+
+    original = workflow.train_flow
+
+    def interrupted(*args, **kwargs):
+        return original(*args, **{**kwargs, "on_eval": stop_after})
+
+    workflow.train_flow = interrupted
+    try:
+        with pytest.raises(Stop):
+            compose("mnist", ["slant", "digit-id"], tmp_path / "cut", train=settings, conditions=[RANGE], progress=False, preview=0)
+    finally:
+        workflow.train_flow = original
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file() and not (tmp_path / "cut" / "manifest.json").exists()
+    resumed = compose(None, None, tmp_path / "cut", resume=True, progress=False)
+    assert resumed.manifest.training.resumed_at == [8]
+    a, b = whole.flow.state_dict(), resumed.flow.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.manifest.conditions == whole.manifest.conditions
+
+    from promptgen.evaluation.evaluate import evaluate_prompt
+
+    report = evaluate_prompt(whole, n=40, batch_size=20).report
+    rows = {e.label: e for e in report.energies}
+    assert rows["digit-id"].base.mean == pytest.approx(0.0, abs=1e-6)  # the base is its own twin
+    assert rows["digit-id"].prompt.mean > 0 and rows["slant"].prompt.mean < rows["slant"].base.mean
+    assert report.frechet_exact is None
+
+    from promptgen.evaluation.report import write_report
+
+    page = write_report(whole, tmp_path / "report.html", n=20).read_text()
+    assert 'id="conditions"' in page and 'id="sweep"' in page and "slant = -0.3, -0.2, -0.1, 0, 0.1, 0.2, 0.3" in page
+
+
+def test_chains_with_conditions(slant_prompt, tmp_path):
+    # A conditional prompt as a generator decodes at its reference condition; a prompt trained on it works as any other.
+    child = compose(f"prompt:{slant_prompt}", ["classifier:digit=3"], tmp_path / "child",
+                    train=TrainConfig(steps=3, batch_size=8, eval_every=3, eval_batch=8), progress=False, preview=0)
+    parent = load_prompt(slant_prompt)
+    assert child.generator.condition == {"slant": 0.0} and not child.conditions
+    eps = torch.randn(3, 32)
+    with torch.no_grad():
+        assert torch.allclose(child.generator.decode(eps), sample_images_at(parent, eps, 0.0), atol=1e-6)
+    # And a conditional prompt trained on an unconditional chain.
+    grand = compose(f"prompt:{tmp_path / 'child'}", ["slant", "digit-id"], tmp_path / "grand", conditions=[RANGE],
+                    train=TrainConfig(steps=3, batch_size=8, eval_every=3, eval_batch=8), progress=False, preview=0)
+    assert [c.name for c in load_prompt(tmp_path / "grand").conditions] == ["slant"]
+    assert sweep_images(load_prompt(tmp_path / "grand"), 2, "slant", [-0.3, 0.3]).shape == (2, 2, 1, 28, 28)
+    assert grand.generator.path == (tmp_path / "child")
+
+
+def sample_images_at(prompt, eps, value):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return prompt.at({"slant": value}).decode(eps)
