@@ -1,7 +1,7 @@
 """Issue 17 targets: a conditional digit prompt whose slant is set by the condition, judged by the evaluators.
 
 Trains ``promptgen compose --gen mnist --energy slant --energy digit-id --energy debias:digit,mode=mixture
---cond slant=-0.3:0.3 --steps 2400`` (unless told otherwise), then decodes ``--eps`` noises ε at each of ``--columns`` slants evenly over the
+--cond slant=-0.3:0.3 --steps 1600 --transforms 8`` (unless told otherwise), then decodes ``--eps`` noises ε at each of ``--columns`` slants evenly over the
 training range (1,000 × 7 by default) and measures, with models that define no energy:
 
 - ``spearman``: rank correlation between the condition and the evaluator's slant (the shear of the
@@ -15,9 +15,9 @@ training range (1,000 × 7 by default) and measures, with models that define no 
   base generator's on as many samples;
 - ``train_seconds``: compose's training time (fits included).
 
-    python benchmarks/conditional_mnist.py [--out runs/bench-slant] [--steps 2400] [--eps 1000] [--columns 7]
+    python benchmarks/conditional_mnist.py [--out runs/bench-slant] [--steps 1600] [--eps 1000] [--columns 7]
         [--energy slant --energy digit-id ...] [--range -0.3:0.3] [--grid docs/images/slant-sweep.png]
-        [--transforms N --hidden N --flow KIND]
+        [--transforms 8 --hidden N --flow KIND]
 
 ``debias:digit,mode=mixture`` is in the default because without it the flow keeps "the same digit" by
 drawing only the digits that are easiest to keep (``digit_shares`` shows it; docs/benchmarks.md).
@@ -106,14 +106,14 @@ def main() -> None:
     p.add_argument("--eps", type=int, default=1000)
     p.add_argument("--columns", type=int, default=7)
     p.add_argument("--grid", type=Path, default=None)
-    p.add_argument("--transforms", type=int, default=None, help="coupling layers (default: compose's)")
+    p.add_argument("--transforms", type=int, default=8, help="coupling layers")
     p.add_argument("--hidden", type=int, default=None, help="hidden width (default: compose's)")
     p.add_argument("--flow", default=None, help="affine-coupling or spline-coupling (default: compose's auto)")
     p.add_argument("--reuse", action="store_true", help="measure the prompt already in --out")
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("PROMPTGEN_THREADS", "2")))
     energies = args.energy or ["slant", "digit-id", "debias:digit,mode=mixture"]
-    settings = {"steps": 2400 if args.steps is None else args.steps}
+    settings = {"steps": 1600 if args.steps is None else args.steps}
     t = time.perf_counter()
     if args.reuse:
         from promptgen.artifacts.prompt import load_prompt

@@ -83,7 +83,7 @@ def test_builtin_registers_through_its_own_entry_point():
     builtin = next(p for p in reg.plugins if p.name == "builtin")
     assert builtin.distribution == "promptgen-core"
     assert builtin.generators == ["mnist"]
-    assert builtin.energies == ["classifier", "debias"]
+    assert builtin.energies == ["classifier", "debias", "slant", "digit-id"]
     assert set(builtin.classifiers) == {"mnist-digit", "mnist-digit-evaluator", "mnist-stroke", "mnist-stroke-evaluator"}
     prompts = next(p for p in reg.plugins if p.name == "prompts")
     assert (prompts.distribution, prompts.generators) == ("promptgen-core", ["prompt"])

@@ -78,7 +78,7 @@ def build_mnist(spec: Spec, options: NoOptions, registry: Registry) -> ModuleGen
 
 #: Weights of the conditional digit energies, measured with benchmarks/conditional_mnist.py.
 SLANT_WEIGHT = 3.0
-DIGIT_ID_WEIGHT = 30.0
+DIGIT_ID_WEIGHT = 10.0
 
 
 def _conditional():

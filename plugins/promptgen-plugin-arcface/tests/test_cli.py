@@ -26,7 +26,7 @@ def test_an_unconditional_compose_is_refused_in_one_line(weights, tmp_path):
     out = tmp_path / "run"
     result = run("compose", "--gen", "mnist", "--energy", f"arcface-id:path={weights}", "--steps", 2, "--batch-size", 2, "--out", out, "--quiet")
     assert result.exit_code == 2
-    assert "needs a conditional prompt" in one_line_error(result)
+    assert "compares each sample with its twin" in one_line_error(result, "--cond")
     assert not (out / "manifest.json").exists()
 
 

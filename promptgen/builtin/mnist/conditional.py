@@ -3,23 +3,30 @@
 The digit version of the paper's "one person in many poses" (issue 17), which
 runs here for real::
 
-    promptgen compose --gen mnist --energy slant --energy digit-id --cond slant=-0.3:0.3
-    promptgen sample runs/slant-digit-id --sweep slant=-0.3:0.3:7 -n 8 -o sweep.png
+    promptgen compose --gen mnist --energy slant --energy digit-id --cond slant=-0.3:0.3 --out runs/slant
+    promptgen sample runs/slant --sweep slant=-0.3:0.3:7 -n 8 -o sweep.png
 
 * ``slant`` (:class:`SlantEnergy`): ``((shear(x) − s) / scale)²`` with ``s``
   the condition ``slant`` (the control's soft shear of the intensity-weighted
   pixels, :func:`promptgen.builtin.mnist.strokes.shear`). Judged by the
   evaluator's own slant, the shear of the *binarised* image, which faint grey
   smudges do not move.
-* ``digit-id`` (:class:`DigitIdEnergy`): the control classifier's
-  cross-entropy of the image's digit against its twin's, the twin being the
-  same ε at the reference condition (slant 0); ``layer=features`` or
-  ``layer=logits`` compare features instead (``1 − cos``, as ArcFace does for
-  faces). The same digit across a sweep is judged by the independent evaluator
-  classifier. Measured with ``benchmarks/conditional_mnist.py`` on 500 ε × 7
-  slants (docs/benchmarks.md): the classes keep the digit for 96 % of ε with
-  0.5 % junk, the 128 features at weight 300 for 82 % with 12 % junk, the
-  logits for 63 % with 13 % (the base: 7.7 % junk).
+* ``digit-id`` (:class:`DigitIdEnergy`): ``KL(q ‖ p)`` with ``q`` the control
+  classifier's digit probabilities for the twin (the same ε at the reference
+  condition, slant 0) and ``p`` the image's; its "not a digit" output counts
+  as no digit. The twin is held fixed (no gradient through it), and KL is
+  used rather than the cross-entropy, whose entropy term rewards the most
+  confidently classified digit: both let the flow keep "the same digit" by
+  drawing only easy digits (docs/benchmarks.md, issue 17).
+  ``layer=features`` or ``layer=logits`` compare features instead
+  (``1 − cos``, as ArcFace does for faces); they kept the digit less often.
+
+The demo adds ``debias:digit,mode=mixture`` (one flow component per digit), so
+the digits keep the base's proportions; the same digit across a sweep is
+judged by the independent evaluator classifier::
+
+    promptgen compose --gen mnist --energy slant --energy digit-id --energy debias:digit,mode=mixture \\
+        --cond slant=-0.3:0.3 --transforms 8 --steps 1600
 """
 
 from __future__ import annotations
