@@ -92,26 +92,41 @@ def test_capabilities_read_the_condition_names_and_the_twin_flag():
         capabilities(bad)
 
 
+class TwinOnly(Recorder):
+    """Scores the twin alone: its gradient reaches the flow only through the twin's branch."""
+
+    def context_energy(self, images, latents, context):
+        self.seen.append(context)
+        return context.reference.flatten(1).sum(1)
+
+
 def test_the_twin_is_decoded_once_per_batch_at_the_reference_condition():
     gen, energy = LineGenerator(), Recorder()
-    ebm = EnergyBasedModel(gen, [term(energy)], [ConditionRange("a", -1, 2)])  # reference: 0
+    ebm = EnergyBasedModel(gen, [term(energy)], [ConditionRange("a", -1, 2, reference=0.5)])
     flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8, conditions=1))
     for layer in flow.transform.transforms:  # away from the identity, so the condition moves the latent
         torch.nn.init.normal_(layer.hyper[-1].weight, std=0.5)
     eps, condition = torch.randn(5, 4), torch.tensor([[-1.0], [0.5], [1.0], [2.0], [0.0]])
-    loss, pot, _ = ebm.reverse_kl(flow, eps, condition=condition)
+    _, pot, _ = ebm.reverse_kl(flow, eps, condition=condition)
     assert gen.calls == [10]  # the batch and its twins in one call
     seen = energy.seen[-1]
     assert torch.equal(seen.condition, condition) and seen.condition_names == ("a",)
     with torch.no_grad():
-        twin = torch.sigmoid(flow(eps, None, torch.zeros(5, 1))[0]).view(-1, 1, 2, 2)
+        twin = torch.sigmoid(flow(eps, None, torch.full((5, 1), 0.5))[0]).view(-1, 1, 2, 2)  # at the reference, 0.5
         here = torch.sigmoid(flow(eps, None, condition)[0]).view(-1, 1, 2, 2)
     assert torch.allclose(seen.reference, twin, atol=1e-6) and torch.allclose(pot.images, here, atol=1e-6)
     assert not torch.allclose(seen.reference, pot.images)
-    loss.sum().backward()  # gradients flow through both branches
-    assert all(p.grad is not None for p in flow.parameters())
     with pytest.raises(ValueError, match="give a condition exactly when"):
         ebm.reverse_kl(flow, eps)
+
+
+def test_gradients_reach_the_flow_through_the_twin():
+    ebm = EnergyBasedModel(LineGenerator(), [term(TwinOnly())], [ConditionRange("a", -1, 2)])
+    flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8, conditions=1))
+    _, pot, _ = ebm.reverse_kl(flow, torch.randn(6, 4), condition=torch.rand(6, 1))
+    pot.energies["recorder"].sum().backward()  # the energy alone: no prior, no log-det, nothing of the batch's own images
+    grads = [p.grad for p in flow.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
 
 
 def test_conditions_no_energy_reads_and_twins_without_conditions_are_refused():
@@ -134,6 +149,15 @@ def test_draws_follow_the_training_distribution_and_the_reference_defaults():
         parse_range("a=-1:1@2")
     with pytest.raises(SpecError, match="unknown distribution 'cauchy'"):
         parse_range("a=-1:1~cauchy")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("a=-1e300:1", "is beyond ±1e"), ("a=0:1@1e9", "is beyond ±1e")],
+)
+def test_huge_values_are_refused(text, words):
+    with pytest.raises(SpecError, match=words):
+        parse_range(text)
 
 
 def test_an_unconditional_run_draws_no_conditions():
@@ -241,6 +265,8 @@ def test_cli_sample_cond_and_sweep(slant_prompt, tmp_path):
         (["--cond", "slant=0.1", "--method", "rejection"], ["drop --method rejection"]),
         (["--method", "langevin"], ["cannot sample a conditional prompt's model"]),
         (["--sweep", "slant=-1:1:64", "-n", 200_000], ["over 10,000,000 images"]),
+        (["--sweep", "slant=-1e300:1e300:3"], ["beyond ±1e+06"]),
+        (["--cond", "slant=0.1", "--cost-json", "c.json"], ["drop it with --cond"]),
     ],
 )
 def test_cli_sample_condition_mistakes_are_one_line(slant_prompt, tmp_path, args, words):
@@ -275,6 +301,29 @@ def test_compose_condition_mistakes_are_one_line_before_anything_is_written(tmp_
     args = [a for e in energies for a in ("--energy", e)] + [a for c in conds for a in ("--cond", c)]
     one_line_error(run("compose", *args, "--steps", 2, "--out", tmp_path / "run"), *words)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_reference_other_than_zero_is_where_twins_and_the_default_sample_are(tmp_path):
+    out = tmp_path / "ref"
+    result = run("compose", "--energy", "slant", "--energy", "digit-id", "--cond", "slant=-0.3:0.3@0.1", "--steps", 3,
+                 "--batch-size", 8, "--eval-batch", 8, "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "manifest.json").read_text())["conditions"][0]["reference"] == 0.1
+    prompt = load_prompt(out)
+    assert prompt.condition == {"slant": 0.1}
+    assert torch.equal(sample_images(prompt, 3, seed=1), sample_images(prompt, 3, seed=1, condition={"slant": 0.1}))
+    assert torch.equal(prompt.reference_input(2, torch.device("cpu")), torch.full((2, 1), 0.1))
+
+
+def test_energies_that_adapt_train_with_conditions_and_forward_kl_is_refused(tmp_path):
+    cfg = TrainConfig(steps=3, batch_size=8, eval_every=3, eval_batch=8, warmup=0.0, settle=0.0)
+    prompt = compose("mnist", ["slant", "digit-id", "debias:digit,mode=tilt,refit=1"], tmp_path / "tilt", train=cfg,
+                     conditions=[RANGE], progress=False, preview=0)
+    assert [row["step"] for row in prompt.manifest.training.adaptations] == [1.0, 2.0, 3.0]
+    with pytest.raises(SpecError, match="--forward-weight does not apply to a conditional prompt"):
+        compose("mnist", ["slant", "digit-id"], tmp_path / "fw", train=TrainConfig(steps=2, forward_weight=1.0),
+                conditions=[RANGE], progress=False, preview=0)
+    assert not (tmp_path / "fw").exists()
 
 
 def test_resume_and_eval_and_report_keep_the_conditions(tmp_path):

@@ -14,7 +14,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from promptgen_plugin_arcface.testing import write_weights
 from promptgen_plugin_arcface.zoo import IR_SE50
@@ -96,4 +95,3 @@ def test_a_condition_the_pose_energy_does_not_read_is_refused(faces, monkeypatch
         "no energy reads a condition 'age'", "deca-pose reads pitch, yaw, roll",
     )
     assert not (root / "age").exists()
-    torch.manual_seed(0)

@@ -38,7 +38,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from promptgen.core.atomic import write_atomic, write_text_atomic
-from promptgen.core.conditions import ConditionRange
+from promptgen.core.conditions import MAX_VALUE, ConditionRange
 from promptgen.core.errors import ArtifactError, inline, one_line
 from promptgen.core.protocols import AttributeTarget
 from promptgen.core.spec import MAX_WEIGHT
@@ -145,10 +145,10 @@ class ConditionRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)
-    low: float
-    high: float
+    low: float = Field(ge=-MAX_VALUE, le=MAX_VALUE)
+    high: float = Field(ge=-MAX_VALUE, le=MAX_VALUE)
     distribution: Literal["uniform", "normal"] = "uniform"
-    reference: float
+    reference: float = Field(ge=-MAX_VALUE, le=MAX_VALUE)
 
     @model_validator(mode="after")
     def _range_holds_reference(self) -> ConditionRecord:

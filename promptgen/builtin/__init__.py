@@ -154,7 +154,7 @@ def promptgen_energies() -> list[EnergyEntry]:
         EnergyEntry(
             "digit-id",
             _build_digit_id,
-            summary="keep the digit across a conditional prompt's conditions: 1 - cos of the classifier's features vs the twin",
+            summary="keep the digit across a conditional prompt's conditions: KL of the classifier's digit vs the twin's",
             options=_conditional().DigitIdOptions,
             default_weight=DIGIT_ID_WEIGHT,
             example="digit-id",

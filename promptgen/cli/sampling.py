@@ -74,6 +74,8 @@ def sample(
         writable_target(cost_json, "--cost-json")
     if (cond or sweep) and gen is not None:
         raise PromptgenError("--cond and --sweep choose a conditional prompt's conditions: give its folder, not --gen")
+    if (cond or sweep) and cost_json is not None:
+        raise PromptgenError("--cost-json reports a baseline sampler's cost; drop it with --cond or --sweep")
     if (cond or sweep) and method != "flow":
         raise PromptgenError(f"--cond and --sweep sample through the trained flow; drop --method {method}")
     source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]

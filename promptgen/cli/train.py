@@ -111,7 +111,7 @@ def compose(
     )
     if prompt.conditions:
         c = prompt.conditions[0]
-        out_console.print(f"  sample it: promptgen sample {prompt.path} --sweep {c.name}={c.low:g}:{c.high:g}:7 -n 8 -o sweep.png")
+        out_console.print(f"  sample it: promptgen sample {prompt.path} --sweep {c.name}={c.low!r}:{c.high!r}:7 -n 8 -o sweep.png")
     else:
         out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
 

@@ -147,6 +147,8 @@ def compose(
         raise SpecError(f"--batch-size {train.batch_size} does not split over {dist.world} processes; use a multiple of {dist.world}")
     terms = unique_labels([build_energy(e, registry) for e in energies])
     check_conditions(terms, ranges)
+    if train.forward_weight > 0 and ranges:
+        raise SpecError("--forward-weight does not apply to a conditional prompt (its bank of base samples has no condition); remove it or --cond")
     if train.forward_weight > 0:  # the forward-KL bank needs one flow: an energy that may become a mixture stays one
         for t in terms:
             t.caps.settle("tilt")

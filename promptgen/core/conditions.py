@@ -58,6 +58,8 @@ Distribution = Literal["uniform", "normal"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Most values a sweep may take (columns of a grid).
 MAX_SWEEP = 64
+#: Largest magnitude of a condition's value: conditions are float32 inputs of the flow.
+MAX_VALUE = 1e6
 
 
 class ConditionWarning(UserWarning):
@@ -124,6 +126,8 @@ def _number(text: str, what: str, example: str) -> float:
         raise SpecError(f"{what}: {text.strip()!r} is not a number; e.g. {example}") from None
     if not math.isfinite(value):
         raise SpecError(f"{what}: {text.strip()!r} must be a finite number; e.g. {example}")
+    if abs(value) > MAX_VALUE:
+        raise SpecError(f"{what}: {text.strip()!r} is beyond ±{MAX_VALUE:g}, the largest condition value; e.g. {example}")
     return value
 
 

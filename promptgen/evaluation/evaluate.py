@@ -221,7 +221,7 @@ def _sample_side(
     # A conditional prompt is judged at conditions drawn from its training distribution (the same on both sides);
     # its twin-comparing energies see each sample's twin at the reference condition (the base's is itself).
     conditions = prompt.conditions
-    cg = torch.Generator().manual_seed(seed + 1)
+    cg = torch.Generator().manual_seed((seed + 1) % 2**64)
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         # The same noise on both sides (a mixture prompt's extra component coordinate aside).
@@ -242,7 +242,10 @@ def _sample_side(
         context = None
         if condition is not None:
             twin = images if side == "base" else base.decode(prompt.latents_at(noise, prompt.reference_input(m, dev))).clamp(0, 1)
-            context = EnergyContext(condition=condition, condition_names=tuple(c.name for c in conditions), reference=twin)
+            context = EnergyContext(
+                condition=condition, condition_names=tuple(c.name for c in conditions), reference=twin,
+                classes=None if side == "base" else prompt.components(noise),
+            )
         for t in terms:
             value = t.energy.context_energy(images, z, context) if context is not None and t.caps.contextual else t.energy(images, z)
             r.energies.setdefault(t.label, []).append(value.detach().double().cpu())

@@ -275,7 +275,7 @@ def _conditions_section(prompt: Prompt, seed: int) -> str:
         f"<figure>{_img(grid_png(grid.flatten(0, 1), nrow=SWEEP_COLUMNS), 'sweep', 'sweep', alt, condition=first.name)}",
         (
             f"<figcaption>{html.escape(first.name)} = {html.escape(', '.join(f'{v:g}' for v in values))}, left to right{others}; "
-            f"each row is one noise ε (<code>promptgen sample PROMPT --sweep {html.escape(first.name)}={first.low:g}:{first.high:g}:"
+            f"each row is one noise ε (<code>promptgen sample PROMPT --sweep {html.escape(first.name)}={first.low!r}:{first.high!r}:"
             f"{SWEEP_COLUMNS}</code>)</figcaption></figure></section>"
         ),
     ])

@@ -103,6 +103,8 @@ OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "history": (_is_records, "a list of {name: number}"),
     "adaptations": (_is_records, "a list of {name: number}"),
     "eval_eps": (lambda v: isinstance(v, torch.Tensor) and v.is_floating_point(), "a float tensor"),
+    "conditions": (lambda v: isinstance(v, list) and all(isinstance(c, list) and len(c) == 5 for c in v),
+                   "a list of [name, low, high, distribution, reference]"),
     "eval_condition": (lambda v: v is None or (isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 2),
                        "None or a (batch, conditions) float tensor"),
     "bank": (lambda v: v is None or (_is_tensor_dict(v) and {"latents", "log_weights"} <= set(v)),

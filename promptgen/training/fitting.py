@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
+from promptgen.core.conditions import draw_conditions
 from promptgen.core.errors import SpecError
 from promptgen.core.progress import progress_bar
 from promptgen.core.protocols import BaseSample
@@ -105,7 +106,11 @@ def adapt_energies(ebm: EnergyBasedModel, flow: CouplingFlow, step: int, generat
         n = t.caps.adapt_samples
         with torch.no_grad():
             eps = torch.randn((n, *flow.latent_shape), generator=generator).to(device)
-            z = torch.cat([flow(chunk)[0] for chunk in eps.split(256)])
+            if ebm.conditions:  # a conditional flow's samples over its conditions' training distribution
+                condition = draw_conditions(ebm.conditions, n, generator).to(device)
+                z = torch.cat([flow(e, None, c)[0] for e, c in zip(eps.split(256), condition.split(256), strict=True)])
+            else:
+                z = torch.cat([flow(chunk)[0] for chunk in eps.split(256)])
         report = t.caps.adapt(BaseSample(latents=z, decode=ebm.generator.decode))
         row.update({f"{t.label} {k}": float(v) for k, v in report.items()})
     return row

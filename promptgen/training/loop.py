@@ -181,6 +181,8 @@ class TrainingRun:
     def restore(self, resume: dict) -> None:
         """Continue from a checkpoint's state (checked first: a state that does not fit is a one-line ArtifactError)."""
         check_resumable(resume, self.flow, self.opt, self.schedule, self.g, self.config)
+        if resume.get("conditions", self._conditions()) != self._conditions():
+            raise ArtifactError(f"'checkpoint' was written for other conditions than this run's ({self._conditions()}); {RESUME_HINT}")
         try:
             self.flow.load_state_dict(resume["flow"])
             self.opt.load_state_dict(resume["optimizer"])
@@ -213,6 +215,9 @@ class TrainingRun:
         self.model = torch.nn.parallel.DistributedDataParallel(self.flow) if self.dist.active else self.flow
         self.good = self.snapshot(state.first - 1)  # what a rollback returns to
 
+    def _conditions(self) -> list[list]:
+        return [[c.name, c.low, c.high, c.distribution, c.reference] for c in self.ebm.conditions]
+
     # -- the state --------------------------------------------------------------------------------------------------
     def elapsed(self) -> float:
         """Training seconds so far, those before this process included."""
@@ -236,6 +241,7 @@ class TrainingRun:
             "adaptations": list(s.adaptations),
             "eval_eps": s.eval_eps.cpu(),
             "eval_condition": None if s.eval_condition is None else s.eval_condition.cpu(),
+            "conditions": self._conditions(),
             "bank": s.bank.state() if s.bank is not None else None,
             "skipped": s.skipped,
             "rollbacks": s.rollbacks,

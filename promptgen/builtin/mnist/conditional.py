@@ -87,13 +87,13 @@ class DigitIdOptions(Options):
     layer: Literal["features", "logits", "classes"] = option(
         "classes",
         help="compare the classifier's last hidden features (128, 1 - cos), its 11 logits (1 - cos), or its classes "
-        "(cross-entropy of the image's digit against the twin's, 'not a digit' counted as no digit)",
+        "(KL of the twin's digit probabilities to the image's, 'not a digit' counted as no digit)",
     )
 
 
 class DigitIdEnergy(EnergyBase):
-    """Each image against its twin at the reference condition, by the control classifier: the cross-entropy of its
-    digit against the twin's (``classes``), or ``1 − cos`` of features or logits."""
+    """Each image against its twin at the reference condition, by the control classifier: KL of the twin's digit
+    probabilities to the image's (``classes``), or ``1 − cos`` of features or logits."""
 
     needs_reference = True
 
