@@ -151,8 +151,6 @@ class Prompt:
 
     def latents_at(self, eps: Tensor, condition: Tensor | None) -> Tensor:
         """``f(ε; α)`` with ``condition`` (B, C) per sample (None: a prompt without conditions)."""
-        if condition is None:
-            return self.latents(eps)
         return self.flow(self.noise(eps), self.components(eps), condition)[0]
 
     def chain(self) -> list[Prompt]:
@@ -178,10 +176,7 @@ class Prompt:
     def latents(self, eps: Tensor) -> Tensor:
         """``z = f(ε)``: (B, *latent_shape) -> (B, *generator.latent_shape); ``f(ε; c)`` for a mixture,
         ``f(ε; α)`` at :attr:`condition` for a conditional prompt."""
-        condition = self.condition_input(eps.shape[0], eps.device)
-        if condition is None:
-            return self.flow(self.noise(eps), self.components(eps))[0]
-        return self.latents_at(eps, condition)
+        return self.latents_at(eps, self.condition_input(eps.shape[0], eps.device))
 
     def decode(self, eps: Tensor) -> Tensor:
         """Images ``G(f(ε))``, (B, C, H, W) in [0, 1]; through every flow of a chain, nearest first."""
@@ -299,11 +294,10 @@ def sweep_images(
     if name in (condition or {}):
         raise SpecError(f"--sweep {name} and --cond {name} both set {name}; give it once")
     base = at_condition(prompt, dict(condition or {}))
-    if not isinstance(base, Prompt) or not base.conditions:
-        base = at_condition(prompt, {name: values[0]})  # refuses, in one line
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConditionWarning)
-        base.at({name: values[0]})  # an unknown name is refused before any work
+        # Refuses, in one line and before any work, a base generator, a prompt without conditions, an unknown name.
+        at_condition(base, {name: values[0]})
     trained = next(c for c in base.conditions if c.name == name)
     beyond = [f"{v:g}" for v in values if not trained.contains(v)]
     if beyond:

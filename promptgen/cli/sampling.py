@@ -82,11 +82,6 @@ def sample(
     if cond or sweep:
         _conditional(source, n, out, seed, device, cond, sweep)
         return
-    if method != "flow" and getattr(source, "conditions", None):
-        raise PromptgenError(
-            f"--method {method} cannot sample a conditional prompt's model (its energies compare each sample with its twin "
-            "through the flow); sample it with the flow, e.g. --cond or --sweep"
-        )
     images, cost = sample_with_cost(
         source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
         step_size=step_size, progress=not quiet and err_console.is_terminal, console=err_console,
@@ -118,10 +113,8 @@ def _conditional(source: Any, n: int, out: Path, seed: int, device: str, cond: s
         )
     values = parse_values(cond, names) if cond else {}
     swept = parse_sweep(sweep) if sweep else None
-    if swept is not None:
-        parse_values(f"{swept[0]}={swept[1][0]}", names)  # a name the prompt lacks: one line with its names
-        if n * len(swept[1]) > MAX_IMAGES:
-            raise PromptgenError(f"-n {n} rows × {len(swept[1])} values is over {MAX_IMAGES:,} images; give fewer rows or steps")
+    if swept is not None and n * len(swept[1]) > MAX_IMAGES:
+        raise PromptgenError(f"-n {n} rows × {len(swept[1])} values is over {MAX_IMAGES:,} images; give fewer rows or steps")
     check_images_fit(n * (len(swept[1]) if swept is not None else 1), source.info.channels, *source.info.resolution,
                      option="-n" if swept is None else f"-n {n} × --sweep {len(swept[1])} steps =")
     dev = resolve_device(device)

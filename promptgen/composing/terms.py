@@ -16,7 +16,7 @@ from promptgen.artifacts.manifest import (
 )
 from promptgen.artifacts.prompt import Prompt
 from promptgen.core.capabilities import EnergyContext
-from promptgen.core.conditions import ConditionRange
+from promptgen.core.conditions import ConditionRange, condition_tensor
 from promptgen.core.errors import PromptgenError, SpecError, one_line
 from promptgen.core.generators import probe_generator
 from promptgen.core.protocols import Generator
@@ -102,7 +102,7 @@ def check_fit(
     # A conditional prompt's energies are called as training calls them: at a condition (the references), with twins.
     context = None
     if ranges:
-        condition = torch.tensor([[c.reference for c in ranges]], device=images.device).expand(images.shape[0], len(ranges))
+        condition = condition_tensor(ranges, {}, images.shape[0]).to(images.device)
         context = EnergyContext(condition=condition, condition_names=tuple(c.name for c in ranges), reference=images)
     for t in terms:
         source = registry.provider(t.spec.name, "energy")

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from promptgen.core.capabilities import Capabilities, EnergyContext, capabilities
-from promptgen.core.conditions import ConditionRange
+from promptgen.core.conditions import ConditionRange, condition_tensor
 from promptgen.core.errors import SpecError
 from promptgen.core.latents import controlled_size
 from promptgen.core.protocols import Energy, Generator, Sampler
@@ -95,7 +95,7 @@ class EnergyBasedModel:
 
     def reference(self, n: int, like: Tensor) -> Tensor:
         """(n, C) the reference condition, where each sample's twin is drawn."""
-        return like.new_tensor([c.reference for c in self.conditions]).expand(n, len(self.conditions))
+        return condition_tensor(self.conditions, {}, n).to(like)
 
     def potential(
         self,
