@@ -22,6 +22,8 @@ training range (1,000 × 7 by default) and measures, with models that define no 
 ``debias:digit,mode=mixture`` is in the default because without it the flow keeps "the same digit" by
 drawing only the digits that are easiest to keep (``digit_shares`` shows it; docs/benchmarks.md).
 
+``--gen panel-vae`` (any digit generator, e.g. the panel's) runs the same on a generator the demo was not tuned on.
+
 Prints one JSON object. ``--grid`` also writes a sweep picture (8 ε × the columns).
 """
 
@@ -99,6 +101,7 @@ def measure(prompt, eps: int, columns: int, seed: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/bench-slant"))
+    p.add_argument("--gen", default="mnist", help="the generator (e.g. a panel one: panel-vae, panel-wgan-gp)")
     p.add_argument("--energy", action="append", default=None)
     p.add_argument("--range", default="-0.3:0.3")
     p.add_argument("--steps", type=int, default=None)
@@ -121,13 +124,14 @@ def main() -> None:
         prompt = load_prompt(args.out)
     else:
         prompt = compose(
-            "mnist", energies, args.out, train=TrainConfig(seed=args.seed, **settings), conditions=[f"slant={args.range}"],
+            args.gen, energies, args.out, train=TrainConfig(seed=args.seed, **settings), conditions=[f"slant={args.range}"],
             flow={k: v for k, v in {"transforms": args.transforms, "hidden": args.hidden, "kind": args.flow}.items() if v is not None},
             overwrite=True, progress=False, preview=0,
         )
     wall = time.perf_counter() - t
     result = {
         "benchmark": "conditional_mnist",
+        "generator": args.gen,
         "energies": energies,
         "range": args.range,
         "steps": prompt.manifest.training.config.steps,
