@@ -289,3 +289,18 @@ def test_digit_panel_wheel_has_its_weights(wheelhouse):
     names, *_ = read_wheel(wheelhouse, project)
     weights = sorted((project / "src/promptgen_plugin_digit_panel/weights").glob("*.safetensors"))
     assert weights and {f"promptgen_plugin_digit_panel/weights/{w.name}" for w in weights} <= names
+
+
+def test_no_distribution_allows_a_torch_older_than_2_6():
+    # torch.load(weights_only=True) can be bypassed before 2.6 (CVE-2025-32434); every file promptgen reads relies on it.
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    projects = [ROOT / "pyproject.toml", *sorted((ROOT / "plugins").glob("*/pyproject.toml")), *sorted((ROOT / "examples").glob("*/pyproject.toml"))]
+    seen = 0
+    for project in projects:
+        for line in re.findall(r'"(torch[<>=!~ ][^"]*)"', project.read_text()):
+            requirement = Requirement(line)
+            assert not requirement.specifier.contains(Version("2.5.1"), prereleases=True), f"{project}: {line}"
+            seen += 1
+    assert seen >= len(projects) - 1  # every distribution that needs torch names a bound
