@@ -32,8 +32,8 @@ from timing import best_of
 
 from promptgen.artifacts.prompt import build_generator, load_prompt, sample_images
 from promptgen.builtin.mnist.models import load_pretrained
+from promptgen.core.metrics import frechet_distance, mean_pairwise_distance
 from promptgen.datasets.mnist import load_split
-from promptgen.evaluation.metrics import frechet_distance, mean_pairwise_distance
 
 TARGET = 3
 

@@ -42,7 +42,7 @@ from panel import Judges, base_sample, histogram, rarest, train, uniform_kl
 from promptgen.artifacts.prompt import sample_images
 from promptgen.builtin.mnist.models import WEIGHTS_DIR
 from promptgen.builtin.mnist.training import train_classifier_model
-from promptgen.evaluation.metrics import frechet_distance
+from promptgen.core.metrics import frechet_distance
 
 VARIANTS = {
     # name: (augment strength, junk class trained, realism weight in the energies)

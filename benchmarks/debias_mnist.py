@@ -48,10 +48,10 @@ import torch
 
 from promptgen.artifacts.prompt import sample_images
 from promptgen.composing import compose
+from promptgen.core.metrics import kl_divergence
 from promptgen.core.registry import get_registry
 from promptgen.energies.debias import fit_moment_constraint
 from promptgen.evaluation.evaluate import evaluate_prompt
-from promptgen.evaluation.metrics import kl_divergence
 from promptgen.training.trainer import TrainConfig
 
 CASES = ("marginal", "loop", "joint", "iterative")
@@ -168,9 +168,9 @@ def on_paper(prompt, n: int, seed: int) -> dict[str, float]:
     perfect sampler of the plain chained target would reach.
     """
     registry = get_registry()
-    control = registry.classifier("mnist-digit").build()
-    digit_eval = registry.classifier("mnist-digit-evaluator").build()
-    stroke_eval = registry.classifier("mnist-stroke-evaluator").build()
+    control = registry.build_classifier("mnist-digit", {})
+    digit_eval = registry.build_classifier("mnist-digit-evaluator", {})
+    stroke_eval = registry.build_classifier("mnist-stroke-evaluator", {})
     phi, digit, thick = [], [], []
     with torch.no_grad():
         for start in range(0, n, 10_000):

@@ -47,9 +47,9 @@ import torch
 from promptgen.artifacts.prompt import build_generator, sample_images
 from promptgen.composing import build_energy, compose, prompt_ebm
 from promptgen.core.classifiers import classify
+from promptgen.core.metrics import frechet_distance, kl_divergence
 from promptgen.core.registry import get_registry
 from promptgen.datasets.mnist import load_split
-from promptgen.evaluation.metrics import frechet_distance, kl_divergence
 from promptgen.sampling.baselines import flow_sample, langevin_sample, rejection_sample
 from promptgen.training.trainer import TrainConfig
 
@@ -63,8 +63,8 @@ class Judges:
 
     def __init__(self) -> None:
         registry = get_registry()
-        self.evaluator = registry.classifier("mnist-digit-evaluator").build()
-        self.control = registry.classifier("mnist-digit").build()
+        self.evaluator = registry.build_classifier("mnist-digit-evaluator", {})
+        self.control = registry.build_classifier("mnist-digit", {})
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

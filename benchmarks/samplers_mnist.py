@@ -58,7 +58,7 @@ def evaluator_accuracy(prompt, images: torch.Tensor) -> float:
         for t in record.targets:
             entry, independent = registry.evaluator_for(t.attribute)
             assert independent, t.attribute
-            clf = entry.build()
+            clf = registry.build_classifier(entry.name)
             labels = [str(x) for x in entry.attributes[t.attribute]]
             top = torch.cat([clf.log_probs(chunk)[t.attribute].argmax(1) for chunk in images.split(500)])
             for label in t.asked:

@@ -25,8 +25,8 @@ import torch
 from promptgen.artifacts.prompt import build_generator, sample_images
 from promptgen.builtin.mnist.models import load_pretrained
 from promptgen.composing import compose
+from promptgen.core.metrics import frechet_distance
 from promptgen.datasets.mnist import load_split
-from promptgen.evaluation.metrics import frechet_distance
 from promptgen.training.trainer import TrainConfig
 
 

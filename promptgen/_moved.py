@@ -29,7 +29,7 @@ MOVES = {
     "images": "core.images", "flow": "training.flow", "ebm": "training.ebm", "checkpoint": "training.checkpoint",
     "distributed": "training.distributed", "trainer": "training.trainer", "artifact": "artifacts.manifest",
     "prompt": "artifacts.prompt", "chaining": "artifacts.chaining", "samplers": "sampling.baselines",
-    "metrics": "evaluation.metrics", "report": "evaluation.report",
+    "metrics": "core.metrics", "report": "evaluation.report",
 }
 
 #: (old module, name) -> "module:name" to hand out instead, for names whose meaning changed: the

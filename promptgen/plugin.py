@@ -67,7 +67,7 @@ from promptgen.core.protocols import (
 )
 from promptgen.core.registry import Registry
 from promptgen.core.spec import Arg, Spec, parse_spec
-from promptgen.core.weights import WeightsFileError, load_torch_file
+from promptgen.core.weights import WeightsFileError, check_state_dict, load_torch_file
 
 #: The version of the plugin surface. A plugin declares the core versions it works with
 #: (``Requires-Dist: promptgen-core>=0.2,<0.3``); see docs/writing-plugins.md.
@@ -118,6 +118,7 @@ __all__ = [
     "cache_root",
     "capabilities",
     "check_images",
+    "check_state_dict",
     "classify",
     "closest",
     "fetch",

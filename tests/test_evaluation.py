@@ -19,9 +19,7 @@ from promptgen.cli import app
 from promptgen.composing import compose, prompt_ebm
 from promptgen.core.classifiers import ModuleClassifier
 from promptgen.core.hooks import hookimpl
-from promptgen.core.registry import build_registry, get_registry
-from promptgen.evaluation.evaluate import EvalReport, evaluate_prompt
-from promptgen.evaluation.metrics import (
+from promptgen.core.metrics import (
     class_histogram,
     class_share,
     effective_sample_size,
@@ -31,6 +29,8 @@ from promptgen.evaluation.metrics import (
     kl_divergence,
     total_variation,
 )
+from promptgen.core.registry import build_registry, get_registry
+from promptgen.evaluation.evaluate import EvalReport, evaluate_prompt
 from promptgen.plugin import ClassifierEntry
 from promptgen.testing import one_line_error, toy_generator_entry
 from promptgen.training.trainer import TrainConfig

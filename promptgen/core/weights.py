@@ -34,7 +34,7 @@ from typing import Any
 
 from promptgen.core.errors import PromptgenError
 
-__all__ = ["WeightsFileError", "load_torch_file"]
+__all__ = ["WeightsFileError", "check_state_dict", "load_torch_file"]
 
 
 class WeightsFileError(PromptgenError):
@@ -121,3 +121,57 @@ def _first_foreign_global(path: Path) -> str | None:
     except Exception:  # noqa: BLE001 - a damaged pickle: no name to give
         return None
     return None
+
+
+def check_state_dict(state: object, expected: dict[str, Any], *, source: str, what: str) -> dict[str, Any]:
+    """``state`` checked, strictly, against ``expected`` (a module's ``state_dict()``); one line when it does not fit.
+
+    What must hold: a dict of tensors with exactly ``expected``'s keys (a ``module.`` prefix on every key,
+    as ``nn.DataParallel`` saves them, is removed), each of the expected shape, floating point where the
+    module's is, and finite. Returns the state with the module's key order and dtypes, ready for
+    ``load_state_dict(..., strict=True)``.
+
+    Args:
+        source: how the file is named in the errors (``"'G--300.ckpt'"``).
+        what: what the file should be (``"the MLP GAN's G--300.ckpt"``).
+
+    Raises:
+        WeightsFileError: naming the first key that is missing, extra, misshapen or not finite.
+
+    >>> import torch
+    >>> net = torch.nn.Linear(2, 3)
+    >>> check_state_dict({"weight": torch.zeros(3, 2)}, net.state_dict(), source="'x.pt'", what="a Linear(2, 3)")
+    Traceback (most recent call last):
+    ...
+    promptgen.core.weights.WeightsFileError: 'x.pt' is not a Linear(2, 3): it lacks 1 of the 2 keys needed ('bias')
+    """
+    import torch
+
+    if not isinstance(state, dict) or not state:
+        raise WeightsFileError(f"{source} does not hold a state dict (it holds {type(state).__name__}); give {what}")
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsFileError(f"{source} is not a state dict of tensors (e.g. entry {str(bad[0])[:60]!r}); give {what}")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        def examples(keys: list[str]) -> str:
+            return ", ".join(repr(k) for k in sorted(keys)[:2]) + (", ..." if len(keys) > 2 else "")
+
+        parts = [f"it lacks {len(missing)} of the {len(expected)} keys needed ({examples(missing)})"] if missing else []
+        if unexpected:
+            parts.append(f"{'and' if missing else 'it'} has {len(unexpected)} others ({examples(unexpected)})")
+        raise WeightsFileError(f"{source} is not {what}: " + " ".join(parts))
+    out: dict[str, Any] = {}
+    for key, want in expected.items():
+        got = state[key]
+        if tuple(got.shape) != tuple(want.shape):
+            raise WeightsFileError(f"{source} is not {what}: {key!r} has shape {tuple(got.shape)}, where {tuple(want.shape)} is expected")
+        if want.is_floating_point() and not got.is_floating_point():
+            raise WeightsFileError(f"{source}: {key!r} holds {got.dtype} values, not floating point; not {what}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise WeightsFileError(f"{source}: {key!r} holds non-finite values; the file is damaged: download it again")
+        out[key] = got.to(want.dtype)
+    return out

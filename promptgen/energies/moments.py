@@ -102,7 +102,7 @@ def fit_moment_constraint(
 def joint_log_probs(parts: Sequence[Tensor]) -> Tensor:
     """(B, Π K_i) log-probabilities of every combination of the parts' (B, K_i) classes, first part slowest.
 
-    The order of :func:`promptgen.evaluation.metrics.joint_labels`: the outer product of
+    The order of :func:`promptgen.core.metrics.joint_labels`: the outer product of
     the parts' probabilities (independent given the image).
     """
     joint = parts[0]

@@ -1,7 +1,7 @@
-"""Judging prompts: `promptgen eval` (:mod:`.evaluate`), its metrics (:mod:`.metrics`) and `promptgen report` (:mod:`.report`).
+"""Judging prompts: `promptgen eval` (:mod:`.evaluate`) and `promptgen report` (:mod:`.report`).
 
-``EvalReport`` and ``evaluate_prompt`` load on first use: an energy that needs
-only :mod:`.metrics` (de-biasing's KL divergence) does not pull in the whole evaluation.
+``EvalReport`` and ``evaluate_prompt`` load on first use. The numbers themselves (KL divergence, Fréchet
+distance...) are in :mod:`promptgen.core.metrics`, where training and the energies use them too.
 """
 
 from __future__ import annotations
