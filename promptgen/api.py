@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,13 +188,15 @@ def report(
     device: str = "auto",
     progress: bool = False,
     console: Console | None = None,
+    on_report: Callable[[EvalReport], None] | None = None,
 ) -> Path:
-    """Evaluate a prompt and write a self-contained HTML report to ``out`` (see :mod:`promptgen.evaluation.report`)."""
+    """Evaluate a prompt and write a self-contained HTML report to ``out`` (see :mod:`promptgen.evaluation.report`);
+    ``on_report`` gets the :class:`~promptgen.evaluation.EvalReport` (its ``verdict`` and ``warnings``) first."""
     from promptgen.evaluation.report import write_report
 
     return write_report(
         prompt, out, n=n, seed=seed, attrs=attrs, data=data, batch_size=batch_size, device=device,
-        progress=progress, console=console,
+        progress=progress, console=console, on_report=on_report,
     )
 
 

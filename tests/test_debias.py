@@ -11,9 +11,9 @@ import torch
 
 from promptgen.composing import build_energy, compose
 from promptgen.core.errors import PromptgenError, SpecError
+from promptgen.core.metrics import kl_divergence
 from promptgen.core.protocols import BaseSample
 from promptgen.energies.debias import Block, DebiasEnergy, fit_moment_constraint
-from promptgen.evaluation.metrics import kl_divergence
 from promptgen.training.trainer import TrainConfig
 
 
@@ -216,7 +216,7 @@ def test_the_fit_decodes_base_samples_a_chunk_at_a_time():
     assert report["debias:bright"]["fit KL bright"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_advice_names_the_class_the_tilt_could_not_lift_and_what_reached_it_on_the_panel():
+def test_advice_never_points_at_a_mode_measured_worse():
     def energy(mode="tilt"):
         return DebiasEnergy([Block("bright", ("bright",), ("dark", "light"), (0.5, 0.5))], {"bright": TwoClassClassifier()},
                             "debias:bright", mode=mode)
@@ -224,13 +224,13 @@ def test_advice_names_the_class_the_tilt_could_not_lift_and_what_reached_it_on_t
     tilt = energy()
     tilt.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=20, dark=980)))
     assert tilt.advice() is None  # no refit yet: nothing known about the flow
-    # The flow still draws 5 % light after a refit: KL 0.495 from even, the advice says so. A class under
-    # AUTO_RARE of its share: the mixture (on the panel it met the target wherever that happened).
+    # The flow still draws 5 % light after a refit: KL 0.495 from even, the advice says so. The tilt was asked for,
+    # so the mixture was never measured on this run: the advice is mode=auto, which measures both.
     tilt.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=50, dark=950)))
     note = tilt.advice()
     assert note is not None and "\n" not in note
     assert f"KL {kl_divergence([0.95, 0.05], [0.5, 0.5]):.3f}" in note and "('light': 5.0% against 50.0%)" in note
-    assert note.endswith("use mode=mixture (a flow component per class)") and "--steps" not in note
+    assert note.endswith("try mode=auto, which also tries the mixture and keeps the better") and "mode=mixture" not in note
     # 35 % against 50 %: short, but not rare; more steps close that gap.
     tilt.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=350, dark=650)))
     note = tilt.advice()
@@ -238,6 +238,13 @@ def test_advice_names_the_class_the_tilt_could_not_lift_and_what_reached_it_on_t
     # A flow within ADVICE_KL of the target: no advice.
     tilt.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=460, dark=540)))
     assert tilt.advice() is None
+    # Asked for auto and become the tilt: compose tried the mixture and it measured worse, so it is never advised.
+    auto = energy("auto")
+    auto.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=20, dark=980)))
+    auto.settle_mode("tilt")
+    auto.adapt(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=50, dark=950)))
+    note = auto.advice()
+    assert note is not None and note.endswith("train longer (--steps)") and "mixture" not in note
     # The mixture has no loop to fall short in.
     mixture = energy("mixture")
     mixture.fit(BaseSample(latents=torch.zeros(1000, 2), images=images_with(light=20, dark=980)))
@@ -256,8 +263,8 @@ def test_compose_shows_the_advice_after_training(tmp_path):
     assert far.exit_code == 0, far.output
     text = " ".join(far.output.split())
     assert "note: debias:digit*thickness,mode=tilt,refit=2: at its last refit the flow was KL" in text
-    # Far under their share, the rarest combination gets the mode that reached it (docs/debiasing.md: KL 0.0091 against 0.091).
-    assert "against 3.3%); the tilt lifts a class this rare slowly: use mode=mixture" in text
+    # Far under their share, with the tilt asked for: the advice is mode=auto, which measures the mixture too.
+    assert "against 3.3%); the tilt lifts a class this rare slowly: try mode=auto" in text
     near = CliRunner().invoke(app, [*args, "--energy", "debias:digit,refit=2", "--out", str(tmp_path / "near")])
     assert near.exit_code == 0, near.output
     assert "note:" not in near.output

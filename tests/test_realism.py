@@ -154,7 +154,8 @@ class FoolPlugin:
 def fooled(tmp_path_factory):
     reg = build_registry(extra_plugins=[("fool", FoolPlugin())])
     out = tmp_path_factory.mktemp("fool") / "fooled"
-    train = TrainConfig(steps=100, batch_size=32, warmup=0.1, eval_every=100, checkpoint_every=100)
+    # guard off: this prompt is meant to be fooled, so that eval and report have junk to find.
+    train = TrainConfig(steps=100, batch_size=32, warmup=0.1, eval_every=100, checkpoint_every=100, guard="off", check_samples=300)
     compose("blend", ["classifier:digit=3,model=gullible"], out, train=train, flow={"transforms": 2, "hidden": 32},
             registry=reg, progress=False, preview=0)
     return reg, out
@@ -179,12 +180,17 @@ def test_eval_and_report_show_the_warning_at_the_cli(fooled, tmp_path, monkeypat
     result = runner.invoke(app, ["eval", str(out), "-n", "300", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "junk rate" in result.output and "warning:" in result.output and "realism check" in result.output
+    # The verdict, on the terminal: the asked share is of the samples that pass the check, and it is not met.
+    assert "✗ not met: the prompt makes more junk than the generator" in result.output
     page = tmp_path / "fooled.html"
     result = runner.invoke(app, ["report", str(out), "-o", str(page), "-n", "300", "--quiet"])
     assert result.exit_code == 0, result.output
+    assert "✗ not met: the prompt makes more junk than the generator" in result.output  # report says it on the terminal too
     text = page.read_text()
     assert 'id="warnings"' in text and "fail the realism check" in text
     assert 'id="realism"' in text
+    # ... and at the top of the page, before any histogram.
+    assert "<h2>Verdict: not met</h2>" in text and text.index('id="verdict"') < text.index('id="samples"') < text.index('id="attributes"')
 
 
 def test_a_good_prompt_shows_its_junk_rate_without_warning(tmp_path):
@@ -204,3 +210,97 @@ def test_training_the_realism_check_without_its_evaluator_stops_before_training(
     with pytest.raises(ValueError, match=r"evaluator\.safetensors does not exist; train the evaluator into that folder first"):
         train_realism(tmp_path / "no-data", out=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- issue 24: junk counted as junk, the watch, the guard, the closing check ------------------------------------------
+
+
+def test_eval_counts_junk_as_junk(fooled):
+    reg, out = fooled
+    report = evaluate_prompt(out, n=400, seed=1, registry=reg).report
+    (digit,) = report.attributes
+    prompt, base = digit.prompt, digit.base
+    # The histogram, the share and the KL are of the samples that pass the realism check; the junk is beside them.
+    assert prompt.junk == pytest.approx(report.prompt.junk_rate) and base.junk == pytest.approx(report.base.junk_rate)
+    assert prompt.counted == round(400 * (1 - prompt.junk))
+    assert sum(prompt.histogram) == pytest.approx(1.0) and sum(prompt.histogram_all) == pytest.approx(1.0)
+    # Counting every sample, the blobs read as 3s look like success; counting what passes, they are not 3s at all.
+    three = digit.labels.index("3")
+    assert prompt.histogram_all[three] > prompt.histogram[three] + 0.3
+    assert digit.met is False and report.met is False
+    assert any(line.startswith("not met: the prompt makes more junk") for line in report.verdict)
+    assert any("junk" in line and "generator" in line for line in report.verdict)
+
+
+def test_compose_says_not_met_when_its_prompt_made_junk(fooled):
+    reg, out = fooled
+    from promptgen.artifacts.prompt import load_prompt
+
+    manifest = load_prompt(out, reg).manifest
+    check = manifest.check
+    assert check is not None and check.n == 300 and not check.healthy and not check.met
+    assert check.junk > check.base_junk + 0.3
+    # The watch read the flow at each evaluation, the generator first: junk rose, and the guard was off.
+    readings = manifest.training.watch
+    assert [r.step for r in readings] == [0, 100] and readings[0].healthy and not readings[-1].healthy
+    assert manifest.training.kept_step is None
+
+
+def test_the_guard_keeps_the_last_flow_that_made_no_junk(tmp_path, monkeypatch):
+    reg = build_registry(extra_plugins=[("fool", FoolPlugin())])
+    monkeypatch.setattr("promptgen.core.registry._REGISTRY", reg)
+    args = ["compose", "--gen", "blend", "--energy", "classifier:digit=3,model=gullible", "--steps", "100", "--batch-size", "32",
+            "--warmup", "0.5", "--eval-every", "10", "--eval-batch", "200", "--check-samples", "300", "--transforms", "2",
+            "--hidden", "32", "-q"]
+    kept = runner.invoke(app, [*args, "--out", str(tmp_path / "kept")])
+    assert kept.exit_code == 0, kept.output
+    from promptgen.artifacts.prompt import load_prompt
+
+    manifest = load_prompt(tmp_path / "kept", reg).manifest
+    readings = manifest.training.watch
+    assert not readings[-1].healthy  # the last evaluation made junk...
+    best = min((r for r in readings[1:] if r.healthy), key=lambda r: r.score)
+    assert manifest.training.kept_step == best.step < 100  # ... so the best flow that made none was kept
+    assert f"kept the flow of step {best.step}" in " ".join(kept.output.split())
+    # The kept flow's junk stays within the generator's, in the closing check on fresh noise.
+    assert manifest.check is not None and manifest.check.junk <= manifest.check.base_junk + 0.05
+    off = runner.invoke(app, [*args, "--guard", "off", "--out", str(tmp_path / "off")])
+    assert off.exit_code == 0, off.output
+    assert "✗ not met: the prompt makes more junk than the generator" in off.output
+    assert load_prompt(tmp_path / "off", reg).manifest.check.junk > manifest.check.junk + 0.2
+
+
+class Wide(nn.Module):
+    """Colour images at 32×32: not what the digit realism check was trained on."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(z[:, :3, None, None].expand(-1, 3, 32, 32))
+
+
+class WidePlugin:
+    @hookimpl
+    def promptgen_generators(self):
+        info = GeneratorInfo("wide", (32, 32), 3)
+        build = lambda spec, options, registry: ModuleGenerator(Wide(), (4,), info)
+        return [GeneratorEntry("wide", build, judges=("mnist-digit-evaluator",))]
+
+
+def test_a_realism_check_for_other_images_is_one_line(tmp_path, monkeypatch):
+    reg = build_registry(extra_plugins=[("wide", WidePlugin())])
+    monkeypatch.setattr("promptgen.core.registry._REGISTRY", reg)
+    base = ["compose", "--gen", "wide", "--energy", "classifier:digit=3", "--steps", "2", "--batch-size", "8", "-q"]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert "the realism check of classifier 'mnist-digit-evaluator' cannot judge generator 'wide'" in text
+    assert "trained on 28×28 grey images and 'wide' draws 32×32 RGB images" in text and "--realism off" in text
+    assert len(result.output.strip().splitlines()) <= 2 and not (tmp_path / "never").exists()
+    # Asked by name, a classifier without a check, a control classifier, an unknown name: each one line.
+    for asked, said in (("mnist-stroke-evaluator", "has no realism check"), ("mnist-digit", "is a control classifier"),
+                        ("mnist-digit-evaluater", "mnist-digit-evaluator")):
+        result = runner.invoke(app, [*base, "--realism", asked, "--out", str(tmp_path / "never")])
+        assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+    # --realism off: no check, and compose says the check could not judge junk.
+    result = runner.invoke(app, [*base, "--realism", "off", "--check-samples", "16", "--out", str(tmp_path / "off")])
+    assert result.exit_code == 0, result.output
+    assert "junk not measured" in result.output

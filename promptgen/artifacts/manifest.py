@@ -45,6 +45,7 @@ from promptgen.core.spec import MAX_WEIGHT
 from promptgen.training.checkpoint import check_shapes, check_tensors
 from promptgen.training.config import TrainingSummary
 from promptgen.training.flow import CouplingFlow, FlowConfig
+from promptgen.training.watch import Reading, TrialRecord
 
 FORMAT = "promptgen-prompt"
 FORMAT_VERSION = 1
@@ -204,6 +205,8 @@ class PromptManifest(BaseModel):
         default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the weights file, checked when it is loaded (absent in prompts saved before checksums were recorded)"
     )
     training: TrainingSummary
+    trials: list[TrialRecord] = Field(default_factory=list, description="mode=auto's trials: each mode read after a short run")
+    check: Reading | None = Field(default=None, description="the closing check: the prompt's samples judged against the generator's")
     versions: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("weights_file")

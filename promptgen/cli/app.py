@@ -146,6 +146,22 @@ app = typer.Typer(
 out_console = Console()
 err_console = Console(stderr=True)
 
+
+def print_verdict(lines: list[str], met: bool | None, n: int, console: Console = out_console) -> None:
+    """A verdict (:func:`promptgen.composing.watch.verdict`): the figures, then a green tick or each red "not met"."""
+    from rich.markup import escape
+
+    from promptgen.core.errors import printable
+
+    for line in lines:
+        if not line.startswith("not met"):
+            console.print(f"  {escape(printable(line))}", soft_wrap=True, highlight=False)
+    if met:
+        console.print(f"[green]✓ target met[/green] (judged on {n} samples)", highlight=False)
+    for line in lines:
+        if line.startswith("not met"):
+            console.print(f"[red]✗ {escape(printable(line))}[/red]", soft_wrap=True, highlight=False)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

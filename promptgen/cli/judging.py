@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 #: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
-from promptgen.cli.app import MAX_IMAGES, app, err_console, out_console, user_errors
+from promptgen.cli.app import MAX_IMAGES, app, err_console, out_console, print_verdict, user_errors
 from promptgen.core.errors import printable
 from promptgen.training.config import MAX_BATCH, MAX_SEED, MIN_SEED
 
@@ -52,6 +52,13 @@ def eval_(
         out_console.print(report_table(report))
         if out is not None:
             out_console.print(f"[green]✓[/green] JSON report -> [bold]{out}[/bold]")
+    _tell(report, err_console if as_json else out_console)
+
+
+def _tell(report, console) -> None:
+    """The verdict and the warnings of an eval, on the terminal."""
+    if report.verdict:
+        print_verdict(report.verdict, report.met, report.n, console)
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(printable(warning))}", soft_wrap=True, highlight=False)
 
@@ -80,6 +87,6 @@ def report(
 
     path = write(
         prompt, out, n=n, seed=seed, attrs=attr or [], data=data, batch_size=batch_size, device=device,
-        progress=not quiet, console=err_console,
+        progress=not quiet, console=err_console, on_report=lambda r: _tell(r, out_console),
     )
     out_console.print(f"[green]✓[/green] report -> [bold]{path}[/bold]")

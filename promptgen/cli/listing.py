@@ -178,5 +178,15 @@ def info(
     c = m.training.config
     t.add_row("training", printable(f"{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, {m.training.device}, {m.training.seconds:.1f} s"))
     t.add_row("final", printable(f"loss {m.training.final_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.training.final_terms.items())))
+    if m.training.kept_step is not None:
+        t.add_row("guard", f"kept the flow of step {m.training.kept_step}: the last evaluation made more junk than the generator")
+    from promptgen.composing.trials import describe as describe_trials
+    from promptgen.composing.watch import verdict
+
+    for line in describe_trials(m.trials):
+        t.add_row("mode=auto", printable(line))
+    if m.check is not None:
+        met, lines = verdict(m.check)
+        t.add_row("check", printable(("met: " if met else "NOT met: ") + "; ".join(lines) + f" ({m.check.n} samples)"))
     t.add_row("created", printable(f"{m.created} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items())))
     out_console.print(t)

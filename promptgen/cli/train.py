@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 #: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
-from promptgen.cli.app import _default, app, err_console, out_console, user_errors
+from promptgen.cli.app import _default, app, err_console, out_console, print_verdict, user_errors
 from promptgen.cli.launch import _relaunch_with_torchrun
 from promptgen.core.errors import PromptgenError
 from promptgen.training.config import MAX_BATCH, MAX_SEED, MAX_STEPS, MIN_SEED, FlowConfig, TrainConfig
@@ -51,6 +51,17 @@ def compose(
     keep_parent: Annotated[
         bool, typer.Option("--keep-parent", help="With --gen prompt:PATH, ask that prompt's energies again so its conditions hold too")
     ] = False,
+    realism: Annotated[
+        str,
+        typer.Option(help="The realism check that watches the run: auto (the generator's own evaluators), off, or an evaluator's name"),
+    ] = "auto",
+    guard: Annotated[
+        str, typer.Option(help="When the watch sees junk rise above the generator's: keep-best (end with the best flow whose junk stayed "
+                          "within the margin), back-off (also halve the energies' weights), off (only report)")
+    ] = _default(TrainConfig, "guard"),
+    check_samples: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="Samples of the closing check (0: none)")
+    ] = _default(TrainConfig, "check_samples"),
     cond: Annotated[
         list[str] | None,
         typer.Option(
@@ -64,8 +75,8 @@ def compose(
     from promptgen.composing import compose as run
     from promptgen.training.distributed import from_env
 
-    if resume is not None and (energy or out is not None or keep_parent or cond):
-        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out, --cond and --keep-parent")
+    if resume is not None and (energy or out is not None or keep_parent or cond or realism != "auto"):
+        raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out, --cond, --realism and --keep-parent")
     if flow not in ("auto", "spline-coupling", "affine-coupling"):
         raise PromptgenError(f"unknown --flow {flow!r}; use auto, spline-coupling or affine-coupling")
     config = _checked(
@@ -81,12 +92,14 @@ def compose(
         eval_every=eval_every,
         eval_batch=eval_batch,
         checkpoint_every=checkpoint_every,
+        guard=guard,
+        check_samples=check_samples,
     )
     config.check_limits()
     flow_settings = {"transforms": transforms, "hidden": hidden, **({"kind": flow} if flow != "auto" else {})}
     _checked(FlowConfig, features=2, **flow_settings)
     if nproc > 1 and not from_env().active:
-        _check_before_relaunch(gen, energy or [], out, overwrite, keep_parent, resume, batch_size, nproc, device, cond or [])
+        _check_before_relaunch(gen, energy or [], out, overwrite, keep_parent, resume, batch_size, nproc, device, cond or [], realism)
         raise typer.Exit(_relaunch_with_torchrun(nproc))
     prompt = run(
         gen,
@@ -101,6 +114,7 @@ def compose(
         resume=resume is not None,
         keep_parent=keep_parent,
         conditions=cond or [],
+        realism=realism,
     )
     if not from_env().main:
         return
@@ -109,6 +123,11 @@ def compose(
         f"[green]✓[/green] prompt saved to [bold]{prompt.path}[/bold] "
         f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / 'samples.png'}"
     )
+    if t.kept_step is not None:
+        out_console.print(
+            f"[yellow]guard:[/yellow] the last evaluation made more junk than the generator; kept the flow of step {t.kept_step}, "
+            "the best whose junk stayed within the margin", soft_wrap=True)
+    _print_check(prompt.manifest.check)
     if prompt.conditions:
         c = prompt.conditions[0]
         out_console.print(f"  sample it: promptgen sample {prompt.path} --sweep {c.name}={c.low!r}:{c.high!r}:7 -n 8 -o sweep.png")
@@ -116,8 +135,19 @@ def compose(
         out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
 
 
+def _print_check(check) -> None:
+    """The closing check: each target's figure by its judge, the junk rate, and whether the targets were met."""
+    from promptgen.composing.watch import verdict
+
+    if check is None:
+        out_console.print("  no closing check: nothing judges this generator's images (no realism check, no attribute asked)")
+        return
+    met, lines = verdict(check)
+    print_verdict(lines, met, check.n)
+
+
 def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, overwrite: bool, keep_parent: bool,
-                           resume: Path | None, batch_size: int, nproc: int, device: str, cond: list[str]) -> None:
+                           resume: Path | None, batch_size: int, nproc: int, device: str, cond: list[str], realism: str = "auto") -> None:
     """Catch here, once, the mistakes the torchrun processes would meet: specs, models, the folder, the device."""
     from promptgen.artifacts.prompt import build_generator
     from promptgen.composing import build_energy, read_run
@@ -137,12 +167,18 @@ def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, over
         from promptgen.artifacts.chaining import kept_energies, normalise_generator_spec
 
         energies = [*energies, *kept_energies(normalise_generator_spec(gen), energies, registry)]
+    import torch
+
+    from promptgen.composing.watch import SampleWatch, root_generator
     from promptgen.core.conditions import check_names, parse_range
+    from promptgen.core.spec import parse_spec
     from promptgen.training.ebm import check_conditions
 
     ranges = check_names([parse_range(c) for c in cond])
-    build_generator(gen, registry)
-    check_conditions([build_energy(e, registry) for e in energies], ranges)
+    generator = build_generator(gen, registry)
+    terms = [build_energy(e, registry) for e in energies]
+    check_conditions(terms, ranges)
+    SampleWatch(terms, generator, root_generator(generator, parse_spec(gen).name), registry, torch.device("cpu"), realism)
     if out is not None:
         from promptgen.artifacts.manifest import check_out_dir
 

@@ -13,6 +13,7 @@ from promptgen.core.conditions import check_names, parse_range
 from promptgen.core.errors import ArtifactError, SpecError, one_line
 from promptgen.training.flow import FlowConfig
 from promptgen.training.trainer import TrainConfig
+from promptgen.training.watch import TrialRecord
 
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.pt"
@@ -64,6 +65,8 @@ class RunRequest(BaseModel):
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
     preview: int = Field(default=64, ge=0, le=1024)
     conditions: list[str] = Field(default_factory=list, max_length=64, description="--cond NAME=LOW:HIGH as typed")
+    realism: str = Field(default="auto", min_length=1, max_length=200, description="--realism: auto, off or an evaluator's name")
+    trials: list[TrialRecord] = Field(default_factory=list, max_length=64, description="mode=auto's trials, once run")
 
     @field_validator("conditions")
     @classmethod

@@ -41,6 +41,9 @@ from promptgen.composing.terms import (
     mixture_record,
     unique_labels,
 )
+from promptgen.composing.trials import TrialSetup, choose_modes, undecided
+from promptgen.composing.trials import describe as describe_trials
+from promptgen.composing.watch import REALISM_AUTO, SampleWatch, closing_check, root_generator, verdict
 from promptgen.core.atomic import write_atomic, write_text_atomic
 from promptgen.core.conditions import ConditionRange, check_names, parse_range
 from promptgen.core.device import resolve_device
@@ -54,6 +57,7 @@ from promptgen.training.distributed import barrier, from_env, start, stop
 from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, check_conditions
 from promptgen.training.flow import CouplingFlow, FlowConfig
 from promptgen.training.trainer import TrainConfig, load_energy_states, mixture_for, prefit, train_flow
+from promptgen.training.watch import TrialRecord
 
 
 def compose(
@@ -72,6 +76,7 @@ def compose(
     resume: bool = False,
     keep_parent: bool = False,
     conditions: Sequence[str] | None = None,
+    realism: str = REALISM_AUTO,
 ) -> Prompt:
     """Train a prompt for ``generator`` under ``energies`` and save it to ``out``.
 
@@ -93,6 +98,14 @@ def compose(
         conditions: a conditional prompt's conditions, ``NAME=LOW:HIGH`` each (``--cond``,
             :func:`~promptgen.core.conditions.parse_range`): the flow takes them as context, and
             energies that read them (``Contextual``) get them; ignored with ``resume``.
+        realism: the realism check that watches the run (``--realism``): ``auto`` (the generator's domain
+            evaluators), ``off``, or an evaluator's name; ignored with ``resume``.
+
+    While it trains, compose watches the prompt's samples (:mod:`promptgen.composing.watch`): the junk rate
+    against the generator's, and each asked attribute by its evaluator. ``train.guard`` acts on junk that
+    rose; ``mode=auto`` is decided by trials (:mod:`promptgen.composing.trials`); and the prompt closes with a
+    check on ``train.check_samples`` fresh samples, kept in the manifest (``check``). From Python a check that
+    is not met is a :class:`UserWarning` (the command line prints it).
 
     Under ``torchrun`` every process calls this; they train together and rank 0 writes.
 
@@ -107,9 +120,9 @@ def compose(
             raise SpecError("--resume needs the run folder, e.g. --resume runs/my-prompt")
         out = Path(out)
         request = read_run(out)
-        generator, energies, train, flow, device, preview, conditions = (
+        generator, energies, train, flow, device, preview, conditions, realism = (
             request.generator, request.energies, request.train, request.flow, request.device, request.preview,
-            request.conditions,
+            request.conditions, request.realism,
         )
         check_checkpoint_file(out)
         if (out / CHECKPOINT).is_file():
@@ -155,6 +168,7 @@ def compose(
     mixture_for(terms, train)  # checked before anything is written
     gen = build_generator(generator, registry)
     check_fit(gen, terms, registry, registry.provider(gen_name, "generator"), ranges)
+    watch = SampleWatch(terms, gen, root_generator(gen, gen_name), registry, dev, realism)  # a check that cannot judge gen: one line
     out = Path(out) if out is not None else default_out_dir(energies)
     lineage = lineage_for(gen, out)  # refuses an --out that is the parent prompt or an ancestor
     if out.is_dir():
@@ -170,7 +184,7 @@ def compose(
             try:
                 request = RunRequest(
                     generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview,
-                    conditions=conditions,
+                    conditions=conditions, realism=realism,
                 )
             except ValidationError as exc:
                 err = exc.errors()[0]
@@ -186,7 +200,7 @@ def compose(
         barrier(dist)
         return _train_and_save(
             out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
-            undo, ranges,
+            undo, ranges, watch,
         )
     except BaseException:
         # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
@@ -204,7 +218,7 @@ def compose(
 def _train_and_save(
     out: Path, generator: str, gen: Generator, gen_name: str, terms: list[WeightedEnergy], train: TrainConfig, flow: dict,
     preview: int, state: dict | None, lineage: list, dist, dev: torch.device, registry: Registry,
-    console: Console | None, progress: bool, undo: dict, ranges: list[ConditionRange],
+    console: Console | None, progress: bool, undo: dict, ranges: list[ConditionRange], watch: SampleWatch,
 ) -> Prompt:
     """compose's training and saving, once everything was checked and the folder is ready."""
     try:
@@ -214,24 +228,44 @@ def _train_and_save(
         # An energy's fitted state can decide the flow's shape (debias mode=auto picks the mixture
         # or the tilt at its fit), so fit, or restore the fits of a resumed run, before building the flow.
         fitted = None
+        trials: list[TrialRecord] = []
         if state is not None:
             load_energy_states(terms, state.get("energies", {}), str(out / CHECKPOINT))
+            if (out / RUN_FILE).is_file():
+                trials = read_run(out).trials
         else:
             fitted = prefit(ebm, train, dev, console=console, progress=progress and dist.main)
+
+        def flow_config() -> FlowConfig:
+            mixture = mixture_for(terms, train)
+            classes = mixture.caps.mixture_components if mixture is not None else 0
+            return FlowConfig(
+                features=features, passthrough=passthrough, latent_shape=tuple(gen.latent_shape), classes=classes,
+                conditions=len(ranges), **{**flow, "kind": default_flow_kind(classes) if flow["kind"] == "auto" else flow["kind"]},
+            )
+
+        def build_flow() -> CouplingFlow:
+            torch.manual_seed(train.seed)
+            return CouplingFlow(flow_config())
+
+        if fitted is not None and undecided(terms):
+            trials = choose_modes(ebm, TrialSetup(build_flow, train, dev, fitted, ranges), watch, console=console,
+                                  progress=progress and dist.main)
+            for record in trials:  # the fit reports what its energy became, as before trials decided it
+                if record.chosen and record.energy in fitted.fits:
+                    fitted.fits[record.energy]["mixture"] = float(record.mode == "mixture")
+            fitted.seconds += sum(r.seconds for r in trials)  # the trials are part of the training time
+            if dist.main:
+                request = read_run(out).model_copy(update={"trials": trials})
+                write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
         mixture = mixture_for(terms, train)
-        classes = mixture.caps.mixture_components if mixture is not None else 0
-        flow_config = FlowConfig(
-            features=features, passthrough=passthrough, latent_shape=tuple(gen.latent_shape), classes=classes,
-            conditions=len(ranges), **{**flow, "kind": default_flow_kind(classes) if flow["kind"] == "auto" else flow["kind"]},
-        )
-        torch.manual_seed(train.seed)
-        sampler = CouplingFlow(flow_config)
+        sampler = build_flow()
         result = train_flow(
             ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state,
-            dist=dist, fitted=fitted,
+            dist=dist, fitted=fitted, watch=watch if watch.active else None,
         )
         if dist.main:
-            for note in filter(None, (t.caps.advice() for t in terms)):
+            for note in [*describe_trials(trials), *filter(None, (t.caps.advice() for t in terms))]:
                 if console is not None:
                     console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
                 else:
@@ -249,13 +283,19 @@ def _train_and_save(
                 ),
                 energies=[energy_record(t, registry) for t in terms],
                 lineage=lineage,
-                flow=flow_config,
+                flow=sampler.config,
                 mixture=mixture_record(mixture),
                 conditions=[ConditionRecord.of(c) for c in ranges],
                 training=result,
+                trials=trials,
                 versions=current_versions(),
             )
             sampler.eval().requires_grad_(False)
+            if watch.active and train.check_samples:
+                manifest.check = closing_check(Prompt(manifest, gen, sampler, out), watch, train.check_samples, train.seed, dev)
+                met, lines = verdict(manifest.check)
+                if not met and console is None:
+                    warnings.warn("the prompt's closing check: " + "; ".join(lines), stacklevel=2)
             save_prompt(out, manifest, sampler)
             undo.clear()  # the new prompt is whole: nothing to put back
             prompt = Prompt(manifest, gen, sampler, out)

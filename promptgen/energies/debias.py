@@ -58,6 +58,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from promptgen.core.metrics import joint_labels
 from promptgen.energies.classifier import DEFAULT_REALISM, check_realism_applies, classifier_options
 from promptgen.energies.debias_energy import (
     ADVICE_KL,
@@ -80,7 +81,6 @@ from promptgen.energies.debias_energy import (
     DebiasEnergy,
 )
 from promptgen.energies.moments import MomentFit, fit_moment_constraint, joint_log_probs
-from promptgen.evaluation.metrics import joint_labels
 from promptgen.plugin import (
     Arg,
     AttributeClassifier,

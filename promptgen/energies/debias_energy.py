@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from promptgen.core.metrics import joint_labels, kl_divergence
 from promptgen.energies.classifier import DEFAULT_REALISM, shifted_classify
 from promptgen.energies.moments import fit_moment_constraint, joint_log_probs
-from promptgen.evaluation.metrics import joint_labels, kl_divergence
 from promptgen.plugin import AttributeClassifier, AttributeTarget, BaseSample, SpecError
 
 #: β already carries the scale of the tilt, so the weight is 1 (a weight w
@@ -41,14 +41,12 @@ MAX_BETA = 30.0
 FIT_SAMPLES = 8192
 FIT_SAMPLES_PLAIN = 4096
 MODES = ("auto", "tilt", "mixture")
-#: Without mode=: plain attributes get ``auto``, decided at the fit on the base
-#: sample (:data:`AUTO_RARE`); a joint target is a mixture, since its rare
-#: combinations are what the tilt's flow cannot reach (docs/debiasing.md).
+#: Without mode=: plain attributes get ``auto``, decided by outcome on the generator at hand: compose trains
+#: the tilt and the mixture for a short budget each and keeps the one whose judged samples are better
+#: (:mod:`promptgen.composing.trials`); a joint target is a mixture, since its rare combinations are what the
+#: tilt's flow cannot reach (docs/debiasing.md).
 DEFAULT_MODE = "auto"
-#: ``mode=auto`` trains the mixture when the generator draws some class less than
-#: this share of its target (by the control classifier, among the images it takes
-#: for digits at all), else the tilt, which keeps closer to the generator's own
-#: images where little must move (docs/debiasing.md has the measurements).
+#: A class the flow draws at less than this share of its target counts as rare in the tilt's advice.
 AUTO_RARE = 0.5
 #: A tilt whose flow ends further than this (KL, by the control classifier) from
 #: an attribute's target gets advice to train longer (:meth:`DebiasEnergy.advice`).
@@ -123,18 +121,22 @@ class DebiasEnergy:
         self.fit_samples = FIT_SAMPLES if any(len(b.parts) > 1 for b in self.blocks) else FIT_SAMPLES_PLAIN
         # The mixture's components: every combination of the attributes' classes, first attribute slowest.
         self.parts = [(p, len(self.classifiers[p].attributes[p])) for b in self.blocks for p in b.parts]
+        #: The mode asked for: ``auto`` leaves the choice to compose's trials, which advice then respects.
+        self.requested = mode
+        self.fitted_pi: Tensor | None = None  # the mixture's weights, once fitted (also in mode auto)
         self.mode = "auto"
         self.settle_mode(mode)
 
     def settle_mode(self, mode: str) -> None:
-        """Be the tilt or the mixture (``auto``: undecided until :meth:`fit`, trained as a tilt meanwhile)."""
+        """Be the tilt or the mixture (``auto``: undecided until compose's trials; trained as a tilt meanwhile)."""
         self.mode = mode
         self.adapt_every = self.refit if mode != "mixture" else 0
         self.mixture_components = math.prod(k for _, k in self.parts) if mode == "mixture" else 0
         if self.mixture_components:
             self.mixture_labels = tuple(joint_labels([b.labels for b in self.blocks]))
             self.mixture_attribute = "*".join(p for p, _ in self.parts)
-            self.pi = torch.full((self.mixture_components,), 1.0 / self.mixture_components)
+            uniform = torch.full((self.mixture_components,), 1.0 / self.mixture_components)
+            self.pi = self.fitted_pi if self.fitted_pi is not None else uniform
 
     def _slices(self) -> Iterator[tuple[Block, slice]]:
         """Each block with its entries' slice of φ, μ and β (the blocks' classes, concatenated)."""
@@ -199,10 +201,6 @@ class DebiasEnergy:
             return torch.cat(parts, 1)
 
         measured = base.map_images(measure)
-        if self.mode == "auto":
-            # Does the generator draw some class far below its share, among the images the control takes for digits?
-            shares = torch.softmax(measured[:, d].double(), 0) @ measured[:, :d].double()
-            self.settle_mode("mixture" if bool((shares.float().cpu() < AUTO_RARE * self.mu.cpu()).any()) else "tilt")
         phi, log_base = measured[:, :d], measured[:, d]
         combos = measured[:, d + 1 :]
         fit = fit_moment_constraint(phi, self.mu, log_base=log_base)
@@ -218,13 +216,15 @@ class DebiasEnergy:
         }
         if log_base.numel() and float(log_base.min()) < 0:
             report["base in domain"] = float((log_base / max(self.realism, 1e-12)).exp().mean())
-        if self.mixture_components:
+        if combinations:
             # π_c = E_w[Π_a p_a(c_a | x)]: summing over the other attributes' classes leaves E_w[φ], which is μ.
             w = torch.softmax(phi.double() @ fit.beta.double().to(phi.device) + log_base.double(), 0)
             pi = (w @ combos.double()).clamp_min(0)
-            self.pi = (pi / pi.sum()).float().cpu()
-            report["mixture components"] = float(self.mixture_components)
-            report["mixture smallest weight"] = float(self.pi.min())
+            self.fitted_pi = (pi / pi.sum()).float().cpu()
+            report["mixture components"] = float(self.fitted_pi.numel())
+            report["mixture smallest weight"] = float(self.fitted_pi.min())
+            if self.mixture_components:
+                self.pi = self.fitted_pi
         return report
 
     def mixture_weights(self) -> list[float]:
@@ -257,13 +257,10 @@ class DebiasEnergy:
     def advice(self) -> str | None:
         """A one-line hint after training when the tilt's closed loop ended far from the target, else None.
 
-        What it advises follows what was measured on the digit panel
-        (docs/debiasing.md): where the flow still draws the class furthest
-        below its share at less than :data:`AUTO_RARE` of it, the tilt lifts
-        that class slowly, and the mixture met every target on each generator
-        where that happened (more steps halved the KL but made more junk);
-        otherwise it says to train longer, which brought the tilt to its
-        target without other harm.
+        It never points at a setting measured worse on this run: with ``mode=auto`` compose has already tried
+        the mixture on this generator and kept the tilt, so it says to train longer. Only when the tilt was asked
+        for (``mode=tilt``) and the flow still draws the class furthest below its share at less than
+        :data:`AUTO_RARE` of it does it suggest ``mode=auto``, which measures both (docs/debiasing.md).
         """
         if self.mixture_components or self.flow_moments is None:
             return None
@@ -277,11 +274,10 @@ class DebiasEnergy:
         if worst is None:
             return None
         kl, attribute, label, got_i, want_i = worst
-        fix = (
-            "the tilt lifts a class this rare slowly: use mode=mixture (a flow component per class)"
-            if got_i < AUTO_RARE * want_i
-            else "train longer (--steps)"
-        )
+        if got_i < AUTO_RARE * want_i and self.requested == "tilt":  # the mixture was never measured on this run
+            fix = "the tilt lifts a class this rare slowly: try mode=auto, which also tries the mixture and keeps the better"
+        else:  # with mode=auto, compose measured the mixture on this generator and kept the tilt: never advise it
+            fix = "train longer (--steps)"
         return (
             f"{self.label}: at its last refit the flow was KL {kl:.3f} from the {attribute} target by the control classifier "
             f"({label!r}: {got_i:.1%} against {want_i:.1%}); {fix}"

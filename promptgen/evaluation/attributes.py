@@ -9,9 +9,10 @@ from typing import Literal
 from promptgen.artifacts.manifest import EnergyRecord
 from promptgen.artifacts.prompt import Prompt
 from promptgen.core.errors import PromptgenError, UnknownNameError
+from promptgen.core.judging import resolve_target
+from promptgen.core.metrics import joint_labels
 from promptgen.core.protocols import AttributeTarget
 from promptgen.core.registry import ClassifierEntry, Registry, get_registry, one_line
-from promptgen.evaluation.metrics import joint_labels
 
 
 @dataclass
@@ -38,19 +39,9 @@ def ancestors(prompt: Prompt) -> list[Prompt]:
 
 
 def _resolve(row: PlannedAttribute, registry: Registry) -> PlannedAttribute:
-    """Find the evaluator of each part and how its classes map onto the row's labels."""
-    parts = row.target.parts
-    row.parts = [registry.evaluator_for(p) for p in parts]  # UnknownNameError for an unknown attribute
-    eval_labels = joint_labels([[str(x) for x in entry.attributes[p]] for p, (entry, _) in zip(parts, row.parts)])
-    labels = [str(x) for x in row.target.labels]
-    if sorted(labels) != sorted(eval_labels):
-        raise PromptgenError(
-            f"the evaluator's classes of {row.target.attribute!r} ({', '.join(eval_labels[:12])}) "
-            f"differ from the target's ({', '.join(labels[:12])})"
-        )
-    if row.target.target is not None and len(row.target.target) != len(labels):
-        raise PromptgenError(f"the target of {row.target.attribute!r} has {len(row.target.target)} shares for {len(labels)} classes")
-    row.order = [eval_labels.index(lab) for lab in labels]
+    """Find the evaluator of each part and how its classes map onto the row's labels (:func:`resolve_target`)."""
+    resolved = resolve_target(row.target, registry)
+    row.parts, row.order = resolved.parts, resolved.order
     return row
 
 

@@ -48,24 +48,22 @@ from torch import Tensor
 from promptgen.artifacts.manifest import EnergyRecord, current_versions
 from promptgen.artifacts.prompt import Prompt, load_prompt
 from promptgen.composing import rebuild_terms
+from promptgen.composing.watch import verdict
 from promptgen.core.capabilities import EnergyContext
 from promptgen.core.conditions import draw_conditions
 from promptgen.core.device import resolve_device
 from promptgen.core.errors import PromptgenError
+from promptgen.core.judging import GOAL_KL, GOAL_SHARE, ResolvedTarget, judged_figure
+from promptgen.core.metrics import (
+    effective_sample_size,
+    frechet_distance,
+    mean_pairwise_distance,
+    total_variation,
+)
 from promptgen.core.progress import progress_bar
 from promptgen.core.registry import Registry, get_registry, one_line
 from promptgen.evaluation.attributes import PlannedAttribute, ancestors, plan_attributes
 from promptgen.evaluation.judge import PIXEL_SIZE, Judge, domain_evaluators
-from promptgen.evaluation.metrics import (
-    class_histogram,
-    class_share,
-    effective_sample_size,
-    frechet_distance,
-    joint_classes,
-    kl_divergence,
-    mean_pairwise_distance,
-    total_variation,
-)
 from promptgen.evaluation.realism import FRECHET_RATIO, JUNK_MARGIN, MIN_ESS, junk_margin, realism_warnings
 from promptgen.evaluation.reference import DATA_HINT, load_reference
 from promptgen.evaluation.render import (
@@ -88,6 +86,7 @@ from promptgen.evaluation.results import (
     Moments,
     SideEval,
 )
+from promptgen.training.watch import NO_FIGURE, Reading, TargetReading
 
 SIDES = ("base", "prompt")
 
@@ -181,6 +180,8 @@ def evaluate_prompt(
 
     features = {side: torch.cat(results[side].features) for side in SIDES}
     sides = {side: _side_eval(results[side], n, features[side], ref_features) for side in SIDES}
+    base_junk, prompt_junk = sides["base"].junk_rate, sides["prompt"].junk_rate
+    margin = None if base_junk is None or prompt_junk is None else junk_margin(base_junk, prompt_junk, n)
     # A conditional prompt's target is one distribution per condition: no single importance-weighted base sample stands for it.
     frechet_exact, exact_ess = (
         (None, None) if prompt.conditions else _exact_target(terms, missing, results["base"], features["base"], ref_features)
@@ -199,11 +200,12 @@ def evaluate_prompt(
         realism=judge.realism_source and f"realism check of classifier {judge.realism_source}",
         base=sides["base"],
         prompt=sides["prompt"],
-        attributes=[_attribute_eval(row, results) for row in rows],
+        attributes=[_attribute_eval(row, results, margin) for row in rows],
         energies=[_energy_eval(record, results, missing) for record in prompt.manifest.energies],
         versions=current_versions(),
     )
     report.warnings = realism_warnings(report)
+    report.met, report.verdict = _verdict(report, margin)
     images = {side: torch.cat(results[side].kept) if results[side].kept else torch.empty(0) for side in SIDES}
     realism = {side: torch.cat(results[side].realism) for side in SIDES if results[side].realism}
     return Evaluation(report=report, images=images, realism=realism)
@@ -294,7 +296,7 @@ def _exact_target(
     return frechet_exact, exact_ess
 
 
-def _attribute_eval(row: PlannedAttribute, results: dict[str, _SideResult]) -> AttributeEval:
+def _attribute_eval(row: PlannedAttribute, results: dict[str, _SideResult], margin: float | None) -> AttributeEval:
     t = row.target
     out = AttributeEval(
         attribute=t.attribute,
@@ -313,19 +315,46 @@ def _attribute_eval(row: PlannedAttribute, results: dict[str, _SideResult]) -> A
     if row.reason is not None:
         return out
     assert row.order is not None
-    sizes = [len(entry.attributes[p]) for p, (entry, _) in zip(t.parts, row.parts)]
+    resolved = ResolvedTarget(t, row.parts, row.order)
+    figures = {}
     for side in SIDES:
         r = results[side]
         parts = [torch.cat(r.classes[(entry.name, p)]) for p, (entry, _) in zip(t.parts, row.parts)]
-        hist_eval = class_histogram(joint_classes(parts, sizes), len(row.order))
-        hist = [hist_eval[i] for i in row.order]
-        s = AttributeSide(histogram=hist)
+        junk = torch.cat(r.realism) < 0 if r.realism else None
+        judged, everything = judged_figure(resolved, parts, junk), judged_figure(resolved, parts, None)
+        figures[side] = judged
+        s = AttributeSide(histogram=judged.histogram, junk=judged.junk, counted=judged.counted, histogram_all=everything.histogram)
         if t.target is not None:
-            s.kl, s.tv = kl_divergence(hist, t.target), total_variation(hist, t.target)
+            s.kl, s.tv, s.kl_all = judged.kl, total_variation(judged.histogram, t.target) if judged.counted else 1.0, everything.kl
         if t.asked or t.avoided:
-            s.share = class_share(hist, t.labels, t.asked, t.avoided)
+            s.share = judged.share
         setattr(out, side, s)
+    if t.target is not None or t.asked or t.avoided:
+        junk_rose = margin is not None and (figures["prompt"].junk or 0.0) - (figures["base"].junk or 0.0) > margin
+        out.met = figures["prompt"].met() and not junk_rose
     return out
+
+
+def _verdict(report: EvalReport, margin: float | None) -> tuple[bool | None, list[str]]:
+    """The report's verdict in the words of compose's closing check (:func:`promptgen.composing.watch.verdict`):
+    each asked target's figure, the junk rate, and what was not met. None when nothing is asked and no junk rose."""
+    targets = []
+    for a in report.attributes:
+        if a.met is None or a.base is None or a.prompt is None:
+            continue
+        kl = a.prompt.kl is not None
+        value, base = (a.prompt.kl, a.base.kl) if kl else (a.prompt.share, a.base.share)
+        targets.append(TargetReading(
+            energy=a.energy or a.attribute, attribute=a.attribute, judges=list(dict.fromkeys(a.evaluators)), independent=a.independent,
+            kind="kl" if kl else "share", value=min(value or 0.0, NO_FIGURE), base=min(base or 0.0, NO_FIGURE),
+            goal=GOAL_KL if kl else GOAL_SHARE, met=(value or 0.0) <= GOAL_KL if kl else (value or 0.0) >= GOAL_SHARE,
+            histogram=a.prompt.histogram,
+        ))
+    base, prompt = report.base.junk_rate, report.prompt.junk_rate
+    healthy = base is None or prompt is None or margin is None or prompt - base <= margin
+    reading = Reading(step=0, n=report.n, junk=prompt, base_junk=base, junk_margin=margin, healthy=healthy, targets=targets, realism=report.realism)
+    met, lines = verdict(reading)
+    return (met if targets or not healthy else None), lines
 
 
 def _energy_eval(record: EnergyRecord, results: dict[str, _SideResult], missing: dict[str, str]) -> EnergyEval:

@@ -10,6 +10,7 @@ from torch import Tensor
 from promptgen.artifacts.prompt import Prompt
 from promptgen.core.classifiers import adapt_images
 from promptgen.core.errors import PromptgenError
+from promptgen.core.judging import domain_judges
 from promptgen.core.options import option_names
 from promptgen.core.protocols import AttributeClassifier
 from promptgen.core.registry import ClassifierEntry, Registry, one_line
@@ -21,16 +22,9 @@ PIXEL_SIZE = (32, 32)
 
 def domain_evaluators(prompt: Prompt, registry: Registry) -> list[ClassifierEntry]:
     """Evaluator classifiers that know the domain of the root generator of ``prompt`` (a chain's first):
-    the generator entry's ``judges``, else the evaluators of the plugin that provides it."""
+    :func:`~promptgen.core.judging.domain_judges` of its name."""
     root = (ancestors(prompt) or [prompt])[-1]
-    name = parse_spec(root.manifest.generator.spec).name
-    entry = registry.generators.get(name)
-    if entry is not None and entry.judges:
-        return [registry.classifiers[c] for c in entry.judges if c in registry.classifiers]
-    for plugin in registry.plugins:
-        if name in plugin.generators:
-            return [registry.classifiers[c] for c in plugin.classifiers if c in registry.classifiers and registry.classifiers[c].role == "evaluator"]
-    return []
+    return domain_judges(parse_spec(root.manifest.generator.spec).name, registry)
 
 
 def _options_in(energy_spec: str | None, entry: ClassifierEntry) -> dict[str, str]:

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 from promptgen.evaluation.results import EvalReport
+from promptgen.training.watch import JUNK_MARGIN, junk_margin
 
-#: A prompt warns when its junk rate exceeds the generator's by more than this (2 points).
-JUNK_MARGIN = 0.02
+#: A prompt warns when its junk rate exceeds the generator's by more than JUNK_MARGIN (2 points, and twice the
+#: standard error: :func:`~promptgen.training.watch.junk_margin`, the same rule as compose's watch),
 #: ... or when its Fréchet distance to the reference exceeds that of exact samples of its target this many times,
 FRECHET_RATIO = 1.5
 #: ... judged only where the importance weights behind the exact samples have this effective sample size.
 MIN_ESS = 50.0
-
-
-def junk_margin(base: float, prompt: float, n: int) -> float:
-    """How far the prompt's junk rate may exceed the base's before :func:`realism_warnings` warns:
-    :data:`JUNK_MARGIN`, or twice the standard error of the difference of two rates on ``n`` samples each.
-
-    >>> junk_margin(0.01, 0.02, 5000), round(junk_margin(0.1, 0.12, 200), 3)
-    (0.02, 0.063)
-    """
-    se = math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
-    return max(JUNK_MARGIN, 2 * se)
 
 
 def realism_warnings(report: EvalReport) -> list[str]:

@@ -83,6 +83,8 @@ def summary_rows(report: EvalReport) -> list[tuple[str, str, str]]:
             rows.append((title, f"unavailable: {a.reason}", ""))
             continue
         rows.append((title, histogram_text(a.labels, a.base.histogram), histogram_text(a.labels, a.prompt.histogram)))
+        if a.base.junk is not None and a.prompt.junk is not None:
+            rows.append(("  junk: not counted above, nor in the figures below", f"{a.base.junk:.1%}", f"{a.prompt.junk:.1%}"))
         if a.base.share is not None:
             if not a.avoided:
                 what = "share of asked classes"
@@ -94,6 +96,10 @@ def summary_rows(report: EvalReport) -> list[tuple[str, str, str]]:
         if a.base.kl is not None:
             rows.append(("  KL(histogram ‖ target), nats", _num(a.base.kl, 4), _num(a.prompt.kl, 4)))
             rows.append(("  total variation", _num(a.base.tv), _num(a.prompt.tv)))
+            if a.base.junk is not None and a.base.kl_all is not None and a.prompt.kl_all is not None:
+                rows.append(("  KL counting junk as classes (misleading when junk rose)", _num(a.base.kl_all, 4), _num(a.prompt.kl_all, 4)))
+        if a.met is not None:
+            rows.append(("  target met (goal reached, junk within the margin)", "", "yes" if a.met else "NO"))
     return rows
 
 

@@ -19,7 +19,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from promptgen.core.images import make_grid
 from promptgen.core.registry import Registry
 from promptgen.evaluation.evaluate import (
     AttributeEval,
+    EvalReport,
     Evaluation,
     ancestors,
     attribute_title,
@@ -69,6 +70,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 pre { background: #f6f8fa; padding: 1em; overflow: auto; font-size: 0.82em; max-height: 40em; }
 .note { color: #9a6700; }
 ul.warning { background: #fff8c5; border: 1px solid #d4a72c; padding: 0.6em 0.6em 0.6em 2em; }
+ul.verdict { background: #dafbe1; border: 1px solid #4ac26b; padding: 0.6em 0.6em 0.6em 2em; }
 """
 
 
@@ -296,8 +298,15 @@ def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
             f'<p class="sub">{html.escape(str(prompt.path or ""))} · on <code>{html.escape(manifest.generator.spec)}</code> · '
             f"created {html.escape(manifest.created)} · evaluated on {report.n} samples each, seed {report.seed}</p>"
         ),
-        _energies_section(manifest, ancestors(prompt)),
     ]
+    if report.verdict:
+        # The verdict first: a histogram that looks like progress must not be read before the junk beside it.
+        met = report.met is True
+        parts.append(f'<section id="verdict"><h2>Verdict: {"target met" if met else ("not met" if report.met is False else "nothing asked")}</h2>'
+                     f'<ul class="{"verdict" if met else "warning"}">')
+        parts += [f"<li>{html.escape(line)}</li>" for line in report.verdict]
+        parts.append("</ul></section>")
+    parts.append(_energies_section(manifest, ancestors(prompt)))
     if report.warnings:
         parts.append('<section id="warnings"><h2>Warnings</h2><ul class="warning">')
         parts += [f"<li>{html.escape(w)}</li>" for w in report.warnings]
@@ -384,8 +393,12 @@ def write_report(
     progress: bool = False,
     console: Console | None = None,
     registry: Registry | None = None,
+    on_report: Callable[[EvalReport], None] | None = None,
 ) -> Path:
     """Evaluate ``prompt`` (see :func:`~promptgen.evaluation.evaluate_prompt`) and write the report to ``out``.
+
+    ``on_report`` is called with the :class:`EvalReport` before the page is written (the command line prints
+    its verdict and warnings on the terminal).
 
     Returns:
         ``out``, written atomically.
@@ -398,6 +411,8 @@ def write_report(
         prompt, n=n, seed=seed, attrs=attrs, data=data, batch_size=batch_size, device=device,
         keep=GRID_SAMPLES, progress=progress, console=console, registry=registry,
     )
+    if on_report is not None:
+        on_report(evaluation.report)
     write_text_atomic(out, render_html(prompt, evaluation))
     return out
 

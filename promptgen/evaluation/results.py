@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 EVAL_FORMAT = "promptgen-eval"
-EVAL_FORMAT_VERSION = 2
+EVAL_FORMAT_VERSION = 3
 
 
 class _Model(BaseModel):
@@ -28,19 +28,29 @@ class Moments(_Model):
 class AttributeSide(_Model):
     """How one side (base or prompt) fares on one attribute.
 
+    With a realism check, every figure below is of the samples that pass it, and the share it rejects is
+    ``junk``, beside them: a blob the evaluator reads as a 3 is junk, not a 3. Without one they are of all samples.
+
     Attributes:
-        histogram: share of samples in each class (sums to 1), in ``labels`` order,
-            by the evaluator's top class.
+        histogram: share of the counted samples in each class (sums to 1, or to 0 when none is counted), in
+            ``labels`` order, by the evaluator's top class.
+        junk: share of all samples the realism check rejects (None without one).
+        counted: how many samples the histogram counts.
         kl: ``KL(histogram ‖ target)`` in nats, when the target is a distribution.
         tv: total variation ``½ Σ |histogram − target|``, when the target is a distribution.
-        share: share of samples whose class is asked (and not avoided), when
+        share: share of counted samples whose class is asked (and not avoided), when
             classes are asked or avoided.
+        histogram_all, kl_all: the histogram and KL of every sample, junk included (as before format 3).
     """
 
     histogram: list[float]
+    junk: float | None = None
+    counted: int | None = None
     kl: float | None = None
     tv: float | None = None
     share: float | None = None
+    histogram_all: list[float] | None = None
+    kl_all: float | None = None
 
 
 class AttributeEval(_Model):
@@ -74,6 +84,9 @@ class AttributeEval(_Model):
     reason: str | None = None
     base: AttributeSide | None = None
     prompt: AttributeSide | None = None
+    met: bool | None = Field(
+        default=None, description="the prompt reached the goal (KL ≤ 0.02, or ≥ 95 % asked) without raising the junk rate; None: nothing asked"
+    )
 
 
 class EnergyEval(_Model):
@@ -132,6 +145,8 @@ class EvalReport(_Model):
     exact_ess: float | None = Field(default=None, description="effective sample size of the weights behind frechet_exact")
     realism: str | None = Field(default=None, description="the realism check behind the junk rates")
     warnings: list[str] = Field(default_factory=list, description="signs that the prompt's samples left the generator's usual output")
+    verdict: list[str] = Field(default_factory=list, description="each target's figure, the junk rate, and what was not met: the first thing to read")
+    met: bool | None = Field(default=None, description="every asked target met without raising the junk rate (None: nothing asked)")
     base: SideEval
     prompt: SideEval
     attributes: list[AttributeEval]

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptgen.core.errors import SpecError
+from promptgen.training.watch import Guard, Reading
 
 #: Largest settings TrainConfig takes: far above any useful value, far below what would exhaust memory
 #: or overflow before the first step.
@@ -20,7 +21,7 @@ MIN_SEED = -(2**63)
 LIMITS: dict[str, float] = {
     "steps": MAX_STEPS, "batch_size": MAX_BATCH, "accumulate": 1024, "lr": 10.0, "eval_every": MAX_STEPS,
     "eval_batch": MAX_BATCH, "checkpoint_every": MAX_STEPS, "fit_samples": MAX_SAMPLES,
-    "forward_samples": MAX_SAMPLES, "forward_weight": 1e6,
+    "forward_samples": MAX_SAMPLES, "forward_weight": 1e6, "check_samples": MAX_SAMPLES,
 }
 
 
@@ -73,6 +74,12 @@ class TrainConfig(BaseModel):
         default=10, ge=1, description="non-finite steps in a row before rolling back to the last good state at half the rate"
     )
     max_rollbacks: int = Field(default=3, ge=0, description="rollbacks before training stops as diverged")
+    guard: Guard = Field(
+        default="keep-best",
+        description="what a run does when its watch sees the junk rate rise above the generator's: keep-best (end with the "
+        "best flow whose junk stayed within the margin), back-off (also halve the energies' weights), off (only report)",
+    )
+    check_samples: int = Field(default=1000, ge=0, description="samples of the closing check compose prints (0: none)")
 
     def check_limits(self) -> None:
         """Refuse, in one line naming the option, a setting above what a new run takes (:data:`LIMITS`).
@@ -115,6 +122,10 @@ class TrainingSummary(BaseModel):
     processes: int = Field(default=1, description="training processes (torchrun); the batch is split among them")
     resumed_at: list[int] = Field(default_factory=list, description="steps after which training was resumed from a checkpoint")
     checkpoint_seconds: float = Field(default=0.0, description="time spent writing checkpoints")
+    watch: list[Reading] = Field(default_factory=list, description="what the watch saw at each evaluation (step 0: the generator)")
+    kept_step: int | None = Field(
+        default=None, description="the step whose flow was kept instead of the last one, when the last made junk (guard keep-best)"
+    )
 
 
 __all__ = ["LIMITS", "MAX_BATCH", "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MIN_SEED", "TrainConfig", "TrainingSummary"]

@@ -22,11 +22,12 @@ from promptgen.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from promptgen.training.checkpoint import VERSION as CHECKPOINT_VERSION
 from promptgen.training.config import TrainConfig, TrainingSummary
 from promptgen.training.distributed import Dist, any_true
-from promptgen.training.ebm import EnergyBasedModel
+from promptgen.training.ebm import EnergyBasedModel, mixture_term
 from promptgen.training.fitting import Prefit, adapt_energies, asked_components, energy_states, fit_energies
 from promptgen.training.flow import CouplingFlow
 from promptgen.training.optim import adam, lr_schedule
 from promptgen.training.resume import RESUME_HINT, check_resumable, load_energy_states
+from promptgen.training.watch import Reading, Watch, stratified_classes
 
 
 def training_classes(components: int, n: int, offset: int = 0) -> torch.Tensor | None:
@@ -69,6 +70,28 @@ def evaluate(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor, condi
         for k, v in row.items():
             out.setdefault(k, []).append(float(v.sum()))
     return {k: sum(v) / len(eps) for k, v in out.items()}
+
+
+@torch.no_grad()
+def decode_images(ebm: EnergyBasedModel, z: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """The generator's images of latents ``z``, ``chunk`` at a time, clamped to [0, 1]."""
+    return torch.cat([ebm.generator.decode(part).clamp(0, 1) for part in z.split(chunk)])
+
+
+@torch.no_grad()
+def flow_images(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor, condition: torch.Tensor | None = None,
+                chunk: int = 256) -> torch.Tensor:
+    """The images of ``eps`` through ``flow`` as its prompt samples them: a mixture's components in the
+    proportions of its weights (:func:`~promptgen.training.watch.stratified_classes`), at ``condition`` (B, C)."""
+    mixture = mixture_term(ebm.terms)
+    classes = stratified_classes(mixture.caps.energy.mixture_weights(), eps.shape[0]) if mixture is not None and flow.config.classes else None
+    out = []
+    for i in range(0, eps.shape[0], chunk):
+        part = slice(i, i + chunk)
+        c = None if classes is None else classes[part].to(eps.device)
+        a = None if condition is None else condition[part].to(eps.device)
+        out.append(ebm.generator.decode(flow(eps[part], c, a)[0]).clamp(0, 1))
+    return torch.cat(out)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -116,6 +139,9 @@ class RunState:
         resumed_at: steps after which training was resumed.
         elapsed_before: training seconds before this process started (fits or earlier processes).
         checkpoint_seconds: time spent writing checkpoints.
+        readings: what the watch saw, the generator's first (step 0).
+        best: the healthy reading with the lowest score so far: its step, score and the flow's weights then.
+        backoff: the factor on every energy's weight (guard back-off halves it at each unhealthy reading).
     """
 
     first: int
@@ -130,6 +156,10 @@ class RunState:
     resumed_at: list[int] = field(default_factory=list)
     elapsed_before: float = 0.0
     checkpoint_seconds: float = 0.0
+    readings: list[Reading] = field(default_factory=list)
+    best: dict | None = None
+    backoff: float = 1.0
+    kept_step: int | None = None
 
 
 class TrainingRun:
@@ -140,8 +170,11 @@ class TrainingRun:
     :meth:`start` or :meth:`restore` then sets up the state.
     """
 
-    def __init__(self, ebm: EnergyBasedModel, flow: CouplingFlow, config: TrainConfig, device: torch.device, dist: Dist) -> None:
+    def __init__(
+        self, ebm: EnergyBasedModel, flow: CouplingFlow, config: TrainConfig, device: torch.device, dist: Dist, watch: Watch | None = None
+    ) -> None:
         self.ebm, self.flow, self.config, self.device, self.dist = ebm, flow, config, device, dist
+        self.watch = watch if dist.main else None  # the main process judges, as it evaluates
         self.components = flow.config.classes
         local = config.batch_size // dist.world
         self.part = slice(dist.rank * local, (dist.rank + 1) * local)
@@ -208,11 +241,19 @@ class TrainingRun:
             resumed_at=[*resume["resumed_at"], int(resume["step"])],
             elapsed_before=float(resume["seconds"]),
             checkpoint_seconds=float(resume["checkpoint_seconds"]),
+            readings=[Reading.model_validate(r) for r in resume.get("readings", [])],
+            best=resume.get("best"),
+            backoff=float(resume.get("backoff", 1.0)),
         ))
 
     def _begin(self, state: RunState) -> None:
         self.state = state
         self.model = torch.nn.parallel.DistributedDataParallel(self.flow) if self.dist.active else self.flow
+        if self.watch is not None:
+            # The generator's own images on the watch's noise: what the prompt's junk and figures are held against.
+            baseline = self.watch.baseline(decode_images(self.ebm, state.eval_eps))
+            if not state.readings:
+                state.readings.append(baseline)
         self.good = self.snapshot(state.first - 1)  # what a rollback returns to
 
     def _conditions(self) -> list[list]:
@@ -249,6 +290,9 @@ class TrainingRun:
             "seconds": self.elapsed(),
             "checkpoint_seconds": s.checkpoint_seconds,
             "config": self.config.model_dump(mode="json"),
+            "readings": [r.model_dump(mode="json") for r in s.readings],
+            "best": s.best,
+            "backoff": s.backoff,
         }
 
     def describe(self) -> str:
@@ -282,7 +326,7 @@ class TrainingRun:
         config, flow, bank = self.config, self.flow, self.state.bank
         self.opt.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
-        anneal = config.anneal(step)
+        anneal = config.anneal(step) * self.state.backoff
         finite = True
         for micro in range(config.accumulate):
             # Every process draws the whole batch and keeps its slice: the same noise as one process.
@@ -357,8 +401,30 @@ class TrainingRun:
             return
         metrics = evaluate(self.ebm, self.flow, self.state.eval_eps, self.state.eval_condition)
         self.state.history.append({"step": float(step), "seconds": self.elapsed(), **metrics})
+        if self.watch is not None:
+            self._watch(step, metrics["loss"])
         if on_eval is not None:
             on_eval(step, metrics)
+
+    def _watch(self, step: int, loss: float) -> None:
+        """Judge the flow's samples on the evaluation noise; keep the best healthy flow; back off on junk (guard)."""
+        s = self.state
+        assert self.watch is not None
+        reading = self.watch.read(flow_images(self.ebm, self.flow, s.eval_eps, s.eval_condition), step, loss)
+        s.readings.append(reading)
+        if reading.healthy and (s.best is None or reading.score <= s.best["score"]):
+            s.best = {"step": step, "score": reading.score, "flow": {k: v.detach().cpu().clone() for k, v in self.flow.state_dict().items()}}
+        if not reading.healthy and self.config.guard == "back-off":
+            s.backoff *= 0.5
+
+    def keep_best(self) -> None:
+        """After the last step (guard keep-best or back-off): when the last reading made junk, return to the flow of
+        the best healthy one (the generator's own reading aside)."""
+        s = self.state
+        if self.config.guard == "off" or not s.readings or s.readings[-1].healthy or s.best is None:
+            return
+        self.flow.load_state_dict(s.best["flow"])
+        s.kept_step = int(s.best["step"])
 
     def _keep(self, step: int, checkpoint: Path | None) -> None:
         """Make the state after ``step`` the one a rollback returns to, and write it to ``checkpoint`` (main process)."""
@@ -392,7 +458,12 @@ class TrainingRun:
             processes=self.dist.world,
             resumed_at=s.resumed_at,
             checkpoint_seconds=s.checkpoint_seconds,
+            watch=s.readings,
+            kept_step=s.kept_step,
         )
 
 
-__all__ = ["RunState", "TrainingRun", "check_run", "evaluate", "save_checkpoint", "training_classes", "training_conditions"]
+__all__ = [
+    "RunState", "TrainingRun", "check_run", "decode_images", "evaluate", "flow_images", "save_checkpoint", "training_classes",
+    "training_conditions",
+]

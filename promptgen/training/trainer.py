@@ -38,6 +38,7 @@ from promptgen.training.flow import CouplingFlow
 from promptgen.training.loop import TrainingRun, check_run, evaluate, save_checkpoint, training_classes
 from promptgen.training.optim import adam
 from promptgen.training.resume import RESUME_HINT, RESUME_KEYS, check_resumable, load_energy_states, same_layout
+from promptgen.training.watch import Watch
 
 
 def train_flow(
@@ -53,6 +54,7 @@ def train_flow(
     resume: dict | None = None,
     dist: Dist | None = None,
     fitted: Prefit | None = None,
+    watch: Watch | None = None,
 ) -> TrainingSummary:
     """Minimise ``E_ε[U(f(ε)) − log|det ∂f/∂ε|]`` over the flow's weights with Adam.
 
@@ -70,6 +72,8 @@ def train_flow(
         dist: this process's rank among several (see :mod:`promptgen.training.distributed`).
         fitted: what :func:`prefit` returned, when the energies were fitted before the flow was built
             (its time counts as training time).
+        watch: judges the flow's samples at each periodic evaluation (:mod:`promptgen.training.watch`); with it,
+            ``config.guard`` acts on a junk rate that rose above the generator's.
 
     A step whose loss or gradients are not finite is skipped (the optimiser does
     not move) and counted; ``config.max_bad_steps`` of them in a row roll the flow
@@ -79,7 +83,7 @@ def train_flow(
     dist = dist or Dist()
     check_run(ebm, flow, config, dist)
     show = progress and dist.main
-    run = TrainingRun(ebm, flow, config, device, dist)
+    run = TrainingRun(ebm, flow, config, device, dist, watch)
     if resume is None:
         run.start(fitted, console=console, progress=show)
     else:
@@ -92,6 +96,7 @@ def train_flow(
             run.after_step(step, bad, checkpoint, on_eval)
             if show and (step % 5 == 0 or step == config.steps):
                 bar.update(task, completed=step, description=run.describe())
+    run.keep_best()
     return run.summary()
 
 

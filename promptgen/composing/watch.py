@@ -1,0 +1,193 @@
+"""compose's watch: the prompt's samples judged while it trains and once more at the end.
+
+At each periodic evaluation the trainer hands the watch the flow's images on fixed noise; the watch returns a
+:class:`~promptgen.training.watch.Reading`: the share of *junk* (images the generator's realism check rejects,
+against the generator's own share on the same noise) and, for each attribute an energy asks about, the judged
+figure on the samples that pass the check (:func:`~promptgen.core.judging.judged_figure`). The judges are
+evaluator-role classifiers, which define no energy; where none is installed for an attribute, the control
+classifier judges it and the reading says so.
+
+The trainer's guard acts on the readings (``TrainConfig.guard``), ``mode=auto`` compares two short trials by
+them (:func:`promptgen.composing.trials.choose_modes`), and compose closes with :func:`closing_check`: a reading on
+``check_samples`` fresh samples of the prompt and the generator, printed with a verdict and kept in the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from promptgen.core.errors import PromptgenError, one_line
+from promptgen.core.judging import (
+    GOAL_KL,
+    GOAL_SHARE,
+    RealismCheck,
+    ResolvedTarget,
+    domain_judges,
+    judged_figure,
+    realism_check,
+    resolve_target,
+)
+from promptgen.core.protocols import AttributeClassifier, Generator
+from promptgen.core.registry import Registry
+from promptgen.training.ebm import WeightedEnergy
+from promptgen.training.watch import NO_FIGURE, Reading, TargetReading, junk_margin
+
+#: ``--realism`` values that are not a classifier's name.
+REALISM_AUTO, REALISM_OFF = "auto", "off"
+
+
+class SampleWatch:
+    """Judges images for compose (the :class:`~promptgen.training.watch.Watch` protocol).
+
+    Args:
+        terms: the prompt's energies; each attribute they ask about (``targets()``) is judged.
+        info: the generator, for the realism check's fit.
+        root: the name of the generator entry at the root of a chain (whose domain the check must know).
+        realism: ``auto`` (the generator's domain evaluators), ``off``, or an evaluator's name.
+
+    Raises:
+        PromptgenError: one line for a realism check that cannot judge this generator's images.
+    """
+
+    def __init__(
+        self,
+        terms: Sequence[WeightedEnergy],
+        generator: Generator,
+        root: str,
+        registry: Registry,
+        device: torch.device,
+        realism: str = REALISM_AUTO,
+    ) -> None:
+        self.check: RealismCheck | None = None
+        if realism != REALISM_OFF:
+            asked = None if realism == REALISM_AUTO else realism
+            self.check = realism_check(domain_judges(root, registry), registry, generator.info, device, asked=asked)
+        self.rows: list[tuple[str, ResolvedTarget]] = []
+        self.skipped: list[str] = []
+        self.classifiers: dict[str, AttributeClassifier] = {}
+        for term in terms:
+            for target in term.caps.targets():
+                try:
+                    resolved = resolve_target(target, registry)
+                    for entry, _ in resolved.parts:
+                        if entry.name not in self.classifiers:
+                            self.classifiers[entry.name] = registry.build_classifier(entry.name, {}).to(device)
+                except PromptgenError as exc:
+                    self.skipped.append(f"{term.label}: {target.attribute}: {one_line(str(exc))}")
+                    continue
+                self.rows.append((term.label, resolved))
+        self.base: Reading | None = None
+        self._base_values: list[float] = []
+
+    @property
+    def active(self) -> bool:
+        """Whether it judges anything (a realism check or an attribute)."""
+        return self.check is not None or bool(self.rows)
+
+    @torch.no_grad()
+    def _judge(self, images: Tensor) -> tuple[list[TargetReading], Tensor | None]:
+        junk = self.check.junk(images) if self.check is not None else None
+        tops: dict[tuple[str, str], Tensor] = {}
+        for label, resolved in self.rows:
+            for part, (entry, _) in zip(resolved.target.parts, resolved.parts):
+                if (entry.name, part) not in tops:
+                    chunks = [self.classifiers[entry.name].log_probs(c)[part].argmax(1).cpu() for c in images.split(500)]
+                    tops[(entry.name, part)] = torch.cat(chunks)
+        readings = []
+        for i, (label, resolved) in enumerate(self.rows):
+            t = resolved.target
+            figure = judged_figure(resolved, [tops[(e.name, p)] for p, (e, _) in zip(t.parts, resolved.parts)], junk)
+            kind = "kl" if figure.kl is not None else "share"
+            value = min(figure.value, NO_FIGURE)
+            goal = GOAL_KL if kind == "kl" else GOAL_SHARE
+            base = self._base_values[i] if i < len(self._base_values) else value
+            readings.append(TargetReading(
+                energy=label, attribute=t.attribute, judges=[e.name for e, _ in resolved.parts], independent=resolved.independent,
+                kind=kind, value=value, base=base, goal=goal, met=figure.met(), histogram=[round(h, 4) for h in figure.histogram],
+            ))
+        return readings, junk
+
+    def baseline(self, images: Tensor) -> Reading:
+        """Judge the generator's images (step 0); later readings are held against this one."""
+        self._base_values = []
+        targets, junk = self._judge(images)
+        self._base_values = [t.value for t in targets]
+        rate = None if junk is None else float(junk.double().mean())
+        self.base = Reading(
+            step=0, n=images.shape[0], junk=rate, base_junk=rate, junk_margin=None if rate is None else junk_margin(rate, rate, images.shape[0]),
+            healthy=True, targets=targets, score=sum(t.shortfall for t in targets), realism=self.check and self.check.description,
+        )
+        return self.base
+
+    def read(self, images: Tensor, step: int, loss: float = 0.0) -> Reading:
+        """Judge the flow's images after ``step`` steps, against :meth:`baseline` (which must come first)."""
+        if self.base is None:
+            raise RuntimeError("SampleWatch.read before baseline")
+        targets, junk = self._judge(images)
+        rate = None if junk is None else float(junk.double().mean())
+        base = self.base.junk
+        margin = None if rate is None or base is None else junk_margin(base, rate, images.shape[0])
+        healthy = rate is None or base is None or margin is None or rate - base <= margin
+        return Reading(
+            step=step, n=images.shape[0], junk=rate, base_junk=base, junk_margin=margin, healthy=healthy, targets=targets,
+            score=sum(t.shortfall for t in targets) if targets else float(loss), realism=self.check and self.check.description,
+        )
+
+
+def verdict(reading: Reading) -> tuple[bool, list[str]]:
+    """(every target met without junk, one line per thing said): what compose prints at the end.
+
+    A target reached while the junk rate rose past the generator's is *not* met: the figure may count images the
+    control took for what was asked and the realism check did not take for images of the domain at all.
+    """
+    lines = [t.describe() for t in reading.targets]
+    lines.append(reading.describe_junk())
+    if not reading.healthy:
+        lines.append("not met: the prompt makes more junk than the generator, so its figures cannot be trusted; look at samples.png")
+        return False, lines
+    missed = [t for t in reading.targets if not t.met]
+    for t in missed:
+        if not t.closer:
+            lines.append(f"not met: {t.energy} left {t.attribute} no closer to its target than the generator ({t.value:.4g} against {t.base:.4g})")
+        else:
+            lines.append(f"not met: {t.energy} brought {t.attribute} closer to its target but short of the goal")
+    return not missed, lines
+
+
+
+
+
+def root_generator(generator: Generator, name: str) -> str:
+    """The generator entry at the root of ``generator``: ``name`` itself, or a chain's first prompt's generator."""
+    from promptgen.artifacts.prompt import Prompt
+    from promptgen.core.spec import parse_spec
+
+    if isinstance(generator, Prompt):
+        return parse_spec(generator.chain()[-1].manifest.generator.spec).name
+    return name
+
+
+@torch.no_grad()
+def closing_check(prompt, watch: SampleWatch, n: int, seed: int, device: torch.device, batch: int = 256) -> Reading:
+    """The watch's reading of ``n`` fresh samples of ``prompt`` against its generator's on the same noise.
+
+    The noise comes from ``seed + 2`` (neither training's nor the evaluations'); a conditional prompt is judged at
+    conditions drawn from its training distribution.
+    """
+    from promptgen.core.conditions import draw_conditions
+
+    g = torch.Generator().manual_seed(seed + 2)
+    base, ours = [], []
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        eps = torch.randn((m, *prompt.latent_shape), generator=g).to(device)
+        condition = draw_conditions(prompt.conditions, m, g).to(device) if prompt.conditions else None
+        base.append(prompt.generator.decode(prompt.noise(eps)).clamp(0, 1))
+        ours.append(prompt.generator.decode(prompt.latents_at(eps, condition)).clamp(0, 1))
+    watch.baseline(torch.cat(base))
+    return watch.read(torch.cat(ours), int(prompt.manifest.training.config.steps))
+
+__all__ = ["REALISM_AUTO", "REALISM_OFF", "SampleWatch", "closing_check", "root_generator", "verdict"]

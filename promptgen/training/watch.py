@@ -1,0 +1,167 @@
+"""What a run watches while it trains: the prompt's own samples, judged at each periodic evaluation.
+
+A flow trained against a classifier can meet its target by drawing images its generator rarely makes, which
+the classifier takes for what was asked (blobs read as 3s). The only defence that does not trust the control
+classifier is to look at the samples with models that define no energy: an evaluator's realism check (the share
+of *junk*) and the evaluators' histograms of the asked attributes. compose builds such a watch
+(:mod:`promptgen.composing.watch`); the trainer calls it and acts on what it says (:class:`Guard`).
+
+This module holds what the trainer needs to know of a watch: the :class:`Reading` it returns and the
+:class:`Watch` protocol. It knows nothing of classifiers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # the command line reads the settings without importing torch
+    from torch import Tensor
+
+#: What a run does when a reading is unhealthy (junk above the generator's by more than the margin):
+#: ``keep-best`` ends with the flow of the best healthy reading when the last one is not healthy;
+#: ``back-off`` halves every energy's weight from then on (and keeps the best, as keep-best);
+#: ``off`` only reports. (docs/robust-controls.md, "The guard", measured each on the panel.)
+GUARDS = ("keep-best", "back-off", "off")
+Guard = Literal["keep-best", "back-off", "off"]
+
+#: A KL that cannot be computed (every sample junk) is recorded as this many nats: JSON has no infinity.
+NO_FIGURE = 99.0
+
+
+class TargetReading(BaseModel):
+    """One asked attribute, judged on the samples of a reading.
+
+    ``value`` is the KL divergence (nats) of the judged histogram to the target distribution (``kind="kl"``,
+    lower is better) or the share of the asked classes (``kind="share"``, higher is better), computed on the
+    samples that pass the realism check; ``base`` is the same of the generator on the same noise.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    energy: str
+    attribute: str
+    judges: list[str]
+    independent: bool
+    kind: Literal["kl", "share"]
+    value: float
+    base: float
+    goal: float
+    met: bool
+    histogram: list[float] = Field(default_factory=list)
+
+    @property
+    def shortfall(self) -> float:
+        """How far from perfect (0 is perfect): the KL, or the share of samples not asked for."""
+        return self.value if self.kind == "kl" else 1.0 - self.value
+
+    @property
+    def closer(self) -> bool:
+        """Whether the prompt is closer to the target than the generator is."""
+        return self.value < self.base if self.kind == "kl" else self.value > self.base
+
+    def describe(self) -> str:
+        judge = "+".join(self.judges) + ("" if self.independent else " (the control classifier: no evaluator is installed)")
+        if self.kind == "kl":
+            return f"{self.energy}: {self.attribute} KL {self.value:.4f} to the target (generator {self.base:.4f}; goal ≤ {self.goal:g}) by {judge}"
+        return f"{self.energy}: {self.value:.1%} {self.attribute} as asked (generator {self.base:.1%}; goal ≥ {self.goal:.0%}) by {judge}"
+
+
+class Reading(BaseModel):
+    """What a watch saw of ``n`` samples of the flow after ``step`` steps (step 0: the generator itself).
+
+    Attributes:
+        junk: the share of the prompt's samples the realism check rejects (None: no check).
+        base_junk: the same for the generator on the same noise.
+        junk_margin: how far ``junk`` may exceed ``base_junk`` and still count as healthy.
+        healthy: ``junk`` is within the margin (True when there is no check).
+        targets: each asked attribute's figure.
+        score: what the guard keeps the lowest of among healthy readings: the targets' shortfalls summed, or the
+            training loss when no attribute is judged.
+        realism: which check judged the junk.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: int
+    n: int
+    junk: float | None = None
+    base_junk: float | None = None
+    junk_margin: float | None = None
+    healthy: bool = True
+    targets: list[TargetReading] = Field(default_factory=list)
+    score: float = 0.0
+    realism: str | None = None
+
+    @property
+    def met(self) -> bool:
+        """Every target met, without making junk."""
+        return self.healthy and all(t.met for t in self.targets)
+
+    @property
+    def junk_rose(self) -> bool:
+        return not self.healthy
+
+    def describe_junk(self) -> str:
+        if self.junk is None or self.base_junk is None:
+            return "junk not measured: no realism check judges this generator's images (--realism names one)"
+        return f"junk {self.junk:.1%} (generator {self.base_junk:.1%}, allowed up to {self.base_junk + (self.junk_margin or 0):.1%})"
+
+
+class TrialRecord(BaseModel):
+    """One trial of ``mode=auto`` (:mod:`promptgen.composing.trials`): the energy, the mode, its steps and
+    seconds, what the watch read of it, and whether it was kept."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    energy: str
+    mode: str
+    steps: int
+    seconds: float
+    reading: Reading
+    chosen: bool = False
+
+
+@runtime_checkable
+class Watch(Protocol):
+    """Judges samples: once the generator's (:meth:`baseline`, its reading at step 0), then the flow's at each evaluation (:meth:`read`)."""
+
+    def baseline(self, images: Tensor) -> Reading: ...
+
+    def read(self, images: Tensor, step: int, loss: float) -> Reading: ...
+
+
+#: A junk rate counts as risen when it exceeds the generator's by more than this (2 points)...
+JUNK_MARGIN = 0.02
+
+
+def junk_margin(base: float, prompt: float, n: int, least: float = JUNK_MARGIN) -> float:
+    """How far a junk rate may exceed the generator's on ``n`` samples each before it counts as risen: ``least``
+    (:data:`JUNK_MARGIN`), or twice the standard error of the difference of the two rates, whichever is larger
+    (so that a few hundred samples do not cry wolf).
+
+    >>> junk_margin(0.01, 0.02, 5000), round(junk_margin(0.1, 0.12, 200), 3)
+    (0.02, 0.063)
+    """
+    se = math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
+    return max(least, 2 * se)
+
+
+def stratified_classes(weights: list[float], n: int) -> Tensor:
+    """(n,) mixture components in the proportions ``weights`` (rounded so they sum to ``n``), in order: a watch
+    sees each component as often as sampling would, without the noise of drawing them.
+
+    >>> stratified_classes([0.5, 0.25, 0.25], 6).tolist()
+    [0, 0, 0, 1, 1, 2]
+    """
+    import torch
+
+    w = torch.tensor(weights, dtype=torch.float64).clamp_min(0)
+    edges = torch.round(torch.cumsum(w / w.sum(), 0) * n).long()
+    counts = torch.diff(edges, prepend=torch.zeros(1, dtype=torch.long))
+    return torch.repeat_interleave(torch.arange(len(weights)), counts)
+
+
+__all__ = ["GUARDS", "JUNK_MARGIN", "NO_FIGURE", "Guard", "Reading", "TargetReading", "TrialRecord", "Watch", "junk_margin", "stratified_classes"]
