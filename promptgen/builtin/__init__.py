@@ -170,7 +170,7 @@ def promptgen_attribute_classifiers() -> list[ClassifierEntry]:
             {"digit": DIGITS},
             lambda options, registry: _digit_classifier("classifier", options.path),
             role="control",
-            summary="built-in CNN digit classifier with a 'not a digit' class, trained on augmented digits (controls)",
+            summary="built-in CNN digit classifier with a 'not a digit' class, trained on augmented and adversarial digits (controls)",
             options=PathOptions,
         ),
         ClassifierEntry(

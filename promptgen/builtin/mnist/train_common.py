@@ -24,7 +24,7 @@ MODEL_NAMES = ("evaluator", "realism", "classifier", "generator")
 TRAIN_SPLIT = {"evaluator": "evaluator", "realism": "evaluator", "classifier": "models", "generator": "models"}
 
 # defaults chosen so each run stays within minutes on 2 CPU cores
-DEFAULT_EPOCHS = {"evaluator": 40, "classifier": 60, "realism": 20}
+DEFAULT_EPOCHS = {"evaluator": 40, "classifier": 40, "realism": 20}
 #: Share of real digits the realism check never saw (the "models" split) that its threshold accepts.
 REALISM_ACCEPT = 0.995
 DEFAULT_GENERATOR_STEPS = 12_000
