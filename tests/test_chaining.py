@@ -286,7 +286,7 @@ def test_keep_parent_lets_the_users_own_weight_win(two_energy_parent, tmp_path):
 def test_keep_parent_bad_input_is_one_line(two_energy_parent, tmp_path):
     one_line_error(run("compose", "--gen", "mnist", "--energy", "classifier:digit=3", "--keep-parent", "--out", tmp_path / "d"),
                    "--gen 'mnist' is not a prompt", "--gen prompt:PATH", "drop --keep-parent")
-    one_line_error(run("compose", "--resume", tmp_path / "d", "--keep-parent"), "drop --energy, --out, --cond and --keep-parent")
+    one_line_error(run("compose", "--resume", tmp_path / "d", "--keep-parent"), "drop --energy, --out, --cond, --realism and --keep-parent")
     # A parent trained with an energy whose plugin is not installed here.
     parent = tmp_path / "parent"
     shutil.copytree(two_energy_parent, parent)

@@ -47,7 +47,7 @@ TINY = {
 TOP_KEYS = {
     "format", "format_version", "created", "prompt_path", "generator", "n", "seed", "features", "reference",
     "reference_n", "frechet_base_prompt", "frechet_exact", "exact_ess", "realism", "warnings", "base", "prompt",
-    "attributes", "energies", "versions",
+    "attributes", "energies", "versions", "verdict", "met",
 }
 
 
@@ -124,11 +124,13 @@ def test_module_classifier_features_only_when_the_module_has_them():
 # --- the command on a tiny digit prompt ---------------------------------------------------------
 
 
-def evaluator_histogram(images: torch.Tensor) -> list[float]:
+def evaluator_histogram(images: torch.Tensor, passing: bool = True) -> list[float]:
+    """The evaluator's digit histogram of the images its realism check passes (``passing``), or of all of them."""
     clf = get_registry().build_classifier("mnist-digit-evaluator")
     with torch.no_grad():
         classes = clf.log_probs(images)["digit"].argmax(1)
-    return class_histogram(classes, 10)
+        keep = clf.realism(images) >= 0 if passing else torch.ones(len(images), dtype=torch.bool)
+    return class_histogram(classes[keep], 10)
 
 
 def test_eval_json_matches_a_direct_computation(three, tmp_path):
@@ -154,7 +156,10 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
     for side in ("base", "prompt"):
         s = data["attributes"][0][side]
         assert sum(s["histogram"]) == pytest.approx(1.0)
+        # Junk counted as junk: the histogram is of the samples the realism check passes, junk beside it.
         assert s["histogram"] == pytest.approx(evaluator_histogram(images[side]), abs=1e-12)
+        assert s["histogram_all"] == pytest.approx(evaluator_histogram(images[side], passing=False), abs=1e-12)
+        assert s["junk"] == pytest.approx(data[side]["junk_rate"]) and s["counted"] == round(200 * (1 - s["junk"]))
         assert s["share"] == pytest.approx(s["histogram"][3]) and s["kl"] is None and s["tv"] is None
         assert 0 < data[side]["diversity"] < math.inf and data[side]["frechet"] is None
         assert data[side]["n"] == 200 and data[side]["samples_per_second"] > 0
@@ -182,6 +187,10 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
         base_energy = term.energy(images["base"], torch.zeros(200, 32)).double()
     assert data["exact_ess"] == pytest.approx(effective_sample_size(-30.0 * base_energy), rel=1e-4)
     assert data["frechet_exact"] is None and data["warnings"] == []
+    # A 3-step prompt is far from 95 % 3s: the verdict says so, and names the figure and the junk.
+    assert data["met"] is False and digit.met is False and joint.met is None
+    assert any(line.startswith("classifier:digit=3: ") and "by mnist-digit-evaluator" in line for line in data["verdict"])
+    assert any(line.startswith("junk ") for line in data["verdict"]) and any(line.startswith("not met") for line in data["verdict"])
 
 
 def test_eval_table_on_screen(three, monkeypatch):

@@ -32,7 +32,7 @@ from promptgen.training.flow import CouplingFlow
 from promptgen.training.loop import decode_images, flow_images
 from promptgen.training.resume import load_energy_states
 from promptgen.training.trainer import train_flow
-from promptgen.training.watch import Reading, TrialRecord
+from promptgen.training.watch import TrialRecord, better
 
 #: The modes a trial compares, the tilt first (it wins ties).
 MODES = ("tilt", "mixture")
@@ -50,15 +50,6 @@ def trial_steps(steps: int) -> int:
     (200, 40, 50)
     """
     return min(steps, max(MIN_TRIAL_STEPS, round(TRIAL_SHARE * steps)))
-
-
-def better(a: Reading, b: Reading) -> bool:
-    """Whether reading ``a`` is strictly better than ``b`` (the order in the module docstring)."""
-    if a.healthy != b.healthy:
-        return a.healthy
-    if a.healthy:
-        return a.score < b.score
-    return (a.junk or 0.0) < (b.junk or 0.0)
 
 
 def undecided(terms: list[WeightedEnergy]) -> list[WeightedEnergy]:

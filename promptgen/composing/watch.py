@@ -33,7 +33,7 @@ from promptgen.core.judging import (
 from promptgen.core.protocols import AttributeClassifier, Generator
 from promptgen.core.registry import Registry
 from promptgen.training.ebm import WeightedEnergy
-from promptgen.training.watch import NO_FIGURE, Reading, TargetReading, junk_margin
+from promptgen.training.watch import JUNK_MARGIN, NO_FIGURE, Reading, TargetReading, junk_margin
 
 #: ``--realism`` values that are not a classifier's name.
 REALISM_AUTO, REALISM_OFF = "auto", "off"
@@ -122,14 +122,20 @@ class SampleWatch:
         )
         return self.base
 
-    def read(self, images: Tensor, step: int, loss: float = 0.0) -> Reading:
-        """Judge the flow's images after ``step`` steps, against :meth:`baseline` (which must come first)."""
+    def read(self, images: Tensor, step: int, loss: float = 0.0, *, strict: bool = False) -> Reading:
+        """Judge the flow's images after ``step`` steps, against :meth:`baseline` (which must come first).
+
+        The junk counts as risen past :func:`~promptgen.training.watch.junk_margin` of the generator's (2 points,
+        or twice the standard error on a few hundred samples, so the guard does not act on noise); ``strict``
+        (the closing check) holds it to :data:`~promptgen.training.watch.JUNK_MARGIN` exactly, so that a
+        prompt never reads as met on a junk rate the 2-point target would call missed.
+        """
         if self.base is None:
             raise RuntimeError("SampleWatch.read before baseline")
         targets, junk = self._judge(images)
         rate = None if junk is None else float(junk.double().mean())
         base = self.base.junk
-        margin = None if rate is None or base is None else junk_margin(base, rate, images.shape[0])
+        margin = None if rate is None or base is None else JUNK_MARGIN if strict else junk_margin(base, rate, images.shape[0])
         healthy = rate is None or base is None or margin is None or rate - base <= margin
         return Reading(
             step=step, n=images.shape[0], junk=rate, base_junk=base, junk_margin=margin, healthy=healthy, targets=targets,
@@ -188,6 +194,6 @@ def closing_check(prompt, watch: SampleWatch, n: int, seed: int, device: torch.d
         base.append(prompt.generator.decode(prompt.noise(eps)).clamp(0, 1))
         ours.append(prompt.generator.decode(prompt.latents_at(eps, condition)).clamp(0, 1))
     watch.baseline(torch.cat(base))
-    return watch.read(torch.cat(ours), int(prompt.manifest.training.config.steps))
+    return watch.read(torch.cat(ours), int(prompt.manifest.training.config.steps), strict=True)
 
 __all__ = ["REALISM_AUTO", "REALISM_OFF", "SampleWatch", "closing_check", "root_generator", "verdict"]

@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     clip_grad: float | None = Field(default=10.0, gt=0, description="max gradient norm; None disables")
     seed: int = Field(default=0, ge=MIN_SEED, le=MAX_SEED)
     eval_every: int = Field(default=100, ge=1)
-    eval_batch: int = Field(default=256, ge=1)
+    eval_batch: int = Field(default=512, ge=1, description="samples of each periodic evaluation and of the watch's readings")
     checkpoint_every: int = Field(default=200, ge=1)
     fit_samples: int = Field(default=2048, ge=1, description="base samples for energies that fit first")
     warmup: float = Field(
@@ -79,7 +79,7 @@ class TrainConfig(BaseModel):
         description="what a run does when its watch sees the junk rate rise above the generator's: keep-best (end with the "
         "best flow whose junk stayed within the margin), back-off (also halve the energies' weights), off (only report)",
     )
-    check_samples: int = Field(default=1000, ge=0, description="samples of the closing check compose prints (0: none)")
+    check_samples: int = Field(default=2000, ge=0, description="samples of the closing check compose prints (0: none)")
 
     def check_limits(self) -> None:
         """Refuse, in one line naming the option, a setting above what a new run takes (:data:`LIMITS`).

@@ -27,7 +27,7 @@ from promptgen.training.fitting import Prefit, adapt_energies, asked_components,
 from promptgen.training.flow import CouplingFlow
 from promptgen.training.optim import adam, lr_schedule
 from promptgen.training.resume import RESUME_HINT, check_resumable, load_energy_states
-from promptgen.training.watch import Reading, Watch, stratified_classes
+from promptgen.training.watch import Reading, Watch, better, stratified_classes
 
 
 def training_classes(components: int, n: int, offset: int = 0) -> torch.Tensor | None:
@@ -417,15 +417,6 @@ class TrainingRun:
         if not reading.healthy and self.config.guard == "back-off":
             s.backoff *= 0.5
 
-    def keep_best(self) -> None:
-        """After the last step (guard keep-best or back-off): when the last reading made junk, return to the flow of
-        the best healthy one (the generator's own reading aside)."""
-        s = self.state
-        if self.config.guard == "off" or not s.readings or s.readings[-1].healthy or s.best is None:
-            return
-        self.flow.load_state_dict(s.best["flow"])
-        s.kept_step = int(s.best["step"])
-
     def _keep(self, step: int, checkpoint: Path | None) -> None:
         """Make the state after ``step`` the one a rollback returns to, and write it to ``checkpoint`` (main process)."""
         self.good = self.snapshot(step)
@@ -435,6 +426,35 @@ class TrainingRun:
             self.state.checkpoint_seconds += time.perf_counter() - t
 
     # -- the end ----------------------------------------------------------------------------------------------------
+    def keep_best(self) -> None:
+        """After the last step (guard keep-best or back-off): judge the last flow on ``check_samples`` fresh samples,
+        holding its junk to the generator's plus 2 points; when it made junk, judge the best healthy flow of the
+        periodic readings on the same samples and keep it if it reads better (:func:`~promptgen.training.watch.better`).
+
+        The periodic readings, on ``eval_batch`` samples, allow for their noise; the decision that replaces the
+        last flow is taken on the closing check's number of samples, so noise neither keeps junk nor throws away a
+        good flow.
+        """
+        s, config = self.state, self.config
+        if config.guard == "off" or self.watch is None or s.best is None or not s.readings or s.best["step"] == s.readings[-1].step:
+            return
+        g = torch.Generator().manual_seed((config.seed + 3) % 2**64)
+        n = max(config.check_samples, config.eval_batch)
+        eps = torch.randn((n, *self.flow.latent_shape), generator=g).to(self.device)
+        condition = training_conditions(self.ebm, n, g)
+        condition = None if condition is None else condition.to(self.device)
+        self.watch.baseline(decode_images(self.ebm, eps))
+        last = self.watch.read(flow_images(self.ebm, self.flow, eps, condition), config.steps, strict=True)
+        if last.healthy:
+            return
+        final = {k: v.detach().clone() for k, v in self.flow.state_dict().items()}
+        self.flow.load_state_dict(s.best["flow"])
+        best = self.watch.read(flow_images(self.ebm, self.flow, eps, condition), int(s.best["step"]), strict=True)
+        if better(best, last):
+            s.kept_step = int(s.best["step"])
+        else:
+            self.flow.load_state_dict(final)
+
     def summary(self) -> TrainingSummary:
         """How the run went; refuses a run whose every step was skipped (the flow never moved)."""
         config, s = self.config, self.state

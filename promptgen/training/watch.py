@@ -126,11 +126,22 @@ class TrialRecord(BaseModel):
 
 @runtime_checkable
 class Watch(Protocol):
-    """Judges samples: once the generator's (:meth:`baseline`, its reading at step 0), then the flow's at each evaluation (:meth:`read`)."""
+    """Judges samples: once the generator's (:meth:`baseline`, its reading at step 0), then the flow's at each
+    evaluation (:meth:`read`; ``strict`` holds the junk to the generator's plus :data:`JUNK_MARGIN` exactly)."""
 
     def baseline(self, images: Tensor) -> Reading: ...
 
-    def read(self, images: Tensor, step: int, loss: float) -> Reading: ...
+    def read(self, images: Tensor, step: int, loss: float = 0.0, *, strict: bool = False) -> Reading: ...
+
+
+def better(a: Reading, b: Reading) -> bool:
+    """Whether reading ``a`` is strictly better than ``b``: one whose junk stayed within the margin beats one whose
+    junk rose; between two that stayed, the lower score; between two that rose, the lower junk rate."""
+    if a.healthy != b.healthy:
+        return a.healthy
+    if a.healthy:
+        return a.score < b.score
+    return (a.junk or 0.0) < (b.junk or 0.0)
 
 
 #: A junk rate counts as risen when it exceeds the generator's by more than this (2 points)...
@@ -164,4 +175,4 @@ def stratified_classes(weights: list[float], n: int) -> Tensor:
     return torch.repeat_interleave(torch.arange(len(weights)), counts)
 
 
-__all__ = ["GUARDS", "JUNK_MARGIN", "NO_FIGURE", "Guard", "Reading", "TargetReading", "TrialRecord", "Watch", "junk_margin", "stratified_classes"]
+__all__ = ["GUARDS", "JUNK_MARGIN", "NO_FIGURE", "Guard", "Reading", "TargetReading", "TrialRecord", "Watch", "better", "junk_margin", "stratified_classes"]
