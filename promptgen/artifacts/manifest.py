@@ -43,9 +43,9 @@ from promptgen.core.errors import ArtifactError, inline, one_line
 from promptgen.core.protocols import AttributeTarget
 from promptgen.core.spec import MAX_WEIGHT
 from promptgen.training.checkpoint import check_shapes, check_tensors
-from promptgen.training.config import TrainingSummary
+from promptgen.training.config import TrainingSummary, TrialRecord
 from promptgen.training.flow import CouplingFlow, FlowConfig
-from promptgen.training.watch import Reading, TrialRecord
+from promptgen.training.watch import Reading
 
 FORMAT = "promptgen-prompt"
 FORMAT_VERSION = 1

@@ -104,6 +104,14 @@ class Prompt:
         c = torch.searchsorted(self._cumulative, p, right=True).clamp_max(len(self._cumulative) - 1)
         return c.to(eps.device)
 
+    def with_component(self, noise: Tensor, u: Tensor) -> Tensor:
+        """The prompt's latent ``eps`` made of the flow's input ``noise`` (B, *generator.latent_shape) and a mixture's
+        component coordinate ``u`` (B,), the inverse of :meth:`noise`; ``noise`` itself for a prompt that is no mixture."""
+        if self._cumulative is None:
+            return noise
+        flat = noise.flatten(1)
+        return torch.cat([flat[:, : self._u], u.reshape(-1, 1).to(flat), flat[:, self._u :]], 1)
+
     def noise(self, eps: Tensor) -> Tensor:
         """The flow's input ε in ``eps``: ``eps`` itself, or without the component coordinate of a mixture."""
         if self._cumulative is None:

@@ -11,9 +11,9 @@ from promptgen.artifacts.manifest import (
 )
 from promptgen.core.conditions import check_names, parse_range
 from promptgen.core.errors import ArtifactError, SpecError, one_line
+from promptgen.training.config import TrialRecord
 from promptgen.training.flow import FlowConfig
 from promptgen.training.trainer import TrainConfig
-from promptgen.training.watch import TrialRecord
 
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.pt"

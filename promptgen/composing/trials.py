@@ -1,129 +1,93 @@
-"""``mode=auto`` decided by outcome: each mode trained for a short budget on this generator, the better kept.
+"""``mode=auto`` decided by outcome on the generator at hand: the tilt first, the mixture when the tilt misses.
 
 A rule fitted on the generators promptgen trained (the mixture when some class is drawn at under half its share)
-failed on a stranger's MLP GAN: the mixture it chose there made blobs. So ``auto`` no longer predicts; it
-measures. For each energy still undecided after its fit (``Settling`` with ``mode == "auto"``), compose trains a
-flow in each mode for :func:`trial_steps` steps, from the same fit and the same seed, and reads both with the
-watch on the same fresh noise (:mod:`promptgen.composing.watch`). The better reading wins:
+failed on a stranger's MLP GAN: the mixture it chose there made blobs. Short trials of both modes failed too: a
+mixture's junk rises during its warm-up and falls later (on the panel's MLP GAN, 23 % at a quarter of the run,
+8 % at the end), so a short trial condemned the mode that would have met every target. So ``auto`` now
+measures whole runs, and only as many as it needs (compose does it, :func:`promptgen.composing.compose`):
 
-1. a reading whose junk stayed within the margin beats one whose junk rose;
-2. between two such, the lower score (the judged targets' shortfalls: KL to the target distribution);
-3. between two whose junk rose, the lower junk rate;
-4. a tie keeps the tilt, which stays closer to the generator's own images.
+1. it trains the **tilt**, which stays closest to the generator's own images, for the whole run (with its
+   checkpoints and the guard), and judges it with the closing check's reading (:mod:`promptgen.composing.watch`);
+2. if that reading meets every target without raising the junk rate, the tilt is the prompt;
+3. otherwise it keeps the tilt aside (``.tilt-flow.safetensors`` beside the run, its record in ``run.json``)
+   and trains the **mixture** the same way, from the same fit and seed, judged on the same samples;
+4. it keeps the better reading (:func:`~promptgen.training.watch.better`: junk within the margin beats junk that
+   rose; then the lower shortfall; between two that rose, the lower junk; a tie keeps the tilt).
 
-The full run then trains the winner from the start. The trials are recorded in the manifest, and advice never
-points back at the mode that lost (:meth:`~promptgen.energies.debias_energy.DebiasEnergy.advice`).
+Both runs count in the training time; a run stopped between them resumes where it was. The records are kept in
+the manifest (``trials``), and advice never points back at the mode that lost
+(:meth:`~promptgen.energies.debias_energy.DebiasEnergy.advice`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
-import torch
-from rich.console import Console
+from safetensors.torch import load_file
 
-from promptgen.core.conditions import ConditionRange, draw_conditions
-from promptgen.training.config import TrainConfig
-from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy
-from promptgen.training.fitting import Prefit, energy_states
+from promptgen.core.atomic import write_atomic
+from promptgen.training.config import TrialRecord
+from promptgen.training.ebm import WeightedEnergy
 from promptgen.training.flow import CouplingFlow
-from promptgen.training.loop import decode_images, flow_images
-from promptgen.training.resume import load_energy_states
-from promptgen.training.trainer import train_flow
-from promptgen.training.watch import TrialRecord, better
+from promptgen.training.watch import better
 
-#: The modes a trial compares, the tilt first (it wins ties).
+#: The modes ``auto`` tries, in order: the first wins ties and ends the trials when it meets its targets.
 MODES = ("tilt", "mixture")
-#: Share of the run's steps each trial trains, and the least it trains.
-TRIAL_SHARE = 0.25
-MIN_TRIAL_STEPS = 50
-#: Samples each trial is read on (fresh noise, the same for both).
-TRIAL_SAMPLES = 512
-
-
-def trial_steps(steps: int) -> int:
-    """Steps of each trial for a run of ``steps``: a quarter, at least :data:`MIN_TRIAL_STEPS`, at most the run.
-
-    >>> trial_steps(800), trial_steps(40), trial_steps(100)
-    (200, 40, 50)
-    """
-    return min(steps, max(MIN_TRIAL_STEPS, round(TRIAL_SHARE * steps)))
+#: Where the tilt's flow waits while the mixture trains.
+STASH = ".tilt-flow.safetensors"
 
 
 def undecided(terms: list[WeightedEnergy]) -> list[WeightedEnergy]:
-    """The terms whose mode is still ``auto`` after their fit."""
+    """The terms whose mode is still ``auto`` (freshly built, or fitted without a choice)."""
     return [t for t in terms if t.caps.settling and getattr(t.energy, "mode", None) == "auto"]
 
 
-@dataclass
-class TrialSetup:
-    """What a trial needs to build and train a flow like the run's."""
-
-    build_flow: Callable[[], CouplingFlow]
-    train: TrainConfig
-    device: torch.device
-    fitted: Prefit
-    conditions: list[ConditionRange]
+def done(records: list[TrialRecord]) -> bool:
+    """Whether the trials are over: the tilt met its targets, or both modes were tried."""
+    return (len(records) >= 1 and records[0].reading.met) or len(records) >= len(MODES)
 
 
-def choose_modes(
-    ebm: EnergyBasedModel, setup: TrialSetup, watch, *, console: Console | None = None, progress: bool = True
-) -> list[TrialRecord]:
-    """Decide every undecided term's mode by trials; returns the trials, the chosen ones marked.
+def choose(records: list[TrialRecord]) -> TrialRecord:
+    """The record kept: the last mode whose reading is better than every earlier one's, the tilt on a tie; marks it."""
+    best = records[0]
+    for record in records[1:]:
+        if better(record.reading, best.reading):
+            best = record
+    for record in records:
+        record.chosen = record is best
+    return best
 
-    The energies end settled on the chosen modes, in the state of their fit (a trial's closed loop leaves no
-    trace), and the noise generator of ``setup.fitted`` is untouched, so the full run is the one it would
-    have been with the chosen mode given.
-    """
-    records: list[TrialRecord] = []
-    fitted_states = energy_states(ebm)
-    steps = trial_steps(setup.train.steps)
-    config = setup.train.model_copy(update={"steps": steps, "checkpoint_every": steps})
-    g = torch.Generator().manual_seed(setup.train.seed + 1)
-    eps = torch.randn((TRIAL_SAMPLES, *ebm.generator.latent_shape), generator=g).to(setup.device)
-    condition = draw_conditions(setup.conditions, TRIAL_SAMPLES, g).to(setup.device) if setup.conditions else None
-    for term in undecided(ebm.terms):
-        trials: list[TrialRecord] = []
-        for mode in MODES:
-            term.energy.settle_mode(mode)
-            load_energy_states(ebm.terms, fitted_states, "the fit")
-            flow = setup.build_flow()
-            t0 = time.perf_counter()
-            if console is not None and progress:
-                console.print(f"mode=auto: trying {term.label} as the {mode} for {steps} steps", highlight=False)
-            train_flow(ebm, flow, config, device=setup.device, console=console, progress=progress,
-                       fitted=Prefit(setup.fitted.fits, setup.fitted.generator_state, 0.0), watch=None)
-            watch.baseline(decode_images(ebm, eps))
-            reading = watch.read(flow_images(ebm, flow, eps, condition), steps)
-            trials.append(TrialRecord(energy=term.label, mode=mode, steps=steps, seconds=time.perf_counter() - t0, reading=reading))
-        best = trials[0]
-        for trial in trials[1:]:
-            if better(trial.reading, best.reading):
-                best = trial
-        best.chosen = True
-        term.energy.settle_mode(best.mode)
-        load_energy_states(ebm.terms, fitted_states, "the fit")
-        records += trials
-    return records
+
+def stash(flow: CouplingFlow, folder: Path) -> None:
+    """Keep the tilt's flow beside the run (atomically) while the mixture trains."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in flow.state_dict().items()}
+    write_atomic(folder / STASH, lambda p: save_file(tensors, str(p)))
+
+
+def unstash(flow: CouplingFlow, folder: Path) -> CouplingFlow:
+    """The tilt's flow, read back into ``flow`` (built with the tilt's settings)."""
+    flow.load_state_dict(load_file(str(folder / STASH)), strict=True)
+    return flow
 
 
 def describe(records: list[TrialRecord]) -> list[str]:
-    """One line per decided energy: what each trial read and which was kept."""
+    """One line per decided energy: what each mode's whole run read, and which was kept."""
     lines = []
     for label in dict.fromkeys(r.energy for r in records):
+        mine = [r for r in records if r.energy == label]
         parts = []
-        chosen = ""
-        for r in (r for r in records if r.energy == label):
-            figures = ", ".join(f"{t.attribute} KL {t.value:.3f}" if t.kind == "kl" else f"{t.value:.0%} {t.attribute}" for t in r.reading.targets)
-            junk = f", junk {r.reading.junk:.1%}" if r.reading.junk is not None else ""
-            parts.append(f"the {r.mode} {figures or f'score {r.reading.score:.3g}'}{junk}")
-            if r.chosen:
-                chosen = r.mode
-        steps = records[0].steps
-        lines.append(f"{label}: mode=auto tried {' and '.join(parts)} ({steps} steps each; judged on {TRIAL_SAMPLES} samples): kept the {chosen}")
+        for r in mine:
+            figures = ", ".join(f"{t.attribute} KL {t.value:.4f}" if t.kind == "kl" else f"{t.value:.0%} {t.attribute}" for t in r.reading.targets)
+            junk = f", junk {r.reading.junk:.1%} (generator {r.reading.base_junk:.1%})" if r.reading.junk is not None else ""
+            parts.append(f"the {r.mode}: {figures or f'score {r.reading.score:.3g}'}{junk}")
+        kept = next((r.mode for r in mine if r.chosen), mine[-1].mode)
+        if len(mine) == 1:
+            lines.append(f"{label}: mode=auto trained {parts[0]}; it met its targets, so the mixture was not needed")
+        else:
+            lines.append(f"{label}: mode=auto trained {'; then '.join(parts)} (judged on {mine[0].reading.n} samples each): kept the {kept}")
     return lines
 
 
-__all__ = ["MIN_TRIAL_STEPS", "MODES", "TRIAL_SAMPLES", "TRIAL_SHARE", "TrialRecord", "TrialSetup", "better", "choose_modes", "describe", "trial_steps", "undecided"]
+__all__ = ["MODES", "STASH", "choose", "describe", "done", "stash", "undecided", "unstash"]

@@ -180,17 +180,22 @@ def root_generator(generator: Generator, name: str) -> str:
 def closing_check(prompt, watch: SampleWatch, n: int, seed: int, device: torch.device, batch: int = 256) -> Reading:
     """The watch's reading of ``n`` fresh samples of ``prompt`` against its generator's on the same noise.
 
-    The noise comes from ``seed + 2`` (neither training's nor the evaluations'); a conditional prompt is judged at
-    conditions drawn from its training distribution.
+    The noise comes from ``seed + 2`` (neither training's nor the evaluations'), drawn for the generator's latent, so
+    that a tilt and a mixture prompt of the same run are judged on the same samples (a mixture's component
+    coordinate comes from another stream, ``seed + 4``); a conditional prompt is judged at conditions drawn from
+    its training distribution (``seed + 5``).
     """
     from promptgen.core.conditions import draw_conditions
 
-    g = torch.Generator().manual_seed(seed + 2)
+    g = torch.Generator().manual_seed((seed + 2) % 2**64)
+    gu = torch.Generator().manual_seed((seed + 4) % 2**64)
+    gc = torch.Generator().manual_seed((seed + 5) % 2**64)
     base, ours = [], []
     for start in range(0, n, batch):
         m = min(batch, n - start)
-        eps = torch.randn((m, *prompt.latent_shape), generator=g).to(device)
-        condition = draw_conditions(prompt.conditions, m, g).to(device) if prompt.conditions else None
+        noise = torch.randn((m, *prompt.generator.latent_shape), generator=g)
+        eps = prompt.with_component(noise, torch.randn(m, generator=gu)).to(device)
+        condition = draw_conditions(prompt.conditions, m, gc).to(device) if prompt.conditions else None
         base.append(prompt.generator.decode(prompt.noise(eps)).clamp(0, 1))
         ours.append(prompt.generator.decode(prompt.latents_at(eps, condition)).clamp(0, 1))
     watch.baseline(torch.cat(base))

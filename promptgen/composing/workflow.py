@@ -41,7 +41,7 @@ from promptgen.composing.terms import (
     mixture_record,
     unique_labels,
 )
-from promptgen.composing.trials import TrialSetup, choose_modes, undecided
+from promptgen.composing.trials import MODES, STASH, choose, done, stash, undecided, unstash
 from promptgen.composing.trials import describe as describe_trials
 from promptgen.composing.watch import REALISM_AUTO, SampleWatch, closing_check, root_generator, verdict
 from promptgen.core.atomic import write_atomic, write_text_atomic
@@ -53,11 +53,11 @@ from promptgen.core.latents import controlled_size, noise_size
 from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
 from promptgen.core.spec import absolute_paths, parse_spec
+from promptgen.training.config import TrialRecord
 from promptgen.training.distributed import barrier, from_env, start, stop
 from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, check_conditions
 from promptgen.training.flow import CouplingFlow, FlowConfig
-from promptgen.training.trainer import TrainConfig, load_energy_states, mixture_for, prefit, train_flow
-from promptgen.training.watch import TrialRecord
+from promptgen.training.trainer import TrainConfig, energy_states, load_energy_states, mixture_for, prefit, train_flow
 
 
 def compose(
@@ -115,6 +115,7 @@ def compose(
     registry = registry or get_registry()
     dist = from_env()
     state = None
+    request: RunRequest | None = None
     if resume:
         if out is None:
             raise SpecError("--resume needs the run folder, e.g. --resume runs/my-prompt")
@@ -191,7 +192,7 @@ def compose(
                 raise SpecError(f"cannot record this run: {'.'.join(map(str, err['loc']))} {one_line(err['msg']).lower()}") from None
             prepare_out_dir(out, overwrite=overwrite)
             if (out / MANIFEST).is_file():  # an old prompt being overwritten: keep all it has until the new one is whole
-                names = [RUN_FILE, CHECKPOINT, MANIFEST, WEIGHTS]
+                names = [RUN_FILE, CHECKPOINT, MANIFEST, WEIGHTS, STASH]
                 for name in names:
                     undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
             write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
@@ -200,7 +201,7 @@ def compose(
         barrier(dist)
         return _train_and_save(
             out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
-            undo, ranges, watch,
+            undo, ranges, watch, request,
         )
     except BaseException:
         # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
@@ -219,22 +220,26 @@ def _train_and_save(
     out: Path, generator: str, gen: Generator, gen_name: str, terms: list[WeightedEnergy], train: TrainConfig, flow: dict,
     preview: int, state: dict | None, lineage: list, dist, dev: torch.device, registry: Registry,
     console: Console | None, progress: bool, undo: dict, ranges: list[ConditionRange], watch: SampleWatch,
+    request: RunRequest | None = None,
 ) -> Prompt:
     """compose's training and saving, once everything was checked and the folder is ready."""
     try:
         passthrough = noise_size(gen)  # the generator's own noise: drawn with the latent, never changed by the flow
         features = controlled_size(gen)
         ebm = EnergyBasedModel(gen, terms, ranges)
-        # An energy's fitted state can decide the flow's shape (debias mode=auto picks the mixture
-        # or the tilt at its fit), so fit, or restore the fits of a resumed run, before building the flow.
+        # mode=auto: freshly built, an energy is still undecided; its runs decide it (promptgen.composing.trials).
+        auto = undecided(terms)[:1]
+        for extra in undecided(terms)[1:]:  # one prompt has one set of mixture components: the others stay tilts
+            extra.caps.settle("tilt")
+        records = list(request.trials) if auto and request is not None else []
+        # An energy's fitted state can decide the flow's shape, so fit, or restore the fits of a resumed run,
+        # before building the flow.
         fitted = None
-        trials: list[TrialRecord] = []
         if state is not None:
             load_energy_states(terms, state.get("energies", {}), str(out / CHECKPOINT))
-            if (out / RUN_FILE).is_file():
-                trials = read_run(out).trials
         else:
             fitted = prefit(ebm, train, dev, console=console, progress=progress and dist.main)
+        fitted_states = energy_states(ebm)
 
         def flow_config() -> FlowConfig:
             mixture = mixture_for(terms, train)
@@ -248,56 +253,93 @@ def _train_and_save(
             torch.manual_seed(train.seed)
             return CouplingFlow(flow_config())
 
-        if fitted is not None and undecided(terms):
-            trials = choose_modes(ebm, TrialSetup(build_flow, train, dev, fitted, ranges), watch, console=console,
-                                  progress=progress and dist.main)
-            for record in trials:  # the fit reports what its energy became, as before trials decided it
-                if record.chosen and record.energy in fitted.fits:
-                    fitted.fits[record.energy]["mixture"] = float(record.mode == "mixture")
-            fitted.seconds += sum(r.seconds for r in trials)  # the trials are part of the training time
-            if dist.main:
-                request = read_run(out).model_copy(update={"trials": trials})
-                write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
-        mixture = mixture_for(terms, train)
-        sampler = build_flow()
-        result = train_flow(
-            ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state,
-            dist=dist, fitted=fitted, watch=watch if watch.active else None,
-        )
-        if dist.main:
-            for note in [*describe_trials(trials), *filter(None, (t.caps.advice() for t in terms))]:
-                if console is not None:
-                    console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
-                else:
-                    warnings.warn(note, stacklevel=2)
-            manifest = PromptManifest(
+        def manifest_for(sampler: CouplingFlow, result, check=None) -> PromptManifest:
+            return PromptManifest(
                 generator=GeneratorRecord(
-                    spec=parse_spec(generator).format(),
-                    name=gen.info.name,
-                    latent_shape=tuple(gen.latent_shape),
-                    resolution=tuple(gen.info.resolution),
-                    channels=gen.info.channels,
-                    licence=gen.info.licence,
-                    source=gen.info.source,
-                    plugin=registry.provider(gen_name, "generator"),
+                    spec=parse_spec(generator).format(), name=gen.info.name, latent_shape=tuple(gen.latent_shape),
+                    resolution=tuple(gen.info.resolution), channels=gen.info.channels, licence=gen.info.licence,
+                    source=gen.info.source, plugin=registry.provider(gen_name, "generator"),
                 ),
                 energies=[energy_record(t, registry) for t in terms],
                 lineage=lineage,
                 flow=sampler.config,
-                mixture=mixture_record(mixture),
+                mixture=mixture_record(mixture_for(terms, train)),
                 conditions=[ConditionRecord.of(c) for c in ranges],
                 training=result,
-                trials=trials,
+                trials=[r.model_copy(update={"training": None, "states": {}}) for r in records],
+                check=check,
                 versions=current_versions(),
             )
+
+        def judge(sampler: CouplingFlow, result):
+            """The closing check's reading (also what mode=auto compares its runs by, on the same samples)."""
+            n = train.check_samples or (train.eval_batch if auto else 0)
+            if not (watch.active and n):
+                return None
+            return closing_check(Prompt(manifest_for(sampler, result), gen, sampler.eval(), out), watch, n, train.seed, dev)
+
+        sampler, result, check = None, None, None
+        elapsed = records[-1].seconds if records else None  # training seconds of the runs before this one
+        for mode in [m for m in MODES if not any(r.mode == m for r in records)] if auto else [None]:
+            if mode is not None:
+                auto[0].energy.settle_mode(mode)
+                if state is None:
+                    load_energy_states(terms, fitted_states, "the fit")  # each mode starts from the same fit
+                if console is not None and progress and dist.main:
+                    console.print(f"mode=auto: training {escape(auto[0].label)} as the {mode}", highlight=False)
+            if fitted is not None and elapsed is not None:
+                fitted.seconds = elapsed  # the fit and the earlier run count in this run's time
+            sampler = build_flow()
+            result = train_flow(
+                ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state,
+                dist=dist, fitted=fitted, watch=watch if watch.active else None,
+            )
+            state = None  # a checkpoint resumes the first run only
+            check = judge(sampler, result)
+            if mode is None:
+                break
+            records.append(TrialRecord(energy=auto[0].label, mode=mode, steps=train.steps, seconds=result.seconds,
+                                       reading=check, training=result, states=energy_states(ebm)))
+            if done(records):
+                break
+            # The tilt missed its targets: keep it aside (and say so in run.json, for --resume), then train the mixture.
+            if dist.main:
+                stash(sampler, out)
+                if request is not None:
+                    request = request.model_copy(update={"trials": records})
+                    write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
+                (out / CHECKPOINT).unlink(missing_ok=True)
+            barrier(dist)
+            if fitted is None:  # resumed into the tilt's run: the mixture starts from the fit
+                fitted = prefit(ebm, train, dev, console=console, progress=False)
+                fitted_states = energy_states(ebm)
+            elapsed = result.seconds
+        if auto:
+            kept = choose(records)
+            auto[0].energy.settle_mode(kept.mode)
+            if kept is not records[-1]:  # the tilt, kept from the side
+                load_energy_states(terms, kept.states, "the tilt's run")
+                sampler = unstash(build_flow(), out)
+            assert kept.training is not None
+            result = kept.training.model_copy(update={"seconds": records[-1].seconds})  # both runs count
+            check = kept.reading
+            if auto[0].label in result.fits:
+                result.fits[auto[0].label]["mixture"] = float(kept.mode == "mixture")
+        if dist.main:
+            for note in [*describe_trials(records), *filter(None, (t.caps.advice() for t in terms))]:
+                if console is not None:
+                    console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
+                else:
+                    warnings.warn(note, stacklevel=2)
+            manifest = manifest_for(sampler, result, check if train.check_samples else None)
             sampler.eval().requires_grad_(False)
-            if watch.active and train.check_samples:
-                manifest.check = closing_check(Prompt(manifest, gen, sampler, out), watch, train.check_samples, train.seed, dev)
+            if manifest.check is not None:
                 met, lines = verdict(manifest.check)
                 if not met and console is None:
                     warnings.warn("the prompt's closing check: " + "; ".join(lines), stacklevel=2)
             save_prompt(out, manifest, sampler)
             undo.clear()  # the new prompt is whole: nothing to put back
+            (out / STASH).unlink(missing_ok=True)
             prompt = Prompt(manifest, gen, sampler, out)
             if preview:
                 save_preview(prompt, preview, train.seed, out / "samples.png")

@@ -128,7 +128,24 @@ class TrainingSummary(BaseModel):
     )
 
 
-__all__ = ["LIMITS", "MAX_BATCH", "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MIN_SEED", "TrainConfig", "TrainingSummary"]
+class TrialRecord(BaseModel):
+    """One mode's whole run under ``mode=auto`` (:mod:`promptgen.composing.trials`): the energy, the mode, its steps
+    and seconds, the closing check's reading of it, whether it was kept, and (for a mode kept from the side) how
+    its training went."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    energy: str
+    mode: str
+    steps: int
+    seconds: float
+    reading: Reading
+    chosen: bool = False
+    training: TrainingSummary | None = None
+    states: dict[str, dict[str, list[float]]] = Field(default_factory=dict, description="the energies' states at the end of the run")
+
+
+__all__ = ["LIMITS", "MAX_BATCH", "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MIN_SEED", "TrainConfig", "TrainingSummary", "TrialRecord"]
 
 
 class FlowConfig(BaseModel):

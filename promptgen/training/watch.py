@@ -110,20 +110,6 @@ class Reading(BaseModel):
         return f"junk {self.junk:.1%} (generator {self.base_junk:.1%}, allowed up to {self.base_junk + (self.junk_margin or 0):.1%})"
 
 
-class TrialRecord(BaseModel):
-    """One trial of ``mode=auto`` (:mod:`promptgen.composing.trials`): the energy, the mode, its steps and
-    seconds, what the watch read of it, and whether it was kept."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    energy: str
-    mode: str
-    steps: int
-    seconds: float
-    reading: Reading
-    chosen: bool = False
-
-
 @runtime_checkable
 class Watch(Protocol):
     """Judges samples: once the generator's (:meth:`baseline`, its reading at step 0), then the flow's at each
@@ -175,4 +161,4 @@ def stratified_classes(weights: list[float], n: int) -> Tensor:
     return torch.repeat_interleave(torch.arange(len(weights)), counts)
 
 
-__all__ = ["GUARDS", "JUNK_MARGIN", "NO_FIGURE", "Guard", "Reading", "TargetReading", "TrialRecord", "Watch", "better", "junk_margin", "stratified_classes"]
+__all__ = ["GUARDS", "JUNK_MARGIN", "NO_FIGURE", "Guard", "Reading", "TargetReading", "Watch", "better", "junk_margin", "stratified_classes"]
