@@ -141,7 +141,8 @@ def test_sampling_with_a_seed_repeats_the_noise_too(registry, tmp_path):
 
 def test_training_draws_fresh_noise_at_every_step(registry, tmp_path):
     GrainyGenerator.seen.clear()
-    compose("grainy", ["classifier:a=on"], tmp_path / "p", train=train(6), registry=registry, **KW)
+    config = train(6).model_copy(update={"eval_batch": 24})  # the watch's readings reuse their samples on purpose
+    compose("grainy", ["classifier:a=on"], tmp_path / "p", train=config, registry=registry, **KW)
     batches = [s for s in GrainyGenerator.seen if s.shape[0] == 16]
     assert len(batches) >= 6
     for earlier, later in itertools.pairwise(batches):

@@ -417,9 +417,8 @@ def test_an_option_of_one_mode_asks_for_that_mode(registry):
     assert pixel_energy("debias:a", registry).mode == "auto"
 
 
-def test_the_better_reading_wins_a_trial():
-    from promptgen.composing.trials import better
-    from promptgen.training.watch import Reading
+def test_the_better_reading_wins():
+    from promptgen.training.watch import Reading, better
 
     def reading(score, healthy=True, junk=0.05):
         return Reading(step=1, n=10, score=score, healthy=healthy, junk=junk, base_junk=0.05)
@@ -430,30 +429,35 @@ def test_the_better_reading_wins_a_trial():
     assert better(reading(9, healthy=False, junk=0.1), reading(0, healthy=False, junk=0.2))  # both junk: the less
 
 
-def test_auto_mode_trains_both_keeps_the_better_and_rebuilds_as_it(registry, tmp_path):
-    kw = {"train": TrainConfig(steps=60, batch_size=32, fit_samples=512, check_samples=256), "flow": {"transforms": 2, "hidden": 16},
+def test_auto_trains_the_tilt_then_the_mixture_when_the_tilt_misses(registry, tmp_path):
+    # 8 steps cannot bring a 16 % pixel to 50 %: the tilt misses, so the mixture is trained too.
+    kw = {"train": TrainConfig(steps=8, batch_size=32, fit_samples=512, check_samples=256, eval_every=4), "flow": {"transforms": 2, "hidden": 16},
           "progress": False, "preview": 0, "registry": registry}
     prompt = compose("pixels", ["debias:a"], tmp_path / "a", **kw)
-    trials = prompt.manifest.trials
-    assert [(t.energy, t.mode, t.steps) for t in trials] == [("debias:a", "tilt", 50), ("debias:a", "mixture", 50)]
-    (chosen,) = [t for t in trials if t.chosen]
-    loser = next(t for t in trials if not t.chosen)
-    from promptgen.composing.trials import better
+    tilt, mixture = prompt.manifest.trials
+    assert (tilt.energy, tilt.mode, tilt.steps, mixture.mode) == ("debias:a", "tilt", 8, "mixture")
+    assert not tilt.reading.met and tilt.reading.n == mixture.reading.n == 256
+    # Judged on the same samples: the same generator figures, and the kept one is the better by the rule.
+    assert tilt.reading.targets[0].base == mixture.reading.targets[0].base
+    from promptgen.training.watch import better
 
-    assert not better(loser.reading, chosen.reading)  # the kept one is the better by the rule
-    assert (prompt.manifest.mixture is not None) == (chosen.mode == "mixture")
-    assert prompt.manifest.training.fits["debias:a"]["mixture"] == float(chosen.mode == "mixture")
+    kept, other = (tilt, mixture) if tilt.chosen else (mixture, tilt)
+    assert kept.chosen and not other.chosen and not better(other.reading, kept.reading)
+    assert (prompt.manifest.mixture is not None) == (kept.mode == "mixture")
+    assert prompt.manifest.training.fits["debias:a"]["mixture"] == float(kept.mode == "mixture")
+    assert prompt.manifest.check == kept.reading  # the closing check is the kept run's reading
+    assert prompt.manifest.training.seconds == pytest.approx(mixture.seconds)  # both runs count
     # Judged by the control classifier here (no evaluator is installed for a): the reading says so.
-    assert chosen.reading.targets[0].judges == ["pixel-ab"] and not chosen.reading.targets[0].independent
-    # run.json keeps the trials, so --resume does not run them again.
-    from promptgen.composing import RUN_FILE, RunRequest
-
-    assert [t.mode for t in RunRequest.model_validate_json((tmp_path / "a" / RUN_FILE).read_text()).trials] == ["tilt", "mixture"]
+    assert kept.reading.targets[0].judges == ["pixel-ab"] and not kept.reading.targets[0].independent
+    assert not (tmp_path / "a" / ".tilt-flow.safetensors").exists()  # the tilt waited aside, and is gone
     # Loaded again (eval, samplers, chaining rebuild the energy from its spec and state): the same choice.
     from promptgen.composing import rebuild_terms
 
     (term,) = rebuild_terms(load_prompt(tmp_path / "a", registry).manifest.energies, registry)
-    assert term.energy.mode == chosen.mode
+    assert term.energy.mode == kept.mode
+    # A tilt that meets its target ends the trials: b is on for half the prior, asked 40/60.
+    met = compose("pixels", ["debias:b=0.4/0.6"], tmp_path / "b", **{**kw, "train": kw["train"].model_copy(update={"steps": 60})})
+    assert [(t.mode, t.chosen, t.reading.met) for t in met.manifest.trials] == [("tilt", True, True)] and met.manifest.mixture is None
     # An explicit mode runs no trial.
     assert compose("pixels", ["debias:a,mode=tilt"], tmp_path / "t", **kw).manifest.trials == []
 
@@ -473,7 +477,7 @@ def test_train_flow_alone_trains_an_undecided_energy_as_the_tilt(registry):
     assert summary.config.steps == 2 and term.energy.mixture_components == 0 and term.energy.adapt_every > 0
 
 
-def test_an_auto_run_resumes_as_what_it_chose(tmp_path, registry, monkeypatch):
+def test_an_auto_run_resumes_in_either_of_its_runs(tmp_path, registry, monkeypatch):
     from safetensors.torch import load_file
 
     from promptgen.training.loop import TrainingRun
@@ -481,26 +485,27 @@ def test_an_auto_run_resumes_as_what_it_chose(tmp_path, registry, monkeypatch):
     train = TrainConfig(steps=12, batch_size=16, eval_every=4, checkpoint_every=4, fit_samples=256, eval_batch=16, check_samples=64)
     kw = {"train": train, "flow": {"transforms": 1, "hidden": 8}, "progress": False, "preview": 0, "registry": registry}
     whole = compose("pixels", ["debias:a"], tmp_path / "whole", **kw)
+    assert [t.mode for t in whole.manifest.trials] == ["tilt", "mixture"]  # 12 steps: the tilt misses
     real = TrainingRun.after_step
+    for run, cut in ((0, "in-tilt"), (1, "in-mixture")):
+        calls = []
 
-    def crash(self, step, bad, checkpoint, on_eval):
-        if checkpoint is not None and step == 10:  # the full run (trials keep no checkpoint), after its step-8 checkpoint
-            raise KeyboardInterrupt
-        return real(self, step, bad, checkpoint, on_eval)
+        def crash(self, step, bad, checkpoint, on_eval, run=run, calls=calls):
+            if step == 10:
+                calls.append(step)
+                if len(calls) == run + 1:  # after the step-8 checkpoint of the tilt's run, or of the mixture's
+                    raise KeyboardInterrupt
+            return real(self, step, bad, checkpoint, on_eval)
 
-    monkeypatch.setattr(TrainingRun, "after_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        compose("pixels", ["debias:a"], tmp_path / "cut", **kw)
-    monkeypatch.setattr(TrainingRun, "after_step", real)
-    from promptgen.composing import workflow
-
-    monkeypatch.setattr(workflow, "choose_modes", lambda *a, **k: pytest.fail("--resume ran the trials again"))
-    resumed = compose(None, None, tmp_path / "cut", resume=True, progress=False, registry=registry)
-    assert resumed.manifest.training.resumed_at == [8] and resumed.manifest.flow.classes == whole.manifest.flow.classes
-    assert len(resumed.manifest.trials) == 2
-    assert [(t.mode, t.chosen) for t in resumed.manifest.trials] == [(t.mode, t.chosen) for t in whole.manifest.trials]
-    a, b = load_file(str(tmp_path / "whole" / "flow.safetensors")), load_file(str(tmp_path / "cut" / "flow.safetensors"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+        monkeypatch.setattr(TrainingRun, "after_step", crash)
+        with pytest.raises(KeyboardInterrupt):
+            compose("pixels", ["debias:a"], tmp_path / cut, **kw)
+        monkeypatch.setattr(TrainingRun, "after_step", real)
+        resumed = compose(None, None, tmp_path / cut, resume=True, progress=False, registry=registry)
+        assert [(t.mode, t.chosen) for t in resumed.manifest.trials] == [(t.mode, t.chosen) for t in whole.manifest.trials]
+        assert resumed.manifest.flow.classes == whole.manifest.flow.classes
+        a, b = load_file(str(tmp_path / "whole" / "flow.safetensors")), load_file(str(tmp_path / cut / "flow.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), cut
 
 
 def test_a_forward_kl_term_keeps_auto_a_tilt(registry, tmp_path):
@@ -508,3 +513,16 @@ def test_a_forward_kl_term_keeps_auto_a_tilt(registry, tmp_path):
     prompt = compose("pixels", ["debias:a"], tmp_path / "fwd", train=train, flow={"transforms": 1, "hidden": 8},
                      progress=False, preview=0, registry=registry)
     assert prompt.manifest.mixture is None
+
+
+def test_with_component_is_the_inverse_of_noise(mixture_prompt, registry):
+    prompt = load_prompt(mixture_prompt, registry)
+    g = torch.Generator().manual_seed(0)
+    noise, u = torch.randn(50, *prompt.generator.latent_shape, generator=g), torch.randn(50, generator=g)
+    eps = prompt.with_component(noise, u)
+    assert eps.shape == (50, *prompt.latent_shape) and torch.equal(prompt.noise(eps), noise)
+    # The component coordinate is u: components rise with u (Φ(u) against the cumulative weights), whatever the noise.
+    components = prompt.components(eps)[torch.argsort(u)]
+    assert bool((components[1:] >= components[:-1]).all()) and len(set(components.tolist())) > 1
+    other = prompt.with_component(torch.randn(50, *prompt.generator.latent_shape, generator=g), u)
+    assert torch.equal(prompt.components(other), prompt.components(eps))

@@ -150,8 +150,8 @@ def stratified_classes(weights: list[float], n: int) -> Tensor:
     """(n,) mixture components in the proportions ``weights`` (rounded so they sum to ``n``), in order: a watch
     sees each component as often as sampling would, without the noise of drawing them.
 
-    >>> stratified_classes([0.5, 0.25, 0.25], 6).tolist()
-    [0, 0, 0, 1, 1, 2]
+    >>> stratified_classes([0.5, 0.25, 0.25], 8).tolist()
+    [0, 0, 0, 0, 1, 1, 2, 2]
     """
     import torch
 

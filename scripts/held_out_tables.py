@@ -1,0 +1,56 @@
+"""Render the markdown tables of docs/benchmarks.md's issue 24 section from benchmarks/held_out.py's JSON lines.
+
+    python scripts/held_out_tables.py benchmarks/results/issue24-held-out.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f} %"
+
+
+def mark(ok: bool, text: str) -> str:
+    return text if ok else f"**{text}** ✗"
+
+
+def main(path: str) -> None:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    yardstick = next((r for r in rows if r.get("case") == "yardstick"), None)
+    if yardstick:
+        print(f"Yardstick (`classifier:digit=3` on `mnist`, the README's demo, same run): {yardstick['train_seconds']} s of training.\n")
+    print("| generator | the generator alone: KL, junk, LeNet KL, LeNet unsure | mode kept | KL (target ≤ 0.02, ≤ the generator's) | junk (≤ the generator's + 2 points) | LeNet KL, unsure | training (≤ 180 s) | compose said |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        if r.get("case") != "debias":
+            continue
+        b, t = r["base"], r["targets"]
+        gen = f"`{r['generator']}`" + (" (held out)" if r["held_out"] else "")
+        modes = " then ".join(f"{x['mode']}" + (" ✓" if x["chosen"] else "") for x in r["trials"]) or r["mode"]
+        said = "met" if r["compose_met"] else "not met"
+        kl, seconds = "%.4f" % r["kl"], "%.0f s" % r["train_seconds"]
+        print(f"| {gen} | {b['kl']:.4f}, {pct(b['junk'])}, {b['lenet_kl']:.4f}, {pct(b['lenet_unsure'])} | {modes} | "
+              f"{mark(t['kl'] and t['kl_not_above_base'], kl)} | {mark(t['junk'], pct(r['junk']))} | "
+              f"{r['lenet_kl']:.4f}, {pct(r['lenet_unsure'])} | {mark(t['seconds'], seconds)} | {said} |")
+    print()
+    print("| generator | rarest digit K: the generator's share | share of K (≥ 95 %) | counting junk as not K | LeNet's share of K | junk (≤ the generator's + 2 points) | training | compose said |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        if r.get("case") != "classifier":
+            continue
+        t = r["targets"]
+        gen = f"`{r['generator']}`" + (" (held out)" if r["held_out"] else "")
+        said = "met" if r["compose_met"] else "not met"
+        print(f"| {gen} | {r['digit']}: {pct(r['base_share'])} | {mark(t['share'], pct(r['share']))} | {pct(r['share_counting_junk_as_missed'])} | "
+              f"{pct(r['lenet_share'])} | {mark(t['junk'], pct(r['junk']))} (generator {pct(r['base']['junk'])}) | {r['train_seconds']:.0f} s | {said} |")
+    summary = next((r["summary"] for r in rows if "summary" in r), None)
+    if summary:
+        print(f"\nTargets met on {summary['met']} of {summary['rows']} rows; printed as met while missed: {summary['printed_as_met'] or 'none'}.")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
