@@ -17,7 +17,7 @@ training range (1,000 × 7 by default) and measures, with models that define no 
 
     python benchmarks/conditional_mnist.py [--out runs/bench-slant] [--steps 1600] [--eps 1000] [--columns 7]
         [--energy slant --energy digit-id ...] [--range -0.3:0.3] [--grid docs/images/slant-sweep.png]
-        [--transforms 8 --hidden N --flow KIND]
+        [--transforms 8 --hidden N --flow KIND] [--lenet ../shared/foreign/lenet/lenet_epoch=12_test_acc=0.991.pth]
 
 ``debias:digit,mode=mixture`` is in the default because without it the flow keeps "the same digit" by
 drawing only the digits that are easiest to keep (``digit_shares`` shows it; docs/benchmarks.md).
@@ -63,7 +63,7 @@ def evaluator_slant(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(prompt, eps: int, columns: int, seed: int) -> dict:
+def measure(prompt, eps: int, columns: int, seed: int, lenet: Path | None = None) -> dict:
     cond = prompt.conditions[0]
     values = [cond.low + (cond.high - cond.low) * i / (columns - 1) for i in range(columns)]
     grid = torch.cat([sweep_images(prompt, min(500, eps - s), cond.name, values, seed=seed + s) for s in range(0, eps, 500)])
@@ -80,6 +80,16 @@ def measure(prompt, eps: int, columns: int, seed: int) -> dict:
     slant = evaluator_slant(flat).view(eps, columns)
     asked = torch.tensor(values).expand(eps, columns)
     per_eps = [spearman(asked[i], slant[i]) for i in range(eps)]
+    third_party = {}
+    if lenet is not None:  # a judge trained elsewhere, on the 60,000 MNIST training images
+        from promptgen_plugin_foreign_digits.judge import LeNetJudge
+
+        lenet_digits, _ = LeNetJudge(lenet).judge(flat)
+        lenet_digits = lenet_digits.view(eps, columns)
+        third_party = {
+            "lenet_same_digit": float((lenet_digits == lenet_digits[:, :1]).all(1).double().mean()),
+            "lenet_digit_shares": [round(float(v), 4) for v in torch.bincount(lenet_digits.flatten(), minlength=10).double() / lenet_digits.numel()],
+        }
     return {
         "condition": cond.name,
         "values": values,
@@ -95,6 +105,7 @@ def measure(prompt, eps: int, columns: int, seed: int) -> dict:
         "digit_shares": [round(float(v), 4) for v in share],
         "base_digit_shares": [round(float(v), 4) for v in base_share],
         "digit_kl_to_base": float((share * (share.clamp_min(1e-12) / base_share.clamp_min(1e-12)).log()).sum()),
+        **third_party,
     }
 
 
@@ -113,6 +124,8 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=None, help="hidden width (default: compose's)")
     p.add_argument("--flow", default=None, help="affine-coupling or spline-coupling (default: compose's auto)")
     p.add_argument("--reuse", action="store_true", help="measure the prompt already in --out")
+    p.add_argument("--lenet", type=Path, default=None,
+                   help="also judge by the third-party LeNet-5 (../shared/foreign/lenet/lenet_epoch=12_test_acc=0.991.pth)")
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("PROMPTGEN_THREADS", "2")))
     energies = args.energy or ["slant", "digit-id", "debias:digit,mode=mixture"]
@@ -139,7 +152,7 @@ def main() -> None:
         "train_seconds": prompt.manifest.training.seconds,
         "compose_wall_seconds": wall,
         "threads": torch.get_num_threads(),
-        **measure(prompt, args.eps, args.columns, args.seed + 1),
+        **measure(prompt, args.eps, args.columns, args.seed + 1, args.lenet),
     }
     if args.grid is not None:
         cond = prompt.conditions[0]

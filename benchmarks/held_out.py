@@ -10,7 +10,7 @@ Judges, neither of which defines an energy:
 
 - promptgen's independent evaluator and its realism check (4,000 digits of the MNIST test set's "evaluator"
   split): the digit histogram of the samples that pass the check, its KL to uniform, and the *junk* rate;
-- a third-party LeNet-5 (csinva's, trained on the 60,000 MNIST training images; ``--foreign``/lenet): its
+- a third-party LeNet-5 (csinva's, trained on the 60,000 MNIST training images; ``--lenet``, else downloaded): its
   histogram and KL, and the share it is less than 90 % sure of (*unsure*), a second, independent sign of junk.
 
 Cases (``--case``, repeatable; default both), each with all defaults as a user would type them:
@@ -59,11 +59,11 @@ MAX_KL, JUNK_POINTS, MAX_SECONDS, MIN_SHARE = 0.02, 0.02, 180.0, 0.95
 class Judges:
     """promptgen's evaluator and realism check, and the third-party LeNet, run batch by batch."""
 
-    def __init__(self, foreign: Path) -> None:
+    def __init__(self, lenet: Path | None) -> None:
         from promptgen_plugin_foreign_digits.judge import LeNetJudge
 
         self.evaluator = get_registry().build_classifier("mnist-digit-evaluator", {})
-        self.lenet = LeNetJudge(foreign / LENET)
+        self.lenet = LeNetJudge(lenet)  # None: the plugin's cached download at the pinned commit
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -157,14 +157,15 @@ def main() -> None:
     ap.add_argument("--gen", action="append", help=f"generators (default: {', '.join(CHOSEN_ON + HELD_OUT)})")
     ap.add_argument("--case", action="append", choices=CASES)
     ap.add_argument("--data", type=Path, default=Path("../shared/data/mnist"), help="unused beyond a check that it exists")
-    ap.add_argument("--foreign", type=Path, default=Path("../shared/foreign"), help="the foreign generators' and the LeNet's files")
+    ap.add_argument("--foreign", type=Path, default=Path("../shared/foreign"), help="the foreign generators' files")
+    ap.add_argument("--lenet", type=Path, default=None, help=f"the LeNet's file (default: {LENET} under --foreign if there, else downloaded)")
     ap.add_argument("-n", type=int, default=5000, help="samples judged per prompt and generator")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-held-out"))
     ap.add_argument("--yardstick", action="store_true", help="also time classifier:digit=3 on mnist (the README's demo)")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    judges = Judges(args.foreign)
+    judges = Judges(args.lenet or (args.foreign / LENET if (args.foreign / LENET).exists() else None))
     rows = []
     if args.yardstick:
         prompt, seconds, _ = train("mnist", "classifier:digit=3", args.out / "yardstick", args.seed)

@@ -260,8 +260,8 @@ def two_energy_parent(tmp_path_factory) -> Path:
 def test_keep_parent_trains_the_child_on_the_parents_energies_too(two_energy_parent, tmp_path):
     child = compose(f"prompt:{two_energy_parent}", ["classifier:slant=upright"], tmp_path / "child", keep_parent=True, **TINY)
     records = child.manifest.energies
-    assert [r.spec for r in records] == ["classifier:slant=upright", "classifier:digit=3@7", "classifier:thickness=thick@30"]
-    assert [r.weight for r in records] == [30.0, 7.0, 30.0]  # the parent's weights, as trained
+    assert [r.spec for r in records] == ["classifier:slant=upright", "classifier:digit=3@7", "classifier:thickness=thick@100"]
+    assert [r.weight for r in records] == [100.0, 7.0, 100.0]  # the parent's weights, as trained
     # Trained on, not only recorded: every term has its own curve, and a resumed run asks them again.
     assert set(child.manifest.training.final_terms) >= {"classifier:digit=3", "classifier:thickness=thick"}
     assert json.loads((tmp_path / "child" / "run.json").read_text())["energies"] == [r.spec for r in records]
@@ -269,7 +269,7 @@ def test_keep_parent_trains_the_child_on_the_parents_energies_too(two_energy_par
     # A grandchild keeps the whole chain's conditions: the child's kept energies are among its own.
     grandchild = compose(f"prompt:{tmp_path / 'child'}", ["classifier:digit=3@9"], tmp_path / "grandchild", keep_parent=True, **TINY)
     assert [r.spec for r in grandchild.manifest.energies] == [
-        "classifier:digit=3@9", "classifier:slant=upright@30", "classifier:thickness=thick@30"
+        "classifier:digit=3@9", "classifier:slant=upright@100", "classifier:thickness=thick@100"
     ]
     # Without the flag the child has its own energies only.
     plain = compose(f"prompt:{two_energy_parent}", ["classifier:slant=upright"], tmp_path / "plain", **TINY)
@@ -279,7 +279,7 @@ def test_keep_parent_trains_the_child_on_the_parents_energies_too(two_energy_par
 def test_keep_parent_lets_the_users_own_weight_win(two_energy_parent, tmp_path):
     child = compose(f"prompt:{two_energy_parent}", ["classifier:digit=3@2"], tmp_path / "child", keep_parent=True, **TINY)
     assert [(r.spec, r.weight) for r in child.manifest.energies] == [
-        ("classifier:digit=3@2", 2.0), ("classifier:thickness=thick@30", 30.0)
+        ("classifier:digit=3@2", 2.0), ("classifier:thickness=thick@100", 100.0)
     ]
 
 

@@ -41,7 +41,7 @@ def test_compose_writes_a_complete_prompt(prompt_dir):
         {
             "spec": "classifier:digit=3",
             "label": "classifier:digit=3",
-            "weight": 30.0,
+            "weight": 100.0,
             "plugin": "promptgen-core 0.2.0",
             "state": {},
             "targets": [

@@ -170,7 +170,7 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
     assert joint.origin == "asked" and joint.energy is None and joint.base.share is None
 
     (energy,) = report.energies
-    assert energy.available and energy.label == "classifier:digit=3" and energy.weight == 30.0
+    assert energy.available and energy.label == "classifier:digit=3" and energy.weight == 100.0
     term = prompt_ebm(prompt).terms[0]
     with torch.no_grad():
         direct = term.energy(images["prompt"], torch.zeros(200, 32)).double()
@@ -178,14 +178,14 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
     assert energy.prompt.std == pytest.approx(float(direct.std()), rel=1e-4)
 
     # Realism: the junk rate is the share the evaluator's realism check scores below 0; the exact samples'
-    # weights are exp(-30 E) of the base samples (no Fréchet distance without --data).
+    # weights are exp(-100 E) of the base samples (no Fréchet distance without --data).
     realism = get_registry().build_classifier("mnist-digit-evaluator").realism
     assert data["realism"] == "realism check of classifier mnist-digit-evaluator"
     with torch.no_grad():
         for side in ("base", "prompt"):
             assert data[side]["junk_rate"] == pytest.approx(float((realism(images[side]) < 0).double().mean()))
         base_energy = term.energy(images["base"], torch.zeros(200, 32)).double()
-    assert data["exact_ess"] == pytest.approx(effective_sample_size(-30.0 * base_energy), rel=1e-4)
+    assert data["exact_ess"] == pytest.approx(effective_sample_size(-100.0 * base_energy), rel=1e-4)
     assert data["frechet_exact"] is None and data["warnings"] == []
     # A 3-step prompt is far from 95 % 3s: the verdict says so, and names the figure and the junk.
     assert data["met"] is False and digit.met is False and joint.met is None
