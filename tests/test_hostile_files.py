@@ -349,6 +349,24 @@ def test_checkpoint_with_the_trainers_other_keys_loads(tmp_path):
     assert state["energies"] == extra["energies"] and torch.equal(state["generator"], extra["generator"])
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("readings", [{"step": "one", "n": 3}]),
+    ("readings", {"step": 1}),
+    ("best", {"step": 2, "score": 0.1}),
+    ("best", {"step": 2, "score": "low", "flow": {"w": torch.zeros(2)}}),
+    ("backoff", 0.0),
+    ("backoff", 2.0),
+])
+def test_checkpoint_with_a_broken_guard_state_is_one_line(key, value, tmp_path):
+    good = {"readings": [{"step": 0, "n": 8, "junk": 0.1, "base_junk": 0.1}], "best": None, "backoff": 0.5}
+    torch.save(trained_state(**good), tmp_path / "good.pt")
+    assert load_checkpoint(tmp_path / "good.pt")["backoff"] == 0.5
+    torch.save(trained_state(**{**good, key: value}), tmp_path / "c.pt")
+    with pytest.raises(ArtifactError) as err:
+        load_checkpoint(tmp_path / "c.pt")
+    assert repr(key) in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
 class RunsCommand:
     """A pickle payload: unpickling it runs ``os.system(command)``."""
 

@@ -427,6 +427,25 @@ def test_the_better_reading_wins():
     assert better(reading(0.01), reading(0.02)) and not better(reading(0.02), reading(0.01))
     assert not better(reading(0.02), reading(0.02))  # a tie keeps the first (the tilt)
     assert better(reading(9, healthy=False, junk=0.1), reading(0, healthy=False, junk=0.2))  # both junk: the less
+    # A reading that meets every target beats a lower score that misses one (KL 0.015 and 95.5 % met, summed 0.06,
+    # against KL 0.03 missed and 99 %, summed 0.04).
+    from promptgen.training.watch import TargetReading
+
+    def target(kind, value):
+        goal = 0.02 if kind == "kl" else 0.95
+        return TargetReading(energy="e", attribute=kind, judges=["j"], independent=True, kind=kind, value=value, base=value, goal=goal,
+                             met=value <= goal if kind == "kl" else value >= goal)
+
+    met = Reading(step=1, n=10, targets=[target("kl", 0.015), target("share", 0.955)], score=0.06)
+    missed = Reading(step=1, n=10, targets=[target("kl", 0.03), target("share", 0.99)], score=0.04)
+    assert met.met and not missed.met and better(met, missed) and not better(missed, met)
+    # A target nothing could judge is never met, and says so.
+    unjudged = met.model_copy(update={"unjudged": ["e: colour: no installed classifier judges it"]})
+    from promptgen.composing.watch import verdict
+
+    ok, lines = verdict(unjudged)
+    assert not unjudged.met and not ok and any(line.startswith("not judged: e: colour") for line in lines)
+    assert any(line.startswith("not met: a target could not be judged") for line in lines)
 
 
 def test_auto_trains_the_tilt_then_the_mixture_when_the_tilt_misses(registry, tmp_path):
@@ -526,3 +545,24 @@ def test_with_component_is_the_inverse_of_noise(mixture_prompt, registry):
     assert bool((components[1:] >= components[:-1]).all()) and len(set(components.tolist())) > 1
     other = prompt.with_component(torch.randn(50, *prompt.generator.latent_shape, generator=g), u)
     assert torch.equal(prompt.components(other), prompt.components(eps))
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "other flow"])
+def test_a_lost_or_damaged_stash_is_one_line(damage, tmp_path):
+    from promptgen.composing.trials import STASH, stash, unstash
+    from promptgen.core.errors import ArtifactError
+
+    flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8))
+    stash(flow, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [STASH]  # written whole, no temporary left
+    back = unstash(CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8)), tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(flow.state_dict().values(), back.state_dict().values()))
+    if damage == "missing":
+        (tmp_path / STASH).unlink()
+    elif damage == "garbage":
+        (tmp_path / STASH).write_bytes(b"not a safetensors file" * 10)
+    else:
+        stash(CouplingFlow(FlowConfig(features=6, transforms=2, hidden=8)), tmp_path)
+    with pytest.raises(ArtifactError) as err:
+        unstash(CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8)), tmp_path)
+    assert "without --resume" in str(err.value) and len(str(err.value).splitlines()) == 1

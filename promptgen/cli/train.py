@@ -127,7 +127,7 @@ def compose(
         out_console.print(
             f"[yellow]guard:[/yellow] the last evaluation made more junk than the generator; kept the flow of step {t.kept_step}, "
             "the best whose junk stayed within the margin", soft_wrap=True)
-    _print_check(prompt.manifest.check)
+    _print_check(prompt.manifest.check, prompt.manifest.training.config.check_samples)
     if prompt.conditions:
         c = prompt.conditions[0]
         out_console.print(f"  sample it: promptgen sample {prompt.path} --sweep {c.name}={c.low!r}:{c.high!r}:7 -n 8 -o sweep.png")
@@ -135,10 +135,13 @@ def compose(
         out_console.print(f"  sample it: promptgen sample {prompt.path} -n 64 -o grid.png")
 
 
-def _print_check(check) -> None:
+def _print_check(check, samples: int) -> None:
     """The closing check: each target's figure by its judge, the junk rate, and whether the targets were met."""
     from promptgen.composing.watch import verdict
 
+    if check is None and not samples:
+        out_console.print("  no closing check: --check-samples 0 turned it off (`promptgen eval` judges the prompt)")
+        return
     if check is None:
         out_console.print("  no closing check: nothing judges this generator's images (no realism check, no attribute asked)")
         return

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from promptgen.core.atomic import write_atomic
+from promptgen.core.errors import ArtifactError, one_line
 from promptgen.training.config import TrialRecord
 from promptgen.training.ebm import WeightedEnergy
 from promptgen.training.flow import CouplingFlow
@@ -67,8 +69,15 @@ def stash(flow: CouplingFlow, folder: Path) -> None:
 
 
 def unstash(flow: CouplingFlow, folder: Path) -> CouplingFlow:
-    """The tilt's flow, read back into ``flow`` (built with the tilt's settings)."""
-    flow.load_state_dict(load_file(str(folder / STASH)), strict=True)
+    """The tilt's flow, read back into ``flow`` (built with the tilt's settings); one line if it is gone or damaged."""
+    path = folder / STASH
+    try:
+        flow.load_state_dict(load_file(str(path)), strict=True)
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
+        raise ArtifactError(
+            f"{str(path)!r}, the tilt's flow kept beside this mode=auto run, is missing or damaged ({one_line(str(exc))}); "
+            f"start the run again without --resume"
+        ) from None
     return flow
 
 

@@ -119,6 +119,7 @@ class SampleWatch:
         self.base = Reading(
             step=0, n=images.shape[0], junk=rate, base_junk=rate, junk_margin=None if rate is None else junk_margin(rate, rate, images.shape[0]),
             healthy=True, targets=targets, score=sum(t.shortfall for t in targets), realism=self.check and self.check.description,
+            unjudged=list(self.skipped),
         )
         return self.base
 
@@ -140,6 +141,7 @@ class SampleWatch:
         return Reading(
             step=step, n=images.shape[0], junk=rate, base_junk=base, junk_margin=margin, healthy=healthy, targets=targets,
             score=sum(t.shortfall for t in targets) if targets else float(loss), realism=self.check and self.check.description,
+            unjudged=list(self.skipped),
         )
 
 
@@ -150,17 +152,22 @@ def verdict(reading: Reading) -> tuple[bool, list[str]]:
     control took for what was asked and the realism check did not take for images of the domain at all.
     """
     lines = [t.describe() for t in reading.targets]
+    lines += [f"not judged: {u}" for u in reading.unjudged]
+    if not reading.targets and not reading.unjudged:
+        lines.append("no target to judge (no energy asks for a share or a distribution of an attribute): only the junk is checked")
     lines.append(reading.describe_junk())
     if not reading.healthy:
         lines.append("not met: the prompt makes more junk than the generator, so its figures cannot be trusted; look at samples.png")
         return False, lines
+    if reading.unjudged:
+        lines.append("not met: a target could not be judged (see 'not judged'), so the prompt is not called met; install an evaluator for it")
     missed = [t for t in reading.targets if not t.met]
     for t in missed:
         if not t.closer:
             lines.append(f"not met: {t.energy} left {t.attribute} no closer to its target than the generator ({t.value:.4g} against {t.base:.4g})")
         else:
             lines.append(f"not met: {t.energy} brought {t.attribute} closer to its target but short of the goal")
-    return not missed, lines
+    return not missed and not reading.unjudged, lines
 
 
 

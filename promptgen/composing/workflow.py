@@ -54,7 +54,7 @@ from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
 from promptgen.core.spec import absolute_paths, parse_spec
 from promptgen.training.config import TrialRecord
-from promptgen.training.distributed import barrier, from_env, start, stop
+from promptgen.training.distributed import barrier, from_env, main_object, start, stop
 from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, check_conditions
 from promptgen.training.flow import CouplingFlow, FlowConfig
 from promptgen.training.trainer import TrainConfig, energy_states, load_energy_states, mixture_for, prefit, train_flow
@@ -177,7 +177,7 @@ def compose(
     undo: dict[Path, bytes | None] = {}  # what a failed --overwrite puts back
     if dist.main:
         if resume:
-            for stale in out.glob(f".{CHECKPOINT}.*.tmp"):  # left by a process killed while writing
+            for stale in [*out.glob(f".{CHECKPOINT}.*.tmp"), *out.glob(f".{STASH}.*.tmp")]:  # left by a process killed while writing
                 stale.unlink(missing_ok=True)
         else:
             if (out / RUN_FILE).is_file() and not (out / MANIFEST).exists():
@@ -197,7 +197,10 @@ def compose(
                     undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
             write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
     try:
-        dev = start(dist, dev)
+        here = start(dist, dev)
+        if here != dev:  # a process of its own GPU (torchrun): its watch judges there
+            watch = SampleWatch(terms, gen, root_generator(gen, gen_name), registry, here, realism)
+        dev = here
         barrier(dist)
         return _train_and_save(
             out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
@@ -276,7 +279,8 @@ def _train_and_save(
             n = train.check_samples or (train.eval_batch if auto else 0)
             if not (watch.active and n):
                 return None
-            return closing_check(Prompt(manifest_for(sampler, result), gen, sampler.eval(), out), watch, n, train.seed, dev)
+            reading = closing_check(Prompt(manifest_for(sampler, result), gen, sampler.eval(), out), watch, n, train.seed, dev) if dist.main else None
+            return main_object(dist, reading)  # every process decides as the main one judged
 
         sampler, result, check = None, None, None
         elapsed = records[-1].seconds if records else None  # training seconds of the runs before this one
@@ -296,25 +300,28 @@ def _train_and_save(
             )
             state = None  # a checkpoint resumes the first run only
             check = judge(sampler, result)
-            if mode is None:
+            if mode is None or check is None:  # nothing judges this prompt: the tilt, as trained, without trials
                 break
             records.append(TrialRecord(energy=auto[0].label, mode=mode, steps=train.steps, seconds=result.seconds,
                                        reading=check, training=result, states=energy_states(ebm)))
             if done(records):
                 break
             # The tilt missed its targets: keep it aside (and say so in run.json, for --resume), then train the mixture.
+            # The tilt's checkpoint goes before run.json names the trial: a kill in between resumes from the start,
+            # never a mixture from a tilt's checkpoint.
             if dist.main:
                 stash(sampler, out)
+                (out / CHECKPOINT).unlink(missing_ok=True)
                 if request is not None:
                     request = request.model_copy(update={"trials": records})
                     write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
-                (out / CHECKPOINT).unlink(missing_ok=True)
             barrier(dist)
-            if fitted is None:  # resumed into the tilt's run: the mixture starts from the fit
+            if fitted is None:  # resumed into the tilt's run: the mixture starts from the fit, which needs its weights
+                auto[0].energy.settle_mode(MODES[len(records)])
                 fitted = prefit(ebm, train, dev, console=console, progress=False)
                 fitted_states = energy_states(ebm)
             elapsed = result.seconds
-        if auto:
+        if auto and records:
             kept = choose(records)
             auto[0].energy.settle_mode(kept.mode)
             if kept is not records[-1]:  # the tilt, kept from the side

@@ -170,7 +170,8 @@ def realism_check(
             )
         if hasattr(built, "to"):
             built = built.to(device)
-        return RealismCheck(entry.name, built.realism)
+        moved = getattr(built, "realism", None)  # the check of the classifier on the device
+        return RealismCheck(entry.name, moved if callable(moved) else scores)
     return None
 
 

@@ -339,8 +339,10 @@ def _attribute_eval(row: PlannedAttribute, results: dict[str, _SideResult], marg
 def _verdict(report: EvalReport, margin: float | None) -> tuple[bool | None, list[str]]:
     """The report's verdict in the words of compose's closing check (:func:`promptgen.composing.watch.verdict`):
     each asked target's figure, the junk rate, and what was not met. None when nothing is asked and no junk rose."""
-    targets = []
+    targets, unjudged = [], []
     for a in report.attributes:
+        if a.origin == "prompt" and not a.available:  # the prompt asks it, and nothing installed can judge it
+            unjudged.append(f"{a.energy or a.attribute}: {a.attribute}: {a.reason or 'no installed classifier judges it'}")
         if a.met is None or a.base is None or a.prompt is None:
             continue
         kl = a.prompt.kl is not None
@@ -353,9 +355,12 @@ def _verdict(report: EvalReport, margin: float | None) -> tuple[bool | None, lis
         ))
     base, prompt = report.base.junk_rate, report.prompt.junk_rate
     healthy = base is None or prompt is None or margin is None or prompt - base <= margin
-    reading = Reading(step=0, n=report.n, junk=prompt, base_junk=base, junk_margin=margin, healthy=healthy, targets=targets, realism=report.realism)
+    reading = Reading(
+        step=0, n=report.n, junk=prompt, base_junk=base, junk_margin=margin, healthy=healthy, targets=targets, realism=report.realism,
+        unjudged=unjudged,
+    )
     met, lines = verdict(reading)
-    return (met if targets or not healthy else None), lines
+    return (met if targets or unjudged or not healthy else None), lines
 
 
 def _energy_eval(record: EnergyRecord, results: dict[str, _SideResult], missing: dict[str, str]) -> EnergyEval:

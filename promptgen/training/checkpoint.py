@@ -86,6 +86,18 @@ def _is_rng_state(v: Any) -> bool:
 
 
 # key -> (check, what it must be). Required keys first; the rest are checked when present.
+def _is_reading(v: Any) -> bool:
+    from pydantic import ValidationError
+
+    from promptgen.training.watch import Reading
+
+    try:
+        Reading.model_validate(v)
+    except (ValidationError, TypeError, ValueError):
+        return False
+    return True
+
+
 REQUIRED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "flow": (lambda v: _is_tensor_dict(v) and len(v) > 0, "a non-empty dict of tensors (the flow's state_dict)"),
     "optimizer": (_is_optimizer, "an optimiser state_dict with 'state' and 'param_groups'"),
@@ -113,6 +125,10 @@ OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "rollbacks": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
     "resumed_at": (lambda v: isinstance(v, list) and all(_is_int(x) for x in v), "a list of whole numbers"),
     "seconds": (lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    "readings": (lambda v: isinstance(v, list) and all(_is_reading(r) for r in v), "a list of the watch's readings"),
+    "best": (lambda v: v is None or (isinstance(v, Mapping) and _is_int(v.get("step")) and _is_number(v.get("score"))
+                                    and _is_tensor_dict(v.get("flow"))), "None or {'step', 'score', 'flow'}"),
+    "backoff": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "checkpoint_seconds": (lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "config": (lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v), "a dict of training settings"),
 }

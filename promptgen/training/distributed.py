@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import torch
@@ -83,6 +85,32 @@ def any_true(d: Dist, flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def from_main(d: Dist, tensors: list[torch.Tensor]) -> None:
+    """Overwrite ``tensors`` in every process with the main process's (in place): a decision only the main
+    process took (the guard's, which judges on its watch) becomes everyone's."""
+    if not d.active:
+        return
+    import torch.distributed as torch_dist
+
+    if torch_dist.is_initialized():
+        for t in tensors:
+            torch_dist.broadcast(t, src=0)
+
+
+def main_object(d: Dist, obj: T) -> T:
+    """The main process's ``obj`` in every process (a reading only the main process took; our own processes'
+    objects, never a file's)."""
+    if not d.active:
+        return obj
+    import torch.distributed as torch_dist
+
+    if not torch_dist.is_initialized():
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def stop(d: Dist) -> None:

@@ -21,7 +21,7 @@ from promptgen.training.bank import ImportanceBank
 from promptgen.training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from promptgen.training.checkpoint import VERSION as CHECKPOINT_VERSION
 from promptgen.training.config import TrainConfig, TrainingSummary
-from promptgen.training.distributed import Dist, any_true
+from promptgen.training.distributed import Dist, any_true, from_main
 from promptgen.training.ebm import EnergyBasedModel, mixture_term
 from promptgen.training.fitting import Prefit, adapt_energies, asked_components, energy_states, fit_energies
 from promptgen.training.flow import CouplingFlow
@@ -341,7 +341,7 @@ class TrainingRun:
             total = loss.mean()
             if bank is not None:
                 nll = -flow.log_prob(bank.draw(config.batch_size, self.g)[self.part]).mean()
-                total = total + anneal * config.forward_weight * nll
+                total = total + config.anneal(step) * config.forward_weight * nll  # not backed off: it pulls towards the generator
             finite = finite and bool(torch.isfinite(total))
             (total / config.accumulate).backward()
             for k, v in {"loss": loss, **pot.energies}.items():
@@ -380,6 +380,10 @@ class TrainingRun:
         """What follows a step, each at its own cadence: adapting energies, evaluating, keeping a checkpoint."""
         self._adapt(step)
         self._evaluate(step, on_eval)
+        if self.config.guard == "back-off" and self.dist.active and (step % self.config.eval_every == 0 or step == self.config.steps):
+            backoff = torch.tensor([self.state.backoff], dtype=torch.float64, device=self.device)
+            from_main(self.dist, [backoff])  # only the main process watches: every process trains at its weight
+            self.state.backoff = float(backoff.item())
         if step % self.config.checkpoint_every == 0 and not bad:
             self._keep(step, checkpoint)
 
@@ -427,6 +431,14 @@ class TrainingRun:
 
     # -- the end ----------------------------------------------------------------------------------------------------
     def keep_best(self) -> None:
+        """After the last step, :meth:`_keep_best` in the main process, which watches; every process ends with its flow."""
+        self._keep_best()
+        if self.dist.active and self.config.guard != "off":
+            kept = torch.tensor([-1 if self.state.kept_step is None else self.state.kept_step], device=self.device)
+            from_main(self.dist, [*(p.data for p in self.flow.parameters()), *self.flow.buffers(), kept])
+            self.state.kept_step = None if int(kept.item()) < 0 else int(kept.item())
+
+    def _keep_best(self) -> None:
         """After the last step (guard keep-best or back-off): judge the last flow on ``check_samples`` fresh samples,
         holding its junk to the generator's plus 2 points; when it made junk, judge the best healthy flow of the
         periodic readings on the same samples and keep it if it reads better (:func:`~promptgen.training.watch.better`).

@@ -81,6 +81,7 @@ class Reading(BaseModel):
         score: what the guard keeps the lowest of among healthy readings: the targets' shortfalls summed, or the
             training loss when no attribute is judged.
         realism: which check judged the junk.
+        unjudged: each asked target nothing installed could judge, and why: a prompt with one is never "met".
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -94,11 +95,12 @@ class Reading(BaseModel):
     targets: list[TargetReading] = Field(default_factory=list)
     score: float = 0.0
     realism: str | None = None
+    unjudged: list[str] = Field(default_factory=list)
 
     @property
     def met(self) -> bool:
-        """Every target met, without making junk."""
-        return self.healthy and all(t.met for t in self.targets)
+        """Every target judged and met, without making junk."""
+        return self.healthy and not self.unjudged and all(t.met for t in self.targets)
 
     @property
     def junk_rose(self) -> bool:
@@ -122,10 +124,13 @@ class Watch(Protocol):
 
 def better(a: Reading, b: Reading) -> bool:
     """Whether reading ``a`` is strictly better than ``b``: one whose junk stayed within the margin beats one whose
-    junk rose; between two that stayed, the lower score; between two that rose, the lower junk rate."""
+    junk rose; between two that stayed, one that meets every target beats one that does not, then the lower score;
+    between two that rose, the lower junk rate."""
     if a.healthy != b.healthy:
         return a.healthy
     if a.healthy:
+        if a.met != b.met:
+            return a.met
         return a.score < b.score
     return (a.junk or 0.0) < (b.junk or 0.0)
 
