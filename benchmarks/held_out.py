@@ -84,7 +84,7 @@ def figures(j: dict[str, torch.Tensor]) -> dict:
     the LeNet's KL and unsure share (of all samples)."""
     passing = j["digit"][j["real"]]
     return {
-        "kl": round(kl_divergence(histogram(passing), [0.1] * 10), 4),
+        "kl": round(kl_divergence(histogram(passing), [0.1] * 10), 4) if len(passing) else float("inf"),  # all junk: no figure
         "histogram": [round(h, 4) for h in histogram(passing)],
         "junk": round(1 - float(j["real"].double().mean()), 4),
         "lenet_kl": round(kl_divergence(histogram(j["lenet"]), [0.1] * 10), 4),
@@ -182,7 +182,9 @@ def main() -> None:
             else:
                 result = case_classifier(gen, spec, judges, base, base_j, args.n, args.seed, args.out)
             # The failure issue 24 forbids: a missed target printed as met.
-            result["printed_as_met"] = bool(result["compose_met"]) and not result["met"]
+            # (compose judges the figure and the junk; the seconds and "not above the generator's" are this benchmark's)
+            judged = {k: v for k, v in result["targets"].items() if k in ("kl", "share", "junk")}
+            result["printed_as_met"] = bool(result["compose_met"]) and not all(judged.values())
             row = {"generator": gen, "held_out": gen in HELD_OUT, "case": case, "seed": args.seed, "n": args.n, **result,
                    "bench_seconds": round(time.perf_counter() - t, 1)}
             rows.append(row)
