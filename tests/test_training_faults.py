@@ -218,11 +218,8 @@ def test_torchrun_with_two_processes_matches_one_process(tmp_path):
     assert all(torch.equal(b[k], c[k]) for k in b)
 
 
-def test_torchrun_runs_mode_auto_and_the_guard_as_one_process_does(tmp_path):
-    # Only the main process watches: its guard's decisions (back-off, the flow kept) and the closing check's reading,
-    # which decides whether the mixture is trained too, must be every process's, or the processes part ways and hang.
-    args = ["--gen", "mnist", "--energy", "debias:digit=0.4/0.3/0.05/0.05/0.05/0.05/0.025/0.025/0.025/0.025", "--steps", "8", "--batch-size", "16", "--eval-every", "2",
-            "--eval-batch", "32", "--check-samples", "64", "--guard", "back-off", "-q", "--seed", "4"]
+def one_and_two_processes(args: list[str], tmp_path: Path) -> tuple[dict, dict]:
+    """``compose *args`` in one process (``tmp_path/one``) and with ``--nproc 2`` (``tmp_path/two``): both flows' weights."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "promptgen", "compose", *args, "--out", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=600, check=False)
@@ -230,11 +227,19 @@ def test_torchrun_runs_mode_auto_and_the_guard_as_one_process_does(tmp_path):
     two = subprocess.run([sys.executable, "-m", "promptgen", "compose", *args, "--nproc", "2", "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=env, timeout=600, check=False)
     assert two.returncode == 0, two.stderr[-3000:]
+    return load_file(tmp_path / "one" / "flow.safetensors"), load_file(tmp_path / "two" / "flow.safetensors")
+
+
+def test_torchrun_runs_mode_auto_and_the_guard_as_one_process_does(tmp_path):
+    # Only the main process watches: its guard's decisions (back-off, the flow kept) and the closing check's reading,
+    # which decides whether the mixture is trained too, must be every process's, or the processes part ways and hang.
+    args = ["--gen", "mnist", "--energy", "debias:digit=0.4/0.3/0.05/0.05/0.05/0.05/0.025/0.025/0.025/0.025", "--steps", "8", "--batch-size", "16", "--eval-every", "2",
+            "--eval-batch", "32", "--check-samples", "64", "--guard", "back-off", "-q", "--seed", "4"]
+    a, b = one_and_two_processes(args, tmp_path)
     m1, m2 = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "two"))
     assert [(t["mode"], t["chosen"]) for t in m2["trials"]] == [(t["mode"], t["chosen"]) for t in m1["trials"]]
     assert len(m1["trials"]) == 2  # 8 steps miss the target: the mixture was trained too, in both processes
     assert m2["training"]["kept_step"] == m1["training"]["kept_step"]
-    a, b = load_file(tmp_path / "one" / "flow.safetensors"), load_file(tmp_path / "two" / "flow.safetensors")
     # The same steps up to the order of floating-point sums, which Adam can turn into up to lr per step (16 steps).
     assert a.keys() == b.keys() and max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 16e-3
 
@@ -243,14 +248,7 @@ def test_torchrun_trains_a_conditional_prompt_as_one_process_does(tmp_path):
     # Each process draws the whole batch's conditions and keeps its slice; the twins go through DDP in the same pass.
     args = ["--gen", "mnist", "--energy", "slant", "--energy", "digit-id", "--cond", "slant=-0.3:0.3", "--steps", "6",
             "--batch-size", "8", "--eval-every", "3", "--eval-batch", "8", "-q", "--seed", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "promptgen", "compose", *args, "--out", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "promptgen", "compose", *args, "--nproc", "2", "--out", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert two.returncode == 0, two.stderr[-3000:]
-    a, b = load_file(tmp_path / "one" / "flow.safetensors"), load_file(tmp_path / "two" / "flow.safetensors")
+    a, b = one_and_two_processes(args, tmp_path)
     assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-4
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert manifest["training"]["processes"] == 2 and [c["name"] for c in manifest["conditions"]] == ["slant"]
