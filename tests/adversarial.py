@@ -518,6 +518,31 @@ def option_cases() -> list[Case]:
         Case("info without a prompt", ["info"]),
         Case("list with an argument", ["list", "x"]),
     ]
+    # issue 25: a file compose would write over is a link or a special file: refused before anything is written
+    for name, make in (
+        ("samples.png", lambda p: os.symlink("/dev/null", p)),
+        ("samples.png", lambda p: os.symlink("../file.txt", p)),
+        ("samples.png", lambda p: os.mkfifo(p)),
+        ("samples.png", lambda p: p.mkdir()),
+        ("checkpoint.pt", lambda p: os.symlink("../file.txt", p)),
+        (".tilt-flow.safetensors", lambda p: os.symlink("../file.txt", p)),
+        ("flow.safetensors", None),
+        ("manifest.json", None),
+    ):
+        def damage(ws: Path, name=name, make=make) -> None:
+            path = ws / "p" / name
+            if make is None:  # the prompt's own file becomes a link to a copy of itself elsewhere
+                (ws / f"copy-{name}").write_bytes(path.read_bytes())
+                path.unlink()
+                os.symlink(ws / f"copy-{name}", path)
+            else:
+                path.unlink(missing_ok=True)
+                make(path)
+
+        kind = "a link" if make is None else "a link, FIFO or folder"
+        cases.append(Case(f"compose --overwrite a prompt whose {name} is {kind} ({len(cases)})",
+                          ["compose", "--energy", "classifier:digit=3", "--out", "{ws}/p", "--overwrite", "-q", *SMALL,
+                           "--seed", "7"], setup=damage))
     # --overwrite of a prompt with a bad setting: the old prompt must stay exactly as it was (run.json included)
     for opt, value in (("--seed", "99999999999999999999999"), ("--batch-size", "1000000000000"), ("--hidden", "100000"),
                        ("--lr", "inf"), ("--lr", "0"), ("--energy", "nosuch"), ("--device", "meta"), ("--flow", "x")):

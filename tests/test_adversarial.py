@@ -140,6 +140,40 @@ def test_a_failed_overwrite_puts_back_the_old_prompt(ws: Path, monkeypatch):
     assert snapshot(ws) == before  # run.json was rewritten before training, and is put back
 
 
+@pytest.mark.parametrize("failure", ["preview", "manifest"])
+def test_an_overwrite_that_fails_while_saving_leaves_the_old_prompt_whole(ws: Path, monkeypatch, failure):
+    """Issue 25: the preview (or the manifest) fails after the new weights were written, as a full disk would make it:
+    the old prompt is byte-identical and still samples."""
+    import promptgen.composing.workflow as compose_module
+    from promptgen.artifacts.prompt import load_prompt, sample_images
+    from promptgen.core.errors import PromptgenError
+
+    prompt = ws / "p"
+    old = load_prompt(prompt)
+    old_images = sample_images(old, 4, seed=3)
+    if failure == "preview":
+        (prompt / "samples.png").write_bytes(b"the old preview")
+
+        def fail(*args, **kwargs):
+            raise PromptgenError(f"cannot write {str(prompt / 'samples.png')!r}: No space left on device")
+
+        monkeypatch.setattr(compose_module, "save_preview", fail)
+    else:
+        real = compose_module.save_prompt
+
+        def fail(out, manifest, flow):  # the weights are written, then the disk fills
+            real(out, manifest, flow)
+            raise PromptgenError(f"cannot write {str(prompt / 'manifest.json')!r}: No space left on device")
+
+        monkeypatch.setattr(compose_module, "save_prompt", fail)
+    before = snapshot(ws)
+    result = invoke(["compose", "--energy", "classifier:digit=3", "--steps", "2", "--batch-size", "8", "--eval-batch", "8",
+                     "--seed", "7", "--check-samples", "0", "--out", str(prompt), "--overwrite", "-q"])
+    assert result.exit_code == 2 and "No space left on device" in result.stderr, result.stderr
+    assert snapshot(ws) == before
+    assert torch.equal(sample_images(load_prompt(prompt), 4, seed=3), old_images)
+
+
 def test_sample_refuses_more_images_than_memory_holds(ws: Path, monkeypatch):
     import promptgen.core.images
 

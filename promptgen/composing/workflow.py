@@ -44,7 +44,7 @@ from promptgen.composing.terms import (
 from promptgen.composing.trials import MODES, STASH, choose, done, stash, undecided, unstash
 from promptgen.composing.trials import describe as describe_trials
 from promptgen.composing.watch import REALISM_AUTO, SampleWatch, closing_check, root_generator, verdict
-from promptgen.core.atomic import write_atomic, write_text_atomic
+from promptgen.core.atomic import writable_target, write_atomic, write_text_atomic
 from promptgen.core.conditions import ConditionRange, check_names, parse_range
 from promptgen.core.device import resolve_device
 from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
@@ -58,6 +58,9 @@ from promptgen.training.distributed import barrier, from_env, main_object, start
 from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, check_conditions
 from promptgen.training.flow import CouplingFlow, FlowConfig
 from promptgen.training.trainer import TrainConfig, energy_states, load_energy_states, mixture_for, prefit, train_flow
+
+#: The preview compose writes beside the prompt (``preview`` images).
+PREVIEW = "samples.png"
 
 
 def compose(
@@ -175,6 +178,11 @@ def compose(
     if out.is_dir():
         check_checkpoint_file(out)
     undo: dict[Path, bytes | None] = {}  # what a failed --overwrite puts back
+    written = [RUN_FILE, CHECKPOINT, MANIFEST, WEIGHTS, STASH, *([PREVIEW] if preview else [])]  # what compose may write
+    if dist.main and out.is_dir():
+        # A link or a special file among them fails now, before training, not after it (nothing is written yet).
+        for name in written:
+            writable_target(out / name, "--out", fix="remove it, or choose another --out")
     if dist.main:
         if resume:
             for stale in [*out.glob(f".{CHECKPOINT}.*.tmp"), *out.glob(f".{STASH}.*.tmp")]:  # left by a process killed while writing
@@ -192,8 +200,7 @@ def compose(
                 raise SpecError(f"cannot record this run: {'.'.join(map(str, err['loc']))} {one_line(err['msg']).lower()}") from None
             prepare_out_dir(out, overwrite=overwrite)
             if (out / MANIFEST).is_file():  # an old prompt being overwritten: keep all it has until the new one is whole
-                names = [RUN_FILE, CHECKPOINT, MANIFEST, WEIGHTS, STASH]
-                for name in names:
+                for name in written:
                     undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
             write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
     try:
@@ -345,11 +352,11 @@ def _train_and_save(
                 if not met and console is None:
                     warnings.warn("the prompt's closing check: " + "; ".join(lines), stacklevel=2)
             save_prompt(out, manifest, sampler)
-            undo.clear()  # the new prompt is whole: nothing to put back
-            (out / STASH).unlink(missing_ok=True)
             prompt = Prompt(manifest, gen, sampler, out)
             if preview:
-                save_preview(prompt, preview, train.seed, out / "samples.png")
+                save_preview(prompt, preview, train.seed, out / PREVIEW)
+            undo.clear()  # the new prompt is whole, its preview too: nothing to put back
+            (out / STASH).unlink(missing_ok=True)
         barrier(dist)
     finally:
         stop(dist)

@@ -44,12 +44,14 @@ def check_name_lengths(path: Path, option: str = "-o") -> None:
         raise PromptgenError(f"cannot write {str(path)[:80]!r}…: a name in it is longer than {NAME_MAX} bytes; give {option} a shorter name")
 
 
-def writable_target(path: str | os.PathLike[str], option: str = "-o") -> Path:
+def writable_target(path: str | os.PathLike[str], option: str = "-o", fix: str | None = None) -> Path:
     """The file that writing ``path`` will replace, after checking that it can be; nothing is written.
 
     Raises a one-line :class:`PromptgenError` (naming ``option``) for a target
     that is not a regular file (a symbolic link included), a name longer than
     the file system allows, or a folder that does not exist or cannot be written.
+    ``fix`` replaces the advice after the semicolon for a link or a special file
+    (where the file is one of several a command writes, not the option's own).
     """
     path = Path(path)
     shown = str(path)
@@ -66,9 +68,9 @@ def writable_target(path: str | os.PathLike[str], option: str = "-o") -> Path:
         raise PromptgenError(f"cannot write {shown!r}: {exc.strerror}; choose another {option}") from None
     if st is not None and stat.S_ISLNK(st.st_mode):
         # Following it could replace whatever it names (a link to /proc/self/fd/1 names this process's output).
-        raise PromptgenError(f"cannot write {shown!r}: it is a symbolic link (to {os.readlink(path)!r}); give {option} the file itself or a new name")
+        raise PromptgenError(f"cannot write {shown!r}: it is a symbolic link (to {os.readlink(path)!r}); {fix or f'give {option} the file itself or a new name'}")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise PromptgenError(f"cannot write {shown!r}: it is {_kind(st.st_mode)}, not a regular file; give {option} a file name")
+        raise PromptgenError(f"cannot write {shown!r}: it is {_kind(st.st_mode)}, not a regular file; {fix or f'give {option} a file name'}")
     target = path
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PromptgenError(f"cannot write {shown!r}: folder {str(parent)!r} is not writable; choose another {option}")
