@@ -14,6 +14,7 @@ The target must be a regular file or not exist yet:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -89,7 +90,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:64]}.", suffix=".tmp", dir=parent)
     except OSError as exc:
-        raise PromptgenError(f"cannot write {str(path)!r}: {exc.strerror}; choose a folder you can write to") from None
+        raise write_failed(path, exc) from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -109,10 +110,26 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if old is not None and not stat.S_ISREG(old.st_mode):  # it changed since the check: still refuse
             raise PromptgenError(f"cannot write {str(path)!r}: it is {_kind(old.st_mode)}, not a regular file")
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk, a quota, an I/O error: name the file being written, not stdout
+            raise write_failed(path, exc) from None
         raise
+
+
+def write_failed(path: str | os.PathLike[str], exc: OSError) -> PromptgenError:
+    """One line for an operating-system error while writing ``path``, with what to do about it."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space on that disk or write somewhere else; nothing it held was changed"
+    elif exc.errno == errno.EFBIG:
+        advice = "the file system takes no file this large; write somewhere else"
+    elif exc.errno == errno.EROFS:
+        advice = "that file system is read-only; write somewhere else"
+    else:
+        advice = "check the disk and the folder's permissions, or write somewhere else"
+    return PromptgenError(f"cannot write {str(path)!r}: {reason}; {advice}")
 
 
 def _umask() -> int:

@@ -27,6 +27,7 @@ the exact errors and the rich progress bar the rest of promptgen uses.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import os
@@ -165,6 +166,10 @@ def fetch(
     return target
 
 
+#: Errors of the disk being written, not of the network (full, over quota, file too large, read-only).
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
 def _missing_parents(folder: Path) -> list[Path]:
     """``folder`` and its ancestors that do not exist yet, deepest first."""
     out = []
@@ -213,6 +218,11 @@ def _download(
         received += len(exc.partial)
         raise fail(_short(received, expected)) from None
     except (OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:  # writing the cache failed, not the network
+            raise DownloadError(
+                f"cannot download {url}: cannot write the cache file beside {str(tmp.parent)!r} after {received:,} bytes "
+                f"({exc.strerror}); free some space there, or set PROMPTGEN_HOME to a folder on another disk"
+            ) from None
         if received or expected is not None:
             raise fail(f"{_why(exc, url, timeout)} after {received:,} bytes") from None
         raise fail(_why(exc, url, timeout)) from None
