@@ -518,6 +518,26 @@ def option_cases() -> list[Case]:
         Case("info without a prompt", ["info"]),
         Case("list with an argument", ["list", "x"]),
     ]
+    # issue 25: distributed variables inherited from a cluster job's environment, without torchrun's
+    for i, env in enumerate([
+        {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"},
+        {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"},
+        {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"},
+        {"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"},
+        {"WORLD_SIZE": "2", "RANK": "-1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"},
+        {"WORLD_SIZE": "0"},
+        {"WORLD_SIZE": "two"},
+        {"WORLD_SIZE": "2", "RANK": "1.5"},
+        {"WORLD_SIZE": "1", "RANK": "1"},
+        {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "x", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"},
+    ]):
+        shown = " ".join(f"{k}={v}" for k, v in env.items())
+        cases.append(Case(f"compose with {shown} inherited ({i})", COMPOSE, env=env, words=("environment",)))
+        if i < 2:
+            cases.append(Case(f"compose --nproc 2 with {shown} inherited", [*COMPOSE, "--nproc", "2"], env=env,
+                              words=("environment",)))
+            cases.append(Case(f"compose --resume with {shown} inherited", ["compose", "--resume", "{ws}/r", "-q"], env=env,
+                              words=("environment",)))
     # issue 25: a file compose would write over is a link or a special file: refused before anything is written
     for name, make in (
         ("samples.png", lambda p: os.symlink("/dev/null", p)),

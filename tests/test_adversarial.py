@@ -245,6 +245,20 @@ def test_a_full_stdout_is_one_line(ws: Path):
         assert result.returncode == 2 and len(lines) == 1 and "standard output" in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "both"])
+def test_a_closed_stdout_or_stderr_is_no_traceback(ws: Path, closed: str):
+    """Issue 25: `promptgen info P >&-` printed an AttributeError traceback (Python sets sys.stdout to None)."""
+    for args in (["info", str(ws / "p")], ["sample", str(ws / "p"), "-n", "2", "-o", str(ws / "closed.png"), "-q"]):
+        result = subprocess.run([PROMPTGEN, *args], cwd=ws, capture_output=True, text=True, timeout=120, check=False,
+                                stdin=subprocess.DEVNULL, pass_fds=(),
+                                preexec_fn=lambda: [os.close(fd) for fd in {"stdout": [1], "stderr": [2], "both": [1, 2]}[closed]])
+        assert result.returncode == (0 if closed == "stderr" else 2), (args, result.returncode)
+        if closed == "stdout":
+            assert result.stderr.strip().splitlines() == [
+                "error: standard output is closed (>&-); send it somewhere instead, e.g. >/dev/null or >out.txt"], result.stderr
+    assert not (ws / "closed.png").exists() or closed == "stderr"
+
+
 def test_an_ascii_terminal_gets_escapes_not_a_traceback(ws: Path):
     env = {"PYTHONIOENCODING": "ascii"}
     result = run(["sample", "--gen", "mnist", "-n", "2", "-o", str(ws / "ok.png")], cwd=ws, env=env)

@@ -51,6 +51,14 @@ class OneLineErrors(TyperGroup):
              standalone_mode: bool = True, **extra: Any) -> Any:
         from promptgen.training.distributed import from_env
 
+        if sys.stderr is None:  # started with 2>&-: nowhere to say anything, but nothing must crash on it
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open for the life of the process)
+        if sys.stdout is None:  # started with >&- (Python leaves sys.stdout None): one line, before any work
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            _error("standard output is closed (>&-); send it somewhere instead, e.g. >/dev/null or >out.txt")
+            if not standalone_mode:
+                return 2
+            sys.exit(2)
         tolerant_streams()
         code: Any = 0
         dist = from_env()
@@ -173,10 +181,10 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except PromptgenError as exc:
-            from promptgen.training.distributed import from_env
+            from promptgen.training.distributed import speaks
 
             # Under torchrun every process meets the same mistake: one of them says it.
-            if from_env().main:
+            if speaks():
                 # printable: the message may quote a stranger's manifest or a plugin's text.
                 err_console.print(f"[bold red]error:[/bold red] {printable(exc)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None

@@ -54,7 +54,7 @@ from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
 from promptgen.core.spec import absolute_paths, parse_spec
 from promptgen.training.config import TrialRecord
-from promptgen.training.distributed import barrier, from_env, main_object, start, stop
+from promptgen.training.distributed import barrier, check_env, main_object, start, stop
 from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, check_conditions
 from promptgen.training.flow import CouplingFlow, FlowConfig
 from promptgen.training.trainer import TrainConfig, energy_states, load_energy_states, mixture_for, prefit, train_flow
@@ -116,7 +116,7 @@ def compose(
         The trained :class:`~promptgen.artifacts.prompt.Prompt`, loaded from ``out``.
     """
     registry = registry or get_registry()
-    dist = from_env()
+    dist = check_env()  # a cluster's inherited WORLD_SIZE without torchrun's variables: one line
     state = None
     request: RunRequest | None = None
     if resume:

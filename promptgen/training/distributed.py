@@ -53,6 +53,55 @@ def from_env() -> Dist:
     return Dist(rank, world, local) if world > 1 else Dist()
 
 
+#: What a process of several needs in its environment to find the others (torchrun sets them all).
+RENDEZVOUS = ("MASTER_ADDR", "MASTER_PORT")
+
+
+def check_env(environ: dict[str, str] | None = None) -> Dist:
+    """:func:`from_env`, refusing an environment that names several processes but cannot start them.
+
+    ``WORLD_SIZE=2 RANK=1`` inherited from a cluster job's environment, without torchrun's rendezvous
+    variables, would otherwise fail deep inside torch ("MASTER_ADDR expected"), or wait for processes that
+    never come. Raises a one-line :class:`~promptgen.core.errors.SpecError`.
+    """
+    from promptgen.core.errors import SpecError
+
+    env = os.environ if environ is None else environ
+    names = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+    values: dict[str, int] = {}
+    for name in names:
+        if name in env:
+            try:
+                values[name] = int(env[name])
+            except ValueError:
+                raise SpecError(f"{name}={env[name][:40]!r} in the environment is not a whole number; unset it, or start "
+                                f"several processes with `promptgen compose --nproc N`") from None
+    world = values.get("WORLD_SIZE", 1)
+    rank = values.get("RANK", 0)
+    fix = "unset WORLD_SIZE, RANK and LOCAL_RANK to train in one process, or use `promptgen compose --nproc N`"
+    if world < 1:
+        raise SpecError(f"WORLD_SIZE={world} in the environment: it counts processes, at least 1; {fix}")
+    if not 0 <= rank < world or not 0 <= values.get("LOCAL_RANK", rank) < max(world, 1):
+        raise SpecError(f"RANK={rank}, LOCAL_RANK={values.get('LOCAL_RANK', rank)} in the environment do not fit "
+                        f"WORLD_SIZE={world}; {fix}")
+    missing = [name for name in RENDEZVOUS if not env.get(name)]
+    if world > 1 and missing:
+        raise SpecError(f"WORLD_SIZE={world} in the environment (inherited from a cluster job?) asks for several processes, "
+                        f"but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set, so they cannot meet; {fix}")
+    return from_env()
+
+
+def speaks() -> bool:
+    """Whether this process prints the mistakes every process meets: the main one, or any process whose
+    environment does not make a working group (then no other process will say it)."""
+    from promptgen.core.errors import SpecError
+
+    try:
+        return check_env().main
+    except SpecError:
+        return True
+
+
 def start(d: Dist, device: torch.device) -> torch.device:
     """Join the process group (gloo on the CPU, NCCL on CUDA); returns this process's device."""
     import torch
