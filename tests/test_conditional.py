@@ -267,6 +267,10 @@ def test_cli_sample_cond_and_sweep(slant_prompt, tmp_path):
         (["--sweep", "slant=-1:1:64", "-n", 200_000], ["over 10,000,000 images"]),
         (["--sweep", "slant=-1e300:1e300:3"], ["beyond ±1e+06"]),
         (["--cond", "slant=0.1", "--cost-json", "c.json"], ["drop it with --cond"]),
+        # issue 25: every --cond is one mapping; an empty one is a mistake, never ignored
+        (["--cond", "slant=0.1", "--cond", "slant=0.2"], ["slant is given twice"]),
+        (["--cond", ""], ["'' is not NAME=VALUE"]),
+        (["--sweep", ""], ["is not NAME=LOW:HIGH:STEPS"]),
     ],
 )
 def test_cli_sample_condition_mistakes_are_one_line(slant_prompt, tmp_path, args, words):
@@ -279,6 +283,7 @@ def test_an_unconditional_prompt_refuses_cond(tmp_path):
     assert run("compose", "--energy", "classifier:digit=3", "--steps", 2, "--out", out, "-q").exit_code == 0
     one_line_error(run("sample", out, "--cond", "slant=0.1", "-o", tmp_path / "x.png"), "trained without conditions", "--cond")
     one_line_error(run("sample", out, "--sweep", "slant=0:1:3", "-o", tmp_path / "x.png"), "trained without conditions", "--sweep")
+    one_line_error(run("sample", out, "--cond", "", "-o", tmp_path / "x.png"), "trained without conditions", "--cond")
     one_line_error(run("sample", "--gen", "mnist", "--cond", "slant=0.1", "-o", tmp_path / "x.png"), "not --gen")
     with pytest.raises(SpecError, match="trained without conditions"):
         sample_images(load_prompt(out), 2, condition={"slant": 0.1})
@@ -357,6 +362,29 @@ def test_resume_and_eval_and_report_keep_the_conditions(tmp_path):
     a, b = whole.flow.state_dict(), resumed.flow.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.manifest.conditions == whole.manifest.conditions
+
+    # issue 25: a checkpoint whose conditions were tampered with is refused in one line, not resumed on them
+    import shutil
+
+    from promptgen.core.errors import ArtifactError
+
+    for change, words in (
+        (lambda s: s.pop("conditions"), "no record of its conditions"),
+        (lambda s: s["eval_condition"].fill_(1e30), "outside its range"),
+        (lambda s: s["eval_condition"].fill_(float("nan")), "NaN or infinite"),
+        (lambda s: s.__setitem__("eval_condition", s["eval_condition"][:3]), "shape"),
+        (lambda s: s.__setitem__("eval_condition", None), "with no condition"),
+    ):
+        folder = tmp_path / "tampered"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(tmp_path / "cut", folder)
+        for name in ("manifest.json", "flow.safetensors", "samples.png"):
+            (folder / name).unlink(missing_ok=True)
+        state = torch.load(folder / "checkpoint.pt", weights_only=True)
+        change(state)
+        torch.save(state, folder / "checkpoint.pt")
+        with pytest.raises(ArtifactError, match=words):
+            compose(None, None, folder, resume=True, progress=False)
 
     from promptgen.evaluation.evaluate import evaluate_prompt
 

@@ -304,3 +304,31 @@ def test_a_realism_check_for_other_images_is_one_line(tmp_path, monkeypatch):
     result = runner.invoke(app, [*base, "--realism", "off", "--check-samples", "16", "--out", str(tmp_path / "off")])
     assert result.exit_code == 0, result.output
     assert "junk not measured" in result.output
+
+
+def test_the_watch_reads_digits_and_junk_in_one_pass_and_the_same_generator_images_once(heldout, monkeypatch):
+    """The watch's one-pass reading (the evaluator's logits shared with the realism check) says exactly what the
+    two-pass reading says, and a baseline of images already judged is not judged again."""
+    from promptgen.artifacts.prompt import build_generator, sample_images
+    from promptgen.composing.watch import SampleWatch
+
+    registry = get_registry()
+    gen = build_generator("mnist")
+    watch = SampleWatch([build_energy("debias:digit", registry)], gen, "mnist", registry, torch.device("cpu"))
+    assert watch.check is not None and watch.check.joint is not None and watch.check.source in watch.classifiers
+    images = torch.cat([heldout[:300], noise(200), blob_images(100)])  # digits and junk, some of each
+    one_pass = watch._judge(images)
+    calls = []
+    joint = watch.check.joint
+    monkeypatch.setattr(watch.check, "joint", None)  # the two-pass way: the check, then the classifier
+    two_pass = watch._judge(images)
+    assert torch.equal(one_pass[1], two_pass[1]) and 0 < int(one_pass[1].sum()) < len(images)
+    assert [t.model_dump() for t in one_pass[0]] == [t.model_dump() for t in two_pass[0]]
+    monkeypatch.setattr(watch.check, "joint", lambda x: calls.append(len(x)) or joint(x))
+    base = sample_images(gen, 64, seed=3)
+    first = watch.baseline(base)
+    assert calls == [64]
+    again = watch.baseline(base.clone())
+    assert calls == [64] and again == first  # remembered by the images' bytes
+    watch.baseline(sample_images(gen, 64, seed=4))
+    assert calls == [64, 64]  # other images are judged

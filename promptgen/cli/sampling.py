@@ -39,7 +39,9 @@ def sample(
     cost_json: Annotated[Path | None, typer.Option("--cost-json", help="Write the sampling cost (time, draws, acceptance) as JSON")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
     cond: Annotated[
-        str | None, typer.Option("--cond", help="A conditional prompt's conditions, e.g. yaw=0.2,pitch=-0.1 (others at their reference)")
+        list[str] | None,
+        typer.Option("--cond", help="A conditional prompt's conditions, e.g. yaw=0.2,pitch=-0.1 (others at their reference); "
+                     "repeat --cond or separate by commas, each name once"),
     ] = None,
     sweep: Annotated[
         str | None,
@@ -72,15 +74,18 @@ def sample(
         if cost_json.is_dir():
             raise PromptgenError(f"cannot write {str(cost_json)!r}: it is a folder; give a file name for --cost-json")
         writable_target(cost_json, "--cost-json")
-    if (cond or sweep) and gen is not None:
+    # Every --cond is one mapping (each name once); an empty --cond or --sweep is a mistake, never ignored.
+    cond_text = ",".join(cond) if cond is not None else None
+    chosen = cond_text is not None or sweep is not None
+    if chosen and gen is not None:
         raise PromptgenError("--cond and --sweep choose a conditional prompt's conditions: give its folder, not --gen")
-    if (cond or sweep) and cost_json is not None:
+    if chosen and cost_json is not None:
         raise PromptgenError("--cost-json reports a baseline sampler's cost; drop it with --cond or --sweep")
-    if (cond or sweep) and method != "flow":
+    if chosen and method != "flow":
         raise PromptgenError(f"--cond and --sweep sample through the trained flow; drop --method {method}")
     source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
-    if cond or sweep:
-        _conditional(source, n, out, seed, device, cond, sweep)
+    if chosen:
+        _conditional(source, n, out, seed, device, cond_text, sweep)
         return
     images, cost = sample_with_cost(
         source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
@@ -106,13 +111,13 @@ def _conditional(source: Any, n: int, out: Path, seed: int, device: str, cond: s
 
     names = [c.name for c in source.conditions] if isinstance(source, Prompt) else []
     if not names:
-        flag = "--cond" if cond else "--sweep"
+        flag = "--cond" if cond is not None else "--sweep"
         raise PromptgenError(
             f"{flag}: the prompt {printable(source.info.name)} was trained without conditions; sample it without {flag}, "
             "or compose one with --cond NAME=LOW:HIGH"
         )
-    values = parse_values(cond, names) if cond else {}
-    swept = parse_sweep(sweep) if sweep else None
+    values = parse_values(cond, names) if cond is not None else {}
+    swept = parse_sweep(sweep) if sweep is not None else None
     if swept is not None and n * len(swept[1]) > MAX_IMAGES:
         raise PromptgenError(f"-n {n} rows × {len(swept[1])} values is over {MAX_IMAGES:,} images; give fewer rows or steps")
     check_images_fit(n * (len(swept[1]) if swept is not None else 1), source.info.channels, *source.info.resolution,

@@ -14,6 +14,7 @@ them (:func:`promptgen.composing.trials.choose_modes`), and compose closes with 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -81,6 +82,7 @@ class SampleWatch:
                 self.rows.append((term.label, resolved))
         self.base: Reading | None = None
         self._base_values: list[float] = []
+        self._baselines: dict[str, tuple[Reading, list[float]]] = {}
 
     @property
     def active(self) -> bool:
@@ -89,8 +91,21 @@ class SampleWatch:
 
     @torch.no_grad()
     def _judge(self, images: Tensor) -> tuple[list[TargetReading], Tensor | None]:
-        junk = self.check.junk(images) if self.check is not None else None
         tops: dict[tuple[str, str], Tensor] = {}
+        check = self.check
+        if check is not None and check.joint is not None and check.source in self.classifiers:
+            # The check's classifier also judges a target: one pass gives both (the evaluator is the costly part).
+            parts = sorted({p for _, r in self.rows for p, (e, _) in zip(r.target.parts, r.parts) if e.name == check.source})
+            junks, got = [], {p: [] for p in parts}
+            for chunk in images.split(500):
+                log_probs, scores = check.joint(chunk)
+                junks.append(scores.flatten().cpu() < 0)
+                for p in parts:
+                    got[p].append(log_probs[p].argmax(1).cpu())
+            junk: Tensor | None = torch.cat(junks)
+            tops.update({(check.source, p): torch.cat(v) for p, v in got.items()})
+        else:
+            junk = check.junk(images) if check is not None else None
         for label, resolved in self.rows:
             for part, (entry, _) in zip(resolved.target.parts, resolved.parts):
                 if (entry.name, part) not in tops:
@@ -111,7 +126,15 @@ class SampleWatch:
         return readings, junk
 
     def baseline(self, images: Tensor) -> Reading:
-        """Judge the generator's images (step 0); later readings are held against this one."""
+        """Judge the generator's images (step 0); later readings are held against this one.
+
+        The same images (mode=auto's second run, the closing check of each run) are judged once: the
+        reading is remembered by the images' bytes."""
+        key = hashlib.sha256(images.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest() + str(tuple(images.shape))
+        if key in self._baselines:
+            self.base, values = self._baselines[key]
+            self._base_values = list(values)
+            return self.base.model_copy(deep=True)
         self._base_values = []
         targets, junk = self._judge(images)
         self._base_values = [t.value for t in targets]
@@ -121,6 +144,7 @@ class SampleWatch:
             healthy=True, targets=targets, score=sum(t.shortfall for t in targets), realism=self.check and self.check.description,
             unjudged=list(self.skipped),
         )
+        self._baselines[key] = (self.base.model_copy(deep=True), list(self._base_values))
         return self.base
 
     def read(self, images: Tensor, step: int, loss: float = 0.0, *, strict: bool = False) -> Reading:

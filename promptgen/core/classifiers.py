@@ -100,6 +100,22 @@ class ModuleClassifier:
 
         return realism
 
+    @property
+    def judge(self) -> Callable[[Tensor], tuple[dict[str, Tensor], Tensor]]:
+        """``judge(images) -> (log_probs, realism scores)`` from one pass of the module, when the realism
+        module takes the module's logits (``takes_logits``; the built-in digit evaluator's does); ``hasattr``
+        is False otherwise. What the watch uses to read the digits and the junk of the same images."""
+        module = self.realism_module
+        if module is None or not getattr(module, "takes_logits", False):
+            raise AttributeError("this classifier's realism check does not share its logits")
+
+        def judge(images: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+            adapted = adapt_images(images, self.input_size, self.channels)
+            logits = self.module(adapted)
+            return self._split(logits), module(adapted, logits=logits)
+
+        return judge
+
     def _logits(self, images: Tensor) -> Tensor:
         return self.module(adapt_images(images, self.input_size, self.channels))
 

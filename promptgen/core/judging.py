@@ -94,10 +94,15 @@ def domain_judges(generator: str, registry: Registry) -> list[ClassifierEntry]:
 
 @dataclass
 class RealismCheck:
-    """A built realism check: ``scores(images)`` is (B,), >= 0 for an image of the domain, < 0 for junk."""
+    """A built realism check: ``scores(images)`` is (B,), >= 0 for an image of the domain, < 0 for junk.
+
+    ``joint``, when the classifier ``source`` offers it (its ``judge``), gives its log-probabilities and the
+    scores from one pass: the watch then reads the digits and the junk without running the evaluator twice.
+    """
 
     source: str
     scores: Callable[[Tensor], Tensor]
+    joint: Callable[[Tensor], tuple[dict[str, Tensor], Tensor]] | None = None
 
     @property
     def description(self) -> str:
@@ -171,7 +176,8 @@ def realism_check(
         if hasattr(built, "to"):
             built = built.to(device)
         moved = getattr(built, "realism", None)  # the check of the classifier on the device
-        return RealismCheck(entry.name, moved if callable(moved) else scores)
+        joint = getattr(built, "judge", None)
+        return RealismCheck(entry.name, moved if callable(moved) else scores, joint if callable(joint) else None)
     return None
 
 

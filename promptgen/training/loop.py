@@ -214,8 +214,12 @@ class TrainingRun:
     def restore(self, resume: dict) -> None:
         """Continue from a checkpoint's state (checked first: a state that does not fit is a one-line ArtifactError)."""
         check_resumable(resume, self.flow, self.opt, self.schedule, self.g, self.config)
-        if resume.get("conditions", self._conditions()) != self._conditions():
-            raise ArtifactError(f"'checkpoint' was written for other conditions than this run's ({self._conditions()}); {RESUME_HINT}")
+        mine = self._conditions()
+        if "conditions" not in resume and mine:  # a conditional run's checkpoint always records its ranges
+            raise ArtifactError(f"'checkpoint' has no record of its conditions, and this run trains on {mine}; {RESUME_HINT}")
+        if resume.get("conditions", mine) != mine:
+            raise ArtifactError(f"'checkpoint' was written for other conditions than this run's ({mine}); {RESUME_HINT}")
+        self._check_eval_condition(resume.get("eval_condition"), int(resume["eval_eps"].shape[0]))
         try:
             self.flow.load_state_dict(resume["flow"])
             self.opt.load_state_dict(resume["optimizer"])
@@ -255,6 +259,28 @@ class TrainingRun:
             if not state.readings:
                 state.readings.append(baseline)
         self.good = self.snapshot(state.first - 1)  # what a rollback returns to
+
+    def _check_eval_condition(self, value: torch.Tensor | None, batch: int) -> None:
+        """The evaluations' fixed conditions from a checkpoint: one row per evaluation sample, one column per
+        condition, each value inside its training range (they were drawn from it)."""
+        conditions = self.ebm.conditions
+        if value is None:
+            if conditions:
+                raise ArtifactError(f"'checkpoint' has no eval_condition, and this run trains on conditions; {RESUME_HINT}")
+            return
+        if not conditions:
+            raise ArtifactError(f"'checkpoint' has an eval_condition, and this run has no conditions; {RESUME_HINT}")
+        if tuple(value.shape) != (batch, len(conditions)):
+            raise ArtifactError(
+                f"'checkpoint' has an eval_condition of shape {tuple(value.shape)}, not ({batch}, {len(conditions)}); {RESUME_HINT}"
+            )
+        for i, c in enumerate(conditions):
+            column = value[:, i].double()
+            slack = 1e-5 * max(1.0, abs(c.low), abs(c.high))  # drawn in float32
+            if not bool(torch.isfinite(column).all()) or bool((column < c.low - slack).any()) or bool((column > c.high + slack).any()):
+                raise ArtifactError(
+                    f"'checkpoint' has eval_condition values for {c.name} outside its range {c.low:g}:{c.high:g}; {RESUME_HINT}"
+                )
 
     def _conditions(self) -> list[list]:
         return [[c.name, c.low, c.high, c.distribution, c.reference] for c in self.ebm.conditions]

@@ -228,8 +228,12 @@ class RealismCheck(nn.Module):
         self.realism = realism
         self.evaluator = evaluator
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top = F.log_softmax(self.evaluator(x), 1).amax(1)
+    #: :meth:`forward` takes the evaluator's logits when the caller has them (one pass of the evaluator, not two).
+    takes_logits = True
+
+    def forward(self, x: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """``logits``: the evaluator's logits of ``x``, if already computed."""
+        top = F.log_softmax(self.evaluator(x) if logits is None else logits, 1).amax(1)
         readable = top - torch.log1p(-top.exp().clamp(max=1 - 1e-7)) - torch.logit(self.realism.evaluator_confidence)
         return torch.minimum(self.realism.score(x), readable)
 
