@@ -5,44 +5,66 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import Field
 from rich.console import Console
 from torch import Tensor
 
 from promptgen.artifacts.manifest import PromptManifest, check_prompt
-from promptgen.artifacts.prompt import Prompt, build_generator, load_prompt, sample_images, sweep_images
-from promptgen.composing import compose, prompt_ebm
+from promptgen.artifacts.prompt import Prompt, build_generator, is_generator_spec, sample_images, sweep_images
+from promptgen.artifacts.prompt import load_prompt as _load_prompt
+from promptgen.composing import prompt_ebm
+from promptgen.composing.runs import DEVICE_PATTERN
+from promptgen.composing.workflow import compose as _compose
+from promptgen.core.conditions import MAX_VALUE
 from promptgen.core.device import resolve_device
+from promptgen.core.entry import public
 from promptgen.core.errors import PromptgenError
 from promptgen.core.images import check_images_fit
+from promptgen.core.limits import MAX_IMAGES
 from promptgen.core.protocols import Generator
 from promptgen.core.registry import PluginRecord, get_registry
 from promptgen.sampling.baselines import SamplerCost
+from promptgen.training.config import MAX_SEED, MIN_SEED
 
 if TYPE_CHECKING:
     from promptgen.evaluation.evaluate import EvalReport
 
+# The arguments every entry point checks (promptgen.core.entry.public): a mistake is one SpecError line.
+Count = Annotated[int, Field(ge=1, le=MAX_IMAGES, description="e.g. n=64")]
+Judged = Annotated[int, Field(ge=2, le=MAX_IMAGES, description="e.g. n=2000")]
+Seed = Annotated[int, Field(ge=MIN_SEED, le=MAX_SEED, description="e.g. seed=0")]
+Device = Annotated[str, Field(pattern=DEVICE_PATTERN, description="e.g. device='auto', 'cpu' or 'cuda:0'")]
+Batch = Annotated[int, Field(ge=1, le=65_536, description="e.g. batch_size=256")]
+Value = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_VALUE, le=MAX_VALUE)]
+Condition = Annotated[Mapping[str, Value] | None, Field(description="e.g. condition={'slant': 0.2}")]
+Folder = Annotated[str | Path, Field(description="e.g. 'runs/three', a folder made by promptgen.compose")]
+Source = Annotated[str | Path | Generator, Field(description="e.g. 'runs/three' (a prompt folder), 'mnist' (a generator spec) or a Prompt")]
+PromptArg = Annotated[str | Path | Prompt, Field(description="e.g. 'runs/three' or a Prompt")]
+OutFile = Annotated[str | Path, Field(description="e.g. 'report.html'")]
+Attrs = Annotated[list[str] | tuple[str, ...], Field(description="e.g. attrs=['digit']")]
+DataArg = Annotated[str | Path | None, Field(description="e.g. data='data/mnist'")]
+
 
 def _source(source: str | Path | Generator) -> Generator:
-    """A prompt folder (a string that exists or contains a ``/``), a generator spec, or the object itself.
-
-    ``prompt:PATH`` is a generator spec like any other (a chained prompt).
-    """
-    if isinstance(source, (str, Path)):
-        text = str(source)
-        looks_like_path = not text.startswith("prompt:") and (Path(text).exists() or "/" in text or "\\" in text)
-        return load_prompt(text) if looks_like_path else build_generator(text)
+    """A prompt folder, a generator spec (told apart by :func:`~promptgen.artifacts.prompt.is_generator_spec`,
+    as at the command line; a :class:`~pathlib.Path` is always a folder), or the object itself."""
+    if isinstance(source, Path):
+        return _load_prompt(source)
+    if isinstance(source, str):
+        return build_generator(source) if is_generator_spec(source) else _load_prompt(source)
     return source
 
 
+@public
 def sample(
-    source: str | Path | Generator,
-    n: int = 64,
-    seed: int = 0,
-    device: str = "auto",
+    source: Source,
+    n: Count = 64,
+    seed: Seed = 0,
+    device: Device = "auto",
     method: str = "flow",
-    condition: Mapping[str, float] | None = None,
+    condition: Condition = None,
     **options: Any,
 ) -> Tensor:
     """``n`` images from a prompt folder, a :class:`Prompt`, a generator, or a generator spec.
@@ -65,13 +87,14 @@ def sample(
     return sample_with_cost(source, n, method=method, seed=seed, device=device, **options)[0]
 
 
+@public
 def sweep(
-    source: str | Path | Prompt,
-    sweep: str,
-    n: int = 8,
-    seed: int = 0,
-    device: str = "auto",
-    condition: Mapping[str, float] | None = None,
+    source: Source,
+    sweep: Annotated[str, Field(description="e.g. 'slant=-0.3:0.3:7' (NAME=LOW:HIGH:STEPS)")],
+    n: Count = 8,
+    seed: Seed = 0,
+    device: Device = "auto",
+    condition: Condition = None,
 ) -> Tensor:
     """A conditional prompt's sweep, as ``sample --sweep``: ``sweep`` is ``NAME=LOW:HIGH:STEPS``.
 
@@ -87,18 +110,19 @@ def sweep(
     return sweep_images(prompt, n, name, values, seed=seed, condition=condition, device=resolve_device(device))
 
 
+@public
 def sample_with_cost(
-    source: str | Path | Generator,
-    n: int = 64,
+    source: Source,
+    n: Count = 64,
     *,
     method: str = "flow",
-    seed: int = 0,
-    device: str = "auto",
+    seed: Seed = 0,
+    device: Device = "auto",
     accept: str = "auto",
-    max_draws: int = 1_000_000,
-    steps: int = 200,
-    step_size: float = 0.05,
-    batch_size: int = 256,
+    max_draws: Annotated[int, Field(ge=1, le=10**12, description="e.g. max_draws=1000000")] = 1_000_000,
+    steps: Annotated[int, Field(ge=1, le=100_000, description="e.g. steps=200")] = 200,
+    step_size: Annotated[float, Field(gt=0, allow_inf_nan=False, description="e.g. step_size=0.05")] = 0.05,
+    batch_size: Batch = 256,
     progress: bool = False,
     console: Console | None = None,
 ) -> tuple[Tensor, SamplerCost]:
@@ -121,12 +145,10 @@ def sample_with_cost(
 
     if method not in METHODS:
         raise PromptgenError(f"unknown method {method!r}; use {', '.join(METHODS)}")
-    if method != "flow" and isinstance(source, (str, Path)):
-        text = str(source)
-        if not (Path(text).exists() or "/" in text or "\\" in text):
-            raise PromptgenError(
-                f"--method {method} samples a trained prompt's energy-based model: give a prompt folder, not the generator {text!r}"
-            )
+    if method != "flow" and isinstance(source, str) and is_generator_spec(source):
+        raise PromptgenError(
+            f"--method {method} samples a trained prompt's energy-based model: give a prompt folder, not the generator {source!r}"
+        )
     if not math.isfinite(step_size) or step_size <= 0:
         raise PromptgenError(f"--step-size {step_size!r} must be a finite number above 0, such as 0.05")
     gen = _source(source)
@@ -143,7 +165,8 @@ def sample_with_cost(
     )
 
 
-def info(path: str | Path) -> PromptManifest:
+@public
+def info(path: Folder) -> PromptManifest:
     """The validated manifest of a prompt folder (its weights checked too)."""
     return check_prompt(Path(path))
 
@@ -153,14 +176,15 @@ def list_plugins() -> list[PluginRecord]:
     return get_registry().plugins
 
 
+@public
 def evaluate(
-    prompt: str | Path | Prompt,
-    n: int = 5000,
-    seed: int = 0,
-    attrs: list[str] | tuple[str, ...] = (),
-    data: str | Path | None = None,
-    batch_size: int = 500,
-    device: str = "auto",
+    prompt: PromptArg,
+    n: Judged = 5000,
+    seed: Seed = 0,
+    attrs: Attrs = (),
+    data: DataArg = None,
+    batch_size: Batch = 500,
+    device: Device = "auto",
     progress: bool = False,
     console: Console | None = None,
 ) -> EvalReport:
@@ -177,18 +201,19 @@ def evaluate(
     ).report
 
 
+@public
 def report(
-    prompt: str | Path | Prompt,
-    out: str | Path = "report.html",
-    n: int = 2000,
-    seed: int = 0,
-    attrs: list[str] | tuple[str, ...] = (),
-    data: str | Path | None = None,
-    batch_size: int = 500,
-    device: str = "auto",
+    prompt: PromptArg,
+    out: OutFile = "report.html",
+    n: Judged = 2000,
+    seed: Seed = 0,
+    attrs: Attrs = (),
+    data: DataArg = None,
+    batch_size: Batch = 500,
+    device: Device = "auto",
     progress: bool = False,
     console: Console | None = None,
-    on_report: Callable[[EvalReport], None] | None = None,
+    on_report: Callable[..., None] | None = None,
 ) -> Path:
     """Evaluate a prompt and write a self-contained HTML report to ``out`` (see :mod:`promptgen.evaluation.report`);
     ``on_report`` gets the :class:`~promptgen.evaluation.EvalReport` (its ``verdict`` and ``warnings``) first."""
@@ -198,6 +223,22 @@ def report(
         prompt, out, n=n, seed=seed, attrs=attrs, data=data, batch_size=batch_size, device=device,
         progress=progress, console=console, on_report=on_report,
     )
+
+
+@public
+def load_prompt(path: Folder) -> Prompt:
+    """Load a prompt folder (see :func:`promptgen.artifacts.prompt.load_prompt`).
+
+    Raises:
+        SpecError: ``path`` is not a str or a Path.
+        ArtifactError: the folder is missing, damaged, or not a prompt.
+        UnknownNameError: its generator's plugin is not installed.
+    """
+    return _load_prompt(path)
+
+
+#: :func:`promptgen.composing.compose` with its arguments checked first (a dict for ``train`` is made a TrainConfig).
+compose = public(_compose)
 
 
 __all__ = ["Prompt", "SamplerCost", "compose", "evaluate", "info", "list_plugins", "load_prompt", "report", "sample", "sample_with_cost", "sweep"]

@@ -23,6 +23,7 @@ walks through a complete plugin.
 
 from __future__ import annotations
 
+from promptgen.core.budget import MAX_ELEMENTS, ConfigSizeError, build_matching
 from promptgen.core.capabilities import (
     Accepting,
     Adaptive,
@@ -75,6 +76,7 @@ API_VERSION = "0.2"
 
 __all__ = [
     "API_VERSION",
+    "MAX_ELEMENTS",
     "Accepting",
     "Adaptive",
     "Advising",
@@ -86,6 +88,7 @@ __all__ = [
     "Bounded",
     "Capabilities",
     "ClassifierEntry",
+    "ConfigSizeError",
     "Contextual",
     "DownloadError",
     "Energy",
@@ -115,6 +118,7 @@ __all__ = [
     "UnknownNameError",
     "WeightsFileError",
     "adapt_images",
+    "build_matching",
     "cache_root",
     "capabilities",
     "check_images",

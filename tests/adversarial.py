@@ -656,6 +656,17 @@ def prompt_cases() -> list[Case]:
         cases.append(Case(f"eval, {name}", ["eval", "{ws}/p", "-n", "4", "-q"], setup=damage))
         cases.append(Case(f"compose on it, {name}", ["compose", "--gen", "prompt:{ws}/p", "--energy", "classifier:digit=3",
                                                      "--out", "{ws}/o", "-q", *SMALL], setup=damage))
+    # issue 25: a manifest edited so that the rejection and Langevin samplers would sample something else
+    for name, change in (
+        ("no energies", lambda m: m.__setitem__("energies", [])),
+        ("a target of another class", lambda m: m["energies"][0]["targets"][0].__setitem__("asked", ["4"])),
+        ("a target of another attribute", lambda m: m["energies"][0]["targets"][0].__setitem__("attribute", "thickness")),
+        ("one target too many", lambda m: m["energies"][0]["targets"].append(dict(m["energies"][0]["targets"][0]))),
+    ):
+        for method in ("rejection", "langevin"):
+            cases.append(Case(f"sample --method {method}, manifest with {name}",
+                              ["sample", "{ws}/p", "--method", method, "-n", "2", "--steps", "2", "-o", "{ws}/ok.png", "-q"],
+                              setup=manifest_edit(change)))
     return cases
 
 

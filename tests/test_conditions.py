@@ -45,3 +45,15 @@ def test_each_mistake_is_one_line(call, message):
     with pytest.raises(SpecError) as info:
         call()
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_sweep_over_the_whole_range_is_inside_it_despite_float_rounding():
+    """Issue 25: slant=-0.2:0.2 warned that the preview's last value (0.20000000000000004) was outside it."""
+    from promptgen.core.conditions import outside, parse_range, parse_sweep
+
+    r = parse_range("slant=-0.2:0.2")
+    values = [r.low + (r.high - r.low) * i / 6 for i in range(7)]
+    assert values[-1] > r.high  # the rounding the check must forgive
+    assert all(r.contains(v) for v in values)
+    assert all(outside([r], {"slant": v}) is None for v in parse_sweep("slant=-0.2:0.2:7")[1])
+    assert outside([r], {"slant": 0.2001}) is not None and not r.contains(-0.2001)

@@ -49,6 +49,32 @@ def build_generator(spec: str, registry: Registry | None = None) -> Generator:
     return (registry or get_registry()).build_generator(spec)
 
 
+def is_generator_spec(text: str, registry: Registry | None = None) -> bool:
+    """Whether ``text`` is a generator spec rather than a prompt folder: the one rule ``promptgen.sample`` and
+    the command line share.
+
+    - ``prompt:PATH`` is a spec (a prompt used as a generator);
+    - an existing folder is a prompt folder (even one named like a generator);
+    - text that parses as a spec whose name a plugin registers is a spec, whatever its options hold
+      (``biggan:path=/abs/dir``, ``mnist``);
+    - anything else is taken for a prompt folder (missing: its error says so).
+    """
+    if text.startswith("prompt:"):
+        return True
+    try:
+        if Path(text).is_dir():
+            return False
+    except (OSError, ValueError):  # a NUL byte, a name too long
+        pass
+    from promptgen.core.spec import parse_spec
+
+    try:
+        name = parse_spec(text).name
+    except SpecError:
+        return False
+    return name in (registry or get_registry()).generators
+
+
 class Prompt:
     """A generator followed by a trained flow.
 

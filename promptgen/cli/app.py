@@ -21,8 +21,7 @@ except ImportError:  # pragma: no cover - older Typer uses click itself
 
 #: Most images one command takes (-n); memory sets the real limit, checked once the image size is known.
 from promptgen.core.errors import PromptgenError, one_line, printable
-
-MAX_IMAGES = 10_000_000
+from promptgen.core.limits import MAX_IMAGES  # noqa: F401 (re-exported for the commands)
 
 
 def _default(model: type, name: str) -> Any:

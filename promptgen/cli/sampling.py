@@ -51,7 +51,7 @@ def sample(
 ) -> None:
     """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""
     from promptgen.api import sample_with_cost
-    from promptgen.artifacts.prompt import build_generator, load_prompt
+    from promptgen.artifacts.prompt import build_generator, is_generator_spec, load_prompt
     from promptgen.core.atomic import write_text_atomic
     from promptgen.core.images import check_output, save_images
     from promptgen.sampling.baselines import ACCEPT_MODES, METHODS
@@ -83,6 +83,8 @@ def sample(
         raise PromptgenError("--cost-json reports a baseline sampler's cost; drop it with --cond or --sweep")
     if chosen and method != "flow":
         raise PromptgenError(f"--cond and --sweep sample through the trained flow; drop --method {method}")
+    if prompt is not None and is_generator_spec(str(prompt)) and not str(prompt).startswith("prompt:"):
+        raise PromptgenError(f"{str(prompt)!r} is a generator spec, not a prompt folder; sample it with --gen {prompt}")
     source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
     if chosen:
         _conditional(source, n, out, seed, device, cond_text, sweep)

@@ -192,9 +192,11 @@ def _checked(model: type, **values: Any) -> Any:
     """``model(**values)`` from command-line values; a value it refuses is one line naming its option."""
     from pydantic import ValidationError
 
+    from promptgen.core.errors import SettingsError
+
     try:
         return model(**values)
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
         value = values.get(field, err.get("input"))

@@ -10,7 +10,7 @@ from promptgen.artifacts.manifest import (
     MANIFEST,
 )
 from promptgen.core.conditions import check_names, parse_range
-from promptgen.core.errors import ArtifactError, SpecError, one_line
+from promptgen.core.errors import ArtifactError, SettingsError, SpecError, one_line
 from promptgen.training.config import TrialRecord
 from promptgen.training.flow import FlowConfig
 from promptgen.training.trainer import TrainConfig
@@ -32,7 +32,7 @@ def check_flow_settings(flow: dict) -> dict:
         raise SpecError(f"unknown flow setting(s) {', '.join(map(repr, unknown))}; use kind, transforms, hidden, bins or mask_seed")
     try:
         FlowConfig(features=2, **{**flow, **({"kind": "affine-coupling"} if flow.get("kind") == "auto" else {})})
-    except ValidationError as exc:
+    except (ValidationError, SettingsError) as exc:
         err = exc.errors()[0]
         where = ".".join(map(str, err["loc"]))
         raise SpecError(f"flow setting {where}={err.get('input')!r}: {err['msg'].lower()}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from promptgen.artifacts.manifest import (
 from promptgen.artifacts.prompt import Prompt
 from promptgen.core.capabilities import EnergyContext
 from promptgen.core.conditions import ConditionRange, condition_tensor
-from promptgen.core.errors import PromptgenError, SpecError, one_line
+from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
 from promptgen.core.generators import probe_generator
 from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
@@ -61,8 +62,24 @@ def rebuild_terms(records: Sequence[EnergyRecord], registry: Registry | None = N
             if not term.caps.stateful:
                 raise SpecError(f"energy {r.spec!r} was saved with fitted state but the installed plugin cannot load it; install the version named in the manifest")
             term.caps.load_state(r.state)
+        if r.targets and not _same_targets(r.targets, [TargetRecord.of(t) for t in term.caps.targets()]):
+            # The manifest says the energy asked for something its spec and fitted state do not: it was edited.
+            raise ArtifactError(
+                f"energy {r.label!r}: the manifest's targets do not match what {r.spec!r} with its fitted state asks for; "
+                "the manifest was edited or damaged: train the prompt again"
+            )
         terms.append(term)
     return terms
+
+
+def _same_targets(a: Sequence[TargetRecord], b: Sequence[TargetRecord]) -> bool:
+    def key(t: TargetRecord) -> tuple:
+        return (t.attribute, tuple(t.labels), tuple(t.asked), tuple(t.avoided), t.target is None)
+
+    return len(a) == len(b) and all(
+        key(x) == key(y) and (x.target is None or all(math.isclose(p, q, rel_tol=1e-9, abs_tol=1e-12) for p, q in zip(x.target, y.target or [], strict=True)))
+        for x, y in zip(a, b)
+    )
 
 
 def mixture_record(term: WeightedEnergy | None) -> MixtureRecord | None:
@@ -125,6 +142,11 @@ def check_fit(
 
 def prompt_ebm(prompt: Prompt, registry: Registry | None = None) -> EnergyBasedModel:
     """The energy-based model a prompt was trained to sample, over its generator's latent (with its conditions)."""
+    if not prompt.manifest.energies:  # compose never makes one: an edited manifest
+        raise ArtifactError(
+            f"the manifest of {str(prompt.path or prompt.info.name)!r} names no energies, so there is no model to sample "
+            "with --method rejection or langevin; the manifest was edited or damaged"
+        )
     return EnergyBasedModel(prompt.generator, rebuild_terms(prompt.manifest.energies, registry), prompt.conditions)
 
 

@@ -50,6 +50,7 @@ from promptgen.core.device import resolve_device
 from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
 from promptgen.core.images import save_images
 from promptgen.core.latents import controlled_size, noise_size
+from promptgen.core.lock import run_lock
 from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
 from promptgen.core.spec import absolute_paths, parse_spec
@@ -183,47 +184,51 @@ def compose(
         # A link or a special file among them fails now, before training, not after it (nothing is written yet).
         for name in written:
             writable_target(out / name, "--out", fix="remove it, or choose another --out")
-    if dist.main:
-        if resume:
-            for stale in [*out.glob(f".{CHECKPOINT}.*.tmp"), *out.glob(f".{STASH}.*.tmp")]:  # left by a process killed while writing
-                stale.unlink(missing_ok=True)
-        else:
-            if (out / RUN_FILE).is_file() and not (out / MANIFEST).exists():
-                raise ArtifactError(f"--out {str(out)!r} holds an unfinished run; continue it with `promptgen compose --resume {out}` or choose a new folder")
-            try:
-                request = RunRequest(
-                    generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview,
-                    conditions=conditions, realism=realism,
-                )
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                raise SpecError(f"cannot record this run: {'.'.join(map(str, err['loc']))} {one_line(err['msg']).lower()}") from None
-            prepare_out_dir(out, overwrite=overwrite)
-            if (out / MANIFEST).is_file():  # an old prompt being overwritten: keep all it has until the new one is whole
-                for name in written:
-                    undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
-            write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
-    try:
-        here = start(dist, dev)
-        if here != dev:  # a process of its own GPU (torchrun): its watch judges there
-            watch = SampleWatch(terms, gen, root_generator(gen, gen_name), registry, here, realism)
-        dev = here
-        barrier(dist)
-        return _train_and_save(
-            out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
-            undo, ranges, watch, request,
-        )
-    except BaseException:
-        # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
-        # run.json and checkpoint (its manifest and weights are only replaced at the very end).
-        if undo:
-            for path, data in undo.items():
-                with contextlib.suppress(OSError, PromptgenError):
-                    if data is None:
-                        path.unlink(missing_ok=True)
-                    else:
-                        write_atomic(path, lambda p, data=data: p.write_bytes(data))
-        raise
+    lock = contextlib.ExitStack()  # one run per folder (promptgen.core.lock): the main process holds it to the end
+    with lock:
+        if dist.main:
+            if resume:
+                lock.enter_context(run_lock(out))
+                for stale in [*out.glob(f".{CHECKPOINT}.*.tmp"), *out.glob(f".{STASH}.*.tmp")]:  # left by a process killed while writing
+                    stale.unlink(missing_ok=True)
+            else:
+                if (out / RUN_FILE).is_file() and not (out / MANIFEST).exists():
+                    raise ArtifactError(f"--out {str(out)!r} holds an unfinished run; continue it with `promptgen compose --resume {out}` or choose a new folder")
+                try:
+                    request = RunRequest(
+                        generator=generator, energies=list(energies), train=train, flow=flow, device=device, preview=preview,
+                        conditions=conditions, realism=realism,
+                    )
+                except ValidationError as exc:
+                    err = exc.errors()[0]
+                    raise SpecError(f"cannot record this run: {'.'.join(map(str, err['loc']))} {one_line(err['msg']).lower()}") from None
+                prepare_out_dir(out, overwrite=overwrite)
+                lock.enter_context(run_lock(out))
+                if (out / MANIFEST).is_file():  # an old prompt being overwritten: keep all it has until the new one is whole
+                    for name in written:
+                        undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
+                write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
+        try:
+            here = start(dist, dev)
+            if here != dev:  # a process of its own GPU (torchrun): its watch judges there
+                watch = SampleWatch(terms, gen, root_generator(gen, gen_name), registry, here, realism)
+            dev = here
+            barrier(dist)
+            return _train_and_save(
+                out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
+                undo, ranges, watch, request,
+            )
+        except BaseException:
+            # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
+            # run.json and checkpoint (its manifest and weights are only replaced at the very end).
+            if undo:
+                for path, data in undo.items():
+                    with contextlib.suppress(OSError, PromptgenError):
+                        if data is None:
+                            path.unlink(missing_ok=True)
+                        else:
+                            write_atomic(path, lambda p, data=data: p.write_bytes(data))
+            raise
 
 
 def _train_and_save(
@@ -371,6 +376,6 @@ def save_preview(prompt: Prompt, n: int, seed: int, path: Path) -> None:
         return
     first = prompt.conditions[0]
     columns = 7
-    values = [first.low + (first.high - first.low) * i / (columns - 1) for i in range(columns)]
+    values = [first.low + (first.high - first.low) * i / (columns - 1) for i in range(columns - 1)] + [first.high]
     grid = sweep_images(prompt, max(1, n // columns), first.name, values, seed=seed)
     save_images(grid.flatten(0, 1), path, nrow=columns)

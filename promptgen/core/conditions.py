@@ -85,7 +85,9 @@ class ConditionRange:
             object.__setattr__(self, "reference", min(max(0.0, float(self.low)), float(self.high)))
 
     def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
+        """Inside the training range, up to float rounding (``-0.2 + 0.4 * 6 / 6`` is 0.2, not 0.20000000000000004)."""
+        slack = 1e-9 * max(1.0, abs(self.low), abs(self.high))
+        return self.low - slack <= value <= self.high + slack
 
     def draw(self, u: torch.Tensor) -> torch.Tensor:
         """Values of this condition from uniform numbers ``u`` in [0, 1): its training distribution."""

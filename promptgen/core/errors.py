@@ -35,6 +35,18 @@ class SpecError(PromptgenError):
     """A spec string (``--gen`` or ``--energy``) that does not parse or does not fit."""
 
 
+class SettingsError(SpecError, ValueError):
+    """Settings a promptgen model refused when built directly (``TrainConfig(steps=-1)``); ``errors()`` gives
+    pydantic's list, for callers that name the option behind the field."""
+
+    def __init__(self, message: str, errors: list | None = None) -> None:
+        super().__init__(message)
+        self._errors = list(errors or [])
+
+    def errors(self) -> list:
+        return self._errors
+
+
 class UnknownNameError(PromptgenError):
     """A generator, energy, classifier, attribute or class name that nothing provides."""
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from promptgen.core.errors import SpecError
+from promptgen.core.errors import SettingsError, SpecError, one_line
 from promptgen.training.watch import Guard, Reading
 
 #: Largest settings TrainConfig takes: far above any useful value, far below what would exhaust memory
@@ -25,7 +25,26 @@ LIMITS: dict[str, float] = {
 }
 
 
-class TrainConfig(BaseModel):
+class Checked(BaseModel):
+    """A settings model whose direct construction (``TrainConfig(steps=-1)``) refuses a value with a one-line
+    :class:`~promptgen.core.errors.SettingsError` (a :class:`SpecError`), not pydantic's multi-line error."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(map(str, err["loc"]))
+            shown = repr(err.get("input"))
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise SettingsError(
+                f"{type(self).__name__}: {field + '=' + shown + ': ' if field else ''}{one_line(err['msg']).rstrip('.').lower()}; "
+                f"see help(promptgen.{type(self).__name__})",
+                exc.errors(),
+            ) from None
+
+
+class TrainConfig(Checked):
     """Training settings; recorded in the prompt's manifest.
 
     The defaults are the ones measured in ``benchmarks/compose_mnist.py`` to
@@ -148,7 +167,7 @@ class TrialRecord(BaseModel):
 __all__ = ["LIMITS", "MAX_BATCH", "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MIN_SEED", "TrainConfig", "TrainingSummary", "TrialRecord"]
 
 
-class FlowConfig(BaseModel):
+class FlowConfig(Checked):
     """Shape of the flow; stored in the prompt's manifest so it can be rebuilt.
 
     Attributes:

@@ -77,8 +77,10 @@ def load_biggan(config_path: str | Path, weights_path: str | Path) -> BigGAN:
     cfg: BigGANConfig = read_config(config_path)
     state = read_state_dict(weights_path)
     source = repr(str(weights_path))
-    net = BigGAN(cfg)
-    expected = net.state_dict()
+    # Built on the meta device first and held to the file's tensors: a config.json that claims a huge network
+    # is refused before anything is allocated (promptgen.plugin.build_matching).
+    with torch.device("meta"):
+        expected = BigGAN(cfg).state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -95,6 +97,7 @@ def load_biggan(config_path: str | Path, weights_path: str | Path) -> BigGAN:
             )
         if not got.is_floating_point():
             raise CheckpointError(f"{source}: {key!r} holds {got.dtype} values, not floating point; not a BigGAN checkpoint")
+    net = plugin.build_matching(lambda: BigGAN(cfg), state, source)
     net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     net.refresh()
     if not all(bool(torch.isfinite(t).all()) for t in net.state_dict(keep_vars=False).values()) or not all(

@@ -36,7 +36,9 @@ class BigGANConfig(BaseModel):
     class_embed_dim: int = Field(gt=0)
     channel_width: int = Field(gt=0)
     num_classes: int = Field(gt=0)
-    layers: tuple[tuple[bool, int, int], ...] = Field(min_length=1)
+    # Bounds on what sets how many modules are built (the official models have 13 to 16 layers and
+    # at most 1,000 classes, 128 channels a width): far above those, small enough to build at once.
+    layers: tuple[tuple[bool, int, int], ...] = Field(min_length=1, max_length=64)
     attention_layer_position: int
     eps: float = Field(gt=0)
     n_stats: int = Field(ge=2)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from promptgen import plugin
 from promptgen.plugin import PromptgenError, WeightsFileError, load_torch_file
 from promptgen_plugin_nvae.network import ARCH_DECODER_CELLS, OPERATIONS, NVAEConfig, NVAEDecoder, dataset_size
 
@@ -41,6 +42,15 @@ REQUIRED_ARGS = (
     "num_preprocess_blocks", "num_postprocess_blocks", "num_postprocess_cells", "num_cell_per_cond_dec", "use_se",
 )
 DEFAULT_ARGS = {"ada_groups": False, "min_groups_per_scale": 1, "num_mixture_dec": 10, "num_x_bits": 8, "arch_instance": "res_mbconv"}
+#: The most each training argument that sets how many modules (or how wide a tensor) the decoder has may ask
+#: for: far above NVAE's published models (5 scales, 20 groups a scale, 2 blocks or cells, 128 channels,
+#: 20 latents a group, 10 mixtures), small enough that a checkpoint's arguments are built at once. The sizes
+#: themselves are then held to the weights the file holds (promptgen.plugin.build_matching).
+BOUNDS = {
+    "num_latent_scales": (1, 8), "num_groups_per_scale": (1, 64), "min_groups_per_scale": (1, 64), "num_latent_per_group": (1, 1024),
+    "num_channels_enc": (1, 4096), "num_channels_dec": (1, 4096), "num_preprocess_blocks": (0, 8), "num_postprocess_blocks": (0, 8),
+    "num_postprocess_cells": (1, 16), "num_cell_per_cond_dec": (1, 16), "num_mixture_dec": (1, 64), "num_x_bits": (1, 16),
+}
 
 
 class CheckpointError(PromptgenError):
@@ -79,7 +89,14 @@ def config_from_checkpoint(ckpt: Mapping[str, Any], name: str = "checkpoint") ->
     for k, v in values.items():
         want = str if k in ("dataset", "arch_instance") else bool if k in ("use_se", "ada_groups") else int
         if want is int and isinstance(v, bool) or not isinstance(v, want):
-            raise CheckpointError(f"{name}: training argument {k}={v!r} is not a {want.__name__}; the file is damaged")
+            kind = {"int": "a whole number", "bool": "true or false", "str": "text"}[want.__name__]
+            raise CheckpointError(f"{name}: training argument {k}={v!r} is not {kind}; the file is damaged")
+    for k, (low, high) in BOUNDS.items():
+        if not low <= values[k] <= high:
+            raise CheckpointError(
+                f"{name}: training argument {k}={values[k]!r} is outside {low}..{high}, what promptgen builds an NVAE decoder "
+                "from (NVAE's own models stay far inside); the file is damaged or not an NVAE checkpoint"
+            )
     if dataset_size(values["dataset"]) is None:
         raise CheckpointError(f"{name}: dataset {values['dataset']!r} is not one NVAE's code knows; the file is damaged")
     cells = ckpt.get("arch_instance")
@@ -119,12 +136,12 @@ def load_decoder(path: str | Path) -> NVAEDecoder:
     state = ckpt["state_dict"]
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{name}: 'state_dict' is a {type(state).__name__}, not a state dict; the file is damaged")
+    theirs = decoder_state(state)
     try:
-        decoder = NVAEDecoder(cfg)
+        with torch.device("meta"):  # nothing allocated until the file's weights are known to fill it
+            ours = NVAEDecoder(cfg).state_dict()
     except (ValueError, ZeroDivisionError, RuntimeError) as e:
         raise CheckpointError(f"{name}: the training arguments describe no buildable NVAE decoder ({e})") from None
-    theirs = decoder_state(state)
-    ours = decoder.state_dict()
     optional = {k for k in ours if k.endswith("num_batches_tracked")}
     missing = [k for k in ours if k not in theirs and k not in optional]
     extra = [k for k in theirs if k not in ours]
@@ -144,5 +161,6 @@ def load_decoder(path: str | Path) -> NVAEDecoder:
             raise CheckpointError(f"{name}: {k} has shape {tuple(v.shape)}, the architecture needs {tuple(ours[k].shape)}; the file is damaged")
         if not (v.is_floating_point() or k.endswith("num_batches_tracked")) or (v.is_floating_point() and not torch.isfinite(v).all()):
             raise CheckpointError(f"{name}: {k} holds non-finite or non-float values; the file is damaged")
+    decoder = plugin.build_matching(lambda: NVAEDecoder(cfg), theirs, repr(name))
     decoder.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in theirs.items()}, strict=False)
     return decoder.eval()
