@@ -77,6 +77,12 @@ def sample(
 
     Returns:
         (n, C, H, W) float in [0, 1] on the CPU; the same ``seed`` gives the same images.
+
+    Raises:
+        SpecError: an argument of the wrong type or out of range (one line naming it and an example), a bad spec.
+        ArtifactError: a prompt folder that is missing, damaged or edited.
+        UnknownNameError: a generator or energy that no installed plugin provides.
+        PromptgenError: any other mistake (a condition on an unconditional prompt, too many images for memory).
     """
     if condition:
         if method != "flow" or options:
@@ -100,6 +106,11 @@ def sweep(
 
     Returns:
         (n, STEPS, C, H, W) float in [0, 1] on the CPU: one row per noise ε, one column per value.
+
+    Raises:
+        SpecError: an argument of the wrong type or out of range (one line naming it and an example), a bad spec.
+        ArtifactError: a prompt folder that is missing, damaged or edited.
+        PromptgenError: a prompt without conditions, a condition it was not trained with.
     """
     from promptgen.core.conditions import parse_sweep
 
@@ -140,6 +151,11 @@ def sample_with_cost(
 
     Returns:
         (images (n, C, H, W) in [0, 1] on the CPU, :class:`~promptgen.sampling.baselines.SamplerCost`).
+
+    Raises:
+        SpecError: an argument of the wrong type or out of range (one line naming it and an example), a bad spec.
+        ArtifactError: a prompt folder that is missing, damaged or edited (for the last two methods: its energies too).
+        PromptgenError: a method that needs a prompt given a generator; rejection sampling that runs out of draws.
     """
     from promptgen.sampling.baselines import METHODS, flow_sample, sample_ebm
 
@@ -167,7 +183,12 @@ def sample_with_cost(
 
 @public
 def info(path: Folder) -> PromptManifest:
-    """The validated manifest of a prompt folder (its weights checked too)."""
+    """The validated manifest of a prompt folder (its weights checked too).
+
+    Raises:
+        SpecError: ``path`` is not a str or a Path.
+        ArtifactError: the folder is missing, damaged, or not a prompt.
+    """
     return check_prompt(Path(path))
 
 
@@ -192,6 +213,11 @@ def evaluate(
 
     ``attrs`` adds attributes to judge (``"digit"``, joint ``"digit*thickness"``);
     ``data`` is an MNIST idx folder or an ``.npz`` of real images for Fréchet distances.
+
+    Raises:
+        SpecError: an argument of the wrong type or out of range (one line naming it and an example), a bad spec.
+        ArtifactError: a prompt folder that is missing, damaged or edited; unreadable ``data``.
+        UnknownNameError: an attribute no evaluator judges.
     """
     from promptgen.evaluation.evaluate import evaluate_prompt
 
@@ -216,7 +242,13 @@ def report(
     on_report: Callable[..., None] | None = None,
 ) -> Path:
     """Evaluate a prompt and write a self-contained HTML report to ``out`` (see :mod:`promptgen.evaluation.report`);
-    ``on_report`` gets the :class:`~promptgen.evaluation.EvalReport` (its ``verdict`` and ``warnings``) first."""
+    ``on_report`` gets the :class:`~promptgen.evaluation.EvalReport` (its ``verdict`` and ``warnings``) first.
+
+    Raises:
+        SpecError: an argument of the wrong type or out of range (one line naming it and an example), a bad spec.
+        ArtifactError: a prompt folder that is missing, damaged or edited; unreadable ``data``.
+        PromptgenError: ``out`` cannot be written (a link, a folder, a full disk: the message names the file).
+    """
     from promptgen.evaluation.report import write_report
 
     return write_report(
@@ -238,6 +270,9 @@ def load_prompt(path: Folder) -> Prompt:
 
 
 #: :func:`promptgen.composing.compose` with its arguments checked first (a dict for ``train`` is made a TrainConfig).
+#: Raises SpecError (an argument or spec), UnknownNameError (a name no plugin provides), ArtifactError (``out``
+#: is not a folder it may write, another run holds it, a damaged run to resume) and TrainingDiverged; a failed
+#: run leaves ``out`` as it found it.
 compose = public(_compose)
 
 

@@ -115,6 +115,9 @@ def test_class_by_index_and_by_name(tiny):
         ("truncation=0", ["truncation"]),
         ("truncation=1.5", ["truncation"]),
         ("clas=3", ["did you mean 'class'"]),
+        # issue 25: ImageNet's two cranes and two maillots: the name alone says both choices
+        ("class=crane", ["two classes named 'crane'", "the machine (517)", "'crane bird' (134)", "class=517"]),
+        ("class=Maillot", ["two classes named 'Maillot'", "(638)", "'maillot tank suit' (639)"]),
     ],
 )
 def test_option_errors_are_one_line(tiny, option, words):
@@ -124,6 +127,12 @@ def test_option_errors_are_one_line(tiny, option, words):
     assert "\n" not in text
     for w in words:
         assert w in text, text
+
+
+def test_the_disambiguated_names_and_indices_pick_one_class(tiny):
+    assert "crane bird" in build(f"biggan:path={tiny},class=crane bird").info.description
+    assert "crane" in build(f"biggan:path={tiny},class=517").info.description
+    assert "maillot tank suit" in build(f"biggan:path={tiny},class=maillot_tank_suit").info.description
 
 
 def _copy(tiny, dest):

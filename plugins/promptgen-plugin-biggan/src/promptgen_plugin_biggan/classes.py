@@ -2,7 +2,11 @@
 
 ``imagenet_classes.txt`` holds one name a line (the names torchvision uses for
 its ImageNet models; the order is the standard ILSVRC 2012 index order that
-BigGAN's one-hot class vector follows).
+BigGAN's one-hot class vector follows). torchvision's names tell apart the
+classes ImageNet names alike: ``crane`` (517, the machine) and ``crane bird``
+(134); ``maillot`` (638) and ``maillot tank suit`` (639); ``Cardigan`` (264,
+the corgi) and ``cardigan`` (474, the sweater). ``class=crane`` and
+``class=maillot`` alone are refused with both choices.
 """
 
 from __future__ import annotations
@@ -11,6 +15,15 @@ from functools import cache
 from importlib import resources
 
 from promptgen import plugin
+
+
+#: Names ImageNet gives to two classes, which torchvision's list (this plugin's) tells apart by renaming one:
+#: the name typed alone is refused, with both choices. (``Cardigan`` the corgi and ``cardigan`` the sweater are
+#: told apart by their case.)
+AMBIGUOUS: dict[str, tuple[int, str, str]] = {
+    "crane": (517, "the machine", "crane bird"),
+    "maillot": (638, "the one-piece swimsuit 'maillot'", "maillot tank suit"),
+}
 
 
 @cache
@@ -30,6 +43,12 @@ def class_index(spec: plugin.Spec, value: str, num_classes: int) -> int:
     if num_classes != len(names):
         raise plugin.SpecError(f"{spec.format()!r}: this model has {num_classes} classes, not ImageNet's; give class=INDEX (0-{num_classes - 1})")
     typed = " ".join(text.replace("_", " ").split())
+    if typed.lower() in AMBIGUOUS:  # ImageNet has two classes of this name; torchvision renamed one of them
+        index, meaning, other = AMBIGUOUS[typed.lower()]
+        raise plugin.SpecError(
+            f"{spec.format()!r}: ImageNet has two classes named {typed!r}: {meaning} ({index}) and {other!r} "
+            f"({names.index(other)}), as torchvision names them; give class={index} or class={other!r}"
+        )
     exact = [i for i, n in enumerate(names) if n == typed]
     if exact:  # the case decides between names that differ only in it ("Cardigan" the corgi, "cardigan" the sweater)
         return exact[0]
