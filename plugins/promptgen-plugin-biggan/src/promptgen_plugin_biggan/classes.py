@@ -16,7 +16,6 @@ from importlib import resources
 
 from promptgen import plugin
 
-
 #: Names ImageNet gives to two classes, which torchvision's list (this plugin's) tells apart by renaming one:
 #: the name typed alone is refused, with both choices. (``Cardigan`` the corgi and ``cardigan`` the sweater are
 #: told apart by their case.)
