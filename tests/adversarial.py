@@ -52,6 +52,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     setup: Callable[[Path], None] | None = None
     words: tuple[str, ...] = ()
+    klass: str = ""  # the class of mistake it belongs to (set by all_cases when not given)
 
     def argv(self, ws: Path) -> list[str]:
         return [a.replace("{ws}", str(ws)) for a in self.args]
@@ -532,12 +533,13 @@ def option_cases() -> list[Case]:
         {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "x", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"},
     ]):
         shown = " ".join(f"{k}={v}" for k, v in env.items())
-        cases.append(Case(f"compose with {shown} inherited ({i})", COMPOSE, env=env, words=("environment",)))
+        cases.append(Case(f"compose with {shown} inherited ({i})", COMPOSE, env=env, words=("environment",),
+                          klass="inherited distributed variables"))
         if i < 2:
             cases.append(Case(f"compose --nproc 2 with {shown} inherited", [*COMPOSE, "--nproc", "2"], env=env,
-                              words=("environment",)))
+                              words=("environment",), klass="inherited distributed variables"))
             cases.append(Case(f"compose --resume with {shown} inherited", ["compose", "--resume", "{ws}/r", "-q"], env=env,
-                              words=("environment",)))
+                              words=("environment",), klass="inherited distributed variables"))
     # issue 25: a file compose would write over is a link or a special file: refused before anything is written
     for name, make in (
         ("samples.png", lambda p: os.symlink("/dev/null", p)),
@@ -562,7 +564,7 @@ def option_cases() -> list[Case]:
         kind = "a link" if make is None else "a link, FIFO or folder"
         cases.append(Case(f"compose --overwrite a prompt whose {name} is {kind} ({len(cases)})",
                           ["compose", "--energy", "classifier:digit=3", "--out", "{ws}/p", "--overwrite", "-q", *SMALL,
-                           "--seed", "7"], setup=damage))
+                           "--seed", "7"], setup=damage, klass="overwrite of a prompt with links"))
     # --overwrite of a prompt with a bad setting: the old prompt must stay exactly as it was (run.json included)
     for opt, value in (("--seed", "99999999999999999999999"), ("--batch-size", "1000000000000"), ("--hidden", "100000"),
                        ("--lr", "inf"), ("--lr", "0"), ("--energy", "nosuch"), ("--device", "meta"), ("--flow", "x")):
@@ -666,12 +668,23 @@ def prompt_cases() -> list[Case]:
         for method in ("rejection", "langevin"):
             cases.append(Case(f"sample --method {method}, manifest with {name}",
                               ["sample", "{ws}/p", "--method", method, "-n", "2", "--steps", "2", "-o", "{ws}/ok.png", "-q"],
-                              setup=manifest_edit(change)))
+                              setup=manifest_edit(change), klass="edited manifests and the samplers"))
     return cases
 
 
+#: The class of each catalog function's cases (a case may name its own).
+CLASSES = {
+    "option_cases": "command-line options", "target_cases": "output targets", "input_cases": "input files and specs",
+    "resume_cases": "resume", "prompt_cases": "prompt folders",
+}
+
+
 def all_cases() -> list[Case]:
-    cases = option_cases() + target_cases() + input_cases() + resume_cases() + prompt_cases()
+    cases = []
+    for make in (option_cases, target_cases, input_cases, resume_cases, prompt_cases):
+        for c in make():
+            c.klass = c.klass or CLASSES[make.__name__]
+            cases.append(c)
     for c in cases:  # small settings right after the command: a case's own values come later and win
         if c.args[:1] == ["compose"] and "--resume" not in c.args:
             c.args = ["compose", *SMALL, *c.args[1:]]

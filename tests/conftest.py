@@ -23,9 +23,15 @@ def _deterministic():
 
 
 def pytest_terminal_summary(terminalreporter):
-    """After a run that included the adversarial catalog (tests/test_adversarial.py), print its counts."""
+    """After a run that included adversarial tests, print their counts: the command-line catalog's
+    (tests/test_adversarial.py, issue 14) and every class's (promptgen.testing.tally, issue 25)."""
+    from promptgen.testing import tally
+
     catalog = sys.modules.get("adversarial")
     results = getattr(catalog, "RESULTS", None)
     if results:
         terminalreporter.write_sep("-", "adversarial catalog (issue 14)")
         terminalreporter.write_line(json.dumps(catalog.summary(results)))
+    if tally.ENTRIES:
+        terminalreporter.write_sep("-", "adversarial suite by class (issue 25)")
+        terminalreporter.write_line(json.dumps(tally.summary()))

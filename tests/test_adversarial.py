@@ -22,6 +22,7 @@ import torch
 from typer.testing import CliRunner
 
 from promptgen.cli import app
+from promptgen.testing.tally import record
 
 sys.path.insert(0, str(Path(__file__).parent))  # the catalog beside this file (pytest imports with importlib)
 from adversarial import MARKER, RESULTS, Case, all_cases, build_pristine, check, make_workspace, snapshot
@@ -73,6 +74,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case: Case, ws: Path, 
     if crashed is not None:
         problems.append(f"traceback: {type(crashed).__name__}")
     RESULTS.append((case.name, problems))  # reported at the end of the run (tests/conftest.py)
+    record(case.klass, case.name, problems)
     assert crashed is None, f"{type(crashed).__name__}: {crashed}"
     assert not problems, problems
 
@@ -169,8 +171,10 @@ def test_an_overwrite_that_fails_while_saving_leaves_the_old_prompt_whole(ws: Pa
     before = snapshot(ws)
     result = invoke(["compose", "--energy", "classifier:digit=3", "--steps", "2", "--batch-size", "8", "--eval-batch", "8",
                      "--seed", "7", "--check-samples", "0", "--out", str(prompt), "--overwrite", "-q"])
+    same = snapshot(ws) == before
+    record("failed overwrite", f"the {failure} fails", [] if same else ["changed files: the old prompt"])
     assert result.exit_code == 2 and "No space left on device" in result.stderr, result.stderr
-    assert snapshot(ws) == before
+    assert same
     assert torch.equal(sample_images(load_prompt(prompt), 4, seed=3), old_images)
 
 
@@ -252,6 +256,9 @@ def test_a_closed_stdout_or_stderr_is_no_traceback(ws: Path, closed: str):
         result = subprocess.run([PROMPTGEN, *args], cwd=ws, capture_output=True, text=True, timeout=120, check=False,
                                 stdin=subprocess.DEVNULL, pass_fds=(),
                                 preexec_fn=lambda: [os.close(fd) for fd in {"stdout": [1], "stderr": [2], "both": [1, 2]}[closed]])
+        record("closed standard streams", f"{args[0]} with {closed} closed",
+               [*(["traceback"] if "Traceback" in result.stderr else []),
+                *([] if result.returncode == (0 if closed == "stderr" else 2) else [f"exit code {result.returncode}"])])
         assert result.returncode == (0 if closed == "stderr" else 2), (args, result.returncode)
         if closed == "stdout":
             assert result.stderr.strip().splitlines() == [

@@ -13,6 +13,7 @@ import pytest
 
 import promptgen
 from promptgen.composing import compose as inner_compose
+from promptgen.testing.tally import record
 from promptgen.training.trainer import TrainConfig
 
 
@@ -100,16 +101,20 @@ def test_every_misuse_of_the_api_is_one_promptgen_line(prompt, tmp_path, monkeyp
     failures = []
     all_cases = cases(prompt)
     for i, (call, words) in enumerate(all_cases):
+        problem = None
         try:
             call()
         except promptgen.PromptgenError as exc:
             message = str(exc)
             if len(message.splitlines()) != 1 or not all(w in message for w in words):
-                failures.append((i, words, message))
+                problem = f"not the expected line: {message}"
         except Exception as exc:  # noqa: BLE001 (what this test looks for)
-            failures.append((i, words, f"foreign {type(exc).__name__}: {exc}"))
+            problem = f"foreign exception {type(exc).__name__}: {exc}"
         else:
-            failures.append((i, words, "no error"))
+            problem = "no error"
+        record("Python API", f"case {i}: {words[0]}", [problem] if problem else [])
+        if problem:
+            failures.append((i, words, problem))
     assert not failures, failures
     assert len(all_cases) >= 60
     assert not (tmp_path / "runs").exists()  # nothing was written by any of them

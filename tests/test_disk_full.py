@@ -19,6 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from adversarial import build_pristine
 
+from promptgen.testing.tally import record
+
 PROMPTGEN = shutil.which("promptgen") or str(Path(sys.executable).parent / "promptgen")
 UNSHARE = shutil.which("unshare")
 
@@ -109,6 +111,9 @@ def test_a_full_disk_names_the_file_being_written_and_changes_nothing(tmp_path):
     assert len(results) == 10
     for name, r in results.items():
         lines = r["stderr"].strip().splitlines()
+        problems = [*(["traceback"] if "Traceback" in r["stderr"] else []), *([f"changed files: {r['changed']}"] if r["changed"] else []),
+                    *([] if r["code"] == 2 and len(lines) == 1 and "No space left" in r["stderr"] else [f"not one line: {r['stderr'][:200]}"])]
+        record("full disk", name, problems)
         assert r["code"] == 2, (name, r)
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, r["stderr"])
         assert "standard output" not in lines[0], (name, lines[0])

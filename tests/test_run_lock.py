@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from promptgen.cli import app
 from promptgen.core.errors import ArtifactError
 from promptgen.core.lock import LOCK, run_lock
+from promptgen.testing.tally import record
 
 sys.path.insert(0, str(Path(__file__).parent))
 from adversarial import build_pristine, snapshot
@@ -59,6 +60,8 @@ def test_a_second_compose_on_a_running_folder_is_refused_and_a_killed_one_does_n
                 before = snapshot(work)
             result = runner.invoke(app, args)
             lines = result.stderr.strip().splitlines()
+            ok = result.exit_code == 2 and len(lines) == 1 and snapshot(work) == before
+            record("concurrent runs", " ".join(args[:2]), [] if ok else [f"not refused in one line: {result.stderr[:200]}"])
             assert result.exit_code == 2 and len(lines) == 1 and "another promptgen compose is running" in lines[0], result.stderr
             assert snapshot(work) == before
         other.kill()

@@ -49,4 +49,19 @@ def refusals(setup: str, load: str, cases: Mapping[str, str | Path], timeout: fl
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-__all__ = ["refusals"]
+def budget_problems(result: dict, words: str = "", seconds: float = 5.0, grown: int = 2**30) -> list[str]:
+    """What is wrong with one case of :func:`refusals` (for :func:`promptgen.testing.tally.record`): no
+    refusal, a foreign exception, not one line, or over the issue's 5 s and 1 GB."""
+    problems = []
+    if result["error"] is None:
+        problems.append("not refused")
+    elif "PromptgenError" not in (result["kinds"] or []):
+        problems.append(f"foreign exception {result['kinds'][0]}: {result['error'][:200]}")
+    elif len(result["error"].splitlines()) != 1 or words not in result["error"]:
+        problems.append(f"not the expected line: {result['error'][:200]}")
+    if result["seconds"] >= seconds or result["grown_bytes"] >= grown:
+        problems.append(f"over budget: {result['seconds']:.1f} s, {result['grown_bytes'] / 2**20:.0f} MiB")
+    return problems
+
+
+__all__ = ["budget_problems", "refusals"]

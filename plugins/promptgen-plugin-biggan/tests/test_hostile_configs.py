@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.testing.budget import refusals
+from promptgen.testing.budget import budget_problems, refusals
+from promptgen.testing.tally import record
 
 #: (config.json changes, words of the one-line refusal)
 HOSTILE = {
@@ -52,6 +53,7 @@ def test_every_hostile_config_is_refused_in_one_line_within_5_s_and_1_gb(tiny, h
     assert got["control"]["error"] is None  # the untampered files load
     for name, (_, words) in HOSTILE.items():
         r = got[name]
+        record("model configurations from files", f"biggan: {name}", budget_problems(r, words))
         assert r["error"] is not None and "PromptgenError" in r["kinds"], (name, r)
         assert len(r["error"].splitlines()) == 1 and words in r["error"], (name, r["error"])
         assert r["seconds"] < 5, (name, r["seconds"])

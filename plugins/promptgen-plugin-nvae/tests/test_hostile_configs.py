@@ -10,7 +10,8 @@ from promptgen_plugin_nvae.testing import random_decoder, write_checkpoint
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.testing.budget import refusals
+from promptgen.testing.budget import budget_problems, refusals
+from promptgen.testing.tally import record
 
 #: (training-argument changes, words of the one-line refusal)
 HOSTILE = {
@@ -43,6 +44,7 @@ def test_every_hostile_checkpoint_is_refused_in_one_line_within_5_s_and_1_gb(fil
     assert got["control"]["error"] is None
     for name, (_, words) in HOSTILE.items():
         r = got[name]
+        record("model configurations from files", f"nvae: {name}", budget_problems(r, words))
         assert r["error"] is not None and "PromptgenError" in r["kinds"], (name, r)
         assert len(r["error"].splitlines()) == 1 and words in r["error"], (name, r["error"])
         assert r["seconds"] < 5, (name, r["seconds"])
