@@ -56,6 +56,14 @@ from promptgen.core.generators import GeneratorOutputError, ModuleGenerator, che
 from promptgen.core.hooks import hookimpl
 from promptgen.core.latents import seed_of, seeded_noise, split_latent
 from promptgen.core.options import NoOptions, Options, option, option_names
+from promptgen.core.pickle_budget import (
+    COUNTERS,
+    COUNTS,
+    PickleBudgetError,
+    all_finite,
+    check_pickle_budget,
+    tensor_problem,
+)
 from promptgen.core.protocols import (
     AttributeClassifier,
     AttributeTarget,
@@ -76,6 +84,8 @@ API_VERSION = "0.2"
 
 __all__ = [
     "API_VERSION",
+    "COUNTERS",
+    "COUNTS",
     "MAX_ELEMENTS",
     "Accepting",
     "Adaptive",
@@ -108,6 +118,7 @@ __all__ = [
     "ModuleGenerator",
     "NoOptions",
     "Options",
+    "PickleBudgetError",
     "PromptgenError",
     "Registry",
     "RemoteFile",
@@ -118,10 +129,12 @@ __all__ = [
     "UnknownNameError",
     "WeightsFileError",
     "adapt_images",
+    "all_finite",
     "build_matching",
     "cache_root",
     "capabilities",
     "check_images",
+    "check_pickle_budget",
     "check_state_dict",
     "classify",
     "closest",
@@ -135,5 +148,6 @@ __all__ = [
     "seed_of",
     "seeded_noise",
     "split_latent",
+    "tensor_problem",
     "unknown_name",
 ]

@@ -20,6 +20,10 @@ applied by every plugin that builds a network from a file's configuration:
 >>> state = {"weight": torch.zeros(3, 2), "bias": torch.zeros(3)}
 >>> build_matching(lambda: nn.Linear(2, 3), state, "'toy.bin'").weight.shape
 torch.Size([3, 2])
+>>> build_matching(lambda: nn.Linear(2, 3), {"weight": torch.zeros(1).expand(3, 2), "bias": torch.zeros(3)}, "'toy.bin'")
+Traceback (most recent call last):
+  ...
+promptgen.core.budget.ConfigSizeError: 'toy.bin': 'weight' claims 6 numbers but the file stores 4 bytes for it (a view that repeats its values); the file is damaged or crafted
 >>> build_matching(lambda: nn.Linear(2, 10**9), state, "'toy.bin'")
 Traceback (most recent call last):
   ...
@@ -68,7 +72,7 @@ def build_matching(
     """
     with torch.device("meta"):
         skeleton = build()
-    tensors = {k: v for k, v in skeleton.state_dict().items() if not skip(k)}
+    tensors = {k: v for k, v in skeleton.state_dict(keep_vars=True).items() if not skip(k)}
     total = sum(math.prod(_shape(t)) for t in tensors.values())
     if total > MAX_ELEMENTS:
         raise ConfigSizeError(
@@ -77,6 +81,8 @@ def build_matching(
         )
     for name, want in tensors.items():
         got = state.get(name)
+        if got is not None and not isinstance(got, Tensor):
+            raise ConfigSizeError(f"{source}: {name!r} is a {type(got).__name__}, not a tensor; the file is damaged or from another model")
         if got is None:
             raise ConfigSizeError(
                 f"{source} describes a network its weights do not fill: it holds no {name!r}; the configuration is damaged or from another model"
@@ -86,6 +92,24 @@ def build_matching(
                 f"{source} describes a network its weights do not fill: {name!r} would have shape {_shape(want)} "
                 f"but the file holds {_shape(got)}; the configuration is damaged or from another model"
             )
+    # A tensor the file stores in fewer bytes than its shape claims (a stride-0 view of one number, one array
+    # under many names) would make the real network far larger than the file: count what the file really holds.
+    held: dict[int, int] = {}
+    for name in tensors:
+        got = state[name]
+        storage = got.untyped_storage()
+        if got.numel() * got.element_size() > storage.nbytes():
+            raise ConfigSizeError(
+                f"{source}: {name!r} claims {got.numel():,} numbers but the file stores {storage.nbytes():,} bytes for it "
+                "(a view that repeats its values); the file is damaged or crafted"
+            )
+        held[storage.data_ptr()] = max(held.get(storage.data_ptr(), 0), storage.nbytes())
+    claimed = sum(math.prod(_shape(t)) * t.element_size() for t in {id(t): t for t in tensors.values()}.values())
+    if claimed > sum(held.values()) + 4096:
+        raise ConfigSizeError(
+            f"{source} describes a network of {claimed:,} bytes, but the file stores {sum(held.values()):,} bytes for it "
+            "(one array under many names); the file is damaged or crafted"
+        )
     return build()
 
 

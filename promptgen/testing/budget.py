@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
+# ru_maxrss keeps the peak of the process this one was forked from (the test runner's, hundreds of MB), even
+# across exec: the cases run in a fork of this fresh interpreter, whose peak starts at its own size.
+pid = os.fork()
+if pid:
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 setup, load, cases = json.loads(sys.argv[1])
 exec(setup)
 def peak():
@@ -31,7 +36,8 @@ for name, path in cases.items():
         error, kind = str(exc), type(exc).__mro__
         kind = [k.__name__ for k in kind]
     out[name] = {"seconds": time.perf_counter() - t, "grown_bytes": peak() - base, "error": error, "kinds": kind}
-print(json.dumps(out))
+print(json.dumps(out), flush=True)
+os._exit(0)
 """
 
 

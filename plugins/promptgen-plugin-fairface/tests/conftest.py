@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.models import resnet34
+from promptgen_plugin_fairface.testing import random_fairface_state_dict
 
 from promptgen.core.registry import reset_registry
 
@@ -23,26 +23,9 @@ def _no_real_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMPTGEN_HOME", str(tmp_path / "promptgen-home"))
 
 
-def random_fairface_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """A ResNet-34 with 18 outputs and random weights (batch-norm statistics too), as a state dict."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        net = resnet34(weights=None, num_classes=18)
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.data.uniform_(0.5, 1.5)
-                m.bias.data.uniform_(-0.1, 0.1)
-        # Logits of order 1, like a trained classifier's: random activations grow through the
-        # blocks, and saturated softmaxes would have no gradient to test.
-        net.fc.weight.data.mul_(0.01)
-    return net.state_dict()
-
-
 @pytest.fixture(scope="session")
 def make_state_dict():
-    """``make_state_dict(seed=0)``: a random FairFace state dict (tests import no helper modules)."""
+    """``make_state_dict(seed=0)``: a random FairFace state dict (``promptgen_plugin_fairface.testing``)."""
     return random_fairface_state_dict
 
 

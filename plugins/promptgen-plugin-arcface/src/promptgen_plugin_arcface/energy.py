@@ -17,6 +17,10 @@ Called as a plain energy, ``energy(images, latents)``, there is no twin to
 compare with: it raises a one-line :class:`~promptgen.plugin.PromptgenError`
 rather than return zeros, which would train an unconditional prompt with an
 energy that silently does nothing.
+
+``promptgen compose --cond NAME=LOW:HIGH`` composes conditional prompts and
+gives the twin; without ``--cond`` the core refuses a prompt with this energy
+before training.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ FFHQ_COLS = (32, 220)
 
 NEEDS_CONTEXT = (
     "{label!r} compares each image with its twin drawn from the same ε at the reference condition, so it needs a "
-    "conditional prompt, which this promptgen cannot compose yet; leave arcface-id out of unconditional prompts"
+    "conditional prompt: compose with a condition next to an energy that reads it (e.g. --energy deca-pose "
+    "--cond yaw=-0.35:0.35), and leave arcface-id out of unconditional prompts"
 )
 
 

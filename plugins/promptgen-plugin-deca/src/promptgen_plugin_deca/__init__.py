@@ -4,7 +4,7 @@ Registered through the ``deca`` entry point in the ``promptgen`` group::
 
     promptgen compose --gen stylegan2-ffhq --energy deca-pose:yaw=0.3 ...         # one fixed pose
     promptgen compose --gen stylegan2-ffhq --energy deca-pose --cond yaw=-0.35:0.35 --cond pitch=-0.35:0.35
-                                                                                 # (once conditional prompts land)
+                                                                                 # a conditional prompt over poses
 
 DECA's ``deca_model.tar`` is downloaded by hand (non-commercial licence) and
 given with ``path=`` or put in ``$PROMPTGEN_HOME/deca/``. Options:

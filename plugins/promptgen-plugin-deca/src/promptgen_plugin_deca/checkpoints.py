@@ -6,18 +6,34 @@ a training run's file may add the optimiser's state and counters). Only
 ``E_flame`` is read, strictly: every key of the encoder, nothing else, each of
 the right shape. The file is read with ``torch.load(weights_only=True)``
 (``plugin.load_torch_file``): a pickle that asks to import or call anything
-beyond tensors is refused before anything in it runs. Every failure is one
-line (:class:`CheckpointError`).
+beyond tensors is refused before anything in it runs.
+
+What a hostile file can cost is bounded: its pickle is scanned first and one
+larger, or making more calls, than a real ``deca_model.tar`` could is refused
+before it is read (:mod:`promptgen.core.pickle_budget`); the encoder's keys, shapes and dtypes
+are checked against the network built on the ``meta`` device (nothing
+allocated), and the network is built for real only through
+``plugin.build_matching``, once the file's tensors fill it. Every failure is one
+line (:class:`CheckpointError`), within a second and a few hundred MB.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from promptgen import plugin
+from promptgen.plugin import (
+    COUNTERS,
+    COUNTS,
+    PickleBudgetError,
+    all_finite,
+    check_pickle_budget,
+    tensor_problem,
+)
 from promptgen_plugin_deca.network import FlameEncoder
 from promptgen_plugin_deca.zoo import DECA_MODEL, ZooModel
 
@@ -25,6 +41,11 @@ WHAT = "DECA's deca_model.tar"
 CACHE_SUBDIR = "deca"
 #: Batch-norm counters: used in training only; a file saved without them (torch < 0.4.1) is still complete.
 OPTIONAL_SUFFIX = ".num_batches_tracked"
+#: The most bytes and calls the pickle of a deca_model.tar may have. DECA's file (E_flame, E_detail, D_detail:
+#: about 700 tensors) has about 80 KB and 2,100 calls; a training run's, with the optimiser's state, a few times
+#: that. Reading a pickle at the bounds takes about a second.
+MAX_PICKLE_BYTES = 2 * 2**20
+MAX_PICKLE_CALLS = 20_000
 
 
 class CheckpointError(plugin.PromptgenError):
@@ -51,14 +72,33 @@ def _examples(keys: list[str], n: int = 2) -> str:
     return ", ".join(repr(k) for k in sorted(keys)[:n]) + (", ..." if len(keys) > n else "")
 
 
+def _read_error(e: plugin.WeightsFileError, source: str) -> CheckpointError:
+    """The loader's one line, or, for a training checkpoint that stores its arguments, what the file really is."""
+    if re.search(r"\bargparse\.Namespace\b", str(e)):
+        # The loader refuses any global beyond tensors and containers, a plain namespace of arguments included:
+        # right for DECA, whose files hold none, but the file asks for a container, not for code to run.
+        return CheckpointError(
+            f"{source} holds an argparse.Namespace (the stored arguments of another tool's training checkpoint, "
+            f"e.g. NVAE's checkpoint.pt), which {WHAT} does not; it was not loaded: give {WHAT}"
+        )
+    return CheckpointError(str(e))
+
+
 def read_encoder_state(path: str | Path) -> dict[str, Tensor]:
     """``E_flame``'s state dict from a deca_model.tar."""
     path = Path(path)
     source = repr(path.name)
     try:
+        check_pickle_budget(path, max_bytes=MAX_PICKLE_BYTES, max_calls=MAX_PICKLE_CALLS)
+    except PickleBudgetError as e:
+        raise CheckpointError(
+            f"{source}: {e}, more than {WHAT} could need (it holds about 700 tensors); refused before reading it: "
+            f"the file is damaged or not {WHAT}"
+        ) from None
+    try:
         ckpt = plugin.load_torch_file(path, what=WHAT, mmap=True)
     except plugin.WeightsFileError as e:
-        raise CheckpointError(str(e)) from None
+        raise _read_error(e, source) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{source} holds {type(ckpt).__name__}, not a dict of state dicts; give {WHAT}")
     if "E_flame" not in ckpt:
@@ -80,12 +120,14 @@ def read_encoder_state(path: str | Path) -> dict[str, Tensor]:
     return state
 
 
-def load_encoder(path: str | Path) -> FlameEncoder:
-    """DECA's coarse encoder with the weights of ``path``, float32, frozen, in eval mode."""
-    state = read_encoder_state(path)
-    source = repr(Path(path).name)
-    net = FlameEncoder()
-    expected = net.state_dict()
+def check_encoder_state(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """``state`` checked against DECA's encoder built on the ``meta`` device; the state to load, float32.
+
+    Every key of the encoder (batch-norm counters may be absent: zeros are put in), no other, each of the
+    encoder's shape, floating point (counters: any real number) and finite.
+    """
+    with torch.device("meta"):  # the keys and shapes, nothing allocated
+        expected = FlameEncoder().state_dict()
     missing = [k for k in expected if k not in state and not k.endswith(OPTIONAL_SUFFIX)]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -100,6 +142,8 @@ def load_encoder(path: str | Path) -> FlameEncoder:
                 + f"{len(unexpected)} {'is' if len(unexpected) == 1 else 'are'} not DECA's ResNet-50 encoder's ({_examples(unexpected)})"
             )
         raise CheckpointError(plugin.one_line(f"{source}: 'E_flame' is not DECA's coarse encoder: {what}"))
+    # First what the file says of each tensor (shape, dtype, layout), then its values: a file whose tensors
+    # claim other shapes is refused before any value is read.
     for key, want in expected.items():
         if key not in state:
             continue
@@ -109,16 +153,30 @@ def load_encoder(path: str | Path) -> FlameEncoder:
                 f"{source}: 'E_flame' {key!r} has shape {tuple(got.shape)}, DECA's encoder has {tuple(want.shape)}; "
                 "another architecture or parameter count (DECA regresses 236 FLAME parameters)"
             )
-        if key.endswith(OPTIONAL_SUFFIX):
+        counter = key.endswith(OPTIONAL_SUFFIX)
+        problem = tensor_problem(got, COUNTERS, COUNTS) if counter else tensor_problem(got)
+        if problem is not None:
+            raise CheckpointError(f"{source}: 'E_flame' {key!r} holds {problem}; give {WHAT}")
+    full: dict[str, Tensor] = {}
+    for key, want in expected.items():
+        if key not in state:  # an absent batch-norm counter: never read in evaluation
+            full[key] = torch.zeros((), dtype=want.dtype)
             continue
-        if not got.is_floating_point():
-            raise CheckpointError(
-                f"{source}: 'E_flame' {key!r} holds {got.dtype} values, not floating point; give {WHAT}"
-            )
-        if not bool(torch.isfinite(got).all()):
+        got = state[key]
+        if not key.endswith(OPTIONAL_SUFFIX) and not all_finite(got):
             raise CheckpointError(
                 f"{source}: 'E_flame' {key!r} holds non-finite values; the file is damaged, download it again"
             )
-    full = {k: (state[k].to(v.dtype) if k in state else v) for k, v in expected.items()}
+        full[key] = got.to(want.dtype)
+    return full
+
+
+def load_encoder(path: str | Path) -> FlameEncoder:
+    """DECA's coarse encoder with the weights of ``path``, float32, frozen, in eval mode."""
+    source = repr(Path(path).name)
+    full = check_encoder_state(read_encoder_state(path), source)
+    # The architecture is fixed (no size is read from the file); build_matching checks again, on the meta
+    # device, that the file's tensors fill it before the 26 M parameters are allocated.
+    net = plugin.build_matching(FlameEncoder, full, source)
     net.load_state_dict(full, strict=True)
     return net.eval().requires_grad_(False)

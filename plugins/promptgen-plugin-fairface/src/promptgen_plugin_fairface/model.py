@@ -14,6 +14,14 @@ Here the same preprocessing is applied differentiably to generator images
 (B, 3, H, W) in [0, 1]: :class:`promptgen.plugin.ModuleClassifier`
 resizes them to 224×224 (bilinear, antialiased when shrinking) and
 :class:`FairFaceNet` normalises them before the ResNet.
+
+A weights file is checked before anything large is built (issue 25): its
+pickle is scanned, not run, and one larger or making more calls than the real
+file could is refused before it is read (:mod:`promptgen.core.pickle_budget`); a zip-format
+file is mapped, not read; every key, shape and dtype is compared with the
+ResNet-34 built on the ``meta`` device, and the network is built for real only
+through ``plugin.build_matching``. The architecture is fixed (18 outputs, the
+ResNet-34's depth): no size is read from the file.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import contextlib
 import pickle
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,7 +38,20 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet, resnet34
 
-from promptgen.plugin import ModuleClassifier, PromptgenError, RemoteFile, fetch, one_line
+from promptgen.plugin import (
+    COUNTERS,
+    COUNTS,
+    ModuleClassifier,
+    PickleBudgetError,
+    PromptgenError,
+    RemoteFile,
+    all_finite,
+    build_matching,
+    check_pickle_budget,
+    fetch,
+    one_line,
+    tensor_problem,
+)
 from promptgen_plugin_fairface.attributes import HEADS, OUTPUTS
 
 INPUT_SIZE = (224, 224)
@@ -37,6 +59,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CACHE_SUBDIR = "fairface"
 FILENAME = "res34_fair_align_multi_7_20190809.pt"
+#: The most bytes and calls the pickle of a weights file may have. The released one (218 tensors) has about
+#: 25 KB and 650 calls. Reading a pickle at the bounds takes well under a second.
+MAX_PICKLE_BYTES = 2**20
+MAX_PICKLE_CALLS = 10_000
 
 #: The FairFace authors publish the weights on Google Drive: their README
 #: (github.com/dchen236/FairFace, linked from github.com/joojs/fairface) linked
@@ -121,9 +147,21 @@ def read_state_dict(path: Path, hint: str) -> dict[str, Tensor]:
     if Path(path).exists() and not Path(path).is_file():  # a folder, a FIFO or a device would fail or block
         raise PromptgenError(f"{str(path)!r} is not a regular file; {_expected_file(hint)}")
     try:
+        check_pickle_budget(path, max_bytes=MAX_PICKLE_BYTES, max_calls=MAX_PICKLE_CALLS)
+    except PickleBudgetError as e:
+        raise PromptgenError(
+            f"{str(path)!r}: {e}, more than FairFace's weights could need (218 tensors); refused before reading it; "
+            f"{_expected_file(hint)}"
+        ) from None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's warnings about an odd file would print before our one line
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            # A zip-format file is mapped, not read: tensors that are not FairFace's cost nothing.
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except MemoryError:
+        raise PromptgenError(
+            f"{str(path)!r} claims more memory than this machine has; {_expected_file(hint)}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a bad file; all mean "wrong file"
         reason = _unreadable(path, exc)
         raise PromptgenError(
@@ -140,19 +178,13 @@ def read_state_dict(path: Path, hint: str) -> dict[str, Tensor]:
     return dict(state)
 
 
-def load_fairface(path: Path, hint: str = "pass path= a good copy") -> FairFaceNet:
-    """FairFace's network with the weights in ``path``, every key and shape checked.
+def check_fairface_state(state: Mapping[str, Tensor], path: Path, hint: str) -> dict[str, Tensor]:
+    """``state`` checked against FairFace's ResNet-34 built on the ``meta`` device; the state to load, float32.
 
-    Args:
-        path: a file like ``res34_fair_align_multi_7_20190809.pt``.
-        hint: what the user should do about a wrong file (ends the error message).
-
-    Raises:
-        PromptgenError: one line, for a file that is not FairFace's ResNet-34 weights.
+    Every key, none other, each of the network's shape; weights floating point and finite.
     """
-    state = read_state_dict(path, hint)
-    net = fairface_resnet34()
-    expected = net.state_dict()
+    with torch.device("meta"):  # the keys and shapes, nothing allocated
+        expected = fairface_resnet34().state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -162,12 +194,44 @@ def load_fairface(path: Path, hint: str = "pass path= a good copy") -> FairFaceN
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]!r})")
         raise PromptgenError(f"{str(path)!r} is not FairFace's ResNet-34: {', '.join(parts)}; {_expected_file(hint)}")
+    # First what the file says of each tensor (shape, dtype, layout), then its values: a file whose tensors
+    # claim other shapes is refused before any value is read.
     for key, want in expected.items():
-        if state[key].shape != want.shape:
+        got = state[key]
+        if got.shape != want.shape:
             raise PromptgenError(
-                f"{str(path)!r} is not FairFace's ResNet-34: {key} has shape {tuple(state[key].shape)}, "
+                f"{str(path)!r} is not FairFace's ResNet-34: {key} has shape {tuple(got.shape)}, "
                 f"expected {tuple(want.shape)}; {_expected_file(hint)}"
             )
+        counter = not want.is_floating_point()  # batch norm's num_batches_tracked: a step count
+        problem = tensor_problem(got, COUNTERS, COUNTS) if counter else tensor_problem(got)
+        if problem is not None:
+            raise PromptgenError(f"{str(path)!r} is not FairFace's ResNet-34: {key} holds {problem}; {_expected_file(hint)}")
+    out: dict[str, Tensor] = {}
+    for key, want in expected.items():
+        got = state[key]
+        if want.is_floating_point() and not all_finite(got):
+            raise PromptgenError(
+                f"{str(path)!r}: {key} holds non-finite values, the file is damaged; {_expected_file(hint)}"
+            )
+        out[key] = got.to(want.dtype)
+    return out
+
+
+def load_fairface(path: Path, hint: str = "pass path= a good copy") -> FairFaceNet:
+    """FairFace's network with the weights in ``path``, every key, shape and dtype checked.
+
+    Args:
+        path: a file like ``res34_fair_align_multi_7_20190809.pt``.
+        hint: what the user should do about a wrong file (ends the error message).
+
+    Raises:
+        PromptgenError: one line, for a file that is not FairFace's ResNet-34 weights.
+    """
+    state = check_fairface_state(read_state_dict(path, hint), path, hint)
+    # The architecture is fixed; build_matching checks again, on the meta device, that the file's tensors
+    # fill it before the 21 M parameters are allocated.
+    net = build_matching(fairface_resnet34, state, repr(str(path)))
     net.load_state_dict(state, strict=True)
     return FairFaceNet(net)
 

@@ -23,6 +23,18 @@ Two formats:
 
 Both return a :class:`~promptgen_plugin_stylegan2.network.StyleGAN2` with the
 file's weights, checked key by key and shape by shape.
+
+A file is data from anyone, so what it costs is bounded by the file itself:
+the architecture it describes (stored attributes such as ``z_dim``,
+``img_resolution`` and the mapping's ``num_layers``, or rosinality's key names)
+is checked against declared bounds (:data:`~.network.MAX_MAPPING_LAYERS`,
+:data:`~.network.MAX_RESOLUTION`) before anything is built; every tensor must
+be numbers the file holds (not a stride-0 view claiming a billion, not one
+array under many names); the network is then built on the ``meta`` device and
+compared with the stored shapes (:func:`promptgen.plugin.build_matching`)
+before it is built for real. A zip that unpacks to more than twice its size is
+refused before ``torch.load`` inflates it. Every refusal is one line naming the
+file.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import numbers
 import pickle
 import re
 import zipfile
@@ -41,10 +54,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import Tensor
 
-from promptgen.plugin import PromptgenError
-from promptgen_plugin_stylegan2.network import StyleGAN2, StyleGAN2Config
+from promptgen.plugin import ConfigSizeError, PromptgenError, build_matching
+from promptgen_plugin_stylegan2.network import MAX_MAPPING_LAYERS, MAX_RESOLUTION, MAX_WIDTH, StyleGAN2, StyleGAN2Config
 from promptgen_plugin_stylegan2.ops import fir_filter
 
 #: What a legacy (non-zip) ``torch.save`` file unpickles to first.
@@ -53,6 +67,14 @@ TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 class CheckpointError(PromptgenError):
     """A checkpoint that cannot be read safely or does not hold a StyleGAN2 generator."""
+
+
+class CheckpointSizeError(CheckpointError, ConfigSizeError):
+    """A checkpoint describing a network past promptgen's bounds, or one its stored numbers do not fill."""
+
+
+#: What the mean of w is computed in pieces of: at most this many numbers per activation (published models: one piece).
+BATCH_ELEMENTS = 2**24
 
 
 class EasyDict(dict):
@@ -104,23 +126,51 @@ class PersistentObject:
         return obj
 
     def tensors(self, prefix: str = "") -> dict[str, Tensor]:
-        """Parameters and persistent buffers of this object and its sub-modules, by dotted name."""
+        """Parameters and persistent buffers of this object and its sub-modules, by dotted name.
+
+        Each sub-module is visited once, without recursion: pickle's memo makes it cheap to write one object
+        under many names, or inside itself, and walking that would take exponential time or never end.
+        """
         out: dict[str, Tensor] = {}
-        skip = self.state.get("_non_persistent_buffers_set") or set()
-        for kind in ("_parameters", "_buffers"):
-            for name, t in (self.state.get(kind) or {}).items():
-                if t is None or name in skip:
+        seen: set[int] = set()
+        stack: list[tuple[str, PersistentObject]] = [(prefix, self)]
+        while stack:
+            pre, obj = stack.pop()
+            if id(obj) in seen:
+                where = pre.rstrip(".")
+                where = where if len(where) <= 80 else f"{where[:40]}...{where[-37:]}"
+                raise CheckpointError(f"sub-module {where!r} is an object the network already holds elsewhere; the file is damaged or crafted")
+            seen.add(id(obj))
+            skip = obj.state.get("_non_persistent_buffers_set") or set()
+            if not isinstance(skip, (set, frozenset)):
+                raise CheckpointError(f"{pre or 'the network'}: _non_persistent_buffers_set is a {type(skip).__name__}; the file is damaged")
+            for kind in ("_parameters", "_buffers"):
+                for name, t in _entries(obj, kind, pre):
+                    if t is None or name in skip:
+                        continue
+                    if not isinstance(t, Tensor):
+                        raise CheckpointError(f"{pre}{name} is a {type(t).__name__}, not a tensor; the file is damaged")
+                    out[pre + name] = t.detach()
+            children = _entries(obj, "_modules", pre)
+            for name, child in reversed(children):  # the first child is taken next: the order of a recursive walk
+                if child is None:
                     continue
-                if not isinstance(t, Tensor):
-                    raise CheckpointError(f"{prefix}{name} is a {type(t).__name__}, not a tensor; the file is damaged")
-                out[prefix + name] = t.detach()
-        for name, child in (self.state.get("_modules") or {}).items():
-            if child is None:
-                continue
-            if not isinstance(child, PersistentObject):
-                raise CheckpointError(f"sub-module {prefix}{name} is a {type(child).__name__}; only StyleGAN2 network pickles are supported")
-            out.update(child.tensors(f"{prefix}{name}."))
+                if not isinstance(child, PersistentObject):
+                    raise CheckpointError(f"sub-module {pre}{name} is a {type(child).__name__}; only StyleGAN2 network pickles are supported")
+                stack.append((f"{pre}{name}.", child))
         return out
+
+
+def _entries(obj: PersistentObject, kind: str, prefix: str) -> list[tuple[str, Any]]:
+    """The ``(name, value)`` pairs of one of a module's ``_parameters``/``_buffers``/``_modules`` dicts, checked."""
+    d = obj.state.get(kind) or {}
+    if not isinstance(d, Mapping):
+        raise CheckpointError(f"{prefix or 'the network'}: {kind} is a {type(d).__name__}, not a dict; the file is damaged")
+    items = list(d.items())
+    for name, _ in items:
+        if not isinstance(name, str):
+            raise CheckpointError(f"{prefix or 'the network'}: {kind} has a key that is a {type(name).__name__}, not a name; the file is damaged")
+    return items
 
 
 def _load_storage_bytes(data: bytes) -> Any:
@@ -189,21 +239,78 @@ def load_nvidia_pickle(data: bytes | io.BufferedIOBase) -> dict[str, Any]:
         raise CheckpointError(f"the network pickle is damaged or truncated ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
-def _as_int(x: Any, what: str) -> int:
-    try:
-        return int(x)
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{what} is {x!r}, not a whole number; the file is damaged") from None
+def _show(x: Any) -> str:
+    """A stored value for a message, short whatever the file holds (no repr of a huge number or a nested list)."""
+    if x is None or isinstance(x, (bool, np.bool_)):
+        return repr(bool(x)) if x is not None else "None"
+    if isinstance(x, numbers.Integral):
+        n = int(x)
+        return f"{n:,}" if n.bit_length() <= 64 else f"a {'negative ' if n < 0 else ''}{n.bit_length():,}-bit number"
+    if isinstance(x, numbers.Real):
+        return repr(float(x))
+    if isinstance(x, str):
+        return repr(x[:40] + ("..." if len(x) > 40 else ""))
+    return f"a {type(x).__name__}"
+
+
+def _as_int(x: Any, what: str, lo: int = 0, hi: int | None = None, published: str = "") -> int:
+    """A stored whole number within ``[lo, hi]``; booleans, fractions and text are refused, not converted."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+        raise CheckpointError(f"{what} is {_show(x)}, not a whole number; the file is damaged")
+    n = int(x)
+    if n < lo:
+        raise CheckpointError(f"{what} is {_show(n)}; it must be at least {lo}; the file is damaged")
+    if hi is not None and n > hi:
+        note = f" ({published})" if published else ""
+        raise CheckpointSizeError(f"{what} is {_show(n)}, more than {hi:,}, the most promptgen builds{note}; the file is damaged or not a StyleGAN2 network")
+    return n
+
+
+def _as_float(x: Any, what: str) -> float:
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
+        raise CheckpointError(f"{what} is {_show(x)}, not a finite number; the file is damaged")
+    return float(x)
+
+
+def _as_bool(x: Any, what: str) -> bool:
+    if not isinstance(x, (bool, np.bool_)):
+        raise CheckpointError(f"{what} is {_show(x)}, not True or False; the file is damaged")
+    return bool(x)
+
+
+def _as_text(x: Any, what: str) -> str:
+    if not isinstance(x, str) or len(x) > 100:
+        raise CheckpointError(f"{what} is {_show(x)}, not a name; the file is damaged")
+    return x
+
+
+def _validation_line(e: ValidationError) -> str:
+    """A pydantic error about a configuration read from a file, as one line."""
+    parts = []
+    for err in e.errors()[:2]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where + ' ' if where else ''}is {_show(err['input']) if where else 'invalid'}: {err['msg'][:160]}")
+    return "; ".join(parts)
 
 
 def config_from_persistent(g: PersistentObject) -> StyleGAN2Config:
-    """The architecture of an official ``Generator``, read from its stored attributes and shapes."""
+    """The architecture of an official ``Generator``, read from its stored attributes and shapes.
+
+    Every stored number that decides how many modules are built, or how wide, is checked first.
+    """
     if g.class_name != "Generator":
         raise CheckpointError(f"G_ema is a {g.class_name!r}, not a Generator")
     syn, mapping = g.module("synthesis"), g.module("mapping")
     if syn is None or mapping is None:
         raise CheckpointError("the Generator has no synthesis or mapping network; the file is damaged")
-    res = _as_int(g.attr("img_resolution"), "img_resolution")
+    res = _as_int(g.attr("img_resolution"), "img_resolution", 4, MAX_RESOLUTION, "published StyleGAN2 models have at most 1024")
+    if res & (res - 1):
+        raise CheckpointError(f"img_resolution is {res:,}, not a power of two; the file is damaged")
+    layers = _as_int(mapping.attr("num_layers"), "mapping.num_layers", 1, MAX_MAPPING_LAYERS, "published StyleGAN2 models have at most 8")
+    z_dim = _as_int(g.attr("z_dim"), "z_dim", 1, MAX_WIDTH)
+    c_dim = _as_int(g.attr("c_dim", 0), "c_dim", 0, MAX_WIDTH)
+    w_dim = _as_int(g.attr("w_dim"), "w_dim", 1, MAX_WIDTH)
+    img_channels = _as_int(g.attr("img_channels"), "img_channels", 1, MAX_WIDTH)
     if syn.module("b4") is None:
         names = sorted((syn.state.get("_modules") or {}).keys())[:3]
         raise CheckpointError(
@@ -211,43 +318,54 @@ def config_from_persistent(g: PersistentObject) -> StyleGAN2Config:
             "it is probably a StyleGAN3 (config T or R) network, which this plugin does not run: use a StyleGAN2 model"
         )
     tensors = syn.tensors()
+    if "b4.const" not in tensors or tensors["b4.const"].ndim != 3:
+        raise CheckpointError("synthesis has no b4.const of 3 dimensions; the file is damaged")
     channels = {4: int(tensors["b4.const"].shape[0])}
     for r in (2**i for i in range(3, int(math.log2(res)) + 1)):
         key = f"b{r}.conv1.weight"
-        if key not in tensors:
-            raise CheckpointError(f"synthesis has no {key} for resolution {res}; the file is damaged")
+        if key not in tensors or tensors[key].ndim != 4:
+            raise CheckpointError(f"synthesis has no {key} (of 4 dimensions) for resolution {res}; the file is damaged")
         channels[r] = int(tensors[key].shape[0])
     b4 = syn.module("b4")
     conv = b4.module("conv1")
-    acts = {str(mapping.module(f"fc{i}").attr("activation")) for i in range(_as_int(mapping.attr("num_layers"), "num_layers"))}
+    if conv is None:
+        raise CheckpointError("synthesis.b4 has no conv1; the file is damaged")
+    fcs = [mapping.module(f"fc{i}") for i in range(layers)]
+    if None in fcs:
+        raise CheckpointError(f"mapping.num_layers is {layers} but the mapping network has no fc{fcs.index(None)}; the file is damaged")
+    acts = {_show(a) if not isinstance(a, str) else a for a in (fc.attr("activation") for fc in fcs)}
     if acts != {"lrelu"} or conv.attr("activation", "lrelu") != "lrelu":
         raise CheckpointError(f"unsupported activations {sorted(acts)}; only StyleGAN2's leaky ReLU generators are supported")
-    fc0 = mapping.module("fc0")
     clamp = conv.attr("conv_clamp")
     mtensors = mapping.tensors()
-    layers = _as_int(mapping.attr("num_layers"), "num_layers")
-    c_dim = _as_int(g.attr("c_dim", 0), "c_dim")
-    filt = tensors["b4.resample_filter"]
-    if filt.ndim != 2 or filt.shape[0] != filt.shape[1]:
-        raise CheckpointError(f"unsupported resampling filter of shape {tuple(filt.shape)}")
+    if layers > 1 and ("fc0.weight" not in mtensors or mtensors["fc0.weight"].ndim != 2):
+        raise CheckpointError("mapping has no fc0.weight of 2 dimensions; the file is damaged")
+    if c_dim and ("embed.weight" not in mtensors or mtensors["embed.weight"].ndim != 2):
+        raise CheckpointError(f"c_dim is {c_dim:,} but the mapping network has no label embedding (embed.weight); the file is damaged")
+    filt = tensors.get("b4.resample_filter")
+    if filt is None or filt.ndim != 2 or filt.shape[0] != filt.shape[1] or not filt.shape[0] or not filt.is_floating_point():
+        raise CheckpointError(f"unsupported resampling filter {'(none)' if filt is None else f'of shape {tuple(filt.shape)}'}")
     taps = filt[0] / filt[0].sum()  # rank one: any row is the 1-D taps up to scale
-    return StyleGAN2Config(
-        z_dim=_as_int(g.attr("z_dim"), "z_dim"),
-        c_dim=c_dim,
-        w_dim=_as_int(g.attr("w_dim"), "w_dim"),
-        resolution=res,
-        img_channels=_as_int(g.attr("img_channels"), "img_channels"),
-        mapping_layers=layers,
-        mapping_features=int(mtensors["fc0.weight"].shape[0]) if layers > 1 else None,
-        embed_features=int(mtensors["embed.weight"].shape[0]) if c_dim else None,
-        mapping_lr=float(fc0.attr("bias_gain", 0.01)),
-        channels=channels,
-        architecture=str(b4.attr("architecture", "skip")),
-        conv_clamp=float(clamp) if clamp is not None else None,
-        fp16_resolutions=sum(bool(syn.module(f"b{r}").attr("use_fp16", False)) for r in channels),
-        use_noise=bool(conv.attr("use_noise", True)),
-        fir=tuple(float(t) for t in taps),
-    )
+    try:
+        return StyleGAN2Config(
+            z_dim=z_dim,
+            c_dim=c_dim,
+            w_dim=w_dim,
+            resolution=res,
+            img_channels=img_channels,
+            mapping_layers=layers,
+            mapping_features=int(mtensors["fc0.weight"].shape[0]) if layers > 1 else None,
+            embed_features=int(mtensors["embed.weight"].shape[0]) if c_dim else None,
+            mapping_lr=_as_float(fcs[0].attr("bias_gain", 0.01), "mapping.fc0.bias_gain"),
+            channels=channels,
+            architecture=_as_text(b4.attr("architecture", "skip"), "synthesis.b4.architecture"),
+            conv_clamp=_as_float(clamp, "conv_clamp") if clamp is not None else None,
+            fp16_resolutions=sum(_as_bool(syn.module(f"b{r}").attr("use_fp16", False), f"synthesis.b{r}.use_fp16") for r in channels),
+            use_noise=_as_bool(conv.attr("use_noise", True), "use_noise"),
+            fir=tuple(float(t) for t in taps),
+        )
+    except ValidationError as e:
+        raise CheckpointError(f"the stored configuration {_validation_line(e)}; the file is damaged or not StyleGAN2") from None
 
 
 def _check_gains(g: PersistentObject, model: StyleGAN2) -> None:
@@ -258,28 +376,70 @@ def _check_gains(g: PersistentObject, model: StyleGAN2) -> None:
             continue
         for attr in ("weight_gain", "bias_gain"):
             if hasattr(mod, attr) and stored.attr(attr) is not None:
-                a, b = float(stored.attr(attr)), float(getattr(mod, attr))
+                a, b = _as_float(stored.attr(attr), f"{name or 'G_ema'}.{attr}"), float(getattr(mod, attr))
                 if not math.isclose(a, b, rel_tol=1e-6):
                     raise CheckpointError(f"{name}.{attr} is {a} in the file but {b} here; this StyleGAN2 variant is not supported")
 
 
-def _build(cfg: StyleGAN2Config, state: Mapping[str, Tensor], source: str) -> StyleGAN2:
-    model = StyleGAN2(cfg)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    if missing or extra:
-        raise CheckpointError(
-            f"{source} does not match a StyleGAN2 generator: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}"
+def check_stored(state: Mapping[str, Any], source: str) -> None:
+    """Every tensor must be floating-point numbers the file holds, each once.
+
+    A pickle (or ``torch.save``) stores a tensor as data plus a shape and strides: a few bytes with strides 0 claim
+    a tensor of any size, and one array can stand under many names. Both would be built as that many separate
+    numbers, so they are refused here, before anything reads them: the network is then at most the file's size
+    (twice it for float16 files).
+    """
+    sizes: dict[int, int] = {}
+    need = 0
+    for name, t in state.items():
+        if not isinstance(t, Tensor):
+            raise CheckpointError(f"{source}: {name} is a {type(t).__name__}, not a tensor; the file is damaged")
+        if not t.is_floating_point():
+            raise CheckpointError(f"{source}: {name} holds {str(t.dtype).removeprefix('torch.')} numbers, not floating point; the file is damaged or not StyleGAN2")
+        storage = t.untyped_storage()
+        nbytes = t.numel() * t.element_size()
+        if nbytes > storage.nbytes():
+            raise CheckpointSizeError(
+                f"{source}: {name} claims shape {tuple(t.shape)} ({t.numel():,} numbers) but stores {storage.nbytes() // t.element_size():,}; "
+                "the file is damaged or crafted"
+            )
+        sizes[storage.data_ptr()] = max(sizes.get(storage.data_ptr(), 0), storage.nbytes())
+        need += nbytes
+    have = sum(sizes.values())
+    if need > have:
+        raise CheckpointSizeError(
+            f"{source} uses the same stored numbers under several names: its tensors claim {need:,} bytes from {have:,} bytes of data; "
+            "the file is damaged or crafted"
         )
+
+
+def _build(cfg: StyleGAN2Config, state: Mapping[str, Tensor], source: str) -> StyleGAN2:
+    """The network ``cfg`` describes, with ``state`` loaded: built for real only once the file's tensors fill it."""
+    check_stored(state, source)
     for k, v in state.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}; the file is damaged")
         if not torch.isfinite(v).all():
             raise CheckpointError(f"{source}: {k} holds NaN or infinite values; the file is damaged")
+    try:
+        model = build_matching(lambda: StyleGAN2(cfg), state, source)
+    except ConfigSizeError as e:
+        raise CheckpointSizeError(str(e)) from None
+    except (RuntimeError, ValueError, TypeError) as e:  # a configuration torch refuses to build, even on meta
+        raise CheckpointError(f"{source}: cannot build the network it describes ({_first_line(e)})") from None
+    own = model.state_dict()
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise CheckpointError(f"{source} does not match a StyleGAN2 generator: unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return model.eval().requires_grad_(False)
+
+
+#: What reading a hostile file's configuration can raise besides CheckpointError: each becomes one line.
+_READ_ERRORS = (KeyError, AttributeError, TypeError, ValueError, IndexError, RuntimeError, ArithmeticError)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
 
 
 def generator_from_nvidia(data: Mapping[str, Any], source: str = "the pickle") -> StyleGAN2:
@@ -289,13 +449,17 @@ def generator_from_nvidia(data: Mapping[str, Any], source: str = "the pickle") -
     g = data["G_ema"]
     if not isinstance(g, PersistentObject):
         raise CheckpointError(f"{source}: G_ema is a {type(g).__name__}, not a network")
+    state = g.tensors()
+    check_stored(state, source)  # before any stored number is read (a stride-0 filter row could claim gigabytes)
     try:
         cfg = config_from_persistent(g)
-    except (KeyError, AttributeError, TypeError) as e:
+    except CheckpointError as e:
+        raise type(e)(f"{source}: {e}") from None
+    except KeyError as e:
         raise CheckpointError(f"{source}: G_ema lacks {e}; the file is damaged or not StyleGAN2") from None
-    except ValueError as e:
-        raise CheckpointError(f"{source}: {str(e).splitlines()[0]}") from None
-    model = _build(cfg, g.tensors(), source)
+    except _READ_ERRORS as e:
+        raise CheckpointError(f"{source}: G_ema's stored configuration is damaged ({_first_line(e)})") from None
+    model = _build(cfg, state, source)
     _check_gains(g, model)
     return model
 
@@ -330,11 +494,22 @@ def _squeeze_to(t: Tensor, ndim: int) -> Tensor:
 
 def convert_rosinality(g_ema: Mapping[str, Tensor], latent_avg: Tensor | None, *, lr_mlp: float = 0.01) -> tuple[StyleGAN2Config, dict[str, Tensor]]:
     """Map a rosinality ``g_ema`` state dict onto the official names and shapes, with its architecture."""
-    keys = set(g_ema)
-    style = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
-    n_rgb = len({m.group(1) for k in keys if (m := re.fullmatch(r"to_rgbs\.(\d+)\..*", k))})
+    keys = {k for k in g_ema if isinstance(k, str)}
+    style = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r"style\.(\d{1,9})\.weight", k)))
+    n_rgb = len({m.group(1) for k in keys if (m := re.fullmatch(r"to_rgbs\.(\d{1,9})\..*", k))})
     if not style or "input.input" not in keys or "conv1.conv.weight" not in keys:
         raise CheckpointError("g_ema is not a rosinality StyleGAN2 generator (no style.N, input.input or conv1 weights)")
+    # The architecture is what the names say: as many mapping layers as style.N, one block per to_rgbs.N.
+    if len(style) > MAX_MAPPING_LAYERS:
+        raise CheckpointSizeError(
+            f"g_ema has {len(style):,} mapping layers (style.N), more than {MAX_MAPPING_LAYERS}, the most promptgen builds "
+            "(published StyleGAN2 models have at most 8); the file is damaged or not a StyleGAN2 network"
+        )
+    if 2 ** (n_rgb + 2) > MAX_RESOLUTION:
+        raise CheckpointSizeError(
+            f"g_ema has {n_rgb:,} RGB outputs (to_rgbs.N), a generator of resolution 2^{n_rgb + 2}, more than {MAX_RESOLUTION:,}, "
+            "the most promptgen builds (published StyleGAN2 models have at most 1024); the file is damaged or not a StyleGAN2 network"
+        )
     res = 2 ** (n_rgb + 2)
     out: dict[str, Tensor] = {}
     for i, k in enumerate(style):
@@ -396,8 +571,17 @@ def generator_from_rosinality(ckpt: Any, source: str = "the checkpoint") -> tupl
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("g_ema"), Mapping):
         raise CheckpointError(f"{source} has no 'g_ema' state dict; it is not a rosinality StyleGAN2 checkpoint")
     latent = ckpt.get("latent_avg")
-    cfg, state = convert_rosinality(ckpt["g_ema"], latent if isinstance(latent, Tensor) else None)
-    return _build(cfg, state, source), isinstance(latent, Tensor)
+    latent = latent if isinstance(latent, Tensor) else None
+    check_stored({**ckpt["g_ema"], **({"latent_avg": latent} if latent is not None else {})}, source)
+    try:
+        cfg, state = convert_rosinality(ckpt["g_ema"], latent)
+    except CheckpointError as e:
+        raise type(e)(f"{source}: {e}") from None
+    except ValidationError as e:
+        raise CheckpointError(f"{source}: the architecture its names and shapes describe {_validation_line(e)}; the file is damaged") from None
+    except _READ_ERRORS as e:
+        raise CheckpointError(f"{source}: g_ema is damaged or not a rosinality StyleGAN2 generator ({_first_line(e)})") from None
+    return _build(cfg, state, source), latent is not None
 
 
 def load_generator(path: str | Path) -> StyleGAN2:
@@ -415,20 +599,63 @@ def load_generator(path: str | Path) -> StyleGAN2:
     source = repr(str(path))
     if not raw:
         raise CheckpointError(f"{source} is empty; download it again")
-    has_avg = True
-    if raw[:4] == b"PK\x03\x04" or zipfile.is_zipfile(io.BytesIO(raw)):  # torch.save's zip format (rosinality)
-        model, has_avg = generator_from_rosinality(_torch_load(raw, source), source)
-    else:
-        data = load_nvidia_pickle(raw)
-        if data == TORCH_LEGACY_MAGIC:  # an old-style torch.save file
-            model, has_avg = generator_from_rosinality(_torch_load(raw, source), source)
-        else:
-            model = generator_from_nvidia(data, source)
+    try:
+        model, has_avg = _read(raw, source)
+    except CheckpointError as e:  # every refusal names the file
+        if source in str(e):
+            raise
+        raise type(e)(f"{source}: {e}") from None
     if not has_avg:  # rosinality generators are unconditional
-        with torch.no_grad():
-            z = torch.randn(4096, model.cfg.z_dim, generator=torch.Generator().manual_seed(0))
-            model.mapping.w_avg.copy_(model.mapping(z, None)[:, 0].mean(0))
+        model.mapping.w_avg.copy_(mean_w(model))
     return model
+
+
+def _read(raw: bytes, source: str) -> tuple[StyleGAN2, bool]:
+    if raw[:4] == b"PK\x03\x04" or zipfile.is_zipfile(io.BytesIO(raw)):  # torch.save's zip format (rosinality)
+        check_archive(raw, source)
+        return generator_from_rosinality(_torch_load(raw, source), source)
+    data = load_nvidia_pickle(raw)
+    if data == TORCH_LEGACY_MAGIC:  # an old-style torch.save file
+        return generator_from_rosinality(_torch_load(raw, source), source)
+    return generator_from_nvidia(data, source), True
+
+
+def check_archive(raw: bytes, source: str) -> None:
+    """A zip must not unpack to more than twice its size: torch.save stores its records uncompressed, and a
+    deflated record of a few kilobytes can unpack to gigabytes when torch.load reads it."""
+    try:
+        unpacked = sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(raw)).infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a readable zip: torch.load says it is damaged
+    if unpacked > 2 * len(raw) + 2**20:
+        raise CheckpointSizeError(
+            f"{source} unpacks to {unpacked:,} bytes from {len(raw):,}; torch.save never compresses, so the file is damaged or crafted"
+        )
+
+
+@torch.no_grad()
+def mean_w(model: StyleGAN2, n: int = 4096, seed: int = 0) -> Tensor:
+    """The mean of w over ``n`` standard normal z drawn with ``seed`` (rosinality's ``mean_latent``).
+
+    In pieces of at most :data:`BATCH_ELEMENTS` numbers per activation, so that a file whose (consistent)
+    mapping network is very wide costs time, not memory; one piece for every published model.
+    """
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(seed)
+    step = max(1, min(n, BATCH_ELEMENTS // mapping_width(cfg)))
+    if step == n:
+        return model.mapping.w(torch.randn(n, cfg.z_dim, generator=gen)).mean(0)
+    total = torch.zeros(cfg.w_dim, dtype=torch.float64)
+    for start in range(0, n, step):
+        z = torch.randn(min(step, n - start), cfg.z_dim, generator=gen)
+        total += model.mapping.w(z).sum(0, dtype=torch.float64)
+    return (total / n).to(torch.float32)
+
+
+def mapping_width(cfg: StyleGAN2Config) -> int:
+    """The widest activation of the mapping network, per sample."""
+    embed = (cfg.embed_features or cfg.w_dim) if cfg.c_dim else 0
+    return max(cfg.z_dim + embed, cfg.mapping_features or cfg.w_dim, cfg.w_dim, cfg.c_dim)
 
 
 def _torch_load(raw: bytes, source: str) -> Any:

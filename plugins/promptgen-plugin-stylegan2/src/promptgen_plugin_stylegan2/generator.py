@@ -21,7 +21,7 @@ from promptgen.plugin import (
     fetch,
     seeded_noise,
 )
-from promptgen_plugin_stylegan2.checkpoints import load_generator
+from promptgen_plugin_stylegan2.checkpoints import BATCH_ELEMENTS, load_generator, mapping_width
 from promptgen_plugin_stylegan2.network import StyleGAN2
 from promptgen_plugin_stylegan2.zoo import ZooModel
 
@@ -54,13 +54,27 @@ class StyleGAN2Decoder(nn.Module):
         self.register_buffer("w_mean", torch.zeros(net.cfg.w_dim))
         self.register_buffer("w_std", torch.ones(net.cfg.w_dim))
         if space == "w":
+            # In pieces of 1,000 latents, fewer for a very wide mapping network (a file's), so memory stays bounded.
+            step = max(1, min(1000, BATCH_ELEMENTS // mapping_width(net.cfg)))
             with torch.no_grad():
                 g = torch.Generator().manual_seed(0)
-                ws = torch.cat(
-                    [net.mapping(torch.randn(1000, net.cfg.z_dim, generator=g), self._labels(1000))[:, 0] for _ in range(W_FIT_SAMPLES // 1000)]
+                pieces = (
+                    net.mapping.w(torch.randn(min(step, W_FIT_SAMPLES - i), net.cfg.z_dim, generator=g), self._labels(min(step, W_FIT_SAMPLES - i)))
+                    for i in range(0, W_FIT_SAMPLES, step)
                 )
-                self.w_mean.copy_(ws.mean(0))
-                self.w_std.copy_(ws.std(0))
+                if W_FIT_SAMPLES * net.cfg.w_dim <= BATCH_ELEMENTS:  # every published model
+                    ws = torch.cat(list(pieces))
+                    self.w_mean.copy_(ws.mean(0))
+                    self.w_std.copy_(ws.std(0))
+                else:  # the 10,000 w would not fit: their sums, in float64
+                    s1 = torch.zeros(net.cfg.w_dim, dtype=torch.float64)
+                    s2 = torch.zeros(net.cfg.w_dim, dtype=torch.float64)
+                    for w in pieces:
+                        s1 += w.sum(0, dtype=torch.float64)
+                        s2 += w.double().square().sum(0)
+                    mean = s1 / W_FIT_SAMPLES
+                    self.w_mean.copy_(mean)
+                    self.w_std.copy_(((s2 - W_FIT_SAMPLES * mean.square()) / (W_FIT_SAMPLES - 1)).clamp_min(0).sqrt())
 
     def _labels(self, n: int) -> Tensor | None:
         return self.label.expand(n, -1) if self.net.cfg.c_dim else None

@@ -29,9 +29,19 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from promptgen.plugin import MAX_ELEMENTS
 from promptgen_plugin_stylegan2.ops import LRELU_GAIN, bias_act, conv2d_up, fir_filter, modulated_conv2d, upsample2d
 
 NoiseMode = Literal["const", "random", "none"]
+
+#: The most dense layers a mapping network may have (published StyleGAN2 models: 8; stylegan3 and ADA's CIFAR-10: 2).
+#: A file asking for more is refused before anything is built (1,000 layers take a second to build even on the meta device).
+MAX_MAPPING_LAYERS = 64
+#: The highest output resolution (published StyleGAN2 models: 1024); one block per power of two, so at most 13 blocks.
+MAX_RESOLUTION = 16384
+#: The widest a layer may be: no file can fill a dense layer wider than the weights promptgen builds at most.
+MAX_WIDTH = MAX_ELEMENTS
+
 
 
 class StyleGAN2Config(BaseModel):
@@ -44,21 +54,21 @@ class StyleGAN2Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    z_dim: int = Field(default=512, ge=1)
-    c_dim: int = Field(default=0, ge=0)
-    w_dim: int = Field(default=512, ge=1)
-    resolution: int = 1024
-    img_channels: int = Field(default=3, ge=1)
-    mapping_layers: int = Field(default=8, ge=1)
-    mapping_features: int | None = Field(default=None, description="width of the hidden mapping layers (None: w_dim)")
-    embed_features: int | None = Field(default=None, description="label embedding width (None: w_dim)")
-    mapping_lr: float = Field(default=0.01, gt=0, description="learning-rate multiplier of the mapping layers")
-    channel_base: int = 32768
-    channel_max: int = 512
+    z_dim: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
+    c_dim: int = Field(default=0, ge=0, le=MAX_WIDTH, strict=True)
+    w_dim: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
+    resolution: int = Field(default=1024, ge=4, le=MAX_RESOLUTION, strict=True, description="a power of two")
+    img_channels: int = Field(default=3, ge=1, le=MAX_WIDTH, strict=True)
+    mapping_layers: int = Field(default=8, ge=1, le=MAX_MAPPING_LAYERS, strict=True)
+    mapping_features: int | None = Field(default=None, ge=1, le=MAX_WIDTH, strict=True, description="width of the hidden mapping layers (None: w_dim)")
+    embed_features: int | None = Field(default=None, ge=1, le=MAX_WIDTH, strict=True, description="label embedding width (None: w_dim)")
+    mapping_lr: float = Field(default=0.01, gt=0, allow_inf_nan=False, description="learning-rate multiplier of the mapping layers")
+    channel_base: int = Field(default=32768, ge=1, le=MAX_WIDTH * MAX_RESOLUTION, strict=True)
+    channel_max: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
     channels: dict[int, int] | None = None
     architecture: Literal["skip", "orig", "resnet"] = "skip"
     conv_clamp: float | None = None
-    fp16_resolutions: int = Field(default=0, ge=0, description="the N highest resolutions may run in float16 (the official num_fp16_res)")
+    fp16_resolutions: int = Field(default=0, ge=0, le=MAX_RESOLUTION, strict=True, description="the N highest resolutions may run in float16 (the official num_fp16_res)")
     use_noise: bool = True
     fir: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)
 
@@ -72,6 +82,9 @@ class StyleGAN2Config(BaseModel):
         missing = [res for res in self.block_resolutions if res not in self.channels]
         if missing:
             raise ValueError(f"channels has no entry for resolutions {missing}")
+        bad = {res: n for res, n in self.channels.items() if res in self.block_resolutions and not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_WIDTH)}
+        if bad:
+            raise ValueError(f"channels must be whole numbers from 1 to {MAX_WIDTH:,}, got {bad}")
         return self
 
     @property
@@ -85,7 +98,7 @@ class Dense(nn.Module):
     def __init__(self, n_in: int, n_out: int, *, activation: str = "linear", lr: float = 1.0, bias_init: float = 0.0) -> None:
         super().__init__()
         self.activation = activation
-        self.weight = nn.Parameter(torch.randn(n_out, n_in) / lr)
+        self.weight = nn.Parameter(torch.randn(n_out, n_in).div_(lr))  # in place: cheap on the meta device too
         self.bias = nn.Parameter(torch.full((n_out,), float(bias_init)))
         self.weight_gain = lr / math.sqrt(n_in)
         self.bias_gain = lr
@@ -120,7 +133,8 @@ class Mapping(nn.Module):
             setattr(self, f"fc{i}", Dense(sizes[i], sizes[i + 1], activation="lrelu", lr=cfg.mapping_lr))
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
 
-    def forward(self, z: Tensor, c: Tensor | None = None, psi: float = 1.0, cutoff: int | None = None) -> Tensor:
+    def w(self, z: Tensor, c: Tensor | None = None) -> Tensor:
+        """One w per sample (B, w_dim): the mapping before its broadcast to ``num_ws`` copies and truncation."""
         parts = []
         if self.z_dim:
             parts.append(normalize_2nd_moment(z.to(torch.float32)))
@@ -131,7 +145,10 @@ class Mapping(nn.Module):
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
-        ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
+        return x
+
+    def forward(self, z: Tensor, c: Tensor | None = None, psi: float = 1.0, cutoff: int | None = None) -> Tensor:
+        ws = self.w(z, c).unsqueeze(1).repeat(1, self.num_ws, 1)
         if psi != 1:
             if cutoff is None:
                 ws = self.w_avg.lerp(ws, psi)

@@ -95,8 +95,18 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def persistent_state(module: nn.Module, source: str = PLACEHOLDER_SOURCE, extra: dict[str, dict[str, Any]] | None = None, prefix: str = "") -> _Persistent:
-    """``module`` as the persistence decorator stores it: its ``__dict__`` with sub-modules nested the same way."""
+def persistent_state(
+    module: nn.Module,
+    source: str = PLACEHOLDER_SOURCE,
+    extra: dict[str, dict[str, Any]] | None = None,
+    prefix: str = "",
+    init_kwargs: dict[str, Any] | None = None,
+) -> _Persistent:
+    """``module`` as the persistence decorator stores it: its ``__dict__`` with sub-modules nested the same way.
+
+    ``init_kwargs``: overrides of the Generator's stored constructor arguments (``_init_kwargs``); a dict value
+    for ``mapping_kwargs`` or ``synthesis_kwargs`` is merged into that one (for hostile-file tests).
+    """
     extra = extra or {}
     state: dict[str, Any] = {}
     for k, v in module.__dict__.items():
@@ -117,6 +127,11 @@ def persistent_state(module: nn.Module, source: str = PLACEHOLDER_SOURCE, extra:
             "mapping_kwargs": sys.modules["dnnlib.util"].EasyDict(num_layers=c.mapping_layers),
             "synthesis_kwargs": sys.modules["dnnlib.util"].EasyDict(channel_base=c.channel_base, channel_max=c.channel_max, architecture=c.architecture, conv_clamp=c.conv_clamp),
         }
+        for k, v in (init_kwargs or {}).items():
+            if k in ("mapping_kwargs", "synthesis_kwargs") and isinstance(v, dict):
+                state["_init_kwargs"][k].update(v)
+            else:
+                state["_init_kwargs"][k] = v
     state.update(extra.get(prefix.rstrip("."), {}))
     return _Persistent(OFFICIAL_CLASS.get(type(module), type(module).__name__), state, source)
 
@@ -149,13 +164,22 @@ def official_modules() -> Iterator[None]:
                 sys.modules[n] = m
 
 
-def write_nvidia_pickle(g: StyleGAN2, path: str | Path, *, source: str = PLACEHOLDER_SOURCE, extra: dict[str, dict[str, Any]] | None = None, g_ema: Any = None) -> Path:
+def write_nvidia_pickle(
+    g: StyleGAN2,
+    path: str | Path,
+    *,
+    source: str = PLACEHOLDER_SOURCE,
+    extra: dict[str, dict[str, Any]] | None = None,
+    g_ema: Any = None,
+    init_kwargs: dict[str, Any] | None = None,
+) -> Path:
     """Write ``g`` as an NVIDIA training snapshot (``G`` and ``G_ema`` both ``g``; a small stand-in ``D``).
 
     Args:
         source: the module source stored with every object (never executed by promptgen).
-        extra: dotted module path -> attributes to add or override in its stored state.
+        extra: dotted module path -> attributes to add or override in its stored state ("" is the Generator).
         g_ema: store this object as ``G_ema`` instead (for hostile-file tests).
+        init_kwargs: overrides of the Generator's stored constructor arguments (see :func:`persistent_state`).
     """
     path = Path(path)
     with official_modules():
@@ -164,9 +188,9 @@ def write_nvidia_pickle(g: StyleGAN2, path: str | Path, *, source: str = PLACEHO
         d.b4 = nn.Module()
         d.b4.register_parameter("weight", nn.Parameter(torch.randn(8, 3, 3, 3), requires_grad=False))
         snapshot = {
-            "G": persistent_state(g, source, extra),
+            "G": persistent_state(g, source, extra, init_kwargs=init_kwargs),
             "D": persistent_state(d, source),
-            "G_ema": g_ema if g_ema is not None else persistent_state(g, source, extra),
+            "G_ema": g_ema if g_ema is not None else persistent_state(g, source, extra, init_kwargs=init_kwargs),
             "augment_pipe": None,
             "training_set_kwargs": EasyDict(class_name="training.dataset.ImageFolderDataset", path="data.zip", resolution=g.cfg.resolution),
         }
