@@ -39,7 +39,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from promptgen.core.atomic import write_atomic, write_text_atomic
 from promptgen.core.conditions import MAX_VALUE, ConditionRange
-from promptgen.core.errors import ArtifactError, inline, one_line
+from promptgen.core.errors import ArtifactError, first_error, inline, one_line
 from promptgen.core.protocols import AttributeTarget
 from promptgen.core.spec import MAX_WEIGHT
 from promptgen.training.checkpoint import check_shapes, check_tensors
@@ -392,7 +392,7 @@ def read_manifest(folder: Path) -> PromptManifest:
     try:
         return PromptManifest.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        err = first_error(exc)
         msg = one_line(err["msg"])[:200]
         raise ArtifactError(f"{str(path)!r} is invalid at {_where(err['loc'])}: {msg}; {_DAMAGED}") from None
     except RecursionError:

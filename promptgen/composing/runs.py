@@ -10,7 +10,7 @@ from promptgen.artifacts.manifest import (
     MANIFEST,
 )
 from promptgen.core.conditions import check_names, parse_range
-from promptgen.core.errors import ArtifactError, SettingsError, SpecError, one_line
+from promptgen.core.errors import ArtifactError, SettingsError, SpecError, first_error, one_line
 from promptgen.training.config import TrialRecord
 from promptgen.training.flow import FlowConfig
 from promptgen.training.trainer import TrainConfig
@@ -106,7 +106,7 @@ def read_run(folder: Path) -> RunRequest:
             raise ArtifactError(f"{str(path)!r} is {path.stat().st_size:,} bytes, far larger than a run's {RUN_FILE}; start a new run with --out")
         return RunRequest.model_validate_json(path.read_bytes())
     except ValidationError as e:
-        err = e.errors()[0]
+        err = first_error(e)
         where = ".".join(str(part)[:40] for part in err["loc"])
         what = f"invalid at {where}" if where else "not valid"
         raise ArtifactError(f"{str(path)!r} is damaged: {what}: {one_line(err['msg'])[:200]}; start the run again with a new --out") from None

@@ -47,7 +47,7 @@ from promptgen.composing.watch import REALISM_AUTO, SampleWatch, closing_check, 
 from promptgen.core.atomic import writable_target, write_atomic, write_text_atomic
 from promptgen.core.conditions import ConditionRange, check_names, parse_range
 from promptgen.core.device import resolve_device
-from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
+from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, first_error, one_line
 from promptgen.core.images import save_images
 from promptgen.core.latents import controlled_size, noise_size
 from promptgen.core.lock import run_lock
@@ -200,7 +200,7 @@ def compose(
                         conditions=conditions, realism=realism,
                     )
                 except ValidationError as exc:
-                    err = exc.errors()[0]
+                    err = first_error(exc)
                     raise SpecError(f"cannot record this run: {'.'.join(map(str, err['loc']))} {one_line(err['msg']).lower()}") from None
                 prepare_out_dir(out, overwrite=overwrite)
                 lock.enter_context(run_lock(out))

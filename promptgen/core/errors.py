@@ -47,6 +47,18 @@ class SettingsError(SpecError, ValueError):
         return self._errors
 
 
+def first_error(exc: Exception) -> dict:
+    """The first of a pydantic ``ValidationError``'s errors, with a :class:`SettingsError` that a nested settings
+    model (a manifest's ``flow``, a run's ``train``) raised unwrapped: its own first error, at its full location
+    (``flow.mask_seed``, not ``flow``)."""
+    err = exc.errors()[0]  # type: ignore[attr-defined]
+    inner = (err.get("ctx") or {}).get("error")
+    if isinstance(inner, SettingsError) and inner.errors():
+        nested = inner.errors()[0]
+        return {**nested, "loc": (*err["loc"], *nested["loc"])}
+    return err
+
+
 class UnknownNameError(PromptgenError):
     """A generator, energy, classifier, attribute or class name that nothing provides."""
 

@@ -65,8 +65,9 @@ def run_lock(folder: Path) -> Iterator[None]:
             break
         os.close(fd)  # the holder removed the file after we opened it: lock the new one
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):  # the process number only helps the message; a full disk must not stop the run
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         with contextlib.suppress(OSError):
