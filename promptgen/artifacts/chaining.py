@@ -133,6 +133,12 @@ def normalise_generator_spec(spec: str) -> str:
     parsed = parse_spec(spec)
     if parsed.name != NAME:
         return spec
+    if prompt_path(parsed).startswith("hf://"):
+        # The manifest would have to pin the parent's commit; until it does, the parent must be a local folder.
+        raise SpecError(
+            f"{spec!r}: a prompt on the Hugging Face Hub cannot be the parent of a new prompt yet; give its local copy, "
+            f"the folder printed by `python -c \"import promptgen; print(promptgen.load_prompt('{prompt_path(parsed)}').path)\"`"
+        )
     try:
         folder = Path(prompt_path(parsed)).expanduser().resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # a NUL byte, a symlink loop, an unknown ~user

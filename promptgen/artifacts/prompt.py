@@ -239,7 +239,12 @@ def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
     the same way, through the ``prompt`` generator (see :mod:`promptgen.artifacts.chaining`).
     A chain of any length loads without recursion: its folders are found first,
     then loaded from the root up, each finding its parent already loaded.
+
+    ``hf://OWNER/NAME[@REVISION]`` loads a prompt from the Hugging Face Hub
+    (:mod:`promptgen.artifacts.hub`; needs ``pip install "promptgen-core[hub]"``).
     """
+    if _names_hub(path):
+        return _load_from_hub(str(path), registry)
     path = Path(path)
     try:
         path.resolve()
@@ -251,6 +256,31 @@ def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
         for parent in reversed(chaining.parent_folders(path)):
             cache[parent.resolve()] = _load_one(parent, registry)
         return _load_one(path, registry)
+
+
+def _names_hub(path: str | Path) -> bool:
+    """``hf://...``, also as a :class:`Path`, which turns it into ``hf:/...`` (unless such a local folder exists)."""
+    if isinstance(path, str):
+        return path.startswith("hf://")
+    return str(path).startswith("hf:/") and not str(path).startswith("hf://") and not path.exists()
+
+
+def _load_from_hub(text: str, registry: Registry | None) -> Prompt:
+    from dataclasses import replace
+
+    from promptgen.artifacts.hub import download_prompt, parse_hub_ref
+    from promptgen.core.errors import PromptgenError
+
+    if not text.startswith("hf://"):  # a Path made hf://a/b into hf:/a/b
+        text = "hf://" + text[len("hf:/"):]
+    ref = parse_hub_ref(text)
+    folder = download_prompt(ref)
+    try:
+        prompt = load_prompt(folder, registry)
+    except PromptgenError as exc:  # said of the downloaded copy: name the repo it came from
+        raise type(exc)(f"{ref}: {exc}") from None
+    prompt.info = replace(prompt.info, name=f"prompt:{ref}")
+    return prompt
 
 
 def _load_one(path: Path, registry: Registry | None) -> Prompt:

@@ -20,6 +20,8 @@ from promptgen.core.spec import Spec
 def build_prompt_generator(spec: Spec, options: PromptOptions, registry: Registry) -> Prompt:
     """The prompt folder named by ``spec``, loaded as a generator (its latent is the flow's noise ε)."""
     text = prompt_path(spec)
+    if text.startswith("hf://"):  # a prompt on the Hugging Face Hub (promptgen.artifacts.hub)
+        return load_prompt(text, registry)
     try:
         folder = Path(text).expanduser()
     except RuntimeError as exc:  # ~user that does not exist
@@ -34,7 +36,7 @@ def promptgen_generators() -> list[GeneratorEntry]:
         GeneratorEntry(
             NAME,
             build_prompt_generator,
-            summary="a trained prompt folder as a generator, to control it further: prompt:runs/three",
+            summary="a trained prompt folder (or hf://OWNER/NAME on the Hugging Face Hub) as a generator: prompt:runs/three",
             options=PromptOptions,
             positional="path",
             example="prompt:runs/three",
