@@ -18,6 +18,8 @@ Layers, bottom first (a module may import its own layer and those below):
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,36 @@ def test_plugins_import_only_the_plugin_surface(path):
             used |= {a.name for a in node.names if a.name.startswith("promptgen.") or a.name == "promptgen"}
     used = {u for u in used if u == "promptgen" or u.startswith("promptgen.")}
     assert used <= allowed, f"{path.name} imports {sorted(used - allowed)}; use promptgen.plugin"
+
+
+EXAMPLE_TESTS = sorted(p for p in (ROOT.parent / "examples").glob("*/tests/*.py") if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("path", EXAMPLE_TESTS, ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_the_example_plugins_tests_use_what_the_plugin_docs_name(path):
+    """docs/writing-plugins.md: a plugin's tests need promptgen.plugin, promptgen.testing and the public API only."""
+    import promptgen
+
+    allowed = {"promptgen.plugin", "promptgen.testing", "promptgen.cli"}
+    used = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("promptgen"):
+            if node.module == "promptgen":
+                used |= {"promptgen." + a.name for a in node.names if a.name not in promptgen.__all__}
+            elif not node.module.startswith("promptgen_"):
+                used.add(node.module)
+        elif isinstance(node, ast.Import):
+            used |= {a.name for a in node.names if a.name.startswith("promptgen.")}
+    assert used <= allowed, f"{path.name} imports {sorted(used - allowed)}; use promptgen.plugin, promptgen.testing or the public API"
+
+
+def test_import_promptgen_works_from_the_folder_above_the_clone(tmp_path):
+    """The clone's folder is named promptgen: from its parent, `import promptgen` must find the package, not the clone.
+
+    scripts/test.sh and scripts/demo.sh install the core editable in compat mode (the clone on sys.path);
+    setuptools' default editable finder loses to the clone as an empty namespace package.
+    """
+    (tmp_path / "promptgen").symlink_to(ROOT.parent, target_is_directory=True)
+    code = "import promptgen; assert promptgen.__file__, promptgen.__path__; print(promptgen.compose.__module__)"
+    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr.strip().splitlines()[-1:]

@@ -150,6 +150,7 @@ def promptgen_energies() -> list[EnergyEntry]:
             options=_conditional().SlantOptions,
             default_weight=SLANT_WEIGHT,
             example="slant",
+            conditions={"slant": (-0.3, 0.3)},
         ),
         EnergyEntry(
             "digit-id",

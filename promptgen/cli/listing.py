@@ -81,6 +81,11 @@ def _list_one(reg, name: str, as_json: bool) -> None:
         if name in table
     ]
     if not found:
+        from promptgen.core.zoo import provider_of
+
+        for kind in ("generator", "energy", "classifier"):
+            if provider_of(kind, name) is not None:  # type: ignore[arg-type]
+                raise reg.unknown(kind, name)
         raise unknown_name("generator, energy or classifier", name, [*reg.generators, *reg.energies, *reg.classifiers], "see `promptgen list`")
     described = []
     for kind, entry in found:

@@ -18,7 +18,7 @@ from promptgen.artifacts.manifest import (
 from promptgen.artifacts.prompt import Prompt
 from promptgen.core.capabilities import EnergyContext
 from promptgen.core.conditions import ConditionRange, condition_tensor
-from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, one_line
+from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, UnknownNameError, one_line
 from promptgen.core.generators import probe_generator
 from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
@@ -55,6 +55,7 @@ def rebuild_terms(records: Sequence[EnergyRecord], registry: Registry | None = N
     registry = registry or get_registry()
     terms = []
     for r in records:
+        _check_installed(r, registry)
         term = build_energy(r.spec, registry)
         term.energy.label = r.label
         term.weight = r.weight
@@ -70,6 +71,18 @@ def rebuild_terms(records: Sequence[EnergyRecord], registry: Registry | None = N
             )
         terms.append(term)
     return terms
+
+
+def _check_installed(record: EnergyRecord, registry: Registry) -> None:
+    """A one-line error naming the distribution and version the manifest records, when the energy's plugin is missing."""
+    from promptgen.core.zoo import recorded_hint
+
+    name = parse_spec(record.spec).name
+    if name not in registry.energies:
+        hint = recorded_hint("energy", name, record.plugin)
+        if hint is None:
+            raise registry.unknown("energy", name)
+        raise UnknownNameError(f"unknown energy {name!r}; {hint}")
 
 
 def _same_targets(a: Sequence[TargetRecord], b: Sequence[TargetRecord]) -> bool:

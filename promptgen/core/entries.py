@@ -70,6 +70,10 @@ class EnergyEntry:
             and the core then passes unknown keys on instead of refusing them.
         default_weight: the weight when the spec has no ``@weight`` (declared only here).
         example: a spec to show in ``promptgen list NAME`` and in errors.
+        conditions: for an energy that reads a prompt's condition (``condition_names``), each name it
+            reads with a typical training range, e.g. ``{"yaw": (-0.35, 0.35)}``: compose suggests
+            ``--energy NAME --cond yaw=-0.35:0.35`` when a condition has no reader. The conformance
+            kit checks that the built energy reads no name left out here.
     """
 
     name: str
@@ -79,6 +83,7 @@ class EnergyEntry:
     arguments: str = ""
     default_weight: float = 1.0
     example: str = ""
+    conditions: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

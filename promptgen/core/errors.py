@@ -108,7 +108,7 @@ def printable(text: object) -> str:
 def closest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
     """The known names closest to ``name`` (best first), for "did you mean" hints."""
     known = sorted(set(known))
-    hits = difflib.get_close_matches(name, known, n=n, cutoff=0.5)
+    hits = difflib.get_close_matches(name, known, n=n, cutoff=0.65)  # 0.5 offered 'slant' for 'stylegan'
     if not hits:
         hits = [k for k in known if name.lower() in k.lower() or k.lower() in name.lower()][:n]
     return hits
@@ -120,6 +120,8 @@ def unknown_name(kind: str, name: str, known: Iterable[str], hint: str = "") -> 
     near = closest(name, known)
     if near:
         tail = "did you mean " + " or ".join(repr(k) for k in near) + "?"
+    elif len(known) > 12:
+        tail = f"no installed name is close to it ({len(known)} are installed)"
     elif known:
         tail = "known: " + ", ".join(known)
     else:

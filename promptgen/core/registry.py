@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from promptgen.core.entries import LEGACY_TYPES, ClassifierEntry, EnergyEntry, GeneratorEntry, _Anything, upgrade
-from promptgen.core.errors import PromptgenError, SpecError, UnknownNameError, one_line, unknown_name
+from promptgen.core.errors import PromptgenError, SpecError, UnknownNameError, closest, one_line, unknown_name
 from promptgen.core.options import Options, check_options_model, option_names, parse_options
 from promptgen.core.spec import Spec, parse_spec
 
@@ -70,19 +70,40 @@ class Registry:
             return f"{', '.join(failed)} failed to load; see `promptgen list`"
         return "see `promptgen list`"
 
+    def unknown(self, kind: Literal["generator", "energy", "classifier"], name: str) -> UnknownNameError:
+        """The one-line error for a ``kind`` called ``name`` that is not registered.
+
+        A name that a known distribution provides (:data:`promptgen.core.zoo.ZOO`) gets how to install it,
+        unless that distribution is installed and failed to load; others get the closest known names.
+        """
+        from promptgen.core.zoo import ZOO, install_hint, provider_of
+
+        table = {"generator": self.generators, "energy": self.energies, "classifier": self.classifiers}[kind]
+        dist, hint = provider_of(kind, name), install_hint(kind, name)
+        failed = {p.distribution for p in self.failures}
+        if dist is not None and hint is not None and dist.name not in failed:
+            return UnknownNameError(f"unknown {kind} {name!r}; {hint}")
+        if not closest(name, table):
+            # Not near an installed name: maybe near one a distribution that is not installed provides.
+            elsewhere = [n for d in ZOO if d.name not in failed for n in d.names(kind) if n not in table]
+            near = closest(name, elsewhere, n=1)
+            if near:
+                return UnknownNameError(f"unknown {kind} {name!r}; did you mean {near[0]!r}? {install_hint(kind, near[0])}")
+        return unknown_name(kind, name, table, self._list_hint())
+
     def generator(self, name: str) -> GeneratorEntry:
         if name not in self.generators:
-            raise unknown_name("generator", name, self.generators, self._list_hint())
+            raise self.unknown("generator", name)
         return self.generators[name]
 
     def energy(self, name: str) -> EnergyEntry:
         if name not in self.energies:
-            raise unknown_name("energy", name, self.energies, self._list_hint())
+            raise self.unknown("energy", name)
         return self.energies[name]
 
     def classifier(self, name: str) -> ClassifierEntry:
         if name not in self.classifiers:
-            raise unknown_name("classifier", name, self.classifiers, self._list_hint())
+            raise self.unknown("classifier", name)
         return self.classifiers[name]
 
     def build_generator(self, spec: Spec | str) -> Generator:

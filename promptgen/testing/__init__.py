@@ -5,8 +5,7 @@ what promptgen relies on, the way timm tests every registered model, and
 raises :class:`AssertionError` with one line naming the entry and what
 failed, so it works inside any plugin's pytest::
 
-    from promptgen.core.registry import build_registry
-    from promptgen.testing import check_classifier, check_energy, check_generator
+    from promptgen.testing import build_registry, check_classifier, check_energy, check_generator
 
     def test_conformance():
         registry = build_registry()
@@ -18,11 +17,19 @@ failed, so it works inside any plugin's pytest::
 plugins register (:func:`check_entry` over one), and reports the ones whose
 weights are not here (and cannot be downloaded offline) as "needs files".
 Every check works on batches of 2 and trains nothing.
+
+A plugin's tests need nothing beyond :mod:`promptgen.plugin`, this module and
+the public API (``promptgen.compose``..., ``promptgen.cli.app`` for typer's
+``CliRunner``): :func:`build_energy` builds an energy term
+from a spec as ``compose`` does, and :func:`reset_registry` forgets the plugins
+found so far (after installing one at run time).
 """
 
 from __future__ import annotations
 
-from promptgen.core.registry import build_registry
+from typing import Any
+
+from promptgen.core.registry import build_registry, reset_registry
 from promptgen.testing.classifiers import CLASSIFIER_SHAPES, check_classifier
 from promptgen.testing.common import BOGUS_OPTION, DEFAULT_DEVICES, SKIPPED_BY_DEFAULT, bad_option_values
 from promptgen.testing.energies import check_energy
@@ -45,6 +52,7 @@ __all__ = [
     "ConformanceReport",
     "EntryResult",
     "bad_option_values",
+    "build_energy",
     "build_registry",
     "check_classifier",
     "check_energy",
@@ -56,5 +64,14 @@ __all__ = [
     "offline",
     "one_line_error",
     "registered_entries",
+    "reset_registry",
     "toy_generator_entry",
 ]
+
+
+
+def build_energy(spec: str, registry: Any = None) -> Any:
+    """The energy term (spec, built energy, weight) ``compose`` would build for ``spec``."""
+    from promptgen.composing import build_energy as build
+
+    return build(spec, registry)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -178,8 +179,12 @@ class EnergyBasedModel:
         return self
 
 
-def check_conditions(terms: Sequence[WeightedEnergy], conditions: Sequence[ConditionRange]) -> None:
-    """Refuse, in one line, a condition that no energy reads, and a twin-comparing energy without conditions."""
+def check_conditions(terms: Sequence[WeightedEnergy], conditions: Sequence[ConditionRange], registry: Any = None) -> None:
+    """Refuse, in one line, a condition that no energy reads, and a twin-comparing energy without conditions.
+
+    The hint names the installed energies that read a condition (their entries' ``conditions``), so it
+    points at one that exists here: ``--energy slant --cond slant=-0.3:0.3`` on a digit prompt.
+    """
     names = [c.name for c in conditions]
     contextual = [t for t in terms if t.caps.contextual]
     read = {n for t in contextual for n in t.caps.condition_names}
@@ -188,15 +193,39 @@ def check_conditions(terms: Sequence[WeightedEnergy], conditions: Sequence[Condi
         if name in read:
             continue
         readers = "; ".join(f"{t.label} reads {', '.join(t.caps.condition_names)}" for t in contextual if t.caps.condition_names)
-        raise SpecError(
-            f"--cond {name}: no energy reads a condition {name!r}"
-            + (f" ({readers}); give one of those names" if readers else "; add an energy that reads it, e.g. --energy deca-pose for yaw")
-        )
+        if readers:
+            raise SpecError(f"--cond {name}: no energy reads a condition {name!r} ({readers}); give one of those names")
+        raise SpecError(f"--cond {name}: no energy of the prompt reads a condition {name!r}; {_reader_hint(name, terms, registry)}")
     if twin and not names:
         raise SpecError(
             f"energy {twin[0].label!r} compares each sample with its twin at a reference condition, so the prompt needs one: "
-            "give --cond NAME=LOW:HIGH, e.g. --cond yaw=-0.35:0.35"
+            + _reader_hint(None, terms, registry)
         )
+
+
+def _reader_hint(name: str | None, terms: Sequence[WeightedEnergy], registry: Any) -> str:
+    """Which installed energy to add, and its --cond, for a condition ``name`` (or any condition)."""
+    from promptgen.core.registry import get_registry
+
+    registry = registry if registry is not None else get_registry()
+    readers = {entry_name: entry.conditions for entry_name, entry in registry.energies.items() if getattr(entry, "conditions", None)}
+
+    def example(energy: str, reads: dict[str, tuple[float, float]]) -> str:
+        first = name if name in reads else next(iter(reads))
+        low, high = reads[first]
+        return f"--energy {energy} --cond {first}={low:g}:{high:g}"
+
+    if name is not None:
+        exact = [e for e, reads in readers.items() if name in reads]
+        if exact:
+            return f"add the energy that reads it: {example(exact[0], readers[exact[0]])}"
+    if not readers:
+        return "no installed energy reads a condition (see `promptgen list`: a plugin's energy must declare conditions)"
+    # Readers from the same distribution as the prompt's energies first: a digit prompt gets slant, not deca-pose.
+    mine = {registry.provider(t.spec.name, "energy") for t in terms}
+    ordered = sorted(readers, key=lambda e: registry.provider(e, "energy") not in mine)
+    shown = ", ".join(f"{e} ({', '.join(readers[e])})" for e in ordered)
+    return f"add an energy that reads a condition and give its range, e.g. {example(ordered[0], readers[ordered[0]])}; installed readers: {shown}"
 
 
 def mixture_term(terms: Sequence[WeightedEnergy]) -> WeightedEnergy | None:

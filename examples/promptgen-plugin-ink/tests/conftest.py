@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from promptgen.core.registry import reset_registry
+from promptgen.testing import reset_registry
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import json
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.core.registry import build_registry
+from promptgen.testing import build_registry
 
 DIST = "promptgen-plugin-ink"
 

@@ -6,10 +6,8 @@ import pytest
 import torch
 from promptgen_plugin_ink import DEFAULT_SCALE, DEFAULT_WEIGHT, InkEnergy, mean_ink
 
-from promptgen.composing import build_energy
-from promptgen.core.registry import build_registry
-from promptgen.core.spec import parse_spec
-from promptgen.plugin import Energy, capabilities
+from promptgen.plugin import Energy, capabilities, parse_spec
+from promptgen.testing import build_energy, build_registry
 
 
 def ink(spec: str) -> InkEnergy:

@@ -6,9 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from promptgen.cli import app
-from promptgen.composing import build_energy
-from promptgen.core.errors import PromptgenError, SpecError
-from promptgen.core.registry import build_registry
+from promptgen.plugin import PromptgenError, SpecError, UnknownNameError
+from promptgen.testing import build_energy, build_registry
 
 # The core checks each spec against InkOptions and writes the line; each entry is what the line must say.
 BAD = {
@@ -41,7 +40,6 @@ def test_bad_spec_is_a_one_line_spec_error(spec):
 
 
 def test_misspelt_energy_name_suggests_ink():
-    from promptgen.core.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="unknown energy 'inc'; did you mean 'ink'"):
         build_energy("inc:target=0.2", build_registry())

@@ -43,5 +43,6 @@ def promptgen_energies() -> list[plugin.EnergyEntry]:
             options=DecaPoseOptions,
             default_weight=DEFAULT_WEIGHT,
             example="deca-pose",
+            conditions={"yaw": (-0.35, 0.35), "pitch": (-0.35, 0.35), "roll": (-0.2, 0.2)},
         )
     ]
