@@ -19,7 +19,9 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q -e ".[test]"
+# compat: the clone on sys.path, so `import promptgen` from the folder above the clone finds the package,
+# not the clone itself as an empty namespace package (issue 26; tests/test_layout.py checks).
+python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
 bash scripts/build_wheels.sh dist
 # Every plugin of plugins/ and examples/, by distribution name.
 PLUGINS=($(sed -n 's/^name *= *"\([^"]*\)".*/\1/p' plugins/*/pyproject.toml examples/*/pyproject.toml))

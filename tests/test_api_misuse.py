@@ -68,7 +68,6 @@ def cases(p: Path):
         (lambda: promptgen.sweep("mnist", "slant=0:1:3"), ["base generator"]),
         (lambda: promptgen.sweep(None, "slant=0:1:3"), ["source=None"]),
         (lambda: promptgen.compose(123, ["classifier:digit=3"]), ["generator=123"]),
-        (lambda: promptgen.compose("mnist", "classifier:digit=3"), ["energies='classifier:digit=3'"]),
         (lambda: promptgen.compose("mnist", [3]), ["energies=[3]"]),
         (lambda: promptgen.compose("mnist", ["classifier:digit=3"], train=5), ["train=5"]),
         (lambda: promptgen.compose("mnist", ["classifier:digit=3"], train={"nosuch": 1}), ["nosuch"]),
@@ -128,6 +127,10 @@ def test_good_calls_still_work_and_a_dict_is_a_train_config(prompt, tmp_path):
     made = promptgen.compose("mnist", ["classifier:digit=3"], tmp_path / "d", train={"steps": 1, "batch_size": 4, "eval_batch": 4,
                              "check_samples": 0}, flow={"transforms": 2, "hidden": 8}, progress=False, preview=0)
     assert made.manifest.training.config.steps == 1
+    # One spec as a string is one spec (issue 26), not a list of one-character specs.
+    one = promptgen.compose("mnist", "classifier:digit!=1", tmp_path / "one", train={"steps": 1, "batch_size": 4, "eval_batch": 4,
+                            "check_samples": 0}, flow={"transforms": 2, "hidden": 8}, progress=False, preview=0)
+    assert [e.spec for e in one.manifest.energies] == ["classifier:digit!=1"]
 
 
 def test_a_spec_and_a_prompt_folder_are_told_apart_by_one_rule(prompt, tmp_path, monkeypatch):
