@@ -22,6 +22,7 @@ from pathlib import Path
 
 import huggingface_hub
 import huggingface_hub.constants
+import huggingface_hub.hf_api
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -184,6 +185,11 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    # As if HF_ENDPOINT had been set before huggingface_hub was imported: 0.24 validates the card at the
+    # endpoint it read then (hf_api.ENDPOINT), whatever HfApi(endpoint=...) says.
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", state.url)
+    if hasattr(huggingface_hub.hf_api, "ENDPOINT"):
+        monkeypatch.setattr(huggingface_hub.hf_api, "ENDPOINT", state.url)
     yield state
     server.shutdown()
     server.server_close()
