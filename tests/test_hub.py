@@ -357,9 +357,13 @@ def test_push_uploads_the_prompt_and_a_model_card(chain, hub):
     [created] = hub.created
     assert (created["name"], created["organization"]) == ("threes", "alice")
     assert created.get("visibility") == "private" or created.get("private") is True  # huggingface_hub 1.x or 0.x
+    # Every call that acts on the repo carries the token (huggingface_hub 2.x also GETs a registry of its own).
+    posts = [(path, headers) for method, path, headers in hub.requests if method == "POST"]
+    assert [path for path, _ in posts][:1] == ["/api/repos/create"] and "/api/models/alice/threes/commit/main" in [
+        path for path, _ in posts
+    ]
     assert all(
-        headers.get("Authorization", headers.get("authorization")) == "Bearer hf_test_token"
-        for _, _, headers in hub.requests
+        headers.get("Authorization", headers.get("authorization")) == "Bearer hf_test_token" for _, headers in posts
     )
     [commit] = hub.commits
     assert commit["repo"] == "alice/threes" and commit["revision"] == "main"
