@@ -17,7 +17,7 @@ cache keeps files as links to elsewhere, which a prompt folder refuses: see
 manifest is validated and the weights checked against its sha256 before the
 generator is built, and nothing in the repository is run.
 
-``huggingface_hub`` is an optional extra (``pip install "promptgen-core[hub]"``),
+``huggingface_hub`` is an optional extra (``promptgen-core[hub]``, or ``pip install huggingface_hub``),
 imported only here and only when a Hub feature is used.
 
 >>> parse_hub_ref("hf://alice/threes@v1")
@@ -47,7 +47,7 @@ from promptgen.core.errors import ArtifactError, PromptgenError, inline, one_lin
 from promptgen.core.spec import parse_spec
 
 SCHEME = "hf://"
-INSTALL = 'pip install "promptgen-core[hub]"'
+INSTALL = "pip install huggingface_hub"
 ANCESTORS = "ancestors"
 PREVIEW = "samples.png"
 CARD = "README.md"
@@ -454,7 +454,7 @@ def model_card(
     ]
     if preview:
         lines += ["![samples from this prompt](samples.png)", ""]
-    install = [INSTALL] + [f"pip install {p}" for p in plugins]
+    install = _install_lines(plugins)
     lines += [
         "## Use",
         "",
@@ -643,3 +643,15 @@ def _http_refusal(exc: Any, what: str) -> str:
     if status == 404:
         return f"cannot {what}: the Hub has no such repo or branch (HTTP 404); check the name"
     return f"cannot {what}: the Hub answered HTTP {status}; try again later"
+
+
+def _install_lines(plugins: list[str]) -> list[str]:
+    """The model card's install lines: by name once promptgen is on PyPI, from a clone until then."""
+    from promptgen.core.zoo import ON_PYPI, ZOO
+
+    if "promptgen-core" in ON_PYPI:
+        return ['pip install "promptgen-core[hub]"'] + [f"pip install {p}" for p in plugins]
+    folders = {d.name: d.folder for d in ZOO}
+    return ["# in a clone of promptgen (its distributions are not on PyPI yet)", 'pip install "./[hub]"'] + [
+        f"pip install ./{folders[p]}" if p in folders else f"pip install {p}" for p in plugins
+    ]

@@ -78,7 +78,8 @@ class Registry:
         """
         from promptgen.core.zoo import ZOO, install_hint, provider_of
 
-        table = {"generator": self.generators, "energy": self.energies, "classifier": self.classifiers}[kind]
+        tables: dict[str, Mapping[str, object]] = {"generator": self.generators, "energy": self.energies, "classifier": self.classifiers}
+        table = tables[kind]
         dist, hint = provider_of(kind, name), install_hint(kind, name)
         failed = {p.distribution for p in self.failures}
         if dist is not None and hint is not None and dist.name not in failed:
