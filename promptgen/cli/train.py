@@ -70,6 +70,11 @@ def compose(
             "(drawn uniformly; add ~normal for a normal truncated to the range, @REF for the reference, default 0)",
         ),
     ] = None,
+    log: Annotated[
+        str, typer.Option(help="Log every step's loss and energy terms, and each evaluation's figures and samples: auto "
+                          "(TensorBoard when installed, else nothing), tensorboard, wandb or none")
+    ] = _default(TrainConfig, "log"),
+    log_dir: Annotated[Path | None, typer.Option("--log-dir", help="Folder of the logs [default: OUT/logs]")] = None,
 ) -> None:
     """Train a prompt: a flow that makes GEN sample the energy-based model of the ENERGY specs."""
     from promptgen.composing import compose as run
@@ -77,6 +82,12 @@ def compose(
 
     if resume is not None and (energy or out is not None or keep_parent or cond or realism != "auto"):
         raise PromptgenError("--resume continues a run with the settings it was started with; drop --energy, --out, --cond, --realism and --keep-parent")
+    if resume is not None and (log != "auto" or log_dir is not None):
+        raise PromptgenError("--resume continues the run's own log, as run.json records it; drop --log and --log-dir")
+    if resume is not None:
+        from promptgen.composing import read_run
+
+        _check_tracker(read_run(resume).train.log)
     if flow not in ("auto", "spline-coupling", "affine-coupling"):
         raise PromptgenError(f"unknown --flow {flow!r}; use auto, spline-coupling or affine-coupling")
     config = _checked(
@@ -94,8 +105,11 @@ def compose(
         checkpoint_every=checkpoint_every,
         guard=guard,
         check_samples=check_samples,
+        log=log,
+        log_dir=str(log_dir.absolute()) if log_dir is not None else None,  # run.json keeps it: --resume from anywhere
     )
     config.check_limits()
+    _check_tracker(config.log)
     flow_settings = {"transforms": transforms, "hidden": hidden, **({"kind": flow} if flow != "auto" else {})}
     _checked(FlowConfig, features=2, **flow_settings)
     if nproc > 1 and not from_env().active:
@@ -161,7 +175,7 @@ def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, over
         raise PromptgenError(f"--batch-size {batch_size} does not split over --nproc {nproc}; use a multiple of {nproc}")
     resolve_device(device)
     if resume is not None:
-        read_run(resume)
+        _check_tracker(read_run(resume).train.log)
         return
     if not energies:
         raise PromptgenError("give at least one --energy, e.g. --energy classifier:digit=3")
@@ -186,6 +200,13 @@ def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, over
         from promptgen.artifacts.manifest import check_out_dir
 
         check_out_dir(out, overwrite)
+
+
+def _check_tracker(log: str) -> None:
+    """A --log whose package is not installed: one line (with its pip install) before anything starts."""
+    from promptgen.training.tracking import choose_backend
+
+    choose_backend(log)
 
 
 def _checked(model: type, **values: Any) -> Any:

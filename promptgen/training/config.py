@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from promptgen.core.errors import SettingsError, SpecError, one_line
+from promptgen.training.tracking import LogChoice
 from promptgen.training.watch import Guard, Reading
 
 #: Largest settings TrainConfig takes: far above any useful value, far below what would exhaust memory
@@ -99,6 +100,14 @@ class TrainConfig(Checked):
         "best flow whose junk stayed within the margin), back-off (also halve the energies' weights), off (only report)",
     )
     check_samples: int = Field(default=2000, ge=0, description="samples of the closing check compose prints (0: none)")
+    log: LogChoice = Field(
+        default="auto",
+        description="where every step's loss and energy terms, and each evaluation's figures and samples, are logged: auto "
+        "(TensorBoard when it is installed, else nothing), tensorboard, wandb (Weights & Biases) or none",
+    )
+    log_dir: str | None = Field(
+        default=None, min_length=1, max_length=4096, pattern=r"^[^\x00]+$", description="the logs' folder (default: logs/ in the run's folder)"
+    )
 
     def check_limits(self) -> None:
         """Refuse, in one line naming the option, a setting above what a new run takes (:data:`LIMITS`).
@@ -144,6 +153,11 @@ class TrainingSummary(BaseModel):
     watch: list[Reading] = Field(default_factory=list, description="what the watch saw at each evaluation (step 0: the generator)")
     kept_step: int | None = Field(
         default=None, description="the step whose flow was kept instead of the last one, when the last made junk (guard keep-best)"
+    )
+    step_history: list[dict[str, float]] = Field(
+        default_factory=list,
+        description="every step's loss and energy terms ({'step', 'loss', label...}), averaged over windows of steps past "
+        "2,000 steps (promptgen.training.tracking.StepHistory)",
     )
 
 

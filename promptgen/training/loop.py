@@ -27,7 +27,11 @@ from promptgen.training.fitting import Prefit, adapt_energies, asked_components,
 from promptgen.training.flow import CouplingFlow
 from promptgen.training.optim import adam, lr_schedule
 from promptgen.training.resume import RESUME_HINT, check_resumable, load_energy_states
+from promptgen.training.tracking import NoTracker, StepHistory, Tracker
 from promptgen.training.watch import Reading, Watch, better, stratified_classes
+
+#: Images in the sample grid a tracker receives at each evaluation.
+GRID_IMAGES = 64
 
 
 def training_classes(components: int, n: int, offset: int = 0) -> torch.Tensor | None:
@@ -142,6 +146,8 @@ class RunState:
         readings: what the watch saw, the generator's first (step 0).
         best: the healthy reading with the lowest score so far: its step, score and the flow's weights then.
         backoff: the factor on every energy's weight (guard back-off halves it at each unhealthy reading).
+        kept_step: the step whose flow :meth:`TrainingRun.keep_best` kept instead of the last one.
+        steps: every step's loss and energy terms (:class:`~promptgen.training.tracking.StepHistory`).
     """
 
     first: int
@@ -160,6 +166,7 @@ class RunState:
     best: dict | None = None
     backoff: float = 1.0
     kept_step: int | None = None
+    steps: StepHistory = field(default_factory=StepHistory)
 
 
 class TrainingRun:
@@ -167,7 +174,7 @@ class TrainingRun:
     generator, and the run's state; the loop calls :meth:`step` and :meth:`after_step` for each step.
 
     Creating it seeds torch and the noise generator from ``config.seed`` and moves the models to ``device``;
-    :meth:`start` or :meth:`restore` then sets up the state.
+    :meth:`start` or :meth:`restore` then sets up the state, and :meth:`track` gives it a tracker (none by default).
     """
 
     def __init__(
@@ -189,6 +196,7 @@ class TrainingRun:
         self.labels = [t.label for t in ebm.terms]
         self.running: dict[str, float] = {}
         self.bad_in_a_row = 0
+        self.tracker: Tracker = NoTracker()
 
     # -- setting up -------------------------------------------------------------------------------------------------
     def start(self, fitted: Prefit | None, *, console: Console | None, progress: bool) -> None:
@@ -248,6 +256,8 @@ class TrainingRun:
             readings=[Reading.model_validate(r) for r in resume.get("readings", [])],
             best=resume.get("best"),
             backoff=float(resume.get("backoff", 1.0)),
+            # A checkpoint written before the history was kept: the steps after it only.
+            steps=StepHistory.restore(resume["step_history"], "checkpoint", RESUME_HINT) if "step_history" in resume else StepHistory(),
         ))
 
     def _begin(self, state: RunState) -> None:
@@ -259,6 +269,13 @@ class TrainingRun:
             if not state.readings:
                 state.readings.append(baseline)
         self.good = self.snapshot(state.first - 1)  # what a rollback returns to
+
+    def track(self, tracker: Tracker) -> None:
+        """Log to ``tracker`` from now on (the main process's; the others keep none); a new run's first figures
+        are the generator's own reading (step 0)."""
+        self.tracker = tracker
+        if self.state.first == 1 and self.state.readings:
+            tracker.log_scalars(0, _reading_figures(self.state.readings[0]))
 
     def _check_eval_condition(self, value: torch.Tensor | None, batch: int) -> None:
         """The evaluations' fixed conditions from a checkpoint: one row per evaluation sample, one column per
@@ -319,6 +336,7 @@ class TrainingRun:
             "readings": [r.model_dump(mode="json") for r in s.readings],
             "best": s.best,
             "backoff": s.backoff,
+            "step_history": s.steps.state(),
         }
 
     def describe(self) -> str:
@@ -337,15 +355,31 @@ class TrainingRun:
         clip = self.config.clip_grad if self.config.clip_grad is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.params, clip)
         bad = any_true(self.dist, not (finite and bool(torch.isfinite(norm))), self.device)
+        stats = self._whole_batch(stats)
         if bad:
             self._skip(step)
+            self.tracker.log_scalars(step, {"train/skipped_steps": float(self.state.skipped)})
         else:
             self.bad_in_a_row = 0
+            lr = float(self.opt.param_groups[0]["lr"])
             self.opt.step()
             self.schedule.step()
             for k, v in stats.items():  # exponential moving average for the display
                 self.running[k] = v if k not in self.running else 0.9 * self.running[k] + 0.1 * v
+            self.state.steps.add(step, stats)
+            self.tracker.log_scalars(step, {**{f"train/{k}": v for k, v in stats.items()}, "train/lr": lr})
         return bad
+
+    def _whole_batch(self, stats: dict[str, float]) -> dict[str, float]:
+        """This process's means of its slice of the batch -> the whole batch's means (the same in every process)."""
+        if not self.dist.active:
+            return stats
+        import torch.distributed as torch_dist
+
+        keys = sorted(stats)
+        t = torch.tensor([stats[k] for k in keys], dtype=torch.float64, device=self.device)
+        torch_dist.all_reduce(t)  # every slice is the same size: the mean of the means is the batch's mean
+        return dict(zip(keys, (t / self.dist.world).tolist(), strict=True))
 
     def _gradients(self, step: int) -> tuple[dict[str, float], bool]:
         """Accumulate the gradients of the step's micro-batches; (mean loss and energy terms, whether all were finite)."""
@@ -429,23 +463,39 @@ class TrainingRun:
         """Every ``eval_every`` steps and at the last (main process): evaluate on the fixed noise, into the history."""
         if not (self.dist.main and (step % self.config.eval_every == 0 or step == self.config.steps)):
             return
-        metrics = evaluate(self.ebm, self.flow, self.state.eval_eps, self.state.eval_condition)
-        self.state.history.append({"step": float(step), "seconds": self.elapsed(), **metrics})
+        s = self.state
+        metrics = evaluate(self.ebm, self.flow, s.eval_eps, s.eval_condition)
+        s.history.append({"step": float(step), "seconds": self.elapsed(), **metrics})
+        figures = {f"eval/{k}": v for k, v in metrics.items()}
+        logging = not isinstance(self.tracker, NoTracker)
+        images = None
         if self.watch is not None:
-            self._watch(step, metrics["loss"])
+            images = flow_images(self.ebm, self.flow, s.eval_eps, s.eval_condition)
+            figures.update(_reading_figures(self._watch(step, metrics["loss"], images)))
+            if self.config.guard == "back-off":
+                figures["watch/backoff"] = s.backoff
+        elif logging:
+            n = min(GRID_IMAGES, s.eval_eps.shape[0])
+            images = flow_images(self.ebm, self.flow, s.eval_eps[:n], None if s.eval_condition is None else s.eval_condition[:n])
+        if logging and images is not None:
+            self.tracker.log_scalars(step, figures)
+            # Evenly spaced: a mixture's images come in blocks of its components (stratified_classes).
+            pick = torch.linspace(0, images.shape[0] - 1, min(GRID_IMAGES, images.shape[0])).round().long()
+            self.tracker.log_images(step, "samples", images[pick.to(images.device)])
         if on_eval is not None:
             on_eval(step, metrics)
 
-    def _watch(self, step: int, loss: float) -> None:
-        """Judge the flow's samples on the evaluation noise; keep the best healthy flow; back off on junk (guard)."""
+    def _watch(self, step: int, loss: float, images: torch.Tensor) -> Reading:
+        """Judge the flow's ``images`` of the evaluation noise; keep the best healthy flow; back off on junk (guard)."""
         s = self.state
         assert self.watch is not None
-        reading = self.watch.read(flow_images(self.ebm, self.flow, s.eval_eps, s.eval_condition), step, loss)
+        reading = self.watch.read(images, step, loss)
         s.readings.append(reading)
         if reading.healthy and (s.best is None or reading.score <= s.best["score"]):
             s.best = {"step": step, "score": reading.score, "flow": {k: v.detach().cpu().clone() for k, v in self.flow.state_dict().items()}}
         if not reading.healthy and self.config.guard == "back-off":
             s.backoff *= 0.5
+        return reading
 
     def _keep(self, step: int, checkpoint: Path | None) -> None:
         """Make the state after ``step`` the one a rollback returns to, and write it to ``checkpoint`` (main process)."""
@@ -518,7 +568,20 @@ class TrainingRun:
             checkpoint_seconds=s.checkpoint_seconds,
             watch=s.readings,
             kept_step=s.kept_step,
+            step_history=s.steps.points(),
         )
+
+
+def _reading_figures(reading: Reading) -> dict[str, float]:
+    """A watch's reading as a tracker's scalars: the junk rates, health, score and each target's figure."""
+    figures = {"watch/healthy": float(reading.healthy), "watch/score": reading.score}
+    if reading.junk is not None:
+        figures["watch/junk"] = reading.junk
+    if reading.base_junk is not None:
+        figures["watch/generator_junk"] = reading.base_junk
+    for t in reading.targets:
+        figures[f"watch/{t.energy} {t.attribute} {'KL' if t.kind == 'kl' else 'share'}"] = t.value
+    return figures
 
 
 __all__ = [

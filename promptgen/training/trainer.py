@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from promptgen.core.errors import TrainingDiverged
 from promptgen.core.progress import progress_bar
@@ -38,6 +39,7 @@ from promptgen.training.flow import CouplingFlow
 from promptgen.training.loop import TrainingRun, check_run, evaluate, save_checkpoint, training_classes
 from promptgen.training.optim import adam
 from promptgen.training.resume import RESUME_HINT, RESUME_KEYS, check_resumable, load_energy_states, same_layout
+from promptgen.training.tracking import NoTracker, TensorBoardTracker, Tracker, choose_backend, log_folder, open_tracker
 from promptgen.training.watch import Watch
 
 
@@ -55,6 +57,7 @@ def train_flow(
     dist: Dist | None = None,
     fitted: Prefit | None = None,
     watch: Watch | None = None,
+    tracker: Tracker | None = None,
 ) -> TrainingSummary:
     """Minimise ``E_ε[U(f(ε)) − log|det ∂f/∂ε|]`` over the flow's weights with Adam.
 
@@ -74,6 +77,10 @@ def train_flow(
             (its time counts as training time).
         watch: judges the flow's samples at each periodic evaluation (:mod:`promptgen.training.watch`); with it,
             ``config.guard`` acts on a junk rate that rose above the generator's.
+        tracker: where the main process logs every step's loss and energy terms (``train/...``) and each
+            evaluation's figures (``eval/...``, ``watch/...``) and sample grid (``samples``); by default the one
+            ``config.log`` asks for, writing into ``config.log_dir`` or ``logs/`` beside ``checkpoint``
+            (:mod:`promptgen.training.tracking`). The main process closes it at the end, one given here too.
 
     A step whose loss or gradients are not finite is skipped (the optimiser does
     not move) and counted; ``config.max_bad_steps`` of them in a row roll the flow
@@ -82,21 +89,39 @@ def train_flow(
     """
     dist = dist or Dist()
     check_run(ebm, flow, config, dist)
+    if tracker is None:
+        choose_backend(config.log)  # a tracker that is not installed: one line before the fits, in every process
     show = progress and dist.main
     run = TrainingRun(ebm, flow, config, device, dist, watch)
     if resume is None:
         run.start(fitted, console=console, progress=show)
     else:
         run.restore(resume)
-    bar = progress_bar(console, show, "training")
-    with bar:
-        task = bar.add_task(run.describe(), total=config.steps, completed=run.state.first - 1)
-        for step in range(run.state.first, config.steps + 1):
-            bad = run.step(step)
-            run.after_step(step, bad, checkpoint, on_eval)
-            if show and (step % 5 == 0 or step == config.steps):
-                bar.update(task, completed=step, description=run.describe())
-    run.keep_best()
+    if not dist.main:
+        tracker = NoTracker()  # one process logs, as one writes the checkpoint
+    elif tracker is None:
+        folder = log_folder(config.log_dir, checkpoint)
+        name = checkpoint.parent.name if checkpoint is not None else folder.name if folder is not None else None
+        tracker = open_tracker(config.log, folder, run.state.first, name=name, config=config.model_dump(mode="json"))
+        if show and console is not None and isinstance(tracker, TensorBoardTracker):
+            console.print(
+                f"logging to {escape(str(folder))} (view with: tensorboard --logdir {escape(str(folder))})",
+                highlight=False,
+                soft_wrap=True,
+            )
+    try:
+        run.track(tracker)
+        bar = progress_bar(console, show, "training")
+        with bar:
+            task = bar.add_task(run.describe(), total=config.steps, completed=run.state.first - 1)
+            for step in range(run.state.first, config.steps + 1):
+                bad = run.step(step)
+                run.after_step(step, bad, checkpoint, on_eval)
+                if show and (step % 5 == 0 or step == config.steps):
+                    bar.update(task, completed=step, description=run.describe())
+        run.keep_best()
+    finally:
+        tracker.close()
     return run.summary()
 
 
