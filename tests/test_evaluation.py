@@ -27,6 +27,7 @@ from promptgen.core.metrics import (
     joint_classes,
     joint_labels,
     kl_divergence,
+    mean_pairwise_distance,
     total_variation,
 )
 from promptgen.core.registry import build_registry, get_registry
@@ -47,7 +48,7 @@ TINY = {
 TOP_KEYS = {
     "format", "format_version", "created", "prompt_path", "generator", "n", "seed", "features", "reference",
     "reference_n", "frechet_base_prompt", "frechet_exact", "exact_ess", "realism", "warnings", "base", "prompt",
-    "attributes", "energies", "versions", "verdict", "met",
+    "attributes", "energies", "versions", "verdict", "met", "flags", "frechet_base_prompt_ci", "frechet_exact_ci", "intervals",
 }
 
 
@@ -161,6 +162,19 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
         assert s["histogram_all"] == pytest.approx(evaluator_histogram(images[side], passing=False), abs=1e-12)
         assert s["junk"] == pytest.approx(data[side]["junk_rate"]) and s["counted"] == round(200 * (1 - s["junk"]))
         assert s["share"] == pytest.approx(s["histogram"][3]) and s["kl"] is None and s["tv"] is None
+        # 95 % intervals around every share (a bootstrap of the 200 samples), none for figures not measured.
+        assert len(s["histogram_ci"]) == 10 and all(lo <= h <= hi for h, (lo, hi) in zip(s["histogram"], s["histogram_ci"]))
+        assert s["share_ci"][0] <= s["share"] <= s["share_ci"][1] and s["share_ci"][1] - s["share_ci"][0] < 0.3
+        assert s["junk_ci"][0] <= s["junk"] <= s["junk_ci"][1] and s["kl_ci"] is None
+        assert data[side]["junk_rate_ci"] == pytest.approx(s["junk_ci"]) and data[side]["frechet_ci"] is None
+        # The diversity of the samples of the asked class (3s that pass the realism check), beside the share.
+        clf = get_registry().build_classifier("mnist-digit-evaluator")
+        with torch.no_grad():
+            threes = (clf.log_probs(images[side])["digit"].argmax(1) == 3) & (clf.realism(images[side]) >= 0)
+            feats = clf.features(images[side][threes]).double()
+        assert s["diversity_n"] == int(threes.sum())
+        if s["diversity_n"] > 1:
+            assert s["diversity"] == pytest.approx(mean_pairwise_distance(feats), rel=1e-6)
         assert 0 < data[side]["diversity"] < math.inf and data[side]["frechet"] is None
         assert data[side]["n"] == 200 and data[side]["samples_per_second"] > 0
         # The joint of an attribute with itself lies on the diagonal "k/k", in the same shares.
@@ -187,6 +201,13 @@ def test_eval_json_matches_a_direct_computation(three, tmp_path):
         base_energy = term.energy(images["base"], torch.zeros(200, 32)).double()
     assert data["exact_ess"] == pytest.approx(effective_sample_size(-100.0 * base_energy), rel=1e-4)
     assert data["frechet_exact"] is None and data["warnings"] == []
+    assert data["intervals"]["level"] == 0.95 and data["intervals"]["resamples"] >= 200 and data["intervals"]["seed"] == 5
+    lo, hi = data["frechet_base_prompt_ci"]
+    assert 0 <= lo <= hi and data["frechet_exact_ci"] is None
+    # The flags: the 3-step prompt missed its target, said with the generator's figure and a next step.
+    missed = [f for f in data["flags"] if f["kind"] == "missed"]
+    assert len(missed) == 1 and missed[0]["value"] == pytest.approx(digit.prompt.share)
+    assert missed[0]["base"] == pytest.approx(digit.base.share) and "generator" in missed[0]["message"]
     # A 3-step prompt is far from 95 % 3s: the verdict says so, and names the figure and the junk.
     assert data["met"] is False and digit.met is False and joint.met is None
     assert any(line.startswith("classifier:digit=3: ") and "by mnist-digit-evaluator" in line for line in data["verdict"])
@@ -200,8 +221,58 @@ def test_eval_table_on_screen(three, monkeypatch):
     result = run("eval", three, "-n", 50, "-q")
     assert result.exit_code == 0, result.output
     for words in ("base (mnist)", "prompt", "share of asked classes", "diversity", "energy classifier:digit=3 (mean ± std)",
-                  "digit (asked 3), judged by mnist-digit-evaluator", "features of classifier mnist-digit-evaluator"):
+                  "digit (asked 3), judged by mnist-digit-evaluator", "features of classifier mnist-digit-evaluator",
+                  "95% intervals, a bootstrap over the 50 samples of each side"):
         assert words in result.stdout, (words, result.stdout)
+    # Figures with their intervals: "0.080 [0.020, 0.140]".
+    import re
+
+    share_row = next(line for line in result.stdout.splitlines() if "share of asked classes" in line)
+    assert len(re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", share_row)) == 2, share_row
+    # The 3-step prompt missed its target: a flag on the terminal, after the verdict.
+    assert "warning: classifier:digit=3: missed its target" in " ".join(result.output.split())
+
+
+def test_a_collapsed_prompt_is_flagged_in_eval_and_report(three, tmp_path, monkeypatch):
+    # Every sample of the prompt made from the same latent: no diversity at all.
+    monkeypatch.setattr(Prompt, "latents_at", lambda self, noise, condition=None: self.noise(noise[:1].expand_as(noise).contiguous()))
+    report = evaluate_prompt(three, n=120, seed=2).report
+    assert report.prompt.diversity < 1e-3 and report.base.diversity > 1.0
+    (collapse,) = [f for f in report.flags if f.kind == "collapse"]
+    assert collapse.value < 1e-3 and collapse.base > 1.0
+    assert "collapsed" in collapse.message and "--forward-weight" in collapse.message
+    # The same prompt, not collapsed: no such flag.
+    monkeypatch.undo()
+    assert not [f for f in evaluate_prompt(three, n=120, seed=2).report.flags if f.kind == "collapse"]
+    monkeypatch.setattr(Prompt, "latents_at", lambda self, noise, condition=None: self.noise(noise[:1].expand_as(noise).contiguous()))
+    result = run("eval", three, "-n", 120, "--seed", 2, "-q")
+    assert result.exit_code == 0, result.output
+    assert "the prompt's samples collapsed onto a few modes" in " ".join(result.output.split())
+    page = tmp_path / "collapsed.html"
+    result = run("report", three, "-o", page, "-n", 120, "--seed", 2, "-q")
+    assert result.exit_code == 0, result.output
+    assert "the prompt's samples collapsed onto a few modes" in " ".join(result.output.split())
+    text = page.read_text()
+    assert 'data-kind="collapse"' in text and text.index('id="warnings"') < text.index('id="energies"') < text.index('id="samples"')
+
+
+def test_old_eval_json_without_intervals_still_loads(three):
+    report = evaluate_prompt(three, n=40, seed=0).report
+    data = json.loads(report.model_dump_json())
+    for key in ("flags", "frechet_base_prompt_ci", "frechet_exact_ci", "intervals"):
+        del data[key]
+    data["format_version"] = 3
+    for side in ("base", "prompt"):
+        for key in ("frechet_ci", "junk_rate_ci"):
+            del data[side][key]
+        for a in data["attributes"]:
+            for key in ("histogram_ci", "junk_ci", "kl_ci", "share_ci", "diversity", "diversity_n"):
+                a[side].pop(key, None)
+    old = EvalReport.model_validate(data)
+    assert old.intervals is None and old.flags == [] and old.attributes[0].prompt.share_ci is None
+    from promptgen.evaluation.render import summary_rows
+
+    assert all("[" not in b + p for _, b, p in summary_rows(old))  # figures without intervals print as before
 
 
 def write_mnist_folder(folder: Path) -> Path:

@@ -130,8 +130,14 @@ def test_report_is_one_self_contained_page(report_file):
     (curves,) = page.imgs("curves")
     assert curves["id"] == "curves" and decode_png(curves["src"]).size[0] > 300
 
-    # The numbers and the manifest are on the page.
+    # The numbers and the manifest are on the page, the figures with their 95 % intervals.
     assert "share of asked classes" in text and "classifier:digit=3" in text
+    assert "95% intervals, a bootstrap over the 200 samples of each side" in text
+    assert all(len(a[side]["histogram_ci"]) == len(a["labels"]) for a in report["attributes"] for side in ("base", "prompt"))
+    # The flags at the top, after the verdict: the 3-step prompt missed its target.
+    flags = [a for t, a in page.tags if t == "li" and "flag" in a.get("class", "").split()]
+    assert [f["data-kind"] for f in flags] == [f["kind"] for f in report["flags"]] and "missed" in [f["kind"] for f in report["flags"]]
+    assert text.index('id="verdict"') < text.index('id="warnings"') < text.index('id="energies"')
     assert '"format": "promptgen-prompt"' in text.replace("&quot;", '"')
 
 
@@ -196,3 +202,27 @@ def test_report_output_errors(report_file, tmp_path):
     result = run("report", prompt, "-o", tmp_path / "r.html", "-n", 10, "--attr", "nope", "-q")
     assert result.exit_code == 2 and "--attr" in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_histograms_carry_error_bars_and_curves_draw_each_step():
+    from promptgen.evaluation.report import curves_png, histogram_png
+    from promptgen.evaluation.results import AttributeEval, AttributeSide
+
+    def side(ci):
+        return AttributeSide(histogram=[0.2, 0.3, 0.5], histogram_ci=ci)
+
+    a = AttributeEval(attribute="digit", labels=["0", "1", "2"], origin="asked", base=side(None), prompt=side(None))
+    wide = [(0.0, 0.6), (0.0, 0.7), (0.1, 0.95)]
+    b = a.model_copy(update={"base": side(wide), "prompt": side(wide)})
+    plain, bars = (np.asarray(decode_png("data:image/png;base64," + base64.b64encode(histogram_png(x)).decode())) for x in (a, b))
+    assert plain.shape == bars.shape and (plain != bars).any()  # the error bars are drawn
+
+    history = [{"step": 100.0, "loss": 2.0, "e": 1.0}, {"step": 200.0, "loss": 1.5, "e": 0.5}]
+    steps = [{"step": float(i), "loss": 3.0 - i / 100, "e": 1.5 - i / 200} for i in range(1, 201)]
+    without, with_steps = curves_png(history, ["e"]), curves_png(history, ["e"], steps)
+    assert without != with_steps
+    # Only the step history knows a term: its panel is drawn from it alone.
+    only = curves_png([{"step": 100.0, "loss": 2.0}], ["e"], steps)
+    assert decode_png("data:image/png;base64," + base64.b64encode(only).decode()).size[0] > decode_png(
+        "data:image/png;base64," + base64.b64encode(curves_png([{"step": 100.0, "loss": 2.0}], ["e"])).decode()
+    ).size[0]

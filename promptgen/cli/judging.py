@@ -56,11 +56,11 @@ def eval_(
 
 
 def _tell(report, console) -> None:
-    """The verdict and the warnings of an eval, on the terminal."""
+    """The verdict and the flags of an eval (every failure its figures show, the warnings among them), on the terminal."""
     if report.verdict:
         print_verdict(report.verdict, report.met, report.n, console)
-    for warning in report.warnings:
-        err_console.print(f"[yellow]warning:[/yellow] {escape(printable(warning))}", soft_wrap=True, highlight=False)
+    for message in [f.message for f in report.flags] or report.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(printable(message))}", soft_wrap=True, highlight=False)
 
 
 @app.command()

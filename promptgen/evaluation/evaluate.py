@@ -20,7 +20,13 @@ judged"):
   ``exp(−Σ w_i E_i)``). A prompt whose junk rate rises above its generator's,
   or whose samples lie much further from the reference than exact samples of
   the same target, has left the generator's usual output: its controls were
-  probably fooled, and the report says so (:func:`realism_warnings`).
+  probably fooled, and the report says so (:func:`realism_warnings`);
+- a 95 % bootstrap interval beside every share, KL and Fréchet distance
+  (:mod:`~promptgen.evaluation.intervals`), and the diversity of the samples of
+  the asked classes;
+- flags (:mod:`~promptgen.evaluation.flags`): every failure those figures show
+  (a missed target, a collapse, a lost class, junk), each with the generator's
+  figure and a next step.
 
 Everything lands in an :class:`EvalReport` (pydantic; its JSON keys are stable),
 which ``promptgen eval --json`` prints and :mod:`promptgen.evaluation.report` renders.
@@ -55,16 +61,34 @@ from promptgen.core.device import resolve_device
 from promptgen.core.errors import PromptgenError
 from promptgen.core.judging import GOAL_KL, GOAL_SHARE, ResolvedTarget, judged_figure
 from promptgen.core.metrics import (
+    INTERVAL_LEVEL,
     effective_sample_size,
     frechet_distance,
+    joint_classes,
     mean_pairwise_distance,
     total_variation,
 )
 from promptgen.core.progress import progress_bar
 from promptgen.core.registry import Registry, get_registry, one_line
 from promptgen.evaluation.attributes import PlannedAttribute, ancestors, plan_attributes
+from promptgen.evaluation.intervals import (
+    METHOD,
+    RESAMPLES,
+    attribute_intervals,
+    frechet_interval,
+    frechet_resamples,
+    junk_interval,
+)
 from promptgen.evaluation.judge import PIXEL_SIZE, Judge, domain_evaluators
-from promptgen.evaluation.realism import FRECHET_RATIO, JUNK_MARGIN, MIN_ESS, junk_margin, realism_warnings
+from promptgen.evaluation.realism import (
+    FRECHET_RATIO,
+    JUNK_MARGIN,
+    MIN_ESS,
+    REALISM_KINDS,
+    junk_margin,
+    realism_warnings,
+    report_flags,
+)
 from promptgen.evaluation.reference import DATA_HINT, load_reference
 from promptgen.evaluation.render import (
     attribute_title,
@@ -83,6 +107,7 @@ from promptgen.evaluation.results import (
     EnergyEval,
     EvalReport,
     Evaluation,
+    Intervals,
     Moments,
     SideEval,
 )
@@ -179,14 +204,15 @@ def evaluate_prompt(
         ref_features = _reference_features(judge, reference, batch_size, dev, bar) if reference is not None else None
 
     features = {side: torch.cat(results[side].features) for side in SIDES}
-    sides = {side: _side_eval(results[side], n, features[side], ref_features) for side in SIDES}
+    sides = {side: _side_eval(results[side], n, features[side], ref_features, seed) for side in SIDES}
     # A target is met only if the junk stayed within 2 points of the generator's: strictly, so that a missed target
     # is never reported as met (the warnings below allow for noise on small -n instead).
     margin = None if sides["base"].junk_rate is None or sides["prompt"].junk_rate is None else JUNK_MARGIN
     # A conditional prompt's target is one distribution per condition: no single importance-weighted base sample stands for it.
-    frechet_exact, exact_ess = (
-        (None, None) if prompt.conditions else _exact_target(terms, missing, results["base"], features["base"], ref_features)
+    frechet_exact, exact_ess, frechet_exact_ci = (
+        (None, None, None) if prompt.conditions else _exact_target(terms, missing, results["base"], features["base"], ref_features, seed)
     )
+    frechet_base_prompt = frechet_distance(features["base"], features["prompt"])
     report = EvalReport(
         prompt_path=str(prompt.path) if prompt.path is not None else None,
         generator=prompt.manifest.generator.spec,
@@ -195,17 +221,24 @@ def evaluate_prompt(
         features=judge.description,
         reference=str(data) if data is not None else None,
         reference_n=int(reference.shape[0]) if reference is not None else None,
-        frechet_base_prompt=frechet_distance(features["base"], features["prompt"]),
+        frechet_base_prompt=frechet_base_prompt,
         frechet_exact=frechet_exact,
         exact_ess=exact_ess,
+        frechet_base_prompt_ci=frechet_interval(features["prompt"], features["base"], frechet_base_prompt, paired=True, seed=seed),
+        frechet_exact_ci=frechet_exact_ci,
+        intervals=Intervals(
+            level=INTERVAL_LEVEL, resamples=RESAMPLES, frechet_resamples=frechet_resamples(features["base"].shape[1]), seed=seed,
+            method=METHOD,
+        ),
         realism=judge.realism_source and f"realism check of classifier {judge.realism_source}",
         base=sides["base"],
         prompt=sides["prompt"],
-        attributes=[_attribute_eval(row, results, margin) for row in rows],
+        attributes=[_attribute_eval(row, results, features, margin, seed) for row in rows],
         energies=[_energy_eval(record, results, missing) for record in prompt.manifest.energies],
         versions=current_versions(),
     )
-    report.warnings = realism_warnings(report)
+    report.flags = report_flags(report)
+    report.warnings = [f.message for f in report.flags if f.kind in REALISM_KINDS]
     report.met, report.verdict = _verdict(report, margin)
     images = {side: torch.cat(results[side].kept) if results[side].kept else torch.empty(0) for side in SIDES}
     realism = {side: torch.cat(results[side].realism) for side in SIDES if results[side].realism}
@@ -267,37 +300,60 @@ def _reference_features(judge: Judge, reference: Tensor, batch_size: int, dev: t
     return torch.cat(chunks)
 
 
-def _side_eval(r: _SideResult, n: int, features: Tensor, ref_features: Tensor | None) -> SideEval:
+def _side_eval(r: _SideResult, n: int, features: Tensor, ref_features: Tensor | None, seed: int) -> SideEval:
+    frechet = frechet_distance(features, ref_features) if ref_features is not None else None
+    junk = torch.cat(r.realism) < 0 if r.realism else None
     return SideEval(
         n=n,
         seconds=r.seconds,
         samples_per_second=n / r.seconds if r.seconds > 0 else float("inf"),
         diversity=mean_pairwise_distance(features),
-        frechet=frechet_distance(features, ref_features) if ref_features is not None else None,
-        junk_rate=float((torch.cat(r.realism) < 0).double().mean()) if r.realism else None,
+        frechet=frechet,
+        junk_rate=float(junk.double().mean()) if junk is not None else None,
+        frechet_ci=frechet_interval(features, ref_features, frechet, seed=seed) if ref_features is not None and frechet is not None else None,
+        junk_rate_ci=junk_interval(junk, seed=seed) if junk is not None else None,
     )
 
 
 def _exact_target(
-    terms: list, missing: dict[str, str], base: _SideResult, base_features: Tensor, ref_features: Tensor | None
-) -> tuple[float | None, float | None]:
-    """(Fréchet distance to the reference, effective sample size) of exact samples of the prompt's target.
+    terms: list, missing: dict[str, str], base: _SideResult, base_features: Tensor, ref_features: Tensor | None, seed: int
+) -> tuple[float | None, float | None, tuple[float, float] | None]:
+    """(Fréchet distance to the reference, effective sample size, the distance's interval) of exact samples of the
+    prompt's target.
 
     Exact samples of the target: the base samples, weighted by exp(-Σ w E) (every energy must have been rebuilt).
     A mixture's energies are its tilt here (its components only sharpen the classes the tilt weights), so a
     mixture prompt is compared with the distribution it stands for.
     """
-    frechet_exact = exact_ess = None
+    frechet_exact = exact_ess = interval = None
     if not missing and terms:
         log_w = -sum(t.weight * torch.cat(base.energies[t.label]) for t in terms)
         if bool(torch.isfinite(log_w).all()):
             exact_ess = effective_sample_size(log_w)
             if ref_features is not None:
-                frechet_exact = frechet_distance(base_features, ref_features, weights=torch.softmax(log_w, 0))
-    return frechet_exact, exact_ess
+                weights = torch.softmax(log_w, 0)
+                frechet_exact = frechet_distance(base_features, ref_features, weights=weights)
+                interval = frechet_interval(base_features, ref_features, frechet_exact, weights=weights, seed=seed)
+    return frechet_exact, exact_ess, interval
 
 
-def _attribute_eval(row: PlannedAttribute, results: dict[str, _SideResult], margin: float | None) -> AttributeEval:
+def _asked_diversity(resolved: ResolvedTarget, parts: list[Tensor], junk: Tensor | None, features: Tensor) -> tuple[float | None, int]:
+    """(diversity, how many samples) of the counted samples whose class is asked and not avoided."""
+    t = resolved.target
+    sizes = [len(entry.attributes[p]) for p, (entry, _) in zip(t.parts, resolved.parts)]
+    joint = joint_classes(parts, sizes)
+    asked, avoided = {str(a) for a in t.asked}, {str(a) for a in t.avoided}
+    wanted = [resolved.order[j] for j, lab in enumerate(t.labels) if (not asked or str(lab) in asked) and str(lab) not in avoided]
+    keep = torch.isin(joint, torch.tensor(wanted, dtype=torch.long))
+    if junk is not None:
+        keep &= ~junk
+    chosen = features[keep]
+    return (mean_pairwise_distance(chosen) if chosen.shape[0] > 1 else None), int(chosen.shape[0])
+
+
+def _attribute_eval(
+    row: PlannedAttribute, results: dict[str, _SideResult], features: dict[str, Tensor], margin: float | None, seed: int
+) -> AttributeEval:
     t = row.target
     out = AttributeEval(
         attribute=t.attribute,
@@ -324,11 +380,17 @@ def _attribute_eval(row: PlannedAttribute, results: dict[str, _SideResult], marg
         junk = torch.cat(r.realism) < 0 if r.realism else None
         judged, everything = judged_figure(resolved, parts, junk), judged_figure(resolved, parts, None)
         figures[side] = judged
-        s = AttributeSide(histogram=judged.histogram, junk=judged.junk, counted=judged.counted, histogram_all=everything.histogram)
+        ci = attribute_intervals(resolved, parts, junk, judged.kl, seed=seed)
+        s = AttributeSide(
+            histogram=judged.histogram, junk=judged.junk, counted=judged.counted, histogram_all=everything.histogram,
+            histogram_ci=ci.histogram, junk_ci=ci.junk,
+        )
         if t.target is not None:
             s.kl, s.tv, s.kl_all = judged.kl, total_variation(judged.histogram, t.target) if judged.counted else 1.0, everything.kl
+            s.kl_ci = ci.kl
         if t.asked or t.avoided:
-            s.share = judged.share
+            s.share, s.share_ci = judged.share, ci.share
+            s.diversity, s.diversity_n = _asked_diversity(resolved, parts, junk, features[side])
         setattr(out, side, s)
     if t.target is not None or t.asked or t.avoided:
         junk_rose = margin is not None and (figures["prompt"].junk or 0.0) - (figures["base"].junk or 0.0) > margin
@@ -401,6 +463,7 @@ __all__ = [
     "measured_in",
     "plan_attributes",
     "realism_warnings",
+    "report_flags",
     "report_table",
     "summary_rows",
     "write_report_json",

@@ -23,6 +23,24 @@ def _num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def with_interval(x: float | None, interval: Sequence[float] | None, digits: int = 3, percent: bool = False) -> str:
+    """``"0.0054 [0.0041, 0.0069]"``: a figure and its 95 % interval (just the figure without one).
+
+    >>> with_interval(0.00541, (0.00412, 0.00693), 4), with_interval(0.071, (0.0615, 0.083), 1, percent=True)
+    ('0.0054 [0.0041, 0.0069]', '7.1% [6.2%, 8.3%]')
+    >>> with_interval(0.5, None)
+    '0.500'
+    """
+    def one(v: float | None) -> str:
+        if percent and v is not None and math.isfinite(v):
+            return f"{v:.{digits}%}"
+        return _num(v, digits)
+
+    if x is None or interval is None:
+        return one(x)
+    return f"{one(x)} [{one(interval[0])}, {one(interval[1])}]"
+
+
 def histogram_text(labels: Sequence[str], histogram: Sequence[float], top: int = 10) -> str:
     """``"3 0.91 · 8 0.05 · …"``: the largest non-zero shares first, at most ``top`` of them.
 
@@ -64,14 +82,23 @@ def summary_rows(report: EvalReport) -> list[tuple[str, str, str]]:
         ("diversity (mean pairwise distance)", _num(report.base.diversity), _num(report.prompt.diversity)),
     ]
     if report.base.junk_rate is not None and report.prompt.junk_rate is not None:
-        rows.append(("junk rate (fail the realism check)", f"{report.base.junk_rate:.1%}", f"{report.prompt.junk_rate:.1%}"))
+        rows.append((
+            "junk rate (fail the realism check)",
+            with_interval(report.base.junk_rate, report.base.junk_rate_ci, 1, percent=True),
+            with_interval(report.prompt.junk_rate, report.prompt.junk_rate_ci, 1, percent=True),
+        ))
     if report.reference is not None:
-        rows.append(("Fréchet distance to reference", _num(report.base.frechet), _num(report.prompt.frechet)))
+        rows.append((
+            "Fréchet distance to reference",
+            with_interval(report.base.frechet, report.base.frechet_ci),
+            with_interval(report.prompt.frechet, report.prompt.frechet_ci),
+        ))
         if report.frechet_exact is not None:
             rows.append((
-                f"  … of exact samples of the target (weighted base, ESS {report.exact_ess:.0f})", "", _num(report.frechet_exact)
+                f"  … of exact samples of the target (weighted base, ESS {report.exact_ess:.0f})", "",
+                with_interval(report.frechet_exact, report.frechet_exact_ci),
             ))
-    rows.append(("Fréchet distance base ↔ prompt", "", _num(report.frechet_base_prompt)))
+    rows.append(("Fréchet distance base ↔ prompt", "", with_interval(report.frechet_base_prompt, report.frechet_base_prompt_ci)))
     for e in report.energies:
         if e.available and e.base is not None and e.prompt is not None:
             rows.append((f"energy {e.label} (mean ± std)", f"{_num(e.base.mean)} ± {_num(e.base.std)}", f"{_num(e.prompt.mean)} ± {_num(e.prompt.std)}"))
@@ -84,7 +111,11 @@ def summary_rows(report: EvalReport) -> list[tuple[str, str, str]]:
             continue
         rows.append((title, histogram_text(a.labels, a.base.histogram), histogram_text(a.labels, a.prompt.histogram)))
         if a.base.junk is not None and a.prompt.junk is not None:
-            rows.append(("  junk: not counted above, nor in the figures below", f"{a.base.junk:.1%}", f"{a.prompt.junk:.1%}"))
+            rows.append((
+                "  junk: not counted above, nor in the figures below",
+                with_interval(a.base.junk, a.base.junk_ci, 1, percent=True),
+                with_interval(a.prompt.junk, a.prompt.junk_ci, 1, percent=True),
+            ))
         if a.base.share is not None:
             if not a.avoided:
                 what = "share of asked classes"
@@ -92,9 +123,15 @@ def summary_rows(report: EvalReport) -> list[tuple[str, str, str]]:
                 what = "share outside the avoided classes"
             else:
                 what = "share of asked, not avoided classes"
-            rows.append((f"  {what}", _num(a.base.share), _num(a.prompt.share)))
+            rows.append((f"  {what}", with_interval(a.base.share, a.base.share_ci), with_interval(a.prompt.share, a.prompt.share_ci)))
+            if a.base.diversity is not None or a.prompt.diversity is not None:
+                rows.append((
+                    "  diversity of the samples of those classes",
+                    f"{_num(a.base.diversity)} ({a.base.diversity_n or 0} samples)",
+                    f"{_num(a.prompt.diversity)} ({a.prompt.diversity_n or 0} samples)",
+                ))
         if a.base.kl is not None:
-            rows.append(("  KL(histogram ‖ target), nats", _num(a.base.kl, 4), _num(a.prompt.kl, 4)))
+            rows.append(("  KL(histogram ‖ target), nats", with_interval(a.base.kl, a.base.kl_ci, 4), with_interval(a.prompt.kl, a.prompt.kl_ci, 4)))
             rows.append(("  total variation", _num(a.base.tv), _num(a.prompt.tv)))
             if a.base.junk is not None and a.base.kl_all is not None and a.prompt.kl_all is not None:
                 rows.append(("  KL counting junk as classes (misleading when junk rose)", _num(a.base.kl_all, 4), _num(a.prompt.kl_all, 4)))
@@ -110,7 +147,14 @@ def measured_in(report: EvalReport) -> str:
         text += f"; reference: {report.reference} ({report.reference_n} images)"
     if report.realism is not None:
         text += f"; junk by the {report.realism}"
-    return text + "."
+    text += "."
+    if report.intervals is not None:
+        i = report.intervals
+        text += (
+            f" In brackets: {i.level:.0%} intervals, a bootstrap over the {report.n} samples of each side "
+            f"({i.resamples} resamples; {i.frechet_resamples} for Fréchet distances; KL and Fréchet corrected for their bias)."
+        )
+    return text
 
 
 def report_table(report: EvalReport) -> Table:
@@ -150,5 +194,6 @@ __all__ = [
     "measured_in",
     "report_table",
     "summary_rows",
+    "with_interval",
     "write_report_json",
 ]

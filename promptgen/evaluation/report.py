@@ -9,8 +9,8 @@ drawn over them), the training curves from the manifest, the numbers of
 
 Pictures carry stable classes and ids for scripts and tests: ``img.grid``
 (``#grid-base``, ``#grid-prompt``), ``img.histogram`` (``#hist-0``, ``#hist-1``...,
-with ``data-attribute``), ``img.curves`` (``#curves``); the report's JSON is in
-``<script type="application/json" id="eval-json">``.
+with ``data-attribute``), ``img.curves`` (``#curves``); the flags are ``li.flag`` (with ``data-kind``) in
+``#warnings``, under the verdict; the report's JSON is in ``<script type="application/json" id="eval-json">``.
 """
 
 from __future__ import annotations
@@ -129,8 +129,18 @@ def grid_png(images: Tensor, nrow: int | None = None) -> bytes:
     return _png(img)
 
 
+def _error_bars(values: Sequence[float], intervals: Sequence[Sequence[float]] | None) -> np.ndarray | None:
+    """(2, K) distances below and above each value to its interval's ends, as matplotlib's ``yerr`` wants them."""
+    if intervals is None or len(intervals) != len(values):
+        return None
+    v = np.asarray(values, dtype=float)
+    lo, hi = np.asarray([i[0] for i in intervals], dtype=float), np.asarray([i[1] for i in intervals], dtype=float)
+    return np.clip(np.stack([v - lo, hi - v]), 0.0, None)
+
+
 def histogram_png(a: AttributeEval) -> bytes:
-    """Bars of the base's and the prompt's class shares, the target drawn over them, asked classes shaded."""
+    """Bars of the base's and the prompt's class shares with their 95 % intervals (black error bars), the target
+    drawn over them, asked classes shaded."""
     assert a.base is not None and a.prompt is not None
     k = len(a.labels)
     x = np.arange(k)
@@ -144,8 +154,9 @@ def histogram_png(a: AttributeEval) -> bytes:
         if label in a.labels:
             j = a.labels.index(label)
             ax.axvspan(j - 0.5, j + 0.5, color="#f4a6a6", alpha=0.35, lw=0, label="avoided" if i == 0 else None)
-    ax.bar(x - 0.2, a.base.histogram, 0.4, label="base", color="#9aa5b1")
-    ax.bar(x + 0.2, a.prompt.histogram, 0.4, label="prompt", color="#2f6db5")
+    for side, shift, color in ((a.base, -0.2, "#9aa5b1"), (a.prompt, 0.2, "#2f6db5")):
+        ax.bar(x + shift, side.histogram, 0.4, label="base" if side is a.base else "prompt", color=color,
+               yerr=_error_bars(side.histogram, side.histogram_ci), error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#1d2731"})
     if a.target is not None:
         ax.hlines(a.target, x - 0.45, x + 0.45, colors="#d1495b", linewidths=2.5, label="target")
     ax.set_xticks(x, a.labels, rotation=90 if k > 12 else 0, fontsize=7 if k > 30 else 9)
@@ -180,9 +191,16 @@ def realism_png(scores: dict[str, Tensor], junk: dict[str, float | None], source
     return _figure_png(fig)
 
 
-def curves_png(history: Sequence[dict[str, float]], labels: Sequence[str]) -> bytes:
-    """Loss and each energy term (unweighted) against the optimiser step, one panel each."""
-    panels = ["loss"] + [lab for lab in labels if any(lab in row for row in history)]
+def curves_png(
+    history: Sequence[dict[str, float]], labels: Sequence[str], step_history: Sequence[dict[str, float]] | None = None
+) -> bytes:
+    """Loss and each energy term (unweighted) against the optimiser step, one panel each.
+
+    ``step_history`` (every step, or windows of steps: :attr:`TrainingSummary.step_history`) is drawn as a line
+    when given, with the periodic evaluations of ``history`` (one per ``--eval-every``) as points on top.
+    """
+    steps_rows = list(step_history or [])
+    panels = ["loss"] + [lab for lab in labels if any(lab in row for row in [*history, *steps_rows])]
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
     from matplotlib.ticker import MaxNLocator
@@ -191,9 +209,15 @@ def curves_png(history: Sequence[dict[str, float]], labels: Sequence[str]) -> by
     steps = [row.get("step", i + 1) for i, row in enumerate(history)]
     for i, name in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
+        color = "#2f6db5" if i == 0 else "#d1495b"
+        line = [(row["step"], row[name]) for row in steps_rows if name in row and "step" in row]
+        if line:
+            ax.plot([s for s, _ in line], [v for _, v in line], lw=1, color=color, alpha=0.6, label="each step")
         xs = [s for s, row in zip(steps, history) if name in row]
         ys = [row[name] for row in history if name in row]
-        ax.plot(xs, ys, marker="o", ms=3, color="#2f6db5" if i == 0 else "#d1495b")
+        ax.plot(xs, ys, marker="o", ms=3, color=color, ls="none" if line else "-", label="evaluations" if line else None)
+        if line and i == 0:
+            ax.legend(fontsize=7)
         ax.set_title(name if i == 0 else f"energy {name}", fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=8)
@@ -306,11 +330,13 @@ def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
                      f'<ul class="{"verdict" if met else "warning"}">')
         parts += [f"<li>{html.escape(line)}</li>" for line in report.verdict]
         parts.append("</ul></section>")
-    parts.append(_energies_section(manifest, ancestors(prompt)))
-    if report.warnings:
-        parts.append('<section id="warnings"><h2>Warnings</h2><ul class="warning">')
-        parts += [f"<li>{html.escape(w)}</li>" for w in report.warnings]
+    flags = [(f.kind, f.message) for f in report.flags] or [("warning", w) for w in report.warnings]
+    if flags:
+        # Then every failure the figures show, each with the generator's figure and a next step.
+        parts.append('<section id="warnings"><h2>Flags</h2><ul class="warning">')
+        parts += [f'<li class="flag" data-kind="{html.escape(kind)}">{html.escape(message)}</li>' for kind, message in flags]
         parts.append("</ul></section>")
+    parts.append(_energies_section(manifest, ancestors(prompt)))
     parts.append('<section id="samples"><h2>Samples</h2><div class="pair">')
     for side, caption in (("base", f"base: {report.generator}"), ("prompt", "prompt")):
         images = evaluation.images.get(side)
@@ -346,10 +372,14 @@ def render_html(prompt: Prompt, evaluation: Evaluation) -> str:
 
     parts.append('<section id="training"><h2>Training</h2>')
     history = manifest.training.history
-    if history:
+    # Manifests before step histories were kept have none: their curves are the periodic evaluations alone.
+    step_history = getattr(manifest.training, "step_history", None) or None
+    if history or step_history:
         labels = [e.label for e in manifest.energies]
         alt = "training curves: loss and each energy term against the optimiser step"
-        parts.append(f"<figure>{_img(curves_png(history, labels), 'curves', 'curves', alt)}</figure>")
+        if step_history:
+            alt += " (every step as a line, the periodic evaluations as points)"
+        parts.append(f"<figure>{_img(curves_png(history, labels, step_history), 'curves', 'curves', alt)}</figure>")
     else:
         parts.append('<p class="note">The manifest has no training history.</p>')
     c = manifest.training.config

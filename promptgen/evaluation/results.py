@@ -9,8 +9,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
+from promptgen.evaluation.flags import Flag
+
 EVAL_FORMAT = "promptgen-eval"
-EVAL_FORMAT_VERSION = 3
+#: 4: 95 % bootstrap intervals (``*_ci``, ``intervals``), diversity within the asked classes, ``flags``; every new
+#: field has a default, so a format-3 report still loads.
+EVAL_FORMAT_VERSION = 4
+
+#: A 95 % interval (low, high) of the figure beside it.
+Interval = tuple[float, float]
 
 
 class _Model(BaseModel):
@@ -41,6 +48,10 @@ class AttributeSide(_Model):
         share: share of counted samples whose class is asked (and not avoided), when
             classes are asked or avoided.
         histogram_all, kl_all: the histogram and KL of every sample, junk included (as before format 3).
+        histogram_ci, junk_ci, kl_ci, share_ci: 95 % bootstrap intervals of each class share, the junk share, the
+            KL and the share (see :class:`Intervals`); None in reports before format 4.
+        diversity, diversity_n: the diversity (mean pairwise feature distance) of the counted samples of the asked
+            (not avoided) classes, and how many samples it is of, when classes are asked or avoided.
     """
 
     histogram: list[float]
@@ -51,6 +62,12 @@ class AttributeSide(_Model):
     share: float | None = None
     histogram_all: list[float] | None = None
     kl_all: float | None = None
+    histogram_ci: list[Interval] | None = None
+    junk_ci: Interval | None = None
+    kl_ci: Interval | None = None
+    share_ci: Interval | None = None
+    diversity: float | None = None
+    diversity_n: int | None = None
 
 
 class AttributeEval(_Model):
@@ -113,6 +130,7 @@ class SideEval(_Model):
         frechet: Fréchet distance to the reference images in the feature space
             (None without ``--data``).
         junk_rate: share of samples the realism check rejects (None without one).
+        frechet_ci, junk_rate_ci: their 95 % bootstrap intervals (None before format 4).
     """
 
     n: int
@@ -121,6 +139,26 @@ class SideEval(_Model):
     diversity: float
     frechet: float | None = None
     junk_rate: float | None = None
+    frechet_ci: Interval | None = None
+    junk_rate_ci: Interval | None = None
+
+
+class Intervals(_Model):
+    """How the ``*_ci`` intervals were made: a bootstrap over each side's ``n`` samples.
+
+    Attributes:
+        level: their coverage (0.95).
+        resamples: resamples behind shares, junk rates and KL divergences.
+        frechet_resamples: resamples behind each Fréchet distance.
+        seed: the resamples' seed.
+        method: in words.
+    """
+
+    level: float
+    resamples: int
+    frechet_resamples: int
+    seed: int
+    method: str
 
 
 class EvalReport(_Model):
@@ -143,8 +181,16 @@ class EvalReport(_Model):
         "(for a mixture prompt, the tilt whose weights its components share: what the mixture stands for)",
     )
     exact_ess: float | None = Field(default=None, description="effective sample size of the weights behind frechet_exact")
+    frechet_base_prompt_ci: Interval | None = None
+    frechet_exact_ci: Interval | None = None
+    intervals: Intervals | None = Field(default=None, description="how the *_ci intervals were made (None before format 4)")
     realism: str | None = Field(default=None, description="the realism check behind the junk rates")
     warnings: list[str] = Field(default_factory=list, description="signs that the prompt's samples left the generator's usual output")
+    flags: list[Flag] = Field(
+        default_factory=list,
+        description="every failure the figures show (missed target, collapse, lost class, junk, Fréchet distance), each "
+        "naming the figure, the generator's and a next step (promptgen.evaluation.flags); the warnings are among them",
+    )
     verdict: list[str] = Field(default_factory=list, description="each target's figure, the junk rate, and what was not met: the first thing to read")
     met: bool | None = Field(default=None, description="every asked target met without raising the junk rate (None: nothing asked)")
     base: SideEval
@@ -181,6 +227,8 @@ __all__ = [
     "EnergyEval",
     "EvalReport",
     "Evaluation",
+    "Interval",
+    "Intervals",
     "Moments",
     "SideEval",
 ]
