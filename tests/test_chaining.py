@@ -83,7 +83,7 @@ def fresh_chain(tmp_path) -> dict[str, Path]:
 def test_chain_samples_through_the_cli_as_the_composed_flows(chain, tmp_path, depth):
     folders = [chain["a"], chain["b"], chain["c"]][:depth]
     child = folders[-1]
-    result = run("sample", child, "-n", "8", "-o", tmp_path / "x.png")
+    result = run("sample", child, "-n", "8", "--no-labels", "-o", tmp_path / "x.png")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "x.png").size == (3 * 30 + 2, 3 * 30 + 2)
     assert run("sample", child, "-n", "8", "--seed", "5", "-o", tmp_path / "x.npz").exit_code == 0

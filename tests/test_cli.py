@@ -57,10 +57,31 @@ def test_compose_writes_a_complete_prompt(prompt_dir):
     assert Image.open(prompt_dir / "samples.png").size[0] > 28
 
 
+def test_the_preview_and_the_grids_say_what_they_show(prompt_dir):
+    from promptgen.artifacts.captions import grid_labels
+    from promptgen.artifacts.prompt import load_prompt, sample_images
+    from promptgen.core.images import make_grid
+
+    prompt = load_prompt(prompt_dir)
+    labels = grid_labels(prompt, 0)
+    assert labels.title == str(prompt_dir) and labels.columns == ()
+    assert labels.lines == ("--gen mnist --energy classifier:digit=3@100", "seed 0")
+    assert grid_labels(prompt, 5, title="runs/three").title == "runs/three"
+    # samples.png: the 64 preview samples (seed 0), 2× to 484 px, under the band that draws those labels.
+    preview = np.asarray(Image.open(prompt_dir / "samples.png"))
+    raw = make_grid(sample_images(prompt, 64, seed=0))[..., 0].repeat(2, 0).repeat(2, 1)
+    assert preview.shape[1] == 484 and preview.shape[0] > 484
+    assert np.abs(preview[-484:].astype(int) - raw).max() <= 1
+    assert (preview[:-484] < 128).sum() > 100
+
+
 def test_sample_png_grid_folder_and_npz(prompt_dir, tmp_path):
     assert run("sample", prompt_dir, "-n", "9", "-o", tmp_path / "grid.png").exit_code == 0
-    # 3×3 tiles of 28 px with 2 px padding.
-    assert Image.open(tmp_path / "grid.png").size == (3 * 30 + 2, 3 * 30 + 2)
+    # 3×3 tiles of 28 px with 2 px padding, scaled 6× to be seen, under a band of labels.
+    width, height = Image.open(tmp_path / "grid.png").size
+    assert width == 6 * (3 * 30 + 2) and height > width
+    assert run("sample", prompt_dir, "-n", "9", "--no-labels", "-o", tmp_path / "raw.png").exit_code == 0
+    assert Image.open(tmp_path / "raw.png").size == (3 * 30 + 2, 3 * 30 + 2)
     assert run("sample", prompt_dir, "-n", "5", "-o", tmp_path / "pngs").exit_code == 0
     assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [f"{i:06d}.png" for i in range(5)]
     assert Image.open(tmp_path / "pngs" / "000000.png").size == (28, 28)

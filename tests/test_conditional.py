@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from promptgen.artifacts.captions import grid_labels
 from promptgen.artifacts.prompt import load_prompt, sample_images, sweep_images
 from promptgen.builtin.mnist.strokes import shear
 from promptgen.cli import app
@@ -18,6 +19,7 @@ from promptgen.composing import compose
 from promptgen.core.capabilities import EnergyBase, EnergyContext, capabilities
 from promptgen.core.conditions import ConditionRange, ConditionWarning, draw_conditions, parse_range
 from promptgen.core.errors import PromptgenError, SpecError
+from promptgen.core.images import make_grid
 from promptgen.core.protocols import GeneratorInfo
 from promptgen.core.spec import parse_spec
 from promptgen.testing import one_line_error
@@ -193,6 +195,20 @@ def slant_prompt(tmp_path_factory):
     return out
 
 
+def assert_column_labels(band: np.ndarray, columns: int, scale: int) -> None:
+    """Ink in the band's last rows above each 28 px column, none across the 2 px gaps between them."""
+    assert band.shape[0] > 30 and (band[:10] < 128).any()  # the title
+    inked = (band < 128).any(1)
+    end = len(inked) - int(np.argmax(inked[::-1]))  # the last line of text: the column labels
+    start = end - int(np.argmin(inked[:end][::-1]))
+    row = band[start:end]
+    pitch = 30 * scale
+    for k in range(columns):
+        assert (row[:, 2 * scale + k * pitch : (k + 1) * pitch] < 128).any(), f"no label above column {k}"
+    for k in range(1, columns):
+        assert (row[:, k * pitch : k * pitch + 2 * scale] == 255).all()
+
+
 def test_the_manifest_records_the_conditions(slant_prompt):
     m = json.loads((slant_prompt / "manifest.json").read_text())
     assert m["conditions"] == [{"name": "slant", "low": -0.3, "high": 0.3, "distribution": "uniform", "reference": 0.0}]
@@ -200,9 +216,12 @@ def test_the_manifest_records_the_conditions(slant_prompt):
     assert json.loads((slant_prompt / "run.json").read_text())["conditions"] == [RANGE]
     prompt = load_prompt(slant_prompt)
     assert prompt.conditions == [ConditionRange("slant", -0.3, 0.3)] and prompt.condition == {"slant": 0.0}
-    # samples.png is a sweep of the condition: 7 columns.
-    width = Image.open(slant_prompt / "samples.png").size[0]
-    assert width == 7 * 30 + 2
+    # samples.png is a sweep of the condition: 7 columns of 30 px, scaled 3× to be seen, under a band of labels.
+    preview = np.asarray(Image.open(slant_prompt / "samples.png"))
+    assert preview.shape[1] == 3 * (7 * 30 + 2)
+    raw = make_grid(sweep_images(prompt, 64 // 7, "slant", [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3], seed=0).flatten(0, 1), nrow=7)
+    assert np.abs(preview[-3 * raw.shape[0] :].astype(int) - raw.repeat(3, 0).repeat(3, 1)[..., 0]).max() <= 1
+    assert_column_labels(preview[: -3 * raw.shape[0]], 7, 3)
 
 
 def test_the_slant_follows_the_condition_and_the_digit_stays(slant_prompt):
@@ -248,7 +267,18 @@ def test_cli_sample_cond_and_sweep(slant_prompt, tmp_path):
     result = run("sample", slant_prompt, "--sweep", "slant=-0.3:0.3:5", "-n", 3, "-o", grid)
     assert result.exit_code == 0, result.output
     assert "3 × 5 sweep of slant" in result.output and "warning" not in result.output
-    assert Image.open(grid).size == (5 * 30 + 2, 3 * 30 + 2)  # one row per noise, one column per value
+    # One row per noise, one column per value, scaled 4× to 608 px, each value above its column.
+    picture = np.asarray(Image.open(grid))
+    raw = make_grid(sweep_images(load_prompt(slant_prompt), 3, "slant", [-0.3, -0.15, 0.0, 0.15, 0.3]).flatten(0, 1), nrow=5)
+    assert raw.shape == (3 * 30 + 2, 5 * 30 + 2, 1) and picture.shape[1] == 4 * raw.shape[1]
+    assert np.abs(picture[-4 * raw.shape[0] :].astype(int) - raw.repeat(4, 0).repeat(4, 1)[..., 0]).max() <= 1
+    assert_column_labels(picture[: -4 * raw.shape[0]], 5, 4)
+    labels = grid_labels(load_prompt(slant_prompt), 0, sweep=("slant", [-0.3, -0.15, 0.0, 0.15, 0.3]))
+    assert labels.columns == ("-0.3", "-0.15", "0", "0.15", "0.3")
+    assert labels.lines[0].endswith("--cond slant=-0.3:0.3") and labels.lines[1] == "seed 0 · slant from -0.3 to 0.3 across the columns"
+    assert grid_labels(load_prompt(slant_prompt), 2, condition={"slant": 0.2}).lines[1] == "seed 2 · condition slant=0.2"
+    result = run("sample", slant_prompt, "--sweep", "slant=-0.3:0.3:5", "-n", 3, "--no-labels", "-o", tmp_path / "raw.png")
+    assert result.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "raw.png"))[..., None], raw)
     result = run("sample", slant_prompt, "--sweep", "slant=-0.6:0.6:3", "-n", 2, "-o", tmp_path / "far.png")
     assert result.exit_code == 0 and "warning:" in result.output and "-0.6, 0.6 outside the training range" in result.output
 

@@ -74,10 +74,14 @@ def test_sample_sweep_writes_the_grid(faces, monkeypatch):
     monkeypatch.setenv("PROMPTGEN_HOME", str(root / "home"))
     monkeypatch.setenv("PROMPTGEN_OFFLINE", "1")
     grid = root / "sweep.png"
-    result = run("sample", out, "--sweep", "yaw=-0.35:0.35:3", "--cond", "pitch=-0.1", "-n", 2, "-o", grid)
+    result = run("sample", out, "--sweep", "yaw=-0.35:0.35:3", "--cond", "pitch=-0.1", "-n", 2, "--no-labels", "-o", grid)
     assert result.exit_code == 0, result.output
     side = 32 + 2  # the tiny generator's 32 px, and the grid's padding
     assert Image.open(grid).size == (3 * side + 2, 2 * side + 2)
+    result = run("sample", out, "--sweep", "yaw=-0.35:0.35:3", "--cond", "pitch=-0.1", "-n", 2, "-o", root / "labelled.png")
+    assert result.exit_code == 0, result.output
+    with Image.open(root / "labelled.png") as labelled:  # colour, 5× to 520 px, under a band of labels
+        assert labelled.mode == "RGB" and labelled.width == 5 * (3 * side + 2) and labelled.height > 5 * (2 * side + 2)
     values = root / "values.npz"
     assert run("sample", out, "--cond", "yaw=0.2,pitch=-0.1", "-n", 2, "-o", values).exit_code == 0
     prompt = load_prompt(out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 from rich.table import Table
@@ -13,6 +13,9 @@ from promptgen.cli.app import MAX_IMAGES, _default, app, err_console, out_consol
 from promptgen.core.errors import PromptgenError, printable
 from promptgen.training.config import MAX_SEED, MAX_STEPS, MIN_SEED, TrainConfig
 
+if TYPE_CHECKING:
+    from promptgen.core.images import GridLabels
+
 
 @app.command()
 @user_errors
@@ -20,7 +23,11 @@ def sample(
     prompt: Annotated[Path | None, typer.Argument(help="Prompt folder made by `promptgen compose`")] = None,
     gen: Annotated[str | None, typer.Option("--gen", "-g", help="Sample a generator alone instead, e.g. --gen mnist")] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=MAX_IMAGES, help="Number of images")] = 64,
-    out: Annotated[Path, typer.Option("--out", "-o", help="OUT.png: a grid; OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs")] = Path("samples.png"),
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="OUT.png: a grid under a band of labels (what was sampled, the spec, the seed; a "
+                     "sweep's values above its columns); OUT.npz: raw (N,C,H,W) in [0,1]; else a folder of PNGs"),
+    ] = Path("samples.png"),
     seed: Annotated[int, typer.Option(min=MIN_SEED, max=MAX_SEED, help="Random seed; the same seed gives the same images")] = _default(TrainConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     method: Annotated[
@@ -48,12 +55,22 @@ def sample(
         typer.Option("--sweep", help="Sweep one condition: NAME=LOW:HIGH:STEPS, e.g. yaw=-0.35:0.35:7; a grid with one row per "
                      "noise (-n rows) and one column per value"),
     ] = None,
+    scale: Annotated[
+        int | None,
+        typer.Option("--scale", min=1, help="A .png grid's pixels made N×N (nearest neighbour); default: the smallest N "
+                     "that makes the grid 480 px wide, at most 8 (1 with --no-labels)"),
+    ] = None,
+    plain: Annotated[
+        bool,
+        typer.Option("--no-labels", "--plain", help="A .png grid without labels and, unless --scale is given, unscaled: "
+                     "the raw grid, for other tools"),
+    ] = False,
 ) -> None:
     """Draw N images from a prompt (or from a generator alone with --gen) and save them to OUT."""
     from promptgen.api import sample_with_cost
     from promptgen.artifacts.prompt import build_generator, is_generator_spec, load_prompt
     from promptgen.core.atomic import write_text_atomic
-    from promptgen.core.images import check_output, save_images
+    from promptgen.core.images import check_images_fit, check_output, save_images
     from promptgen.sampling.baselines import ACCEPT_MODES, METHODS
 
     if (prompt is None) == (gen is None):
@@ -68,6 +85,8 @@ def sample(
             f"(e.g. `promptgen sample runs/three --method {method}`)"
         )
     check_output(out)
+    if scale is not None and out.suffix.lower() != ".png":
+        raise PromptgenError(f"--scale {scale} scales a .png grid; -o {printable(out.name)} keeps the images as they are: drop --scale")
     if cost_json is not None:
         from promptgen.core.atomic import writable_target
 
@@ -86,14 +105,17 @@ def sample(
     if prompt is not None and is_generator_spec(str(prompt)) and not str(prompt).startswith("prompt:"):
         raise PromptgenError(f"{str(prompt)!r} is a generator spec, not a prompt folder; sample it with --gen {prompt}")
     source = load_prompt(prompt) if prompt is not None else build_generator(gen)  # type: ignore[arg-type]
+    look = _GridLook(prompt, gen, scale, plain)
     if chosen:
-        _conditional(source, n, out, seed, device, cond_text, sweep)
+        _conditional(source, n, out, seed, device, cond_text, sweep, look)
         return
+    check_images_fit(n, source.info.channels, *source.info.resolution)
+    layout = look.plan(source, out, n, None, seed, method=method)
     images, cost = sample_with_cost(
         source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
         step_size=step_size, progress=not quiet and err_console.is_terminal, console=err_console,
     )
-    save_images(images, out)
+    save_images(images, out, labels=layout.labels, scale=layout.scale)
     if cost_json is not None:
         write_text_atomic(cost_json, cost.model_dump_json(indent=2) + "\n")
     out_console.print(f"[green]✓[/green] {n} images in {cost.seconds:.2f} s -> [bold]{printable(out)}[/bold]")
@@ -101,7 +123,40 @@ def sample(
         out_console.print(_cost_table(cost))
 
 
-def _conditional(source: Any, n: int, out: Path, seed: int, device: str, cond: str | None, sweep: str | None) -> None:
+class _Grid(NamedTuple):
+    labels: GridLabels | None
+    scale: int
+
+
+class _GridLook(NamedTuple):
+    """How ``sample`` draws a .png grid: ``--scale``, ``--no-labels``, and what the labels name."""
+
+    prompt: Path | None
+    gen: str | None
+    scale: int | None
+    plain: bool
+
+    def plan(self, source: Any, out: Path, count: int, nrow: int | None, seed: int, **caption: Any) -> _Grid:
+        """The labels and the scale of ``count`` images ``nrow`` a row, the scale checked against memory before any
+        image is drawn; none of them for an ``.npz`` or a folder."""
+        from promptgen.artifacts.captions import grid_labels
+        from promptgen.core.images import auto_scale, check_grid_fits, grid_size
+
+        if out.suffix.lower() != ".png":
+            return _Grid(None, 1)
+        tile_height, tile_width = source.info.resolution
+        height, width = grid_size(count, tile_height, tile_width, nrow)
+        scale = self.scale if self.scale is not None else 1 if self.plain else auto_scale(width)
+        check_grid_fits(height, width, source.info.channels, scale)
+        if self.plain:
+            return _Grid(None, scale)
+        title = str(self.prompt) if self.prompt is not None else None
+        return _Grid(grid_labels(source, seed, title=title, spec=self.gen, **caption), scale)
+
+
+def _conditional(
+    source: Any, n: int, out: Path, seed: int, device: str, cond: str | None, sweep: str | None, look: _GridLook
+) -> None:
     """``sample --cond`` / ``--sweep``: a conditional prompt at chosen conditions, or a sweep grid (one row per ε)."""
     import time
     import warnings
@@ -124,6 +179,8 @@ def _conditional(source: Any, n: int, out: Path, seed: int, device: str, cond: s
         raise PromptgenError(f"-n {n} rows × {len(swept[1])} values is over {MAX_IMAGES:,} images; give fewer rows or steps")
     check_images_fit(n * (len(swept[1]) if swept is not None else 1), source.info.channels, *source.info.resolution,
                      option="-n" if swept is None else f"-n {n} × --sweep {len(swept[1])} steps =")
+    columns = len(swept[1]) if swept is not None else None
+    layout = look.plan(source, out, n * (columns or 1), columns, seed, condition=values, sweep=swept)
     dev = resolve_device(device)
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -138,7 +195,7 @@ def _conditional(source: Any, n: int, out: Path, seed: int, device: str, cond: s
     for w in caught:
         if issubclass(w.category, ConditionWarning):
             err_console.print(f"[yellow]warning:[/yellow] {printable(str(w.message))}", soft_wrap=True)
-    save_images(images, out, nrow=len(swept[1]) if swept is not None else None)
+    save_images(images, out, nrow=columns, labels=layout.labels, scale=layout.scale)
     out_console.print(f"[green]✓[/green] {shape} in {time.perf_counter() - t:.2f} s -> [bold]{printable(out)}[/bold]")
 
 

@@ -370,12 +370,20 @@ def _train_and_save(
 
 def save_preview(prompt: Prompt, n: int, seed: int, path: Path) -> None:
     """``samples.png``: ``n`` samples, or for a conditional prompt a sweep of its first condition over its
-    training range (one row per ε, 7 columns), the other conditions at their references."""
+    training range (one row per ε, 7 columns), the other conditions at their references; labelled as
+    ``promptgen sample`` labels its grids, at its default scale."""
+    from promptgen.artifacts.captions import grid_labels
+    from promptgen.core.images import auto_scale, grid_size
+
+    height, width = prompt.info.resolution
     if not prompt.conditions:
-        save_images(sample_images(prompt, n, seed=seed), path)
+        scale = auto_scale(grid_size(n, height, width)[1])
+        save_images(sample_images(prompt, n, seed=seed), path, labels=grid_labels(prompt, seed), scale=scale)
         return
     first = prompt.conditions[0]
     columns = 7
     values = [first.low + (first.high - first.low) * i / (columns - 1) for i in range(columns - 1)] + [first.high]
     grid = sweep_images(prompt, max(1, n // columns), first.name, values, seed=seed)
-    save_images(grid.flatten(0, 1), path, nrow=columns)
+    labels = grid_labels(prompt, seed, sweep=(first.name, values))
+    scale = auto_scale(grid_size(columns, height, width, columns)[1])
+    save_images(grid.flatten(0, 1), path, nrow=columns, labels=labels, scale=scale)
