@@ -230,13 +230,13 @@ def test_cycle_in_edited_manifests_is_one_line(fresh_chain, tmp_path):
 @pytest.mark.parametrize("gen, out", [("a", "a"), ("c", "a"), ("c", "b")])
 def test_compose_refuses_out_inside_the_chain(chain, gen, out, monkeypatch):
     monkeypatch.chdir(chain["root"])
-    before = {p.name: p.read_bytes() for p in chain[out].iterdir()}
+    before = {p.relative_to(chain[out]): p.read_bytes() for p in chain[out].rglob("*") if p.is_file()}
     text = one_line_error(
         run("compose", "--gen", f"prompt:{gen}", "--energy", "classifier:digit=3", "--steps", "3", "--out", out, "--overwrite", "-q"),
         "would make the chain loop", "new --out",
     )
     assert ("is an ancestor of" in text) == (gen != out)
-    assert {p.name: p.read_bytes() for p in chain[out].iterdir()} == before
+    assert {p.relative_to(chain[out]): p.read_bytes() for p in chain[out].rglob("*") if p.is_file()} == before
 
 
 def test_bad_prompt_specs(tmp_path):

@@ -327,7 +327,7 @@ def test_an_unconditional_prompt_refuses_cond(tmp_path):
         (["slant", "digit-id"], ["slant=0.3:-0.3"], ["the range is empty"]),
         (["slant", "digit-id"], ["slant=a:1"], ["'a' is not a number"]),
         (["slant", "digit-id"], [RANGE, "yaw=-0.3:0.3"], ["--cond yaw: no energy reads a condition 'yaw'", "slant reads slant"]),
-        (["classifier:digit=3"], ["yaw=-0.3:0.3"], ["no energy reads a condition 'yaw'", "add an energy that reads it"]),
+        (["classifier:digit=3"], ["yaw=-0.3:0.3"], ["no energy of the prompt reads a condition 'yaw'", "--energy deca-pose --cond yaw=-0.35:0.35"]),
         (["slant", "digit-id"], [RANGE, RANGE], ["--cond slant is given twice"]),
         (["slant", "digit-id"], [], ["compares each sample with its twin", "--cond"]),
     ],

@@ -423,3 +423,14 @@ def test_a_manifest_written_before_step_history_still_reads():
     summary = {"config": {"steps": 3}, "device": "cpu", "seconds": 1.0, "final_loss": 0.5, "final_terms": {}}
     assert TrainingSummary.model_validate(summary).step_history == []
     assert TrainConfig.model_validate({"steps": 3}).log == "auto"
+
+
+def test_a_checkpoint_written_before_the_logging_settings_still_resumes():
+    """Settings added since a checkpoint was written take their defaults when compose --resume compares them."""
+    from promptgen.composing.workflow import _same_settings
+
+    train = TrainConfig(steps=5)
+    old = {k: v for k, v in train.model_dump(mode="json").items() if k not in ("log", "log_dir")}
+    assert _same_settings(old, train)
+    assert not _same_settings({**old, "steps": 6}, train)
+    assert not _same_settings({"steps": "many"}, train) and not _same_settings(None, train)

@@ -155,7 +155,7 @@ class Prompt:
         """
         if values and not self.conditions:
             raise SpecError(
-                f"the prompt {self.info.name!r} was trained without conditions, so it takes no --cond or --sweep; "
+                f"the prompt {self.info.name.removeprefix('prompt:')!r} was trained without conditions, so it takes no --cond or --sweep; "
                 "sample it without them, or compose one with --cond NAME=LOW:HIGH"
             )
         names = [c.name for c in self.conditions]
@@ -293,6 +293,16 @@ def _load_one(path: Path, registry: Registry | None) -> Prompt:
         except UnknownNameError as exc:
             if "needs the plugin that provides it" in str(exc):  # already said by a parent prompt
                 raise
+            from promptgen.core.spec import parse_spec
+            from promptgen.core.zoo import recorded_hint
+
+            name = parse_spec(spec).name if isinstance(spec, str) else spec.name
+            known = (registry or get_registry()).generators
+            hint = recorded_hint("generator", name, manifest.generator.plugin) if name not in known else None
+            if hint is not None:
+                raise UnknownNameError(
+                    f"unknown generator {name!r}; {hint} — the prompt {str(path)!r} needs the plugin that provides it"
+                ) from None
             raise UnknownNameError(f"{exc} — the prompt {str(path)!r} needs the plugin that provides it") from None
     if tuple(generator.latent_shape) != tuple(manifest.generator.latent_shape):
         raise ArtifactError(

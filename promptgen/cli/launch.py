@@ -35,8 +35,9 @@ def _relaunch_with_torchrun(nproc: int) -> int:
     # `python -P` (3.11+) and PYTHONSAFEPATH keep the current folder off the import path; on 3.10, which has
     # neither, each stub removes it itself before importing anything else. torchrun starts the processes
     # with --no-python, as `python -c WORKER compose ...`, so they never run `-m` from the current folder.
-    launch = _CLEAN_PATH + "from promptgen.cli import launch_torchrun; sys.exit(launch_torchrun(sys.argv[1:]))"
-    worker = _CLEAN_PATH + "sys.argv = ['promptgen', *sys.argv[1:]]; from promptgen.cli import main; main()"
+    clean_path = _clean_path()
+    launch = clean_path + "from promptgen.cli import launch_torchrun; sys.exit(launch_torchrun(sys.argv[1:]))"
+    worker = clean_path + "sys.argv = ['promptgen', *sys.argv[1:]]; from promptgen.cli import main; main()"
     safe = ["-P"] if sys.version_info >= (3, 11) else []
     cmd = [sys.executable, *safe, "-c", launch, "--standalone", f"--nproc_per_node={nproc}", "--no-python",
            sys.executable, *safe, "-c", worker, "compose", *clean]
@@ -48,8 +49,15 @@ def _relaunch_with_torchrun(nproc: int) -> int:
     return subprocess.run(cmd, check=False, env=env).returncode
 
 
-#: The start of the relaunch's `python -c` stubs: the current folder off the import path, whatever the Python.
-_CLEAN_PATH = "import os, sys; sys.path[:] = [p for p in sys.path if p not in ('', '.', os.getcwd())]; "
+def _clean_path() -> str:
+    """The start of the relaunch's `python -c` stubs: the current folder off the import path, whatever the Python.
+
+    Unless the current folder is where this promptgen is imported from (a clone installed editable puts its root
+    on the import path, and a run started in the clone must find the package there)."""
+    import promptgen
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(promptgen.__file__ or "")))
+    return f"import os, sys; sys.path[:] = [p for p in sys.path if p not in ('', '.') and (p != os.getcwd() or p == {here!r})]; "
 
 
 def launch_torchrun(argv: list[str]) -> int:

@@ -66,7 +66,7 @@ PREVIEW = "samples.png"
 
 def compose(
     generator: str | None,
-    energies: Sequence[str] | None,
+    energies: str | Sequence[str] | None,
     out: str | Path | None = None,
     *,
     train: TrainConfig | None = None,
@@ -79,14 +79,14 @@ def compose(
     console: Console | None = None,
     resume: bool = False,
     keep_parent: bool = False,
-    conditions: Sequence[str] | None = None,
+    conditions: str | Sequence[str] | None = None,
     realism: str = REALISM_AUTO,
 ) -> Prompt:
     """Train a prompt for ``generator`` under ``energies`` and save it to ``out``.
 
     Args:
         generator: a generator spec, e.g. ``"mnist"`` (ignored with ``resume``).
-        energies: energy specs, e.g. ``["classifier:digit=3"]`` (ignored with ``resume``).
+        energies: energy specs, e.g. ``["classifier:digit=3"]``, or one spec as a string (ignored with ``resume``).
         out: the prompt folder to create (default: a new folder under ``runs/``).
         train: training settings (defaults: :class:`TrainConfig`).
         flow: overrides of :class:`FlowConfig` fields (``transforms``, ``hidden``).
@@ -99,7 +99,7 @@ def compose(
         keep_parent: with ``generator`` a ``prompt:PATH``, train on the parent prompt's energies
             too, at their weights (:func:`~promptgen.artifacts.chaining.kept_energies`), so its conditions
             hold in the new prompt; they are recorded among its energies (ignored with ``resume``).
-        conditions: a conditional prompt's conditions, ``NAME=LOW:HIGH`` each (``--cond``,
+        conditions: a conditional prompt's conditions, ``NAME=LOW:HIGH`` each, or one as a string (``--cond``,
             :func:`~promptgen.core.conditions.parse_range`): the flow takes them as context, and
             energies that read them (``Contextual``) get them; ignored with ``resume``.
         realism: the realism check that watches the run (``--realism``): ``auto`` (the generator's domain
@@ -134,8 +134,12 @@ def compose(
             from promptgen.training.checkpoint import load_checkpoint
 
             state = load_checkpoint(out / CHECKPOINT)
-            if state.get("config") != train.model_dump(mode="json"):
+            if not _same_settings(state.get("config"), train):
                 raise ArtifactError(f"{str(out / CHECKPOINT)!r} was written with other training settings than {str(out / RUN_FILE)!r}; start a new run")
+    if isinstance(energies, str):  # one spec, not a sequence of one-character specs
+        energies = [energies]
+    if isinstance(conditions, str):
+        conditions = [conditions]
     if not energies:
         raise SpecError("give at least one --energy, e.g. --energy classifier:digit=3")
     conditions = list(conditions or [])
@@ -366,6 +370,16 @@ def _train_and_save(
     finally:
         stop(dist)
     return prompt if dist.main else load_prompt(out, registry)
+
+
+def _same_settings(saved: object, train: TrainConfig) -> bool:
+    """Whether a checkpoint's settings are ``train``'s, settings added since it was written taking their defaults."""
+    if saved == train.model_dump(mode="json"):
+        return True
+    try:
+        return TrainConfig.model_validate(saved).model_dump(mode="json") == train.model_dump(mode="json")
+    except ValueError:  # pydantic's ValidationError and SettingsError: not settings this promptgen reads
+        return False
 
 
 def save_preview(prompt: Prompt, n: int, seed: int, path: Path) -> None:
