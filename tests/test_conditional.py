@@ -311,7 +311,8 @@ def test_cli_sample_condition_mistakes_are_one_line(slant_prompt, tmp_path, args
 def test_an_unconditional_prompt_refuses_cond(tmp_path):
     out = tmp_path / "three"
     assert run("compose", "--energy", "classifier:digit=3", "--steps", 2, "--out", out, "-q").exit_code == 0
-    one_line_error(run("sample", out, "--cond", "slant=0.1", "-o", tmp_path / "x.png"), "trained without conditions", "--cond")
+    message = one_line_error(run("sample", out, "--cond", "slant=0.1", "-o", tmp_path / "x.png"), "trained without conditions", "--cond")
+    assert "prompt prompt:" not in message and f"the prompt {out}" in message  # issue 26: named once, as typed
     one_line_error(run("sample", out, "--sweep", "slant=0:1:3", "-o", tmp_path / "x.png"), "trained without conditions", "--sweep")
     one_line_error(run("sample", out, "--cond", "", "-o", tmp_path / "x.png"), "trained without conditions", "--cond")
     one_line_error(run("sample", "--gen", "mnist", "--cond", "slant=0.1", "-o", tmp_path / "x.png"), "not --gen")

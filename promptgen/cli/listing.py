@@ -193,5 +193,9 @@ def info(
     if m.check is not None:
         met, lines = verdict(m.check)
         t.add_row("check", printable(("met: " if met else "NOT met: ") + "; ".join(lines) + f" ({m.check.n} samples)"))
+        from promptgen.evaluation.closing import check_flags
+
+        for flag in check_flags(m.check):
+            t.add_row(f"warning ({flag.kind})", printable(flag.message))
     t.add_row("created", printable(f"{m.created} with " + ", ".join(f"{k} {v}" for k, v in m.versions.items())))
     out_console.print(t)

@@ -170,8 +170,9 @@ def _conditional(
     if not names:
         flag = "--cond" if cond is not None else "--sweep"
         raise PromptgenError(
-            f"{flag}: the prompt {printable(source.info.name)} was trained without conditions; sample it without {flag}, "
-            "or compose one with --cond NAME=LOW:HIGH"
+            (f"{flag}: the prompt {printable(source.info.name.removeprefix('prompt:'))} was trained without conditions; "
+             if isinstance(source, Prompt) else f"{flag}: the generator {printable(source.info.name)} takes no conditions; ")
+            + f"sample it without {flag}, or compose a conditional prompt with --cond NAME=LOW:HIGH"
         )
     values = parse_values(cond, names) if cond is not None else {}
     swept = parse_sweep(sweep) if sweep is not None else None

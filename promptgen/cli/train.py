@@ -161,6 +161,23 @@ def _print_check(check, samples: int) -> None:
         return
     met, lines = verdict(check)
     print_verdict(lines, met, check.n)
+    _print_flags(check)
+
+
+#: The flags the verdict does not already say (it says a missed target and junk, with the same figures).
+_FLAGGED_BEYOND_VERDICT = ("coverage", "collapse", "frechet")
+
+
+def _print_flags(check) -> None:
+    """The closing check's other failures (a class lost, a collapse of diversity), as eval flags them."""
+    from rich.markup import escape
+
+    from promptgen.core.errors import printable
+    from promptgen.evaluation.closing import check_flags
+
+    for flag in check_flags(check):
+        if flag.kind in _FLAGGED_BEYOND_VERDICT:
+            err_console.print(f"[yellow]warning:[/yellow] {escape(printable(flag.message))}", soft_wrap=True, highlight=False)
 
 
 def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, overwrite: bool, keep_parent: bool,

@@ -26,11 +26,13 @@ from promptgen.core.judging import (
     GOAL_SHARE,
     RealismCheck,
     ResolvedTarget,
+    asked_diversity,
     domain_judges,
     judged_figure,
     realism_check,
     resolve_target,
 )
+from promptgen.core.metrics import mean_pairwise_distance
 from promptgen.core.protocols import AttributeClassifier, Generator
 from promptgen.core.registry import Registry
 from promptgen.training.ebm import WeightedEnergy
@@ -82,7 +84,9 @@ class SampleWatch:
                 self.rows.append((term.label, resolved))
         self.base: Reading | None = None
         self._base_values: list[float] = []
-        self._baselines: dict[str, tuple[Reading, list[float]]] = {}
+        self._baselines: dict[str, tuple[Reading, list[float], list[list[Tensor]], Tensor | None]] = {}
+        self._last_parts: list[list[Tensor]] = []  # the last judged images' top classes (per row, per part) and junk
+        self._last_junk: Tensor | None = None
 
     @property
     def active(self) -> bool:
@@ -112,9 +116,11 @@ class SampleWatch:
                     chunks = [self.classifiers[entry.name].log_probs(c)[part].argmax(1).cpu() for c in images.split(500)]
                     tops[(entry.name, part)] = torch.cat(chunks)
         readings = []
+        self._last_parts = [[tops[(e.name, p)] for p, (e, _) in zip(r.target.parts, r.parts)] for _, r in self.rows]
+        self._last_junk = junk
         for i, (label, resolved) in enumerate(self.rows):
             t = resolved.target
-            figure = judged_figure(resolved, [tops[(e.name, p)] for p, (e, _) in zip(t.parts, resolved.parts)], junk)
+            figure = judged_figure(resolved, self._last_parts[i], junk)
             kind = "kl" if figure.kl is not None else "share"
             value = min(figure.value, NO_FIGURE)
             goal = GOAL_KL if kind == "kl" else GOAL_SHARE
@@ -122,6 +128,8 @@ class SampleWatch:
             readings.append(TargetReading(
                 energy=label, attribute=t.attribute, judges=[e.name for e, _ in resolved.parts], independent=resolved.independent,
                 kind=kind, value=value, base=base, goal=goal, met=figure.met(), histogram=[round(h, 4) for h in figure.histogram],
+                labels=[str(x) for x in t.labels], target=None if t.target is None else [float(x) for x in t.target],
+                asked=[str(x) for x in t.asked], avoided=[str(x) for x in t.avoided], counted=figure.counted,
             ))
         return readings, junk
 
@@ -132,7 +140,7 @@ class SampleWatch:
         reading is remembered by the images' bytes."""
         key = hashlib.sha256(images.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest() + str(tuple(images.shape))
         if key in self._baselines:
-            self.base, values = self._baselines[key]
+            self.base, values, self._last_parts, self._last_junk = self._baselines[key]
             self._base_values = list(values)
             return self.base.model_copy(deep=True)
         self._base_values = []
@@ -144,7 +152,7 @@ class SampleWatch:
             healthy=True, targets=targets, score=sum(t.shortfall for t in targets), realism=self.check and self.check.description,
             unjudged=list(self.skipped),
         )
-        self._baselines[key] = (self.base.model_copy(deep=True), list(self._base_values))
+        self._baselines[key] = (self.base.model_copy(deep=True), list(self._base_values), self._last_parts, self._last_junk)
         return self.base
 
     def read(self, images: Tensor, step: int, loss: float = 0.0, *, strict: bool = False) -> Reading:
@@ -158,6 +166,8 @@ class SampleWatch:
         if self.base is None:
             raise RuntimeError("SampleWatch.read before baseline")
         targets, junk = self._judge(images)
+        for t, b in zip(targets, self.base.targets):
+            t.base_histogram, t.base_counted = list(b.histogram), b.counted
         rate = None if junk is None else float(junk.double().mean())
         base = self.base.junk
         margin = None if rate is None or base is None else JUNK_MARGIN if strict else junk_margin(base, rate, images.shape[0])
@@ -229,7 +239,19 @@ def closing_check(prompt, watch: SampleWatch, n: int, seed: int, device: torch.d
         condition = draw_conditions(prompt.conditions, m, gc).to(device) if prompt.conditions else None
         base.append(prompt.generator.decode(prompt.noise(eps)).clamp(0, 1))
         ours.append(prompt.generator.decode(prompt.latents_at(eps, condition)).clamp(0, 1))
-    watch.baseline(torch.cat(base))
-    return watch.read(torch.cat(ours), int(prompt.manifest.training.config.steps), strict=True)
+    base_images, our_images = torch.cat(base), torch.cat(ours)
+    watch.baseline(base_images)
+    base_parts, base_junk = watch._last_parts, watch._last_junk
+    reading = watch.read(our_images, int(prompt.manifest.training.config.steps), strict=True)
+    features = watch.check.features if watch.check is not None else None
+    if features is not None:  # diversity, overall and within each row's asked classes, for the flags of a collapse
+        ours_f, base_f = (torch.cat([features(c.to(device)).double().flatten(1).cpu() for c in x.split(batch)]) for x in (our_images, base_images))
+        reading.diversity, reading.base_diversity = mean_pairwise_distance(ours_f), mean_pairwise_distance(base_f)
+        reading.diversity_features = watch.check.source if watch.check is not None else None
+        for i, (t, (_, resolved)) in enumerate(zip(reading.targets, watch.rows)):
+            if t.asked or t.avoided:
+                t.diversity, t.diversity_n = asked_diversity(resolved, watch._last_parts[i], watch._last_junk, ours_f)
+                t.base_diversity, t.base_diversity_n = asked_diversity(resolved, base_parts[i], base_junk, base_f)
+    return reading
 
 __all__ = ["REALISM_AUTO", "REALISM_OFF", "SampleWatch", "closing_check", "root_generator", "verdict"]

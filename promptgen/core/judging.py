@@ -24,7 +24,14 @@ from torch import Tensor
 
 from promptgen.core.entries import ClassifierEntry
 from promptgen.core.errors import PromptgenError
-from promptgen.core.metrics import class_histogram, class_share, joint_classes, joint_labels, kl_divergence
+from promptgen.core.metrics import (
+    class_histogram,
+    class_share,
+    joint_classes,
+    joint_labels,
+    kl_divergence,
+    mean_pairwise_distance,
+)
 from promptgen.core.protocols import AttributeClassifier, AttributeTarget, GeneratorInfo
 from promptgen.core.registry import Registry
 
@@ -39,6 +46,7 @@ __all__ = [
     "Figure",
     "RealismCheck",
     "ResolvedTarget",
+    "asked_diversity",
     "domain_judges",
     "judged_figure",
     "realism_check",
@@ -103,6 +111,9 @@ class RealismCheck:
     source: str
     scores: Callable[[Tensor], Tensor]
     joint: Callable[[Tensor], tuple[dict[str, Tensor], Tensor]] | None = None
+    #: the same classifier's feature space (``features(images) -> (B, D)``), when it has one: compose's closing
+    #: check measures the diversity of its samples there, as `promptgen eval` does.
+    features: Callable[[Tensor], Tensor] | None = None
 
     @property
     def description(self) -> str:
@@ -177,7 +188,10 @@ def realism_check(
             built = built.to(device)
         moved = getattr(built, "realism", None)  # the check of the classifier on the device
         joint = getattr(built, "judge", None)
-        return RealismCheck(entry.name, moved if callable(moved) else scores, joint if callable(joint) else None)
+        features = getattr(built, "features", None)
+        return RealismCheck(
+            entry.name, moved if callable(moved) else scores, joint if callable(joint) else None, features if callable(features) else None
+        )
     return None
 
 
@@ -237,3 +251,18 @@ def judged_figure(resolved: ResolvedTarget, classes: Sequence[Tensor], junk: Ten
         share = class_share(histogram, t.labels, t.asked, t.avoided) if counted else 0.0
     return Figure(histogram, None if junk is None else float(junk.double().mean()), kl, share, counted)
 
+
+
+def asked_diversity(resolved: ResolvedTarget, parts: Sequence[Tensor], junk: Tensor | None, features: Tensor) -> tuple[float | None, int]:
+    """(diversity, how many samples) of the samples that pass the realism check and whose class is asked and
+    not avoided: a prompt asking for 3s is compared with the generator's 3s, not with all its digits."""
+    t = resolved.target
+    sizes = [len(entry.attributes[p]) for p, (entry, _) in zip(t.parts, resolved.parts)]
+    joint = joint_classes(list(parts), sizes)
+    asked, avoided = {str(a) for a in t.asked}, {str(a) for a in t.avoided}
+    wanted = [resolved.order[j] for j, lab in enumerate(t.labels) if (not asked or str(lab) in asked) and str(lab) not in avoided]
+    keep = torch.isin(joint, torch.tensor(wanted, dtype=torch.long, device=joint.device))
+    if junk is not None:
+        keep &= ~junk.to(keep.device)
+    chosen = features[keep.to(features.device)]
+    return (mean_pairwise_distance(chosen) if chosen.shape[0] > 1 else None), int(chosen.shape[0])

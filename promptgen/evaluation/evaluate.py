@@ -59,12 +59,11 @@ from promptgen.core.capabilities import EnergyContext
 from promptgen.core.conditions import draw_conditions
 from promptgen.core.device import resolve_device
 from promptgen.core.errors import PromptgenError
-from promptgen.core.judging import GOAL_KL, GOAL_SHARE, ResolvedTarget, judged_figure
+from promptgen.core.judging import GOAL_KL, GOAL_SHARE, ResolvedTarget, asked_diversity, judged_figure
 from promptgen.core.metrics import (
     INTERVAL_LEVEL,
     effective_sample_size,
     frechet_distance,
-    joint_classes,
     mean_pairwise_distance,
     total_variation,
 )
@@ -339,16 +338,7 @@ def _exact_target(
 
 def _asked_diversity(resolved: ResolvedTarget, parts: list[Tensor], junk: Tensor | None, features: Tensor) -> tuple[float | None, int]:
     """(diversity, how many samples) of the counted samples whose class is asked and not avoided."""
-    t = resolved.target
-    sizes = [len(entry.attributes[p]) for p, (entry, _) in zip(t.parts, resolved.parts)]
-    joint = joint_classes(parts, sizes)
-    asked, avoided = {str(a) for a in t.asked}, {str(a) for a in t.avoided}
-    wanted = [resolved.order[j] for j, lab in enumerate(t.labels) if (not asked or str(lab) in asked) and str(lab) not in avoided]
-    keep = torch.isin(joint, torch.tensor(wanted, dtype=torch.long))
-    if junk is not None:
-        keep &= ~junk
-    chosen = features[keep]
-    return (mean_pairwise_distance(chosen) if chosen.shape[0] > 1 else None), int(chosen.shape[0])
+    return asked_diversity(resolved, parts, junk, features)
 
 
 def _attribute_eval(

@@ -51,6 +51,18 @@ class TargetReading(BaseModel):
     goal: float
     met: bool
     histogram: list[float] = Field(default_factory=list)
+    # What `flag_failures` reads besides the figure (recorded by compose's closing check; empty in older manifests).
+    labels: list[str] = Field(default_factory=list, description="the attribute's classes, in the histograms' order")
+    target: list[float] | None = Field(default=None, description="the asked distribution over labels, if any")
+    asked: list[str] = Field(default_factory=list)
+    avoided: list[str] = Field(default_factory=list)
+    counted: int = Field(default=0, description="samples the histogram counts (those that pass the realism check)")
+    base_histogram: list[float] = Field(default_factory=list, description="the generator's histogram on the same noise")
+    base_counted: int = 0
+    diversity: float | None = Field(default=None, description="diversity of the samples of the asked classes")
+    base_diversity: float | None = None
+    diversity_n: int = 0
+    base_diversity_n: int = 0
 
     @property
     def shortfall(self) -> float:
@@ -96,6 +108,9 @@ class Reading(BaseModel):
     score: float = 0.0
     realism: str | None = None
     unjudged: list[str] = Field(default_factory=list)
+    diversity: float | None = Field(default=None, description="mean pairwise feature distance of the samples (closing check)")
+    base_diversity: float | None = None
+    diversity_features: str | None = Field(default=None, description="whose feature space the diversities are in")
 
     @property
     def met(self) -> bool:
