@@ -186,7 +186,9 @@ def test_rejection_without_lower_bound_estimates_it_and_says_so():
 
 def test_rejection_by_attribute_keeps_only_accepted_images():
     ebm = toy_ebm(Positive([0.0, 0.0], 1.0), dim=2)
-    images, cost = rejection_sample(ebm, 500, accept="auto", seed=0)
+    # auto: exact samples of p* when every energy knows its bound (issue 26), the attribute's test only when asked.
+    assert rejection_sample(ebm, 8, accept="auto", seed=0)[1].accept == "energy"
+    images, cost = rejection_sample(ebm, 500, accept="attribute", seed=0)
     assert cost.accept == "attribute" and cost.exact and "not p*" in cost.target
     z = latents(images)
     assert (z[:, 0] > 0).all()
@@ -233,7 +235,7 @@ def prompt_dir(tmp_path_factory) -> Path:
 
 def test_attribute_rejection_on_a_prompt_returns_only_the_asked_digit(prompt_dir):
     ebm = prompt_ebm(load_prompt(prompt_dir))
-    images, cost = rejection_sample(ebm, 24, accept="auto", seed=0)
+    images, cost = rejection_sample(ebm, 24, accept="attribute", seed=0)
     assert cost.accept == "attribute" and cost.accepted == 24 and images.shape == (24, 1, 28, 28)
     classifier = ebm.terms[0].energy.classifier  # the control classifier of classifier:digit=3
     with torch.no_grad():
@@ -285,7 +287,7 @@ def test_cli_rejection_writes_images_and_cost(prompt_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "x.png").exists()
     cost = json.loads((tmp_path / "c.json").read_text())
-    assert cost["method"] == "rejection" and cost["accept"] == "attribute"
+    assert cost["method"] == "rejection" and cost["accept"] == "energy" and cost["exact"]  # auto: exact, the energies are bounded
     assert cost["accepted"] == 16 and cost["draws"] >= 16
     assert 0 < cost["acceptance_rate"] <= 1 and cost["seconds"] > 0
     assert "acceptance rate" in result.stdout and "samples/s" in result.stdout

@@ -38,7 +38,8 @@ def sample(
     accept: Annotated[
         str,
         typer.Option(help="rejection: energy (exact p*, keep with prob. exp(-Σw(E-bound))), attribute (keep images "
-                     "that have the asked attribute) or auto (attribute when every energy can tell)"),
+                     "the control classifier calls the asked attribute; not p*) or auto (energy when every energy knows "
+                     "its bound, as the built-in ones do)"),
     ] = "auto",
     max_draws: Annotated[int, typer.Option(min=1, max=10**12, help="rejection: give up after this many generator samples")] = 1_000_000,
     steps: Annotated[int, typer.Option(min=1, max=MAX_STEPS, help="langevin: MALA steps per chain (step size adapted in the first half)")] = 200,
@@ -110,7 +111,8 @@ def sample(
         _conditional(source, n, out, seed, device, cond_text, sweep, look)
         return
     check_images_fit(n, source.info.channels, *source.info.resolution)
-    layout = look.plan(source, out, n, None, seed, method=method)
+    shown = f"{method} --accept {accept}" if method == "rejection" and accept != "auto" else method
+    layout = look.plan(source, out, n, None, seed, method=shown)
     images, cost = sample_with_cost(
         source, n, method=method, seed=seed, device=device, accept=accept, max_draws=max_draws, steps=steps,
         step_size=step_size, progress=not quiet and err_console.is_terminal, console=err_console,
