@@ -222,3 +222,16 @@ def test_bad_scales_are_one_line(tmp_path, monkeypatch):
         "or less",
     )
     assert "300,200×300,200 px" in line and not (tmp_path / "g.png").exists()
+
+
+def test_a_prompts_label_gives_each_energy_its_weight_once(tmp_path):
+    from promptgen.artifacts.prompt import load_prompt
+    from promptgen.composing import compose
+    from promptgen.training.trainer import TrainConfig
+
+    compose("mnist", ["classifier:digit=3@7", "classifier:thickness=thick"], tmp_path / "p",
+            train=TrainConfig(steps=1, batch_size=4, eval_batch=4, check_samples=0), flow={"transforms": 1, "hidden": 8},
+            progress=False, preview=0)  # fmt: skip
+    spec = grid_labels(load_prompt(tmp_path / "p"), 0).lines[0]
+    assert "--energy classifier:digit=3@7 " in spec and "@7@7" not in spec
+    assert "--energy classifier:thickness=thick@100" in spec  # the default weight, written once

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from promptgen.artifacts.prompt import Prompt
+from promptgen.core.errors import PromptgenError
 from promptgen.core.images import GridLabels
 from promptgen.core.protocols import Generator
 
@@ -40,7 +41,7 @@ def grid_labels(
     if isinstance(source, Prompt):
         manifest = source.manifest
         title = title or (str(source.path) if source.path is not None else source.info.name)
-        words = [f"--gen {manifest.generator.spec}", *(f"--energy {e.spec}@{e.weight:g}" for e in manifest.energies)]
+        words = [f"--gen {manifest.generator.spec}", *(f"--energy {_unweighted(e.spec)}@{e.weight:g}" for e in manifest.energies)]
         words += [f"--cond {c.name}={c.low:g}:{c.high:g}" for c in manifest.conditions]
         described = " ".join(words)
         at = {**source.condition, **(condition or {})}
@@ -57,3 +58,13 @@ def grid_labels(
         facts.append(f"{name} from {values[0]:g} to {values[-1]:g} across the columns")
         columns = tuple(f"{v:g}" for v in values)
     return GridLabels(title, (described, " · ".join(facts)), columns)
+
+
+def _unweighted(spec: str) -> str:
+    """``spec`` without the ``@weight`` it was typed with (the manifest's weight is shown instead)."""
+    from promptgen.core.spec import parse_spec
+
+    try:
+        return parse_spec(spec).with_weight(None).format()
+    except PromptgenError:
+        return spec
