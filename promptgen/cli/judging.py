@@ -85,8 +85,11 @@ def report(
     """Write one self-contained HTML page about a prompt: samples, attribute histograms, training curves, eval numbers."""
     from promptgen.api import report as write
 
+    judged: list = []  # the verdict and flags are told once the page is written: a failed write is one line
     path = write(
         prompt, out, n=n, seed=seed, attrs=attr or [], data=data, batch_size=batch_size, device=device,
-        progress=not quiet, console=err_console, on_report=lambda r: _tell(r, out_console),
+        progress=not quiet, console=err_console, on_report=judged.append,
     )
+    for r in judged:
+        _tell(r, out_console)
     out_console.print(f"[green]✓[/green] report -> [bold]{path}[/bold]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +59,7 @@ from promptgen.training.config import TrialRecord
 from promptgen.training.distributed import barrier, check_env, main_object, start, stop
 from promptgen.training.ebm import EnergyBasedModel, WeightedEnergy, check_conditions
 from promptgen.training.flow import CouplingFlow, FlowConfig
+from promptgen.training.tracking import LOGS
 from promptgen.training.trainer import TrainConfig, energy_states, load_energy_states, mixture_for, prefit, train_flow
 
 #: The preview compose writes beside the prompt (``preview`` images).
@@ -183,6 +185,7 @@ def compose(
     if out.is_dir():
         check_checkpoint_file(out)
     undo: dict[Path, bytes | None] = {}  # what a failed --overwrite puts back
+    logs_kept: Path | None = None  # an overwritten prompt's logs/, set aside until the new prompt is whole
     written = [RUN_FILE, CHECKPOINT, MANIFEST, WEIGHTS, STASH, *([PREVIEW] if preview else [])]  # what compose may write
     if dist.main and out.is_dir():
         # A link or a special file among them fails now, before training, not after it (nothing is written yet).
@@ -212,26 +215,34 @@ def compose(
                     for name in written:
                         undo[out / name] = (out / name).read_bytes() if (out / name).is_file() else None
                 write_text_atomic(out / RUN_FILE, request.model_dump_json(indent=2) + "\n")
+                if undo and not train.log_dir:  # an overwritten prompt's training logs, set aside (the new run writes its own)
+                    try:
+                        logs_kept = _set_aside_logs(out)
+                    except BaseException:
+                        with contextlib.suppress(OSError, PromptgenError):
+                            _put_back(undo)
+                        raise
         try:
             here = start(dist, dev)
             if here != dev:  # a process of its own GPU (torchrun): its watch judges there
                 watch = SampleWatch(terms, gen, root_generator(gen, gen_name), registry, here, realism)
             dev = here
             barrier(dist)
-            return _train_and_save(
+            prompt = _train_and_save(
                 out, generator, gen, gen_name, terms, train, flow, preview, state, lineage, dist, dev, registry, console, progress,
                 undo, ranges, watch, request,
             )
+            if logs_kept is not None:
+                shutil.rmtree(logs_kept, ignore_errors=True)
+            return prompt
         except BaseException:
             # A run that fails leaves the folder as it found it: an overwritten prompt keeps its own
-            # run.json and checkpoint (its manifest and weights are only replaced at the very end).
-            if undo:
-                for path, data in undo.items():
-                    with contextlib.suppress(OSError, PromptgenError):
-                        if data is None:
-                            path.unlink(missing_ok=True)
-                        else:
-                            write_atomic(path, lambda p, data=data: p.write_bytes(data))
+            # run.json and checkpoint (its manifest and weights are only replaced at the very end), and its logs.
+            if logs_kept is not None:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(out / LOGS, ignore_errors=True)
+                    logs_kept.rename(out / LOGS)
+            _put_back(undo)
             raise
 
 
@@ -370,6 +381,33 @@ def _train_and_save(
     finally:
         stop(dist)
     return prompt if dist.main else load_prompt(out, registry)
+
+
+def _put_back(undo: dict[Path, bytes | None]) -> None:
+    """Each file an overwrite may have replaced, as it was (removed if it was not there)."""
+    for path, data in undo.items():
+        with contextlib.suppress(OSError, PromptgenError):
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_atomic(path, lambda p, data=data: p.write_bytes(data))
+
+
+def _set_aside_logs(out: Path) -> Path | None:
+    """Move an overwritten prompt's ``logs/`` aside (``.logs.overwritten``); None when it has none.
+
+    Raises:
+        ArtifactError: ``logs`` there is a link or not a folder (the new run would write through it or fail late).
+    """
+    logs = out / LOGS
+    if not logs.exists() and not logs.is_symlink():
+        return None
+    if logs.is_symlink() or not logs.is_dir():
+        raise ArtifactError(f"{str(logs)!r} is not a folder of logs; remove it, or choose another --out or --log-dir")
+    kept = out / ".logs.overwritten"
+    shutil.rmtree(kept, ignore_errors=True)
+    logs.rename(kept)
+    return kept
 
 
 def _same_settings(saved: object, train: TrainConfig) -> bool:

@@ -73,6 +73,29 @@ class NoTracker:
         pass
 
 
+def _quiet_writer_threads() -> None:
+    """Keep TensorBoard's writer thread from printing a traceback when the disk fills or the folder goes away.
+
+    The thread keeps its exception and TensorBoard raises it again in the training process's next write, which
+    compose turns into one line naming the folder; the thread's own traceback on stderr would only bury that line.
+    """
+    import threading
+
+    from tensorboard.summary.writer import event_file_writer
+
+    previous = threading.excepthook
+    if getattr(previous, "promptgen_quiet", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.thread, event_file_writer._AsyncWriterThread) and isinstance(args.exc_value, OSError):
+            return  # raised again in the next write, where it becomes one line
+        previous(args)
+
+    hook.promptgen_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 class TensorBoardTracker:
     """Event files in ``log_dir`` through :class:`torch.utils.tensorboard.SummaryWriter`.
 
@@ -85,6 +108,7 @@ class TensorBoardTracker:
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = log_dir
+        _quiet_writer_threads()
         self.writer = SummaryWriter(str(log_dir), purge_step=first_step if first_step > 1 else 0)
 
     def log_scalars(self, step: int, values: Mapping[str, float]) -> None:
