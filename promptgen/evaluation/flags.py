@@ -209,7 +209,7 @@ def _collapse(figures: Figures) -> Flag | None:
         message=(
             f"diversity {value:.3g}{within} against the generator's {base:.3g} ({value / base:.0%}; mean pairwise feature "
             f"distance): the prompt's samples collapsed onto a few modes; look at the samples{attr_hint}, and compose again "
-            "with a forward-KL term (--forward-weight 1) or lower energy weights"
+            "with lower energy weights (@w; measured to help most, docs/evaluation.md) or a forward-KL term (--forward-weight 1)"
         ),
     )
 
@@ -242,7 +242,7 @@ def _coverage(a: AttributeFigures) -> Flag | None:
         message=(
             f"{a.attribute}: the prompt nearly never makes {said}, which its target did not ask to remove: it lost "
             f"{'a class' if len(lost) == 1 else f'{len(lost)} classes'} of its generator; look at the samples, and compose "
-            "again with a forward-KL term (--forward-weight 1), mode=mixture, or lower energy weights"
+            "again with lower energy weights (@w; measured to help most, docs/evaluation.md), a forward-KL term (--forward-weight 1) or mode=mixture"
         ),
     )
 
