@@ -153,3 +153,18 @@ def test_junk_and_frechet_flags_follow_the_watch_margin_and_the_exact_samples():
     flags = flag_failures(Figures(n=2000, frechet=40.0, frechet_exact=10.0, exact_ess=200.0))
     assert kinds(flags) == ["frechet"] and "4.0 times" in flags[0].message
     assert flag_failures(Figures(n=2000, frechet=40.0, frechet_exact=10.0, exact_ess=10.0)) == []
+
+
+def test_a_prompt_of_one_class_is_not_called_collapsed_when_too_few_samples_compare_within_it():
+    """-n 300 on classifier:digit=3: 18 of the generator's samples are 3s, too few to compare; all samples read 0.30."""
+    from promptgen.evaluation.flags import AttributeFigures, Figures, flag_failures
+
+    base = [0.1, 0.1, 0.1, 0.06, 0.1, 0.1, 0.1, 0.1, 0.14, 0.1]
+    three = AttributeFigures(
+        "digit", [str(d) for d in range(10)], prompt=[0, 0, 0, 0.99, 0, 0, 0, 0, 0.01, 0], base=base, prompt_counted=299,
+        base_counted=280, asked=["3"], energy="classifier:digit=3", prompt_diversity=4.0, base_diversity=7.5,
+        prompt_diversity_n=296, base_diversity_n=18,
+    )
+    assert "collapse" not in {f.kind for f in flag_failures(Figures(n=300, diversity=4.26, base_diversity=14.1, attributes=[three]))}
+    # Without an energy narrowing the classes, the same drop over all samples is a collapse.
+    assert "collapse" in {f.kind for f in flag_failures(Figures(n=300, diversity=4.26, base_diversity=14.1))}
