@@ -36,6 +36,9 @@ from promptgen.training.watch import junk_margin
 #: on panel-mlp-gan 0.92 of its generator's 6s, classifier:digit=3 on mnist 0.52 of its 3s (weight 100 asks for the
 #: surest 3s: a narrower target, not a collapse); issue 26's collapsed energy prompt read 0.36 (14.0 -> 5.1).
 DIVERSITY_RATIO = 0.45
+#: Where an energy asks for classes but too few samples of them compare, all samples are compared against this far
+#: lower ratio: a prompt of one digit reads 0.30 of its generator's over all samples without collapsing.
+NARROWED_DIVERSITY_RATIO = 0.15
 #: Diversities of fewer samples than this (of the asked classes) are not compared.
 MIN_DIVERSITY_SAMPLES = 20
 #: A class is judged for coverage when the generator makes at least this share of it ...
@@ -197,9 +200,13 @@ def _collapse(figures: Figures) -> Flag | None:
         assert value is not None and base is not None
         within = f" among samples of the asked {a.attribute} classes"
     elif any(a.energy is not None and (a.asked or a.avoided) for a in figures.attributes):
-        # An energy narrows the classes, but too few samples of them to compare: all samples would read a prompt
-        # of 3s as a collapse (0.30 on mnist), so say nothing rather than cry wolf.
-        return None
+        # An energy narrows the classes, but too few of the generator's samples are of them to compare: over all
+        # samples a prompt of 3s reads 0.30 on mnist without collapsing, so only a far lower ratio is a collapse.
+        if figures.diversity is None or figures.base_diversity is None or figures.base_diversity <= 0:
+            return None
+        if figures.diversity >= NARROWED_DIVERSITY_RATIO * figures.base_diversity:
+            return None
+        value, base, within = figures.diversity, figures.base_diversity, " (all samples: too few of the asked classes to compare them alone)"
     elif figures.diversity is not None and figures.base_diversity is not None and figures.base_diversity > 0:
         value, base, within = figures.diversity, figures.base_diversity, ""
     else:
@@ -307,6 +314,7 @@ __all__ = [
     "MIN_DIVERSITY_SAMPLES",
     "MIN_ESS",
     "MIN_EXPECTED",
+    "NARROWED_DIVERSITY_RATIO",
     "AttributeFigures",
     "Figures",
     "Flag",
