@@ -88,10 +88,14 @@ def test_asking_for_one_class_removes_the_others_and_narrows_diversity_legitimat
     # Overall diversity halves (all digits -> 3s): compared within the 3s, nothing is wrong.
     assert flag_failures(Figures(n=2000, diversity=4.0, base_diversity=14.0, attributes=[attr])) == []
     # The same prompt's 3s all alike: a collapse, measured against the generator's 3s.
-    alike = digit(three, asked=["3"], energy="classifier:digit=3", prompt_diversity=2.0, base_diversity=7.5,
+    alike = digit(three, asked=["3"], energy="classifier:digit=3", prompt_diversity=1.0, base_diversity=7.5,
                   prompt_diversity_n=500, base_diversity_n=150)
-    flags = flag_failures(Figures(n=2000, diversity=2.0, base_diversity=14.0, attributes=[alike]))
+    flags = flag_failures(Figures(n=2000, diversity=1.0, base_diversity=14.0, attributes=[alike]))
     assert kinds(flags) == ["collapse"] and flags[0].base == 7.5 and "asked digit classes" in flags[0].message
+    # The README's demo (default weight 100): its 3s at 3.25 against the generator's 7.8 (0.42), a clean varied grid.
+    demo = digit(three, asked=["3"], energy="classifier:digit=3", prompt_diversity=3.25, base_diversity=7.8,
+                 prompt_diversity_n=1995, base_diversity_n=140)
+    assert flag_failures(Figures(n=2000, diversity=3.3, base_diversity=14.3, attributes=[demo])) == []
     # Too few of the generator's 3s to compare: the overall diversity decides.
     few = digit(three, asked=["3"], energy="classifier:digit=3", prompt_diversity=2.0, base_diversity=7.5,
                 prompt_diversity_n=500, base_diversity_n=5)
