@@ -80,10 +80,10 @@ class Registry:
 
         tables: dict[str, Mapping[str, object]] = {"generator": self.generators, "energy": self.energies, "classifier": self.classifiers}
         table = tables[kind]
-        dist, hint = provider_of(kind, name), install_hint(kind, name)
+        dist = provider_of(kind, name)
         failed = {p.distribution for p in self.failures}
-        if dist is not None and hint is not None and dist.name not in failed:
-            return UnknownNameError(f"unknown {kind} {name!r}; {hint}")
+        if dist is not None and dist.name not in failed:
+            return UnknownNameError(f"unknown {kind} {name!r}; {install_hint(kind, name)}")
         if not closest(name, table):
             # Not near an installed name: maybe near one a distribution that is not installed provides.
             elsewhere = [n for d in ZOO if d.name not in failed for n in d.names(kind) if n not in table]
