@@ -241,7 +241,7 @@ def load_prompt(path: str | Path, registry: Registry | None = None) -> Prompt:
     then loaded from the root up, each finding its parent already loaded.
 
     ``hf://OWNER/NAME[@REVISION]`` loads a prompt from the Hugging Face Hub
-    (:mod:`promptgen.artifacts.hub`; needs ``pip install "promptgen-core[hub]"``).
+    (:mod:`promptgen.artifacts.hub`; needs ``huggingface_hub``: the ``hub`` extra).
     """
     if _names_hub(path):
         return _load_from_hub(str(path), registry)
