@@ -106,3 +106,36 @@ def test_compose_prints_the_flags_beyond_its_verdict(tmp_path, monkeypatch):
     assert len(seen) == 1 and seen[0].n == 100  # the closing check's own reading
     assert "warning: diversity 5.1" in result.output and "nearly never makes 1 0.0%" in result.output
     assert result.output.count("warning:") == 2  # collapse and coverage; the missed target is the verdict's line
+
+
+def _reading(junk: float, base_junk: float, n: int, share: float = 0.99, counted: int = 1900):
+    from promptgen.training.watch import JUNK_MARGIN, Reading, TargetReading
+
+    target = TargetReading(
+        energy="classifier:digit=2", attribute="digit", judges=["mnist-digit-evaluator"], independent=True, kind="share",
+        value=share, base=0.02, goal=0.95, met=share >= 0.95, counted=counted,
+    )
+    return Reading(step=800, n=n, junk=junk, base_junk=base_junk, junk_margin=JUNK_MARGIN,
+                   healthy=junk - base_junk <= JUNK_MARGIN, targets=[target])
+
+
+def test_a_figure_met_by_less_than_its_noise_is_not_called_met():
+    from promptgen.composing.watch import verdict
+
+    # Issue 24: 2,000 samples read junk 5.1 % (allowed 5.3 %) where 5,000 others read 6.2 %: not confirmed.
+    met, lines = verdict(_reading(0.051, 0.033, 2000))
+    assert not met
+    said = [x for x in lines if x.startswith("not met: not confirmed: junk 5.1%")]
+    assert len(said) == 1 and "allowed 5.3%" in said[0] and "could be 6.1%" in said[0] and "-n 10000" in said[0]
+    # A rise of 1.2 points is not confirmed on 2,000 samples each, and is met on 50,000.
+    assert not verdict(_reading(0.045, 0.033, 2000))[0]
+    assert verdict(_reading(0.045, 0.033, 50_000))[0]
+    # A junk rate that fell is met on 2,000 samples, and one that rose past the margin is not met for the junk.
+    assert verdict(_reading(0.072, 0.085, 2000))[0]
+    met, lines = verdict(_reading(0.07, 0.033, 2000))
+    assert not met and any(x.startswith("not met: the prompt makes more junk") for x in lines)
+    assert not any("not confirmed" in x for x in lines)
+    # A share over the goal by less than its noise (95.5 % of 500) is not confirmed; of 20,000 it is met.
+    met, lines = verdict(_reading(0.02, 0.033, 2000, share=0.955, counted=500))
+    assert not met and any(x.startswith("not met: not confirmed: classifier:digit=2: 95.5% digit") for x in lines)
+    assert verdict(_reading(0.02, 0.033, 2000, share=0.955, counted=20_000))[0]

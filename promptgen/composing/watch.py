@@ -36,7 +36,7 @@ from promptgen.core.metrics import mean_pairwise_distance
 from promptgen.core.protocols import AttributeClassifier, Generator
 from promptgen.core.registry import Registry
 from promptgen.training.ebm import WeightedEnergy
-from promptgen.training.watch import JUNK_MARGIN, NO_FIGURE, Reading, TargetReading, junk_margin
+from promptgen.training.watch import JUNK_MARGIN, NO_FIGURE, Reading, TargetReading, junk_margin, junk_rise_bound
 
 #: ``--realism`` values that are not a classifier's name.
 REALISM_AUTO, REALISM_OFF = "auto", "off"
@@ -183,7 +183,9 @@ def verdict(reading: Reading) -> tuple[bool, list[str]]:
     """(every target met without junk, one line per thing said): what compose prints at the end.
 
     A target reached while the junk rate rose past the generator's is *not* met: the figure may count images the
-    control took for what was asked and the realism check did not take for images of the domain at all.
+    control took for what was asked and the realism check did not take for images of the domain at all. Nor is one
+    met by less than the noise of the samples judged (the junk's rise or a share bounded one-sided at 95 %,
+    :data:`~promptgen.training.watch.CONFIRM_Z`): "not confirmed", with the way to judge more samples.
     """
     lines = [t.describe() for t in reading.targets]
     lines += [f"not judged: {u}" for u in reading.unjudged]
@@ -195,13 +197,24 @@ def verdict(reading: Reading) -> tuple[bool, list[str]]:
         return False, lines
     if reading.unjudged:
         lines.append("not met: a target could not be judged (see 'not judged'), so the prompt is not called met; install an evaluator for it")
+    unsure = []
+    if reading.junk_unconfirmed:
+        assert reading.junk is not None and reading.base_junk is not None
+        allowed = reading.base_junk + (JUNK_MARGIN if reading.junk_margin is None else reading.junk_margin)
+        could = reading.base_junk + junk_rise_bound(reading.base_junk, reading.junk, reading.n)
+        unsure.append(f"junk {reading.junk:.1%} is under the allowed {allowed:.1%} by less than the noise of {reading.n} samples (it could be {could:.1%})")
+    for t in reading.targets:
+        if t.unconfirmed:
+            unsure.append(f"{t.energy}: {t.value:.1%} {t.attribute} is over the goal {t.goal:.0%} by less than the noise of {t.counted} samples")
+    for u in unsure:
+        lines.append(f"not met: not confirmed: {u}; judge more samples (promptgen eval PROMPT -n 10000)")
     missed = [t for t in reading.targets if not t.met]
     for t in missed:
         if not t.closer:
             lines.append(f"not met: {t.energy} left {t.attribute} no closer to its target than the generator ({t.value:.4g} against {t.base:.4g})")
         else:
             lines.append(f"not met: {t.energy} brought {t.attribute} closer to its target but short of the goal")
-    return not missed and not reading.unjudged, lines
+    return not missed and not reading.unjudged and not unsure, lines
 
 
 

@@ -403,7 +403,7 @@ def _verdict(report: EvalReport, margin: float | None) -> tuple[bool | None, lis
             energy=a.energy or a.attribute, attribute=a.attribute, judges=list(dict.fromkeys(a.evaluators)), independent=a.independent,
             kind="kl" if kl else "share", value=min(value or 0.0, NO_FIGURE), base=min(base or 0.0, NO_FIGURE),
             goal=GOAL_KL if kl else GOAL_SHARE, met=(value or 0.0) <= GOAL_KL if kl else (value or 0.0) >= GOAL_SHARE,
-            histogram=a.prompt.histogram,
+            histogram=a.prompt.histogram, counted=a.prompt.counted or 0,
         ))
     base, prompt = report.base.junk_rate, report.prompt.junk_rate
     healthy = base is None or prompt is None or margin is None or prompt - base <= margin

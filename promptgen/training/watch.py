@@ -70,6 +70,16 @@ class TargetReading(BaseModel):
         return self.value if self.kind == "kl" else 1.0 - self.value
 
     @property
+    def unconfirmed(self) -> bool:
+        """Met, but by less than the noise of its samples: a share whose one-sided 95 % lower bound
+        (:data:`CONFIRM_Z` standard errors, of ``counted`` samples) is under the goal. A KL is not bounded this way:
+        its plug-in estimate already reads high on few samples (about (classes − 1) / 2n nats)."""
+        if not self.met or self.kind != "share" or self.counted <= 0:
+            return False
+        se = math.sqrt(max(self.value * (1.0 - self.value), 0.0) / self.counted)
+        return self.value - CONFIRM_Z * se < self.goal
+
+    @property
     def closer(self) -> bool:
         """Whether the prompt is closer to the target than the generator is."""
         return self.value < self.base if self.kind == "kl" else self.value > self.base
@@ -121,6 +131,15 @@ class Reading(BaseModel):
     def junk_rose(self) -> bool:
         return not self.healthy
 
+    @property
+    def junk_unconfirmed(self) -> bool:
+        """The junk stayed within the margin, but by less than the noise of ``n`` samples: its rise over the
+        generator's, bounded one-sided at 95 % (:func:`junk_rise_bound`), passes the margin."""
+        if not self.healthy or self.junk is None or self.base_junk is None:
+            return False
+        margin = JUNK_MARGIN if self.junk_margin is None else self.junk_margin
+        return junk_rise_bound(self.base_junk, self.junk, self.n) > margin
+
     def describe_junk(self) -> str:
         if self.junk is None or self.base_junk is None:
             return "junk not measured: no realism check judges this generator's images (--realism names one)"
@@ -152,6 +171,21 @@ def better(a: Reading, b: Reading) -> bool:
 
 #: A junk rate counts as risen when it exceeds the generator's by more than this (2 points)...
 JUNK_MARGIN = 0.02
+#: A figure is called met only when it would still meet its goal this many standard errors worse (the one-sided
+#: 95 % normal quantile). Issue 24: a closing check of 2,000 samples read a prompt's junk at 5.1 % (allowed 5.3 %)
+#: where 5,000 other samples read 6.2 %, and compose printed "met".
+CONFIRM_Z = 1.645
+
+
+def junk_rise_bound(base: float, prompt: float, n: int) -> float:
+    """How far the junk rate may have risen over the generator's, one-sided 95 % upper bound, on ``n`` samples each
+    (the two rates treated as independent, which overstates the noise of a paired reading: the safe side).
+
+    >>> round(junk_rise_bound(0.033, 0.051, 2000), 4), round(junk_rise_bound(0.085, 0.072, 2000), 4)
+    (0.0284, -0.0027)
+    """
+    se = math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
+    return prompt - base + CONFIRM_Z * se
 
 
 def junk_margin(base: float, prompt: float, n: int, least: float = JUNK_MARGIN) -> float:
@@ -181,4 +215,17 @@ def stratified_classes(weights: list[float], n: int) -> Tensor:
     return torch.repeat_interleave(torch.arange(len(weights)), counts)
 
 
-__all__ = ["GUARDS", "JUNK_MARGIN", "NO_FIGURE", "Guard", "Reading", "TargetReading", "Watch", "better", "junk_margin", "stratified_classes"]
+__all__ = [
+    "CONFIRM_Z",
+    "GUARDS",
+    "JUNK_MARGIN",
+    "NO_FIGURE",
+    "Guard",
+    "Reading",
+    "TargetReading",
+    "Watch",
+    "better",
+    "junk_margin",
+    "junk_rise_bound",
+    "stratified_classes",
+]
