@@ -45,6 +45,7 @@ from promptgen.composing import compose
 from promptgen.composing.watch import verdict
 from promptgen.core.metrics import kl_divergence
 from promptgen.core.registry import get_registry
+from promptgen.evaluation.closing import check_flags
 from promptgen.training.trainer import TrainConfig
 
 CHOSEN_ON = ["mnist", "panel-mlp-gan", "panel-wgan-gp", "panel-vae", "panel-biased-gan", "panel-class-latent"]
@@ -54,6 +55,10 @@ LENET = "lenet/lenet_epoch=12_test_acc=0.991.pth"
 CASES = ("debias", "classifier")
 #: Issue 24's targets.
 MAX_KL, JUNK_POINTS, MAX_SECONDS, MIN_SHARE = 0.02, 0.02, 180.0, 0.95
+#: The yardstick's training seconds on the machine issue 24 was written on (the README's demo trained in 21–25 s
+#: there, commit 98035bc); the slowest is taken, so the allowance scaled from it is the smaller one. With
+#: ``--yardstick`` the 3 minutes are read as that machine's: ``MAX_SECONDS · yardstick / ISSUE_YARDSTICK`` here.
+ISSUE_YARDSTICK = 25.0
 
 
 class Judges:
@@ -110,14 +115,18 @@ def compose_said(prompt) -> dict:
     if check is None:
         return {"compose_met": None, "compose_lines": []}
     met, lines = verdict(check)
-    return {"compose_met": met, "compose_lines": lines, "compose_junk": check.junk, "compose_base_junk": check.base_junk}
+    return {"compose_met": met, "compose_lines": lines, "compose_junk": check.junk, "compose_base_junk": check.base_junk,
+            "flags": [str(f) for f in check_flags(check)]}
 
 
 def with_options(energy: str, options: str | None) -> str:
     return f"{energy},{options}" if options else energy
 
 
-def case_debias(gen: str, spec: str, judges: Judges, base: dict, n: int, seed: int, out: Path, options: str | None = None) -> dict:
+def case_debias(
+    gen: str, spec: str, judges: Judges, base: dict, n: int, seed: int, out: Path, options: str | None = None,
+    max_seconds: float = MAX_SECONDS,
+) -> dict:
     prompt, seconds, notes = train(spec, with_options("debias:digit", options), out / f"{gen}-debias", seed)
     got = figures(judges(sample_images(prompt, n, seed=seed + 1)))
     t = prompt.manifest.training
@@ -125,15 +134,15 @@ def case_debias(gen: str, spec: str, judges: Judges, base: dict, n: int, seed: i
         "kl": got["kl"] <= MAX_KL,
         "kl_not_above_base": got["kl"] <= base["kl"],
         "junk": got["junk"] <= base["junk"] + JUNK_POINTS,
-        "seconds": t.seconds <= MAX_SECONDS,
+        "seconds": t.seconds <= max_seconds,
     }
     return {
         **got, "base": base, "targets": targets, "met": all(targets.values()),
         "mode": "mixture" if prompt.manifest.mixture is not None else "tilt",
         "trials": [{"mode": r.mode, "chosen": r.chosen, "score": round(r.reading.score, 4), "junk": r.reading.junk,
                     "healthy": r.reading.healthy, "seconds": round(r.seconds, 1)} for r in prompt.manifest.trials],
-        "kept_step": t.kept_step, "train_seconds": round(t.seconds, 1), "compose_seconds": round(seconds, 1),
-        **compose_said(prompt), "notes": notes,
+        "kept_step": t.kept_step, "train_seconds": round(t.seconds, 1), "seconds_allowed": round(max_seconds, 1),
+        "compose_seconds": round(seconds, 1), **compose_said(prompt), "notes": notes,
     }
 
 
@@ -174,10 +183,13 @@ def main() -> None:
     torch.set_num_threads(2)
     judges = Judges(args.lenet or (args.foreign / LENET if (args.foreign / LENET).exists() else None))
     rows = []
+    max_seconds = MAX_SECONDS
     if args.yardstick:
         prompt, seconds, _ = train("mnist", "classifier:digit=3", args.out / "yardstick", args.seed)
-        print(json.dumps({"case": "yardstick", "train_seconds": round(prompt.manifest.training.seconds, 1),
-                          "compose_seconds": round(seconds, 1)}), flush=True)
+        yardstick = prompt.manifest.training.seconds
+        max_seconds = MAX_SECONDS * yardstick / ISSUE_YARDSTICK
+        print(json.dumps({"case": "yardstick", "train_seconds": round(yardstick, 1), "compose_seconds": round(seconds, 1),
+                          "issue_yardstick": ISSUE_YARDSTICK, "seconds_allowed": round(max_seconds, 1)}), flush=True)
     for gen in args.gen or CHOSEN_ON + HELD_OUT:
         spec = spec_of(gen, args.foreign)
         base_j = judges(sample_images(build_generator(spec), args.n, seed=args.seed + 1))
@@ -185,7 +197,7 @@ def main() -> None:
         for case in args.case or CASES:
             t = time.perf_counter()
             if case == "debias":
-                result = case_debias(gen, spec, judges, base, args.n, args.seed, args.out, args.options)
+                result = case_debias(gen, spec, judges, base, args.n, args.seed, args.out, args.options, max_seconds)
             else:
                 result = case_classifier(gen, spec, judges, base, base_j, args.n, args.seed, args.out, args.options)
             # The failure issue 24 forbids: a missed target printed as met.
