@@ -527,6 +527,23 @@ def test_an_auto_run_resumes_in_either_of_its_runs(tmp_path, registry, monkeypat
         assert all(torch.equal(a[k], b[k]) for k in a), cut
 
 
+def test_an_auto_run_logs_each_of_its_runs_to_its_own_folder(tmp_path, registry):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train = TrainConfig(steps=6, batch_size=16, eval_every=3, fit_samples=256, eval_batch=16, check_samples=64, log="tensorboard")
+    prompt = compose("pixels", ["debias:a"], tmp_path / "a", train=train, flow={"transforms": 1, "hidden": 8}, progress=False,
+                     preview=0, registry=registry)
+    assert [t.mode for t in prompt.manifest.trials] == ["tilt", "mixture"]
+    losses = {}
+    for mode in ("tilt", "mixture"):
+        acc = EventAccumulator(str(tmp_path / "a" / "logs" / mode), size_guidance={"scalars": 0})
+        acc.Reload()
+        losses[mode] = [(e.step, e.value) for e in acc.Scalars("train/loss")]
+        assert [step for step, _ in losses[mode]] == list(range(1, 7)), mode  # each run's steps once, none written over
+    assert losses["tilt"] != losses["mixture"]
+    assert not list((tmp_path / "a" / "logs").glob("events.*"))  # nothing logged beside the two runs' folders
+
+
 def test_a_forward_kl_term_keeps_auto_a_tilt(registry, tmp_path):
     train = TrainConfig(steps=4, batch_size=16, fit_samples=256, forward_weight=0.5, forward_samples=256)
     prompt = compose("pixels", ["debias:a"], tmp_path / "fwd", train=train, flow={"transforms": 1, "hidden": 8},

@@ -321,8 +321,10 @@ def _train_and_save(
             if fitted is not None and elapsed is not None:
                 fitted.seconds = elapsed  # the fit and the earlier run count in this run's time
             sampler = build_flow()
+            # mode=auto's runs log side by side (logs/tilt, logs/mixture), so the second never writes over the first's steps.
+            run_config = train if mode is None else train.model_copy(update={"log_dir": str(Path(train.log_dir or out / LOGS) / mode)})
             result = train_flow(
-                ebm, sampler, train, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state,
+                ebm, sampler, run_config, device=dev, checkpoint=out / CHECKPOINT, console=console, progress=progress, resume=state,
                 dist=dist, fitted=fitted, watch=watch if watch.active else None,
             )
             state = None  # a checkpoint resumes the first run only
@@ -410,12 +412,19 @@ def _set_aside_logs(out: Path) -> Path | None:
     return kept
 
 
+#: Settings that say where a run's logs go, not what it trains: a resumed run may change them (and mode=auto's
+#: runs each log to their own folder under the prompt's).
+LOG_SETTINGS = {"log", "log_dir"}
+
+
 def _same_settings(saved: object, train: TrainConfig) -> bool:
-    """Whether a checkpoint's settings are ``train``'s, settings added since it was written taking their defaults."""
-    if saved == train.model_dump(mode="json"):
+    """Whether a checkpoint's settings are ``train``'s (but for :data:`LOG_SETTINGS`), settings added since it was
+    written taking their defaults."""
+    ours = train.model_dump(mode="json", exclude=LOG_SETTINGS)
+    if isinstance(saved, dict) and {k: v for k, v in saved.items() if k not in LOG_SETTINGS} == ours:
         return True
     try:
-        return TrainConfig.model_validate(saved).model_dump(mode="json") == train.model_dump(mode="json")
+        return TrainConfig.model_validate(saved).model_dump(mode="json", exclude=LOG_SETTINGS) == ours
     except ValueError:  # pydantic's ValidationError and SettingsError: not settings this promptgen reads
         return False
 
