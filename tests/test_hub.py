@@ -416,6 +416,15 @@ def test_a_pushed_chain_loads_from_the_hub_without_its_local_folders(chain, hub,
     assert json.loads(sent["manifest.json"])["lineage"][1]["relative"] == "ancestors/2"
     assert json.loads(sent["ancestors/1/manifest.json"])["lineage"][0]["relative"] == "../2"
     assert "## Parent prompts" in sent["README.md"].decode()
+    # No path of the pusher's machine leaves it: each manifest names its parents by their place in the repo.
+    top = json.loads(sent["manifest.json"])
+    assert top["generator"]["spec"] == "prompt:ancestors/1" and [r["path"] for r in top["lineage"]] == ["ancestors/1", "ancestors/2"]
+    assert top["lineage"][0]["generator"] == "prompt:ancestors/2"
+    assert json.loads(sent["ancestors/1/manifest.json"])["generator"]["spec"] == "prompt:../2"
+    for name, data in sent.items():
+        if name.endswith((".json", ".md")):
+            text = data.decode()
+            assert not any(str(folder) in text or str(folder.resolve()) in text for folder in chain.values()), name
 
     expected = sample_images(load_prompt(chain["c"]), 6, seed=5)
     fill_cache(tmp_path / "hf-cache", "alice/chain", sent)

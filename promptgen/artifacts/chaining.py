@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from promptgen.artifacts.manifest import MANIFEST, PromptManifest, file_sha256, read_manifest
+from promptgen.artifacts.manifest import MANIFEST, LineageRecord, PromptManifest, file_sha256, read_manifest
 from promptgen.core.errors import ArtifactError, SpecError, inline, one_line
 from promptgen.core.options import Options, option, parse_options
 from promptgen.core.registry import Registry
@@ -164,6 +164,21 @@ def loading(folder: Path) -> Iterator[None]:
         _LOADING.reset(token)
 
 
+def places_of_parent(folder: Path, parent: LineageRecord) -> list[Path]:
+    """Where the recorded ``parent`` of the prompt in ``folder`` may be, in order: its recorded path (taken from
+    ``folder`` when it is relative, as a prompt pushed to the Hub records its bundled parents, never from the
+    working directory), then its recorded path relative to ``folder``.
+
+    >>> from promptgen.artifacts.manifest import LineageRecord
+    >>> r = LineageRecord(path="ancestors/1", relative="ancestors/1", generator="mnist", energies=[], created="", weights_sha256="0" * 64)
+    >>> [str(p) for p in places_of_parent(Path("/hub/alice"), r)]
+    ['/hub/alice/ancestors/1', '/hub/alice/ancestors/1']
+    """
+    path = Path(parent.path)
+    first = path if path.is_absolute() else Path(folder) / path
+    return [first] + ([Path(folder) / parent.relative] if parent.relative else [])
+
+
 def resolve_parent_spec(folder: Path, manifest: PromptManifest) -> str:
     """The generator spec to build for the prompt in ``folder``.
 
@@ -185,8 +200,7 @@ def resolve_parent_spec(folder: Path, manifest: PromptManifest) -> str:
     parent = manifest.lineage[0]
     if named != Path(parent.path):
         return spec  # edited by hand to name another prompt: follow the spec
-    candidates = [Path(parent.path)] + ([Path(folder) / parent.relative] if parent.relative else [])
-    found = next((c for c in candidates if (c / MANIFEST).is_file()), None)
+    found = next((c for c in places_of_parent(folder, parent) if (c / MANIFEST).is_file()), None)
     if found is None:
         raise ArtifactError(
             f"prompt {str(folder)!r} was trained on prompt {parent.path!r}, which is missing; "

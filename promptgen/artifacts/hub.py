@@ -43,7 +43,7 @@ from typing import Any
 from promptgen.artifacts import chaining
 from promptgen.artifacts.manifest import MANIFEST, PromptManifest, check_prompt, manifest_json, read_manifest
 from promptgen.core.download import cache_root
-from promptgen.core.errors import ArtifactError, PromptgenError, inline, one_line
+from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, inline, one_line
 from promptgen.core.spec import parse_spec
 
 SCHEME = "hf://"
@@ -297,8 +297,7 @@ def _check_bundled_parents(folder: Path, manifest: PromptManifest, ref: HubRef) 
         if not record_manifest.lineage:
             return
         parent = record_manifest.lineage[0]
-        candidates = [Path(parent.path)] + ([current / parent.relative] if parent.relative else [])
-        found = next((c for c in candidates if (c / MANIFEST).is_file()), None)
+        found = next((c for c in chaining.places_of_parent(current, parent) if (c / MANIFEST).is_file()), None)
         if found is None:
             raise HubError(
                 f"{ref} is a prompt trained on another prompt ({parent.generator} + {', '.join(parent.energies)}), "
@@ -357,15 +356,35 @@ def prompt_chain(folder: Path) -> list[tuple[Path, PromptManifest]]:
         current = Path(parent).expanduser()
 
 
+def _parent_spec_of(spec: str, path: str) -> bool:
+    """Whether ``spec`` is ``prompt:`` of the folder ``path`` (as compose records a chained prompt's parent)."""
+    try:
+        parsed = parse_spec(spec)
+        return parsed.name == chaining.NAME and parsed.weight is None and Path(chaining.prompt_path(parsed)) == Path(path)
+    except SpecError:
+        return False
+
+
 def _staged_manifest(manifest: PromptManifest, index: int) -> str:
-    """The manifest of the chain's ``index``-th prompt (0: the one pushed), its ancestors' relative paths made
-    those of the repo's layout (``ancestors/K/``)."""
+    """The manifest of the chain's ``index``-th prompt (0: the one pushed), its ancestors' paths made those of the
+    repo's layout (``ancestors/K/``, relative to the manifest's folder): no path of the pusher's machine is
+    uploaded, and loading finds each parent beside its child (:func:`~promptgen.artifacts.chaining.places_of_parent`)."""
+    def place(ancestor: int) -> str:
+        return f"{ANCESTORS}/{ancestor}" if index == 0 else f"../{ancestor}"
+
     lineage = []
     for k, record in enumerate(manifest.lineage, start=1):
-        ancestor = index + k
-        relative = f"{ANCESTORS}/{ancestor}" if index == 0 else f"../{ancestor}"
-        lineage.append(record.model_copy(update={"relative": relative}))
-    return manifest_json(manifest.model_copy(update={"lineage": lineage}))
+        update = {"relative": place(index + k), "path": place(index + k)}
+        if k < len(manifest.lineage) and _parent_spec_of(record.generator, manifest.lineage[k].path):
+            update["generator"] = chaining.prompt_spec(Path(place(index + k + 1)))
+        lineage.append(record.model_copy(update=update))
+    generator = manifest.generator
+    if lineage:  # the spec that builds the parent, and the name the parent prompt gave itself
+        here = chaining.prompt_spec(Path(lineage[0].path))
+        for key in ("spec", "name"):
+            if _parent_spec_of(getattr(generator, key), manifest.lineage[0].path):
+                generator = generator.model_copy(update={key: here})
+    return manifest_json(manifest.model_copy(update={"lineage": lineage, "generator": generator}))
 
 
 def _stage(chain: list[tuple[Path, PromptManifest]], staging: Path) -> list[str]:
