@@ -51,4 +51,4 @@ wrong = sorted(n for n, o in origin.items() if n.startswith("promptgen") and o.p
 if wrong or not wanted <= set(origin):
     sys.exit(f"not installed from {wheelhouse}: {', '.join(wrong or sorted(wanted - set(origin)))}")
 EOF
-python -m pytest "$@"
+python -m pytest --durations=25 "$@"

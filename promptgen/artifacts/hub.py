@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Any
 
 from promptgen.artifacts import chaining
-from promptgen.artifacts.manifest import MANIFEST, PromptManifest, check_prompt, manifest_json, read_manifest
+from promptgen.artifacts.manifest import MANIFEST, PREVIEW, PromptManifest, check_prompt, manifest_json, read_manifest
 from promptgen.core.download import cache_root
 from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, inline, one_line
 from promptgen.core.spec import parse_spec
@@ -49,7 +49,6 @@ from promptgen.core.spec import parse_spec
 SCHEME = "hf://"
 INSTALL = "pip install huggingface_hub"
 ANCESTORS = "ancestors"
-PREVIEW = "samples.png"
 CARD = "README.md"
 #: What loading a prompt reads from its repository: manifests and weights, its own and its ancestors'.
 LOAD_PATTERNS = [MANIFEST, "*.safetensors", f"{ANCESTORS}/*/{MANIFEST}"]

@@ -50,6 +50,8 @@ from promptgen.training.watch import Reading
 FORMAT = "promptgen-prompt"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: The sample grid compose writes beside the manifest (``--preview N`` samples; none at 0).
+PREVIEW = "samples.png"
 WEIGHTS = "flow.safetensors"
 # Far above any manifest promptgen writes (a long training history is a few MB);
 # a bigger "manifest" is not one, and reading it whole could exhaust memory.

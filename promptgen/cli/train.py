@@ -132,10 +132,12 @@ def compose(
     )
     if not from_env().main:
         return
+    from promptgen.artifacts.manifest import PREVIEW
+
     t = prompt.manifest.training
     out_console.print(
         f"[green]✓[/green] prompt saved to [bold]{prompt.path}[/bold] "
-        f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / 'samples.png'}"
+        f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / PREVIEW}"
     )
     if t.kept_step is not None:
         out_console.print(

@@ -16,6 +16,7 @@ from rich.markup import escape
 from promptgen.artifacts.chaining import kept_energies, normalise_generator_spec
 from promptgen.artifacts.manifest import (
     MANIFEST,
+    PREVIEW,
     WEIGHTS,
     ConditionRecord,
     GeneratorRecord,
@@ -63,7 +64,6 @@ from promptgen.training.tracking import LOGS
 from promptgen.training.trainer import TrainConfig, energy_states, load_energy_states, mixture_for, prefit, train_flow
 
 #: The preview compose writes beside the prompt (``preview`` images).
-PREVIEW = "samples.png"
 
 
 def compose(
