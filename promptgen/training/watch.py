@@ -182,7 +182,7 @@ def junk_rise_bound(base: float, prompt: float, n: int) -> float:
     (the two rates treated as independent, which overstates the noise of a paired reading: the safe side).
 
     >>> round(junk_rise_bound(0.033, 0.051, 2000), 4), round(junk_rise_bound(0.085, 0.072, 2000), 4)
-    (0.0284, -0.0027)
+    (0.0284, 0.001)
     """
     se = math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
     return prompt - base + CONFIRM_Z * se
