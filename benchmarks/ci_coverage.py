@@ -11,7 +11,12 @@ independent 5,000-sample figure only about 90 % of the time (the difference has 
 variance), so ``expected_coverage`` is printed beside the counts; and, for the shares and KL, the coverage of the
 figure of all samples pooled (5,000 + 20 × 2,000), a closer stand-in for the truth.
 
-    python benchmarks/ci_coverage.py [--prompt PATH] [--data ../shared/data/mnist] [--steps 800] [--out runs/bench-ci-coverage]
+With ``--nested``, each repeat's reference is instead the 5,000-sample figure *at the same seed*, as `promptgen eval
+-n 5000` and `promptgen report -n 2000` of one prompt give it by default: eval and report draw the same noise, batch
+by batch, so the report's 2,000 samples are the first 2,000 of the eval's. Then an exact 95 % interval covers the
+5,000-sample figure about 98.9 % of the time (the difference has 1 − 2000/5000 times the variance).
+
+    python benchmarks/ci_coverage.py [--prompt PATH] [--data ../shared/data/mnist] [--steps 800] [--out runs/bench-ci-coverage] [--nested]
 
 Prints one JSON object.
 """
@@ -88,6 +93,8 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--progress", type=Path, help="append each report's JSON here as it is made (the reference first)")
+    ap.add_argument("--nested", action="store_true", help="each repeat against the reference-n figure at its own seed (eval and report's case)")
+    ap.add_argument("--no-data", action="store_true", help="no Fréchet distances (faster)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     prompt = args.prompt
@@ -96,13 +103,15 @@ def main() -> None:
         if not (prompt / "manifest.json").is_file():
             compose("mnist", [args.spec], prompt, train=TrainConfig(seed=0, steps=args.steps), overwrite=True, progress=False, preview=64)
     train_seconds = time.perf_counter() - t0
-    data = args.data if args.data.exists() else None
+    data = args.data if args.data.exists() and not args.no_data else None
 
     reference = evaluate_prompt(prompt, n=args.reference_n, seed=1000, data=data).report
     truth = figures(reference)
-    repeats = []
+    repeats, references = [], []
     for seed in range(1, args.repeats + 1):
         repeats.append(evaluate_prompt(prompt, n=args.n, seed=seed, data=data).report)
+        if args.nested:
+            references.append(figures(evaluate_prompt(prompt, n=args.reference_n, seed=seed, data=data).report))
         if args.progress is not None:  # each repeat's report as it comes, so a long run can be read before it ends
             with args.progress.open("a", encoding="utf-8") as f:
                 f.write((reference if seed == 1 else repeats[-1]).model_dump_json() + "\n")
@@ -113,8 +122,12 @@ def main() -> None:
     rows = {}
     for name, (value, _) in truth.items():
         seen = [figures(r).get(name) for r in repeats]
-        intervals = [s[1] for s in seen if s is not None and s[1] is not None]
-        covered = sum(lo <= value <= hi for lo, hi in intervals)
+        if args.nested:  # each interval against the figure of its own seed's 5,000 samples
+            pairs = [(s[1], ref[name][0]) for s, ref in zip(seen, references) if s is not None and s[1] is not None and name in ref]
+        else:
+            pairs = [(s[1], value) for s in seen if s is not None and s[1] is not None]
+        intervals = [ci for ci, _ in pairs]
+        covered = sum(lo <= v <= hi for (lo, hi), v in pairs)
         row: dict[str, object] = {
             "kind": kind(name), "reference": round(value, 6), "covered": covered, "of": len(intervals),
             "mean_width": round(sum(hi - lo for lo, hi in intervals) / max(len(intervals), 1), 6),
@@ -137,9 +150,9 @@ def main() -> None:
                 by_kind[k]["coverage_pooled"] = round(
                     sum(int(r["covered_pooled"]) for r in pooled_rows) / sum(int(r["of"]) for r in pooled_rows), 4  # type: ignore[call-overload]
                 )
-    ratio = args.n / args.reference_n
+    ratio = (-1 if args.nested else 1) * args.n / args.reference_n
     print(json.dumps({
-        "benchmark": "ci_coverage", "prompt": str(prompt), "generator": reference.generator,
+        "benchmark": "ci_coverage", "nested": args.nested, "prompt": str(prompt), "generator": reference.generator,
         "energies": [e.spec for e in reference.energies], "reference_n": args.reference_n, "n": args.n, "repeats": args.repeats,
         "intervals": reference.intervals.model_dump() if reference.intervals else None,
         "expected_coverage": round(math.erf(1.959964 / math.sqrt(1 + ratio) / math.sqrt(2)), 4),
