@@ -200,7 +200,7 @@ def verdict(reading: Reading) -> tuple[bool, list[str]]:
     unsure = []
     if reading.junk_unconfirmed:
         assert reading.junk is not None and reading.base_junk is not None
-        allowed = reading.base_junk + (JUNK_MARGIN if reading.junk_margin is None else reading.junk_margin)
+        allowed = reading.base_junk + reading.allowed_rise
         could = reading.base_junk + junk_rise_bound(reading.base_junk, reading.junk, reading.n)
         unsure.append(f"junk {reading.junk:.1%} is under the allowed {allowed:.1%} by less than the noise of {reading.n} samples (it could be {could:.1%})")
     for t in reading.targets:

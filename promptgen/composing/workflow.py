@@ -63,8 +63,6 @@ from promptgen.training.flow import CouplingFlow, FlowConfig
 from promptgen.training.tracking import LOGS
 from promptgen.training.trainer import TrainConfig, energy_states, load_energy_states, mixture_for, prefit, train_flow
 
-#: The preview compose writes beside the prompt (``preview`` images).
-
 
 def compose(
     generator: str | None,

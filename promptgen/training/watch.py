@@ -132,13 +132,17 @@ class Reading(BaseModel):
         return not self.healthy
 
     @property
+    def allowed_rise(self) -> float:
+        """How far the junk may rise over the generator's: the reading's margin, else :data:`JUNK_MARGIN`."""
+        return JUNK_MARGIN if self.junk_margin is None else self.junk_margin
+
+    @property
     def junk_unconfirmed(self) -> bool:
         """The junk stayed within the margin, but by less than the noise of ``n`` samples: its rise over the
         generator's, bounded one-sided at 95 % (:func:`junk_rise_bound`), passes the margin."""
         if not self.healthy or self.junk is None or self.base_junk is None:
             return False
-        margin = JUNK_MARGIN if self.junk_margin is None else self.junk_margin
-        return junk_rise_bound(self.base_junk, self.junk, self.n) > margin
+        return junk_rise_bound(self.base_junk, self.junk, self.n) > self.allowed_rise
 
     def describe_junk(self) -> str:
         if self.junk is None or self.base_junk is None:
@@ -184,8 +188,12 @@ def junk_rise_bound(base: float, prompt: float, n: int) -> float:
     >>> round(junk_rise_bound(0.033, 0.051, 2000), 4), round(junk_rise_bound(0.085, 0.072, 2000), 4)
     (0.0284, 0.001)
     """
-    se = math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
-    return prompt - base + CONFIRM_Z * se
+    return prompt - base + CONFIRM_Z * _rise_se(base, prompt, n)
+
+
+def _rise_se(base: float, prompt: float, n: int) -> float:
+    """The standard error of the difference of two junk rates of ``n`` samples each, taken as independent."""
+    return math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
 
 
 def junk_margin(base: float, prompt: float, n: int, least: float = JUNK_MARGIN) -> float:
@@ -196,8 +204,7 @@ def junk_margin(base: float, prompt: float, n: int, least: float = JUNK_MARGIN) 
     >>> junk_margin(0.01, 0.02, 5000), round(junk_margin(0.1, 0.12, 200), 3)
     (0.02, 0.063)
     """
-    se = math.sqrt((base * (1 - base) + prompt * (1 - prompt)) / max(n, 1))
-    return max(least, 2 * se)
+    return max(least, 2 * _rise_se(base, prompt, n))
 
 
 def stratified_classes(weights: list[float], n: int) -> Tensor:
