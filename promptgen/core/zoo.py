@@ -62,13 +62,19 @@ ZOO: tuple[Distribution, ...] = (
         "promptgen-plugin-biggan", "plugins/promptgen-plugin-biggan",
         generators=("biggan", "biggan-deep-128", "biggan-deep-256", "biggan-deep-512"),
     ),
+    Distribution(
+        "promptgen-plugin-diffusers", "plugins/promptgen-plugin-diffusers",
+        generators=("diffusers", "ddpm-cifar10-32", "ddpm-celebahq-256", "ddpm-ema-celebahq-256", "ddpm-church-256",
+                    "ddpm-ema-church-256", "ddpm-bedroom-256", "ddpm-ema-bedroom-256", "ddpm-cat-256", "ddpm-ema-cat-256"),
+    ),
     Distribution("promptgen-plugin-clip", "plugins/promptgen-plugin-clip", energies=("clip",)),
     Distribution("promptgen-plugin-deca", "plugins/promptgen-plugin-deca", energies=("deca-pose",)),
     Distribution("promptgen-plugin-arcface", "plugins/promptgen-plugin-arcface", energies=("arcface-id",)),
     Distribution("promptgen-plugin-fairface", "plugins/promptgen-plugin-fairface", classifiers=("fairface",)),
     Distribution(
         "promptgen-plugin-digit-panel", "plugins/promptgen-plugin-digit-panel",
-        generators=("panel-mlp-gan", "panel-wgan-gp", "panel-vae", "panel-biased-gan", "panel-class-latent"), shipped=False,
+        generators=("panel-mlp-gan", "panel-wgan-gp", "panel-vae", "panel-biased-gan", "panel-class-latent", "panel-diffusion"),
+        shipped=False,
     ),
     Distribution(
         "promptgen-plugin-foreign-digits", "plugins/promptgen-plugin-foreign-digits",

@@ -1,0 +1,136 @@
+"""Issue 27 targets at 256: one training step through a diffusers DDPM's DDIM, with random weights.
+
+The UNet has the configuration of Google's published 256-pixel DDPMs (``google/ddpm-celebahq-256``,
+``-church-256``, ``-cat-256``, ``-bedroom-256``: 128-128-256-256-512-512 channels, two ResNet blocks per
+level, attention at 16×16; 114 M parameters) and random weights, saved and loaded through
+promptgen-plugin-diffusers like a downloaded pipeline. A training step is what compose runs: the flow (affine
+couplings, promptgen's default) on the controlled latent (``latent=auto``: the means of x_T's 8×8 squares,
+3×32×32), x_T, the DDIM's training steps with gradients, a cheap stand-in energy, backward through all of it,
+and the Adam update. Cases: batch 1 and 4, with and without activation checkpointing; and the flow's own
+forward, backward and update timed alone, as a share of the step.
+
+Each case runs in a fresh process so its peak resident memory is its own; a case whose process fails (killed
+for memory, say) prints a JSON object with its ``error``.
+
+    python benchmarks/diffusion_speed.py [--steps 5] [--batches 1 4] [--repeats 1] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+#: Google's 256-pixel DDPM UNet (the hub's unet/config.json of google/ddpm-celebahq-256 and its siblings).
+PUBLISHED_256 = {
+    "sample_size": 256, "in_channels": 3, "out_channels": 3, "layers_per_block": 2,
+    "block_out_channels": (128, 128, 256, 256, 512, 512),
+    "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    "attention_head_dim": None, "norm_num_groups": 32, "norm_eps": 1e-6, "downsample_padding": 0,
+    "flip_sin_to_cos": False, "freq_shift": 1, "center_input_sample": False, "time_embedding_type": "positional",
+    "act_fn": "silu", "mid_block_scale_factor": 1,
+}  # fmt: skip
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_published(folder: Path) -> Path:
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(**PUBLISHED_256)
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=True)).save_pretrained(folder)
+    return folder
+
+
+def case(batch: int, checkpointing: bool, steps: int, repeats: int) -> dict:
+    from promptgen.core.registry import get_registry
+    from promptgen.training.flow import CouplingFlow, FlowConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_published(Path(tmp) / "ddpm-256")
+        base = rss_mb()
+        bound = get_registry().build_generator(f"diffusers:path={folder},steps={steps},checkpointing={str(checkpointing).lower()}")
+    g = bound.inner
+    d = bound.controlled_size
+    flow = CouplingFlow(FlowConfig(features=d))
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
+    params = sum(p.numel() for p in g.module.unet.parameters())
+
+    def full_step() -> None:
+        eps = torch.randn(batch, d)
+        z, log_det = flow(eps)
+        noise = {"noise_seed": torch.randn(batch, 1)}
+        x = g.decode(z, noise)
+        energy = (x.mean(dim=(1, 2, 3)) - 0.3).square()  # cheap stand-in: the cost is the DDIM's
+        loss = (0.5 * z.square().sum(1) + 30 * energy - log_det).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    cot = torch.randn(batch, d)
+
+    def flow_step() -> None:
+        z, log_det = flow(torch.randn(batch, d))
+        loss = (z * cot).sum() - log_det.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        full_step()
+        times.append(time.perf_counter() - t)
+    own = []
+    for _ in range(5):
+        t = time.perf_counter()
+        flow_step()
+        own.append(time.perf_counter() - t)
+    step, flow_seconds = min(times), min(own)
+    return {
+        "case": "training step", "config": "google/ddpm-*-256 UNet, random weights", "unet_parameters_millions": round(params / 1e6, 1),
+        "batch": batch, "checkpointing": checkpointing, "ddim_steps": steps, "controlled": list(g.latent_shape), "flow_features": d,
+        "step_seconds": round(step, 2), "flow_seconds": round(flow_seconds, 4), "flow_share_percent": round(100 * flow_seconds / step, 3),
+        "baseline_rss_mb": round(base), "peak_rss_mb": round(rss_mb()), "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5, help="DDIM steps with gradients (the paper's 5)")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--child", nargs=2, metavar=("BATCH", "CHECKPOINTING"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        print(json.dumps(case(int(args.child[0]), args.child[1] == "1", args.steps, args.repeats)), flush=True)
+        return
+    for batch in args.batches:
+        for checkpointing in (True, False):
+            cmd = [sys.executable, __file__, "--child", str(batch), "1" if checkpointing else "0", "--steps", str(args.steps),
+                   "--repeats", str(args.repeats), "--threads", str(args.threads)]
+            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if r.returncode == 0 and r.stdout.strip():
+                print(r.stdout.strip().splitlines()[-1], flush=True)
+                continue
+            why = f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)" if r.returncode < 0 else f"exit status {r.returncode}"
+            print(json.dumps({"case": "training step", "batch": batch, "checkpointing": checkpointing, "error": why,
+                              "stderr_tail": r.stderr.strip().splitlines()[-3:]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
