@@ -30,7 +30,7 @@ def test_the_panel_is_found_through_its_entry_point():
     assert entry.name == "digit_panel" and entry.value == "promptgen_plugin_digit_panel"
     (record,) = [p for p in get_registry().plugins if p.distribution == "promptgen-plugin-digit-panel"]
     assert record.error is None
-    assert sorted(record.generators) == sorted(f"panel-{name}" for name in PANEL)
+    assert sorted(record.generators) == sorted([*(f"panel-{name}" for name in PANEL), "panel-diffusion"])
     # Only the benchmarks' and tests' generators: no classifier, no energy, and the default stays the built-in one.
     assert record.classifiers == [] and record.energies == []
     # The core's digit evaluator judges them (its features and realism check in `promptgen eval`).
@@ -49,6 +49,24 @@ def test_each_generator_draws_digits_from_its_own_latent(name):
     assert a.shape == (6, 1, 28, 28) and torch.equal(a, b)
     assert float(a.min()) >= 0 and float(a.max()) <= 1
     # Strokes on a dark ground, different for different latents.
+    assert 0.02 < float(a.mean()) < 0.5 and float((a[0] - a[1]).abs().mean()) > 0.01
+
+
+def test_the_diffusion_model_is_a_diffusers_pipeline_sampled_by_ddim():
+    from promptgen_plugin_digit_panel import DIFFUSION_SAMPLE_STEPS, DIFFUSION_STEPS
+    from promptgen_plugin_digit_panel.training import WEIGHTS_DIR
+
+    folder = WEIGHTS_DIR / "diffusion"
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["unet"] == ["diffusers", "UNet2DModel"] and (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    gen = build_generator("panel-diffusion:sample_steps=6")
+    assert gen.latent_shape == (1, 28, 28) and gen.info.channels == 1 and gen.info.resolution == (28, 28)
+    assert (gen.module.steps, build_generator("panel-diffusion").module.sample_steps) == (DIFFUSION_STEPS, DIFFUSION_SAMPLE_STEPS)
+    z = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = gen.decode(z), gen.decode(z)
+    assert a.shape == (6, 1, 28, 28) and torch.equal(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
     assert 0.02 < float(a.mean()) < 0.5 and float((a[0] - a[1]).abs().mean()) > 0.01
 
 
@@ -83,9 +101,11 @@ def test_the_training_scripts_read_no_labels(tmp_path):
     )
     assert panel.returncode == 0, panel.stderr
     rows = [json.loads(line) for line in panel.stdout.splitlines()]
-    assert [r["name"] for r in rows] == list(RECIPES)
+    assert [r["name"] for r in rows] == [*RECIPES, "diffusion"]
     for name in RECIPES:
         assert (out / f"{name}.safetensors").is_file()
+    # The diffusion model is a diffusers folder the diffusers plugin reads like any downloaded pipeline.
+    assert get_registry().build_generator(f"diffusers:path={out / 'diffusion'},sample_steps=2").latent_shape == (1, 28, 28)
     builtin = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_builtin.py"), "generator", "--data", str(data), "--out", str(out),
          "--steps", "2"],

@@ -55,9 +55,54 @@ def _build(name: str, spec: plugin.Spec, options: plugin.NoOptions, registry: pl
     return plugin.ModuleGenerator(load_pretrained_module(build_network(name), path), (latent,), info)
 
 
+#: The diffusion model's DDIM step counts: trained through few, sampled with more
+#: (docs/benchmarks.md, issue 27: the share a prompt reaches at each).
+DIFFUSION_STEPS, DIFFUSION_SAMPLE_STEPS = 4, 20
+DIFFUSION_SUMMARY = "DDPM, a diffusers UNet2DModel (267k parameters) sampled by a deterministic DDIM from x_T (1×28×28)"
+
+try:  # the options live with the plugin that samples pipelines; without it the entry says what to install
+    from promptgen_plugin_diffusers import PipelineOptions
+
+    class DiffusionOptions(PipelineOptions):
+        """The panel diffusion model's options: those of any diffusers pipeline, with the digit model's step counts."""
+
+        steps: int = plugin.option(DIFFUSION_STEPS, ge=1, le=1000, help="DDIM steps while a prompt trains (gradients flow through each)", example="4")
+        sample_steps: int = plugin.option(DIFFUSION_SAMPLE_STEPS, ge=1, le=1000, help="DDIM steps when sampling, evaluating and judging", example="50")
+        checkpointing: bool = plugin.option(
+            False, help="recompute each DDIM step's activations in the backward pass (off: at 28×28 memory is no issue, and it costs 50 % more time)"
+        )
+
+    _diffusion_options: type[plugin.Options] = DiffusionOptions
+except ImportError:
+    _diffusion_options = plugin.NoOptions
+
+
+def _build_diffusion(spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry) -> plugin.Generator:
+    from .diffusion import FOLDER
+    from .training import WEIGHTS_DIR
+
+    try:
+        from promptgen_plugin_diffusers import build_from_folder
+    except ImportError:
+        raise plugin.PromptgenError(
+            "panel-diffusion is sampled through promptgen-plugin-diffusers, which is not installed; "
+            "pip install ./plugins/promptgen-plugin-diffusers (or promptgen-plugin-digit-panel[diffusion])"
+        ) from None
+    folder = WEIGHTS_DIR / FOLDER
+    if not (folder / "model_index.json").is_file():
+        raise plugin.PromptgenError(
+            f"the panel's diffusion model {str(folder)!r} is missing; reinstall promptgen-plugin-digit-panel "
+            "or retrain with `python plugins/promptgen-plugin-digit-panel/scripts/train_panel.py diffusion --data ../shared/data/mnist`"
+        )
+    info = plugin.GeneratorInfo(name="panel-diffusion", resolution=(28, 28), channels=1, licence=LICENCE,
+                                source="promptgen-plugin-digit-panel package data; retrain with its scripts/train_panel.py",
+                                description=DIFFUSION_SUMMARY)
+    return build_from_folder(folder, options, info, spec.format())
+
+
 @plugin.hookimpl
 def promptgen_generators() -> list[plugin.GeneratorEntry]:
-    return [
+    entries = [
         plugin.GeneratorEntry(
             f"panel-{name}",
             partial(_build, name),
@@ -67,3 +112,14 @@ def promptgen_generators() -> list[plugin.GeneratorEntry]:
         )
         for name, (latent, description) in PANEL.items()
     ]
+    entries.append(
+        plugin.GeneratorEntry(
+            "panel-diffusion",
+            _build_diffusion,
+            summary=f"panel (benchmarks, tests): {DIFFUSION_SUMMARY}; needs promptgen-plugin-diffusers",
+            options=_diffusion_options,
+            example=f"panel-diffusion:steps={DIFFUSION_STEPS},sample_steps={DIFFUSION_SAMPLE_STEPS}",
+            judges=("mnist-digit-evaluator",),
+        )
+    )
+    return entries
