@@ -51,7 +51,7 @@ def _class_of(entry: Any) -> str | None:
 def check_folder(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the UNet's config, the scheduler's config) of a pipeline folder, or one line saying what is wrong."""
     if not folder.is_dir():
-        raise PipelineError(f"{str(folder)!r} is not a folder; give a folder saved by a diffusers pipeline's save_pretrained")
+        raise PipelineError(f"{str(folder)!r} is not a folder; give path= a folder saved by a diffusers pipeline's save_pretrained, or repo= a hub id")
     index = _json(folder / "model_index.json", "not a diffusers pipeline folder (save one with pipeline.save_pretrained(DIR))")
     unet_class, scheduler_class = _class_of(index.get("unet")), _class_of(index.get("scheduler"))
     if unet_class is None:
