@@ -23,10 +23,10 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from timing import best_of
 
 #: Google's 256-pixel DDPM UNet (the hub's unet/config.json of google/ddpm-celebahq-256 and its siblings).
 PUBLISHED_256 = {
@@ -87,17 +87,7 @@ def case(batch: int, checkpointing: bool, steps: int, repeats: int) -> dict:
         loss.backward()
         opt.step()
 
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        full_step()
-        times.append(time.perf_counter() - t)
-    own = []
-    for _ in range(5):
-        t = time.perf_counter()
-        flow_step()
-        own.append(time.perf_counter() - t)
-    step, flow_seconds = min(times), min(own)
+    step, flow_seconds = best_of(full_step, repeats), best_of(flow_step, 5)
     return {
         "case": "training step", "config": "google/ddpm-*-256 UNet, random weights", "unet_parameters_millions": round(params / 1e6, 1),
         "batch": batch, "checkpointing": checkpointing, "ddim_steps": steps, "controlled": list(g.latent_shape), "flow_features": d,
