@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from promptgen.builtin.mnist.train_common import ProgressFactory
+from promptgen.builtin.mnist.training import ProgressFactory
 
 #: The UNet's configuration (diffusers ``UNet2DModel`` keyword arguments).
 UNET_CONFIG: dict[str, Any] = {
@@ -50,7 +50,7 @@ def train_diffusion(images: torch.Tensor, steps: int, progress: ProgressFactory 
     weights, a summary). Adam with a linear warm-up of 200 steps and cosine decay; the EMA is what ships."""
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-    from promptgen.builtin.mnist.train_common import _NullProgress
+    from promptgen.builtin.mnist.training import _NullProgress
 
     unet = UNet2DModel(**UNET_CONFIG)
     scheduler = DDPMScheduler(**SCHEDULER_CONFIG)
