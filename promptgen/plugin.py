@@ -74,6 +74,7 @@ from promptgen.core.protocols import (
     HasLatentParts,
     HasNoise,
 )
+from promptgen.core.published import Published, local_file, zoo_entries
 from promptgen.core.registry import Registry
 from promptgen.core.spec import Arg, Spec, parse_spec
 from promptgen.core.weights import WeightsFileError, check_state_dict, load_torch_file
@@ -120,6 +121,7 @@ __all__ = [
     "Options",
     "PickleBudgetError",
     "PromptgenError",
+    "Published",
     "Registry",
     "RemoteFile",
     "Settling",
@@ -141,6 +143,7 @@ __all__ = [
     "fetch",
     "hookimpl",
     "load_torch_file",
+    "local_file",
     "one_line",
     "option",
     "option_names",
@@ -150,4 +153,5 @@ __all__ = [
     "split_latent",
     "tensor_problem",
     "unknown_name",
+    "zoo_entries",
 ]

@@ -259,3 +259,69 @@ def test_promptgen_offline_refuses_to_download_but_serves_the_cache(server, home
     path = fetch(remote, subdir="toy", progress=False)
     monkeypatch.setenv("PROMPTGEN_OFFLINE", "yes")
     assert fetch(remote, subdir="toy", progress=False) == path and server.hits == ["/w.pt"]
+
+
+# plugin.local_file and plugin.zoo_entries: the zoo helpers every generator plugin uses.
+
+
+def test_local_file_path_then_cache_then_download(server, home, tmp_path):
+    from promptgen.plugin import Published, local_file, parse_spec
+
+    spec = parse_spec("toygan-ffhq")
+    published = Published("weights.pt", url=server.serve("w.pt", BODY, length=len(BODY)), sha256=SHA)
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"x")
+    assert local_file(published, path=str(mine), subdir="toy", spec=spec, what="a toy .pt", progress=False) == mine
+    assert server.hits == []  # path= wins, without the network
+    got = local_file(published, path=None, subdir="toy", spec=spec, what="a toy .pt", progress=False)
+    assert got == home / "toy" / "weights.pt" and got.read_bytes() == BODY
+    assert server.hits == ["/w.pt"]
+
+
+def test_local_file_errors_are_one_line_and_say_what_to_do(home, tmp_path):
+    from promptgen.plugin import Published, SpecError, local_file, parse_spec
+
+    spec = parse_spec("toygan-ffhq")
+    with pytest.raises(SpecError) as e:
+        local_file(None, path=None, subdir="toy", spec=spec, what="a toy .pt", progress=False)
+    assert "give a toy .pt with path=" in one_line(e)
+    with pytest.raises(SpecError) as e:
+        local_file(None, path=str(tmp_path), subdir="toy", spec=spec, what="a toy .pt", progress=False)
+    assert "is a folder, not a file; give a toy .pt" in one_line(e)
+    by_hand = Published("weights.pt", page="https://example.org/drive")
+    with pytest.raises(DownloadError) as e:
+        local_file(by_hand, path=None, subdir="toy", spec=spec, what="a toy .pt", progress=False)
+    text = one_line(e)
+    assert "by hand from https://example.org/drive" in text and str(home / "toy" / "weights.pt") in text
+    (home / "toy").mkdir(parents=True)
+    (home / "toy" / "weights.pt").write_bytes(b"y")
+    assert (
+        local_file(by_hand, path=None, subdir="toy", spec=spec, what="a toy .pt", progress=False).read_bytes() == b"y"
+    )
+
+
+def test_zoo_entries_build_each_named_model():
+    from dataclasses import dataclass
+
+    from promptgen.plugin import NoOptions, Registry, parse_spec, zoo_entries
+
+    @dataclass(frozen=True)
+    class Model:
+        name: str
+        size: int
+
+    built = []
+    models = {m.name: m for m in [Model("toy-a", 1), Model("toy-b", 2)]}
+    entries = zoo_entries(
+        models,
+        lambda spec, options, registry, model: built.append((spec.name, model.size)),
+        options=NoOptions,
+        summary=lambda m: f"toy of size {m.size}",
+        example=lambda m: f"{m.name}:x=1",
+    )
+    assert [(e.name, e.summary, e.example) for e in entries] == [
+        ("toy-a", "toy of size 1", "toy-a:x=1"),
+        ("toy-b", "toy of size 2", "toy-b:x=1"),
+    ]
+    entries[1].build(parse_spec("toy-b"), NoOptions(), Registry())
+    assert built == [("toy-b", 2)]
