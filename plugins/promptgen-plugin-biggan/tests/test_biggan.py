@@ -215,7 +215,8 @@ def test_the_zoo_names_the_official_files():
 
     assert set(MODELS) == set(PRETRAINED_MODEL_ARCHIVE_MAP)
     for name, m in MODELS.items():
-        assert m.weights_url == PRETRAINED_MODEL_ARCHIVE_MAP[name] and m.config_url == PRETRAINED_CONFIG_ARCHIVE_MAP[name]
+        assert m.weights.url == PRETRAINED_MODEL_ARCHIVE_MAP[name]
+        assert m.config.url == PRETRAINED_CONFIG_ARCHIVE_MAP[name]
         assert "Apache-2.0" in m.licence and m.resolution == int(name.rsplit("-", 1)[1])
 
 

@@ -39,6 +39,12 @@ def closed_port():
     return port
 
 
+def ffhq_at(url):
+    """stylegan2-ffhq with its checkpoint published at ``url``."""
+    m = zoo.MODELS["stylegan2-ffhq"]
+    return dataclasses.replace(m, weights=dataclasses.replace(m.weights, url=url))
+
+
 def build(spec):
     return get_registry().build_generator(spec)
 
@@ -126,7 +132,7 @@ def test_bad_options_get_one_line(tmp_path, option, words):
 
 
 def test_a_named_model_loads_from_the_cache_without_network(home, monkeypatch, closed_port):
-    monkeypatch.setitem(zoo.MODELS, "stylegan2-ffhq", dataclasses.replace(zoo.MODELS["stylegan2-ffhq"], url=f"http://127.0.0.1:{closed_port}/ffhq.pkl"))
+    monkeypatch.setitem(zoo.MODELS, "stylegan2-ffhq", ffhq_at(f"http://127.0.0.1:{closed_port}/ffhq.pkl"))
     g = random_generator(7)
     target = cache_root() / "stylegan2" / zoo.MODELS["stylegan2-ffhq"].filename
     target.parent.mkdir(parents=True)
@@ -140,7 +146,7 @@ def test_a_named_model_loads_from_the_cache_without_network(home, monkeypatch, c
 
 def test_offline_names_the_url_and_where_to_put_the_file(home, monkeypatch, closed_port):
     url = f"http://127.0.0.1:{closed_port}/ffhq.pkl"
-    monkeypatch.setitem(zoo.MODELS, "stylegan2-ffhq", dataclasses.replace(zoo.MODELS["stylegan2-ffhq"], url=url))
+    monkeypatch.setitem(zoo.MODELS, "stylegan2-ffhq", ffhq_at(url))
     target = home / "stylegan2" / zoo.MODELS["stylegan2-ffhq"].filename
     line = one_line_error(run("compose", "--gen", "stylegan2-ffhq", "--energy", "classifier:digit=3", "--out", home / "out"), url, str(target), "path=")
     assert "refused" in line or "connect" in line

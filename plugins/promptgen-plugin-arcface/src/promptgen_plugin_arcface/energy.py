@@ -25,8 +25,6 @@ before training.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -108,22 +106,7 @@ class ArcFaceIdEnergy(plugin.EnergyBase):
         return 0.0
 
 
-def weights_path(options: ArcFaceOptions, spec: plugin.Spec) -> Path:
-    """``path=`` if given (it must be a file), else the cached ``model_ir_se50.pth``; never downloads."""
-    if options.path is not None:
-        given = Path(options.path).expanduser()
-        if not given.is_file():
-            raise plugin.SpecError(f"{spec.format()!r}: path={options.path!r} is not a file; give {IR_SE50.filename}")
-        return given
-    target = plugin.cache_root() / CACHE_SUBDIR / IR_SE50.filename
-    if target.is_file():
-        return target
-    raise plugin.DownloadError(
-        f"{IR_SE50.filename} has no direct download link: download it by hand from {IR_SE50.pages[0]} "
-        f"(TreB1eN's README; or {IR_SE50.pages[2]}), put it at {target}, or pass path="
-    )
-
-
 def build_energy(spec: plugin.Spec, options: ArcFaceOptions, registry: plugin.Registry) -> ArcFaceIdEnergy:
-    net = load_network(weights_path(options, spec))
+    path = plugin.local_file(IR_SE50.weights, path=options.path, subdir=CACHE_SUBDIR, spec=spec, what=IR_SE50.filename)
+    net = load_network(path)
     return ArcFaceIdEnergy(net, options.crop, label=spec.with_weight(None).format())

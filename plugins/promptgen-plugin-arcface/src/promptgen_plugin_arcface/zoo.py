@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promptgen import plugin
+
 CACHE_SUBDIR = "arcface"
 
 
@@ -22,24 +24,27 @@ class ZooModel:
     """The published IR-SE50: its name in the cache, where a person downloads it, and its terms."""
 
     name: str
-    filename: str
+    weights: plugin.Published
     description: str
-    pages: tuple[str, ...]
     licence: str
     source: str
-    sha256: str | None = None
-    size: int | None = None
+
+    @property
+    def filename(self) -> str:
+        """The weights' name in the cache."""
+        return self.weights.filename
 
 
 IR_SE50 = ZooModel(
     name="ir-se50",
-    filename="model_ir_se50.pth",
-    description="ArcFace IR-SE50 (TreB1eN/InsightFace_Pytorch), 512-d face embeddings of 112×112 aligned faces; LFW 99.52 % (its README)",
-    pages=(
-        "https://1drv.ms/u/s!AhMqVPD44cDOhkPsOU2S_HFpY9dC",  # TreB1eN's README: IR-SE50 @ OneDrive
-        "https://pan.baidu.com/s/12BUjjwy1uUTEF9HCx5qvoQ",  # TreB1eN's README: IR-SE50 @ BaiduNetdisk
-        "https://www.dropbox.com/s/qg7co4azsv5sacm/model_ir_se50.pth",  # the PromptGen README's copy (StyleCLIP's Colab)
+    weights=plugin.Published(
+        "model_ir_se50.pth",
+        # TreB1eN's README: IR-SE50 @ OneDrive (or @ BaiduNetdisk: https://pan.baidu.com/s/12BUjjwy1uUTEF9HCx5qvoQ);
+        # the Dropbox copy is the PromptGen README's (StyleCLIP's Colab).
+        page="https://1drv.ms/u/s!AhMqVPD44cDOhkPsOU2S_HFpY9dC (TreB1eN's README; "
+        "or https://www.dropbox.com/s/qg7co4azsv5sacm/model_ir_se50.pth)",
     ),
+    description="ArcFace IR-SE50 (TreB1eN/InsightFace_Pytorch), 512-d face embeddings of 112×112 aligned faces; LFW 99.52 % (its README)",
     licence=(
         "code: MIT (TreB1eN/InsightFace_Pytorch); the weights come with no terms of their own; they were trained on "
         "MS1M (InsightFace's faces_ms1m-refine-v2 'emore' release of MS-Celeb-1M, which Microsoft withdrew in 2019 and "

@@ -12,8 +12,6 @@ Every name takes the options of :class:`.options.BigGANOptions`.
 
 from __future__ import annotations
 
-from functools import partial
-
 from promptgen import plugin
 from promptgen_plugin_biggan.options import BigGANOptions
 from promptgen_plugin_biggan.zoo import MODELS, ZooModel
@@ -28,13 +26,13 @@ def _build(spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry
     return build_generator(spec, options, model)
 
 
-def _build_zoo(name: str, spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry) -> plugin.Generator:
-    return _build(spec, options, registry, MODELS[name])
+def _summary(model: ZooModel) -> str:
+    return f"{model.description}; class embedding learnt by the prompt unless class=; downloads on first use"
 
 
 @plugin.hookimpl
 def promptgen_generators() -> list[plugin.GeneratorEntry]:
-    entries = [
+    return [
         plugin.GeneratorEntry(
             "biggan",
             _build,
@@ -42,16 +40,12 @@ def promptgen_generators() -> list[plugin.GeneratorEntry]:
             options=BigGANOptions,
             positional="path",
             example="biggan:path=biggan-deep-128/,truncation=0.4",
-        )
+        ),
+        *plugin.zoo_entries(
+            MODELS,
+            _build,
+            options=BigGANOptions,
+            summary=_summary,
+            example=lambda m: f"{m.name}:class=golden retriever",
+        ),
     ]
-    for name, m in MODELS.items():
-        entries.append(
-            plugin.GeneratorEntry(
-                name,
-                partial(_build_zoo, name),
-                summary=f"{m.description}; class embedding learnt by the prompt unless class=; downloads on first use",
-                options=BigGANOptions,
-                example=f"{name}:class=golden retriever",
-            )
-        )
-    return entries

@@ -78,9 +78,11 @@ def model_files(model: ZooModel | None, path: str | None, spec: plugin.Spec, *, 
             raise plugin.SpecError(f"{spec.format()!r}: {e}") from None
     if model is None:
         raise plugin.SpecError(f"{spec.format()!r}: give the model, e.g. biggan:path=biggan-deep-128/, or a named one (biggan-deep-128)")
-    config = plugin.fetch(plugin.RemoteFile(model.config_url, model.config_filename, model.config_sha256), subdir=CACHE_SUBDIR, progress=False)
-    weights = plugin.fetch(
-        plugin.RemoteFile(model.weights_url, model.weights_filename, model.weights_sha256, model.weights_size), subdir=CACHE_SUBDIR, progress=progress
+    config = plugin.local_file(
+        model.config, path=None, subdir=CACHE_SUBDIR, spec=spec, what="its config.json", progress=False
+    )
+    weights = plugin.local_file(
+        model.weights, path=None, subdir=CACHE_SUBDIR, spec=spec, what="its pytorch_model.bin", progress=progress
     )
     return config, weights
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promptgen import plugin
+
 BASE = "https://s3.amazonaws.com/models.huggingface.co/biggan/"
 LICENCE = (
     "Apache-2.0 (DeepMind's BigGAN-deep TF-Hub modules, tfhub.dev/deepmind/biggan-deep-{res}/1, converted to PyTorch by "
@@ -26,21 +28,18 @@ class ZooModel:
     name: str
     resolution: int
     description: str
-    config_url: str
-    weights_url: str
+    config: plugin.Published
+    weights: plugin.Published
     licence: str
     source: str
-    config_sha256: str | None = None
-    weights_sha256: str | None = None
-    weights_size: int | None = None
 
     @property
     def config_filename(self) -> str:
-        return f"{self.name}-config.json"
+        return self.config.filename
 
     @property
     def weights_filename(self) -> str:
-        return f"{self.name}-pytorch_model.bin"
+        return self.weights.filename
 
 
 def _deep(res: int, params: str, megabytes: int) -> ZooModel:
@@ -49,8 +48,8 @@ def _deep(res: int, params: str, megabytes: int) -> ZooModel:
         name,
         res,
         f"BigGAN-deep {res}×{res}, ImageNet, {params} parameters (~{megabytes} MB)",
-        BASE + f"{name}-config.json",
-        BASE + f"{name}-pytorch_model.bin",
+        plugin.Published(f"{name}-config.json", BASE + f"{name}-config.json"),
+        plugin.Published(f"{name}-pytorch_model.bin", BASE + f"{name}-pytorch_model.bin"),
         LICENCE.format(res=res),
         f"{BASE}{name}-pytorch_model.bin (pytorch-pretrained-BigGAN; https://tfhub.dev/deepmind/biggan-deep-{res}/1)",
     )

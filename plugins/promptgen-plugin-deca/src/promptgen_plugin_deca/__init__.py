@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from promptgen import plugin
 from promptgen_plugin_deca.options import DEFAULT_WEIGHT, DecaPoseOptions
+from promptgen_plugin_deca.zoo import CACHE_SUBDIR, DECA_MODEL
 
 __version__ = "0.2.0"
 
@@ -23,10 +24,10 @@ def build(spec: plugin.Spec, options: DecaPoseOptions, registry: plugin.Registry
     # torch, roma and the network load only when the energy is asked for, not every time the registry is built.
     import torch
 
-    from promptgen_plugin_deca.checkpoints import checkpoint_path, load_encoder
+    from promptgen_plugin_deca.checkpoints import WHAT, load_encoder
     from promptgen_plugin_deca.energy import DecaPose
 
-    encoder = load_encoder(checkpoint_path(options.path, spec))
+    encoder = load_encoder(plugin.local_file(DECA_MODEL, path=options.path, subdir=CACHE_SUBDIR, spec=spec, what=WHAT))
     canonical = torch.tensor([options.canonical_pitch, options.canonical_yaw, options.canonical_roll])
     alpha = torch.tensor([options.pitch, options.yaw, options.roll])
     return DecaPose(encoder, canonical, alpha, options.crop, label=spec.with_weight(None).format())

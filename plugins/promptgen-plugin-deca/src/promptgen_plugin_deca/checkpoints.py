@@ -1,4 +1,4 @@
-"""Reading DECA's ``deca_model.tar`` without running code from it, and finding it.
+"""Reading DECA's ``deca_model.tar`` without running code from it.
 
 DECA saves its model with ``torch.save`` as a dict of state dicts (``E_flame``:
 the coarse encoder; ``E_detail``, ``D_detail``: the detail encoder and decoder;
@@ -35,10 +35,8 @@ from promptgen.plugin import (
     tensor_problem,
 )
 from promptgen_plugin_deca.network import FlameEncoder
-from promptgen_plugin_deca.zoo import DECA_MODEL, ZooModel
 
 WHAT = "DECA's deca_model.tar"
-CACHE_SUBDIR = "deca"
 #: Batch-norm counters: used in training only; a file saved without them (torch < 0.4.1) is still complete.
 OPTIONAL_SUFFIX = ".num_batches_tracked"
 #: The most bytes and calls the pickle of a deca_model.tar may have. DECA's file (E_flame, E_detail, D_detail:
@@ -50,22 +48,6 @@ MAX_PICKLE_CALLS = 20_000
 
 class CheckpointError(plugin.PromptgenError):
     """A deca_model.tar that cannot be used."""
-
-
-def checkpoint_path(path: str | None, spec: plugin.Spec, model: ZooModel = DECA_MODEL) -> Path:
-    """The local ``deca_model.tar``: ``path=`` if given, else the cached copy, else a one-line how-to."""
-    if path is not None:
-        given = Path(path).expanduser()
-        if not given.is_file():
-            raise plugin.SpecError(f"{spec.format()!r}: path={path!r} is not a file; give {WHAT}")
-        return given
-    target = plugin.cache_root() / CACHE_SUBDIR / model.filename
-    if target.is_file():
-        return target
-    raise plugin.DownloadError(
-        f"{spec.name} needs {WHAT}, which has no direct download link: download it by hand from {model.page} "
-        f"(non-commercial licence), put it at {target}, or pass path="
-    )
 
 
 def _examples(keys: list[str], n: int = 2) -> str:

@@ -7,41 +7,20 @@ put in the cache under ``filename``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from promptgen import plugin
 
+CACHE_SUBDIR = "deca"
 TERMS = (
     "DECA licence: non-commercial scientific research, education or artistic use only, single user "
     "(Max Planck Institute for Intelligent Systems), https://github.com/YadiraF/DECA/blob/master/LICENSE"
 )
+SOURCE = (
+    "https://github.com/YadiraF/DECA (Feng, Feng, Black, Bolkart: Learning an Animatable Detailed 3D Face Model from "
+    "In-The-Wild Images, SIGGRAPH 2021)"
+)
 
-
-@dataclass(frozen=True)
-class ZooModel:
-    """One published checkpoint.
-
-    Attributes:
-        name: what the README calls it.
-        filename: its name in the cache (``$PROMPTGEN_HOME/deca/``).
-        page: where a person downloads it by hand.
-        licence: terms of the weights.
-        source: the project it comes from.
-        size: the file's size as published (None: not published).
-        sha256: published checksum (None: not published).
-    """
-
-    name: str
-    filename: str
-    page: str
-    licence: str
-    source: str
-    size: int | None = None
-    sha256: str | None = None
-
-
-DECA_MODEL = ZooModel(
-    "DECA trained model",
+#: The "DECA trained model", cached in ``$PROMPTGEN_HOME/deca/``.
+DECA_MODEL = plugin.Published(
     "deca_model.tar",
-    "https://drive.google.com/file/d/1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje/view?usp=sharing",
-    TERMS,
-    "https://github.com/YadiraF/DECA (Feng, Feng, Black, Bolkart: Learning an Animatable Detailed 3D Face Model from In-The-Wild Images, SIGGRAPH 2021)",
+    page="https://drive.google.com/file/d/1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje/view?usp=sharing (non-commercial licence)",
 )

@@ -14,7 +14,6 @@ only when a diffusion generator is built.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from promptgen import plugin
@@ -57,29 +56,21 @@ def _build(spec: plugin.Spec, options: DiffusersOptions, registry: plugin.Regist
     return build_from_folder(folder, options, info, text)
 
 
-def _build_zoo(name: str, spec: plugin.Spec, options: DiffusersOptions, registry: plugin.Registry) -> plugin.Generator:
-    return _build(spec, options, registry, MODELS[name])
-
-
 @plugin.hookimpl
 def promptgen_generators() -> list[plugin.GeneratorEntry]:
-    entries = [
+    return [
         plugin.GeneratorEntry(
             "diffusers",
             _build,
             summary="an unconditional diffusers pipeline (UNet2DModel, DDPM/DDIM schedule) from a folder or the hub, sampled by a deterministic DDIM",
             options=DiffusersOptions,
             example="diffusers:path=ddpm-cifar10-32,steps=5,sample_steps=50",
-        )
+        ),
+        *plugin.zoo_entries(
+            MODELS,
+            _build,
+            options=DiffusersOptions,
+            summary=lambda m: f"DDPM {m.description}, {m.resolution}px, from the hub ({m.repo}); {m.licence}",
+            example=lambda m: f"{m.name}:steps=5,sample_steps=50",
+        ),
     ]
-    for name, m in MODELS.items():
-        entries.append(
-            plugin.GeneratorEntry(
-                name,
-                partial(_build_zoo, name),
-                summary=f"DDPM {m.description}, {m.resolution}px, from the hub ({m.repo}); {m.licence}",
-                options=DiffusersOptions,
-                example=f"{name}:steps=5,sample_steps=50",
-            )
-        )
-    return entries

@@ -14,8 +14,6 @@ options of :class:`.options.NVAEOptions`.
 
 from __future__ import annotations
 
-from functools import partial
-
 from promptgen import plugin
 from promptgen_plugin_nvae.options import NVAEOptions
 from promptgen_plugin_nvae.zoo import MODELS, ZooModel
@@ -30,30 +28,22 @@ def _build(spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry
     return build_generator(spec, options, model)
 
 
-def _build_zoo(name: str, spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry) -> plugin.Generator:
-    return _build(spec, options, registry, MODELS[name])  # looked up when built, not when registered
+def _summary(model: ZooModel) -> str:
+    return (
+        f"NVAE {model.description}, {model.resolution}px, {model.decoder_parameters:g} M decoder parameters; "
+        "NVIDIA Source Code License, non-commercial only; download by hand into the cache, or path="
+    )
 
 
 @plugin.hookimpl
 def promptgen_generators() -> list[plugin.GeneratorEntry]:
-    entries = [
+    return [
         plugin.GeneratorEntry(
             "nvae",
             _build,
             summary="NVAE from a local checkpoint.pt of NVlabs/NVAE: nvae:path=FILE (NVIDIA's weights: non-commercial licence)",
             options=NVAEOptions,
             example="nvae:path=checkpoint.pt,t=0.7",
-        )
+        ),
+        *plugin.zoo_entries(MODELS, _build, options=NVAEOptions, summary=_summary, example=lambda m: f"{m.name}:t=0.7"),
     ]
-    for name, m in MODELS.items():
-        entries.append(
-            plugin.GeneratorEntry(
-                name,
-                partial(_build_zoo, name),
-                summary=f"NVAE {m.description}, {m.resolution}px, {m.decoder_parameters:g} M decoder parameters; NVIDIA Source Code License, "
-                "non-commercial only; download by hand into the cache, or path=",
-                options=NVAEOptions,
-                example=f"{name}:t=0.7",
-            )
-        )
-    return entries

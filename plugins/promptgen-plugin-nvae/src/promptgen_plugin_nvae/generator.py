@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from promptgen.plugin import (
-    DownloadError,
-    GeneratorInfo,
-    ModuleGenerator,
-    Options,
-    Spec,
-    SpecError,
-    cache_root,
-    seeded_noise,
-)
+from promptgen.plugin import GeneratorInfo, ModuleGenerator, Options, Spec, SpecError, local_file, seeded_noise
 from promptgen_plugin_nvae.checkpoints import load_decoder
 from promptgen_plugin_nvae.network import NVAEDecoder
 from promptgen_plugin_nvae.zoo import ZooModel
@@ -113,24 +103,6 @@ class NVAEGenerator(ModuleGenerator):
         return self.module(top + lower, seeds)
 
 
-def checkpoint_path(model: ZooModel | None, path: str | None, spec: Spec) -> Path:
-    """The local checkpoint for a zoo model or a ``path=`` option."""
-    if path is not None:
-        given = Path(path).expanduser()
-        if not given.is_file():
-            raise SpecError(f"{spec.format()!r}: path={path!r} is not a file; give an NVAE checkpoint.pt")
-        return given
-    if model is None:
-        raise SpecError(f"{spec.format()!r}: give the checkpoint, e.g. nvae:path=checkpoint.pt, or a named model (promptgen list)")
-    target = cache_root() / CACHE_SUBDIR / model.filename
-    if target.is_file():
-        return target
-    raise DownloadError(
-        f"{model.name} has no direct download link: download {model.which} (checkpoint.pt) by hand from {model.page}, "
-        f"put it at {target}, or pass path="
-    )
-
-
 @torch.no_grad()
 def readjust_batch_norm(net: NVAEDecoder, passes: int, t: float, seed: int = 0) -> None:
     """Re-estimate every batch norm's running statistics as NVAE's ``--readjust_bn``: sample in train mode, then eval.
@@ -149,7 +121,8 @@ def readjust_batch_norm(net: NVAEDecoder, passes: int, t: float, seed: int = 0) 
 
 def build_generator(spec: Spec, options: Options, model: ZooModel | None = None) -> NVAEGenerator:
     """A promptgen generator for ``nvae:path=FILE`` or a zoo name, with the spec's options (checked by the core)."""
-    path = checkpoint_path(model, options.path, spec)
+    weights, what = (model.weights, f"{model.which} (checkpoint.pt)") if model else (None, "an NVAE checkpoint.pt")
+    path = local_file(weights, path=options.path, subdir=CACHE_SUBDIR, spec=spec, what=what)
     net = load_decoder(path)
     n = net.num_groups
     if options.groups > n:
@@ -166,7 +139,7 @@ def build_generator(spec: Spec, options: Options, model: ZooModel | None = None)
         resolution=(h, w),
         channels=c,
         licence=model.licence if model is not None else "see the checkpoint's source (NVIDIA's NVAE weights: NVIDIA Source Code License, non-commercial)",
-        source=model.page if model is not None else str(path),
+        source=model.weights.page if model is not None else str(path),
         description=(model.description if model is not None else f"NVAE from {path.name}")
         + f", {n} latent groups (top {'×'.join(map(str, top))}); the prompt controls {controlled}, t={options.t:g}",
     )

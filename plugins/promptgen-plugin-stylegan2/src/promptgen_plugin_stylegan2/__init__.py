@@ -14,8 +14,6 @@ are the published models of :mod:`.zoo`, downloaded into
 
 from __future__ import annotations
 
-from functools import partial
-
 from promptgen import plugin
 from promptgen_plugin_stylegan2.options import StyleGAN2Options
 from promptgen_plugin_stylegan2.zoo import MODELS, ZooModel
@@ -31,8 +29,9 @@ def _build(spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry
     return build_generator(spec, options, model)
 
 
-def _build_zoo(name: str, spec: plugin.Spec, options: plugin.Options, registry: plugin.Registry) -> plugin.Generator:
-    return _build(spec, options, registry, MODELS[name])  # looked up when built, not when registered
+def _summary(model: ZooModel) -> str:
+    how = "downloads on first use" if model.weights.url else "download by hand, then path="
+    return f"{model.description}, {model.resolution}px; {how}"
 
 
 def _example(model: ZooModel) -> str:
@@ -41,24 +40,13 @@ def _example(model: ZooModel) -> str:
 
 @plugin.hookimpl
 def promptgen_generators() -> list[plugin.GeneratorEntry]:
-    entries = [
+    return [
         plugin.GeneratorEntry(
             "stylegan2",
             _build,
             summary="StyleGAN2 from a local checkpoint: stylegan2:path=FILE (.pkl from NVIDIA, .pt from rosinality)",
             options=StyleGAN2Options,
             example="stylegan2:path=network-snapshot.pkl,psi=0.7",
-        )
+        ),
+        *plugin.zoo_entries(MODELS, _build, options=StyleGAN2Options, summary=_summary, example=_example),
     ]
-    for name, m in MODELS.items():
-        how = "downloads on first use" if m.url else "download by hand, then path="
-        entries.append(
-            plugin.GeneratorEntry(
-                name,
-                partial(_build_zoo, name),
-                summary=f"{m.description}, {m.resolution}px; {how}",
-                options=StyleGAN2Options,
-                example=_example(m),
-            )
-        )
-    return entries

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from promptgen.plugin import (
-    DownloadError,
-    GeneratorInfo,
-    ModuleGenerator,
-    Options,
-    RemoteFile,
-    Spec,
-    SpecError,
-    cache_root,
-    fetch,
-    seeded_noise,
-)
+from promptgen.plugin import GeneratorInfo, ModuleGenerator, Options, Spec, SpecError, local_file, seeded_noise
 from promptgen_plugin_stylegan2.checkpoints import BATCH_ELEMENTS, load_generator, mapping_width
 from promptgen_plugin_stylegan2.network import StyleGAN2
 from promptgen_plugin_stylegan2.zoo import ZooModel
 
 CACHE_SUBDIR = "stylegan2"
+#: The file ``path=`` gives, in errors.
+CHECKPOINT = "an NVIDIA .pkl or a rosinality .pt"
 #: Latents behind the Gaussian fit of W (``space=w``).
 W_FIT_SAMPLES = 10_000
 
@@ -113,32 +103,14 @@ def _class_index(spec: Spec, value: str, n: int, names: tuple[str, ...], model: 
     raise SpecError(f"{spec.format()!r}: class={value!r} is not one of {model}'s classes ({known})")
 
 
-def checkpoint_path(model: ZooModel | None, path: str | None, spec: Spec, *, progress: bool = True) -> Path:
-    """The local checkpoint for a zoo model or a ``path=`` option, downloading into the cache once."""
-    if model is None:
-        if path is None:
-            raise SpecError(f"{spec.format()!r}: give the checkpoint, e.g. stylegan2:path=ffhq.pkl, or a named model (promptgen list)")
-        given = Path(path).expanduser()
-        if not given.is_file():
-            raise SpecError(f"{spec.format()!r}: path={path!r} is not a file; give an NVIDIA .pkl or a rosinality .pt")
-        return given
-    if model.url is None:
-        target = cache_root() / CACHE_SUBDIR / model.filename
-        if path is not None:
-            return checkpoint_path(None, path, spec)
-        if target.is_file():
-            return target
-        raise DownloadError(f"{model.name} has no direct download link: download {model.filename} by hand from {model.page} and put it at {target}, or pass path=")
-    return fetch(RemoteFile(model.url, model.filename, model.sha256), subdir=CACHE_SUBDIR, path=path, progress=progress)
-
-
 def build_generator(spec: Spec, options: Options, model: ZooModel | None = None, *, progress: bool = True) -> ModuleGenerator:
     """A promptgen generator for ``stylegan2:path=FILE`` or a zoo name, with the spec's options.
 
     ``options``: a :data:`~promptgen_plugin_stylegan2.options.StyleGAN2Options`, checked by the core;
     ``class=`` is checked here, against the loaded model's classes.
     """
-    path = checkpoint_path(model, options.path, spec, progress=progress)
+    weights = model.weights if model is not None else None
+    path = local_file(weights, path=options.path, subdir=CACHE_SUBDIR, spec=spec, what=CHECKPOINT, progress=progress)
     net = load_generator(path)
     label = None
     names = model.classes if model is not None else ()
@@ -156,7 +128,7 @@ def build_generator(spec: Spec, options: Options, model: ZooModel | None = None,
         resolution=(res, res),
         channels=net.cfg.img_channels,
         licence=model.licence if model is not None else "see the checkpoint's source",
-        source=(model.url or model.page) if model is not None else str(path),
+        source=(model.weights.url or model.weights.page) if model is not None else str(path),
         description=(model.description if model is not None else f"StyleGAN2 from {path.name}") + f", latent {space} of size {decoder.latent_dim}",
     )
     if options.noise == "random" and net.cfg.use_noise:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from promptgen import plugin
+
 ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
 SG3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
 ADA_TERMS = "NVIDIA Source Code License (non-commercial), https://nvlabs.github.io/stylegan2-ada-pytorch/license.html"
@@ -23,34 +25,35 @@ class ZooModel:
         name: what users type after ``--gen``.
         resolution: output size in pixels.
         description: one line.
-        url: the file; None when there is no direct link (``page`` says where to get it).
-        filename: its name in the cache (``$PROMPTGEN_HOME/stylegan2/``).
+        weights: the checkpoint, cached in ``$PROMPTGEN_HOME/stylegan2/`` (``url`` None: no direct link).
         licence: terms of the weights (and of the data they were trained on).
         classes: class labels of a class-conditional model, else empty.
-        sha256: published checksum, when there is one.
-        page: where a person downloads it by hand.
     """
 
     name: str
     resolution: int
     description: str
-    url: str | None
-    filename: str
+    weights: plugin.Published
     licence: str
     classes: tuple[str, ...] = ()
-    sha256: str | None = None
-    page: str = ""
+
+    @property
+    def filename(self) -> str:
+        """The checkpoint's name in the cache."""
+        return self.weights.filename
 
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def _ada(name: str, file: str, res: int, what: str, licence: str, classes: tuple[str, ...] = ()) -> ZooModel:
-    return ZooModel(name, res, what, ADA + file, f"ada-{file}", ADA_TERMS + licence, classes, page="https://github.com/NVlabs/stylegan2-ada-pytorch#data-repository")
+    page = "https://github.com/NVlabs/stylegan2-ada-pytorch#data-repository"
+    return ZooModel(name, res, what, plugin.Published(f"ada-{file}", ADA + file, page=page), ADA_TERMS + licence, classes)
 
 
 def _sg3(name: str, file: str, res: int, what: str, licence: str) -> ZooModel:
-    return ZooModel(name, res, what, SG3 + file, file, SG3_TERMS + licence, page="https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2")
+    page = "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2"
+    return ZooModel(name, res, what, plugin.Published(file, SG3 + file, page=page), SG3_TERMS + licence)
 
 
 MODELS: dict[str, ZooModel] = {
@@ -77,10 +80,11 @@ MODELS: dict[str, ZooModel] = {
             "stylegan2-ffhq-256-rosinality",
             256,
             "FFHQ faces, rosinality's port trained 550k iterations (.pt)",
-            None,
-            "550000.pt",
+            plugin.Published(
+                "550000.pt",
+                page="https://github.com/rosinality/stylegan2-pytorch#pretrained-checkpoints (Google Drive folder)",
+            ),
             "MIT (rosinality/stylegan2-pytorch); NVIDIA ops under the NVIDIA Source Code License" + FFHQ,
-            page="https://github.com/rosinality/stylegan2-pytorch#pretrained-checkpoints (Google Drive folder)",
         ),
     ]
 }
