@@ -1,4 +1,4 @@
-"""Issue 27 targets at 256: one training step through a diffusers DDPM's DDIM, with random weights.
+"""Issue 27 targets at 256: one training step through a diffusers DDPM's DDIM, or a DiffAE's two DDIMs, with random weights.
 
 The UNet has the configuration of Google's published 256-pixel DDPMs (``google/ddpm-celebahq-256``,
 ``-church-256``, ``-cat-256``, ``-bedroom-256``: 128-128-256-256-512-512 channels, two ResNet blocks per
@@ -9,10 +9,15 @@ couplings, promptgen's default) on the controlled latent (``latent=auto``: the m
 and the Adam update. Cases: batch 1 and 4, with and without activation checkpointing; and the flow's own
 forward, backward and update timed alone, as a share of the step.
 
+``--model diffae``: the published FFHQ 256 DiffAE's configuration (phizaz/diffae ``ffhq256_autoenc_latent``:
+U-Net 128 channels × (1, 1, 2, 2, 4, 4), attention at 16, the 10-layer 2,048-wide latent MLP) with random
+weights, built through promptgen-plugin-diffae; the flow controls the latent DDIM's 512-d noise, and the
+training step runs ``--steps`` latent and ``--steps`` image DDIM steps (the paper's 5 and 5).
+
 Each case runs in a fresh process so its peak resident memory is its own; a case whose process fails (killed
 for memory, say) prints a JSON object with its ``error``.
 
-    python benchmarks/diffusion_speed.py [--steps 5] [--batches 1 4] [--repeats 1] [--threads N]
+    python benchmarks/diffusion_speed.py [--model diffusers|diffae] [--steps 5] [--batches 1 4] [--repeats 1] [--threads N]
 """
 
 from __future__ import annotations
@@ -53,19 +58,41 @@ def write_published(folder: Path) -> Path:
     return folder
 
 
-def case(batch: int, checkpointing: bool, steps: int, repeats: int) -> dict:
+def diffae_generator(steps: int, checkpointing: bool):
+    """The FFHQ 256 DiffAE with random weights, built from its files' contents in memory (no 1 GB file written)."""
+    from promptgen_plugin_diffae import DiffAEOptions
+    from promptgen_plugin_diffae.checkpoints import FFHQ256, DiffAEFiles
+    from promptgen_plugin_diffae.generator import build
+    from promptgen_plugin_diffae.testing import random_networks, random_stats
+
+    from promptgen.core.latents import bind
+    from promptgen.plugin import GeneratorInfo
+
+    unet, mlp = random_networks(FFHQ256)
+    files = DiffAEFiles(unet.state_dict(), mlp.state_dict(), *random_stats(512), FFHQ256)
+    del unet, mlp
+    options = DiffAEOptions(steps=steps, latent_steps=steps, checkpointing=checkpointing)
+    info = GeneratorInfo(name="diffae-ffhq-256", resolution=(256, 256), channels=3, licence="random weights", source="", description="")
+    return bind(build(files, options, info, "diffae-ffhq-256"))
+
+
+def case(model: str, batch: int, checkpointing: bool, steps: int, repeats: int) -> dict:
     from promptgen.core.registry import get_registry
     from promptgen.training.flow import CouplingFlow, FlowConfig
 
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = write_published(Path(tmp) / "ddpm-256")
+    if model == "diffae":
         base = rss_mb()
-        bound = get_registry().build_generator(f"diffusers:path={folder},steps={steps},checkpointing={str(checkpointing).lower()}")
+        bound = diffae_generator(steps, checkpointing)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = write_published(Path(tmp) / "ddpm-256")
+            base = rss_mb()
+            bound = get_registry().build_generator(f"diffusers:path={folder},steps={steps},checkpointing={str(checkpointing).lower()}")
     g = bound.inner
     d = bound.controlled_size
     flow = CouplingFlow(FlowConfig(features=d))
     opt = torch.optim.Adam(flow.parameters(), lr=1e-3)
-    params = sum(p.numel() for p in g.module.unet.parameters())
+    params = sum(p.numel() for p in g.module.parameters())
 
     def full_step() -> None:
         eps = torch.randn(batch, d)
@@ -88,8 +115,9 @@ def case(batch: int, checkpointing: bool, steps: int, repeats: int) -> dict:
         opt.step()
 
     step, flow_seconds = best_of(full_step, repeats), best_of(flow_step, 5)
+    config = "phizaz/diffae ffhq256_autoenc_latent, random weights" if model == "diffae" else "google/ddpm-*-256 UNet, random weights"
     return {
-        "case": "training step", "config": "google/ddpm-*-256 UNet, random weights", "unet_parameters_millions": round(params / 1e6, 1),
+        "case": "training step", "model": model, "config": config, "parameters_millions": round(params / 1e6, 1),
         "batch": batch, "checkpointing": checkpointing, "ddim_steps": steps, "controlled": list(g.latent_shape), "flow_features": d,
         "step_seconds": round(step, 2), "flow_seconds": round(flow_seconds, 4), "flow_share_percent": round(100 * flow_seconds / step, 3),
         "baseline_rss_mb": round(base), "peak_rss_mb": round(rss_mb()), "threads": torch.get_num_threads(),
@@ -98,6 +126,7 @@ def case(batch: int, checkpointing: bool, steps: int, repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=["diffusers", "diffae"], default="diffusers")
     ap.add_argument("--steps", type=int, default=5, help="DDIM steps with gradients (the paper's 5)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--repeats", type=int, default=1)
@@ -107,18 +136,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(case(int(args.child[0]), args.child[1] == "1", args.steps, args.repeats)), flush=True)
+        print(json.dumps(case(args.model, int(args.child[0]), args.child[1] == "1", args.steps, args.repeats)), flush=True)
         return
     for batch in args.batches:
         for checkpointing in (True, False):
-            cmd = [sys.executable, __file__, "--child", str(batch), "1" if checkpointing else "0", "--steps", str(args.steps),
+            cmd = [sys.executable, __file__, "--child", str(batch), "1" if checkpointing else "0", "--model", args.model, "--steps", str(args.steps),
                    "--repeats", str(args.repeats), "--threads", str(args.threads)]
             r = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if r.returncode == 0 and r.stdout.strip():
                 print(r.stdout.strip().splitlines()[-1], flush=True)
                 continue
             why = f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)" if r.returncode < 0 else f"exit status {r.returncode}"
-            print(json.dumps({"case": "training step", "batch": batch, "checkpointing": checkpointing, "error": why,
+            print(json.dumps({"case": "training step", "model": args.model, "batch": batch, "checkpointing": checkpointing, "error": why,
                               "stderr_tail": r.stderr.strip().splitlines()[-3:]}), flush=True)
 
 

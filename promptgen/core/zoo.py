@@ -67,6 +67,10 @@ ZOO: tuple[Distribution, ...] = (
         generators=("diffusers", "ddpm-cifar10-32", "ddpm-celebahq-256", "ddpm-ema-celebahq-256", "ddpm-church-256",
                     "ddpm-ema-church-256", "ddpm-bedroom-256", "ddpm-ema-bedroom-256", "ddpm-cat-256", "ddpm-ema-cat-256"),
     ),
+    Distribution(
+        "promptgen-plugin-diffae", "plugins/promptgen-plugin-diffae",
+        generators=("diffae", "diffae-ffhq-256", "diffae-ffhq-128", "diffae-bedroom-128", "diffae-horse-128"),
+    ),
     Distribution("promptgen-plugin-clip", "plugins/promptgen-plugin-clip", energies=("clip",)),
     Distribution("promptgen-plugin-deca", "plugins/promptgen-plugin-deca", energies=("deca-pose",)),
     Distribution("promptgen-plugin-arcface", "plugins/promptgen-plugin-arcface", energies=("arcface-id",)),
