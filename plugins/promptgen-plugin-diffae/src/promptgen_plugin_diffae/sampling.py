@@ -89,10 +89,11 @@ class DDIM(nn.Module):
         return x0 * torch.sqrt(prev) + torch.sqrt(1 - prev) * eps
 
     def forward(self, x: Tensor, model: Callable[[Tensor, Tensor], Tensor], checkpointing: bool = False) -> Tensor:
-        grad = torch.is_grad_enabled() and x.requires_grad
+        """Runs every step; ``checkpointing`` (with gradients on) recomputes each step's activations in the backward
+        pass. Gradients may flow in through ``model``'s closure (the semantic code) even when ``x`` needs none."""
         for i in reversed(range(self.steps)):
             t = self.timesteps[i].repeat(x.shape[0])
-            if grad and checkpointing:
+            if checkpointing and torch.is_grad_enabled():
                 from torch.utils.checkpoint import checkpoint
 
                 eps = checkpoint(model, x, t, use_reentrant=False)
