@@ -131,22 +131,30 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--limit-gb", type=float, default=20.0,
+                    help="address-space limit of each case's process, so a case too large for the machine fails alone "
+                    "instead of waking the OOM killer (0: none)")
     ap.add_argument("--child", nargs=2, metavar=("BATCH", "CHECKPOINTING"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
+        if args.limit_gb:
+            limit = int(args.limit_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         print(json.dumps(case(args.model, int(args.child[0]), args.child[1] == "1", args.steps, args.repeats)), flush=True)
         return
     for batch in args.batches:
         for checkpointing in (True, False):
             cmd = [sys.executable, __file__, "--child", str(batch), "1" if checkpointing else "0", "--model", args.model, "--steps", str(args.steps),
-                   "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                   "--repeats", str(args.repeats), "--threads", str(args.threads), "--limit-gb", str(args.limit_gb)]
             r = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if r.returncode == 0 and r.stdout.strip():
                 print(r.stdout.strip().splitlines()[-1], flush=True)
                 continue
             why = f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)" if r.returncode < 0 else f"exit status {r.returncode}"
+            if any("memory" in line.lower() for line in r.stderr.splitlines()[-5:]):
+                why += f" (out of memory under the {args.limit_gb:g} GB limit)"
             print(json.dumps({"case": "training step", "model": args.model, "batch": batch, "checkpointing": checkpointing, "error": why,
                               "stderr_tail": r.stderr.strip().splitlines()[-3:]}), flush=True)
 

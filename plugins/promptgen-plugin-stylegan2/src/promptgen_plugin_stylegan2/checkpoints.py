@@ -1,28 +1,23 @@
-"""Reading official StyleGAN2 checkpoints without running code from them.
+"""Reading official StyleGAN2 and StyleGAN3 checkpoints without running code from them.
 
 Two formats:
 
 * **NVIDIA network pickles** (stylegan2-ada-pytorch, stylegan3): a plain
   ``pickle`` of ``{"G": ..., "D": ..., "G_ema": ..., "training_set_kwargs": ...,
-  "augment_pipe": ...}`` whose networks are ``torch_utils.persistence`` objects:
-  each is stored as a call ``_reconstruct_persistent_obj(meta)`` where ``meta``
-  holds the *source code* of the module that defined the class, the class name
-  and the object's ``__dict__`` (parameters, buffers, sub-modules, attributes).
-  Unpickling it the official way executes that source. :class:`SafeUnpickler`
-  resolves only an allow-list of globals; the persistence hook is replaced by
-  :class:`PersistentObject`, which keeps the class name and state and never
-  looks at the code. Tensors are rebuilt by torch's own functions, their bytes
-  read with ``torch.load(weights_only=True)``. Anything else in the file (a
-  ``posix.system``, ``builtins.eval``...) stops loading with
-  :class:`CheckpointError`.
+  "augment_pipe": ...}`` whose networks are ``torch_utils.persistence`` objects,
+  read by :func:`~.stored.load_nvidia_pickle` (an allow-listed unpickler that
+  never runs the source stored with them). ``G_ema`` is a StyleGAN2 generator
+  (synthesis blocks ``b4`` ... ``b1024``; read here) or a StyleGAN3 one (a
+  Fourier ``input`` and layers ``L0_...``; read by :mod:`.checkpoints_stylegan3`).
 * **rosinality's ``.pt``** (github.com/rosinality/stylegan2-pytorch, used by
   the PromptGen paper): ``torch.save({"g_ema": state_dict, "latent_avg": w,
   ...})``, read with ``torch.load(weights_only=True)`` (``argparse.Namespace``,
   which its training script stores as ``args``, is the one extra class allowed),
   and its names mapped onto the official ones.
 
-Both return a :class:`~promptgen_plugin_stylegan2.network.StyleGAN2` with the
-file's weights, checked key by key and shape by shape.
+They return a :class:`~promptgen_plugin_stylegan2.network.StyleGAN2` or a
+:class:`~promptgen_plugin_stylegan2.stylegan3.StyleGAN3` with the file's
+weights, checked key by key and shape by shape.
 
 A file is data from anyone, so what it costs is bounded by the file itself:
 the architecture it describes (stored attributes such as ``z_dim``,
@@ -36,261 +31,79 @@ before it is built for real. A zip that unpacks to more than twice its size is
 refused before ``torch.load`` inflates it. Every refusal is one line naming the
 file.
 """
-
 from __future__ import annotations
 
 import argparse
 import io
 import math
-import numbers
 import pickle
 import re
 import zipfile
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import Tensor
 
-from promptgen.plugin import ConfigSizeError, PromptgenError, build_matching
-from promptgen_plugin_stylegan2.network import MAX_MAPPING_LAYERS, MAX_RESOLUTION, MAX_WIDTH, StyleGAN2, StyleGAN2Config
+from promptgen_plugin_stylegan2 import checkpoints_stylegan3
+from promptgen_plugin_stylegan2.network import (
+    MAX_MAPPING_LAYERS,
+    MAX_RESOLUTION,
+    MAX_WIDTH,
+    MappingConfig,
+    StyleGAN2,
+    StyleGAN2Config,
+)
 from promptgen_plugin_stylegan2.ops import fir_filter
+from promptgen_plugin_stylegan2.stored import (
+    ALLOWED_GLOBALS,
+    READ_ERRORS,
+    CheckpointError,
+    CheckpointSizeError,
+    PersistentObject,
+    SafeUnpickler,
+    as_bool,
+    as_float,
+    as_int,
+    as_text,
+    build_checked,
+    check_gains,
+    check_stored,
+    first_line,
+    load_nvidia_pickle,
+    show,
+    validation_line,
+)
+from promptgen_plugin_stylegan2.stylegan3 import StyleGAN3
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "BATCH_ELEMENTS",
+    "CheckpointError",
+    "CheckpointSizeError",
+    "Family",
+    "Generator",
+    "PersistentObject",
+    "SafeUnpickler",
+    "load_generator",
+    "load_nvidia_pickle",
+    "mapping_width",
+    "mean_w",
+]
+
+#: The two generator families this plugin runs, as their ``--gen`` names start.
+Family = Literal["stylegan2", "stylegan3"]
+#: What :func:`load_generator` returns.
+Generator = StyleGAN2 | StyleGAN3
 
 #: What a legacy (non-zip) ``torch.save`` file unpickles to first.
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-class CheckpointError(PromptgenError):
-    """A checkpoint that cannot be read safely or does not hold a StyleGAN2 generator."""
-
-
-class CheckpointSizeError(CheckpointError, ConfigSizeError):
-    """A checkpoint describing a network past promptgen's bounds, or one its stored numbers do not fill."""
-
-
 #: What the mean of w is computed in pieces of: at most this many numbers per activation (published models: one piece).
 BATCH_ELEMENTS = 2**24
-
-
-class EasyDict(dict):
-    """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access); data only."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-@dataclass
-class PersistentObject:
-    """A ``torch_utils.persistence`` object as stored: class name and state. Its source is never run.
-
-    Attributes:
-        class_name: the class's name in its (unexecuted) module, e.g. ``"SynthesisLayer"``.
-        state: its ``__dict__``: ``_parameters``, ``_buffers``, ``_modules``, plain attributes.
-        source_lines: how long the stored source was (kept for messages, never executed).
-    """
-
-    class_name: str
-    state: dict[str, Any]
-    source_lines: int = 0
-    children: dict[str, PersistentObject] = field(default_factory=dict)
-
-    @classmethod
-    def from_meta(cls, meta: Any) -> PersistentObject:
-        if not isinstance(meta, Mapping) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
-            raise CheckpointError("the pickle holds a persistent object of an unknown kind; it is not a StyleGAN2 network pickle")
-        state = meta.get("state")
-        if not isinstance(state, Mapping):
-            raise CheckpointError(f"persistent object {meta['class_name']!r} has no state; the file is damaged")
-        src = meta.get("module_src")
-        return cls(str(meta["class_name"]), dict(state), len(src.splitlines()) if isinstance(src, str) else 0)
-
-    def attr(self, name: str, default: Any = None) -> Any:
-        return self.state.get(name, default)
-
-    def module(self, path: str) -> PersistentObject | None:
-        obj: PersistentObject | None = self
-        for part in path.split("."):
-            if obj is None:
-                return None
-            mods = obj.state.get("_modules") or {}
-            child = mods.get(part)
-            obj = child if isinstance(child, PersistentObject) else None
-        return obj
-
-    def tensors(self, prefix: str = "") -> dict[str, Tensor]:
-        """Parameters and persistent buffers of this object and its sub-modules, by dotted name.
-
-        Each sub-module is visited once, without recursion: pickle's memo makes it cheap to write one object
-        under many names, or inside itself, and walking that would take exponential time or never end.
-        """
-        out: dict[str, Tensor] = {}
-        seen: set[int] = set()
-        stack: list[tuple[str, PersistentObject]] = [(prefix, self)]
-        while stack:
-            pre, obj = stack.pop()
-            if id(obj) in seen:
-                where = pre.rstrip(".")
-                where = where if len(where) <= 80 else f"{where[:40]}...{where[-37:]}"
-                raise CheckpointError(f"sub-module {where!r} is an object the network already holds elsewhere; the file is damaged or crafted")
-            seen.add(id(obj))
-            skip = obj.state.get("_non_persistent_buffers_set") or set()
-            if not isinstance(skip, (set, frozenset)):
-                raise CheckpointError(f"{pre or 'the network'}: _non_persistent_buffers_set is a {type(skip).__name__}; the file is damaged")
-            for kind in ("_parameters", "_buffers"):
-                for name, t in _entries(obj, kind, pre):
-                    if t is None or name in skip:
-                        continue
-                    if not isinstance(t, Tensor):
-                        raise CheckpointError(f"{pre}{name} is a {type(t).__name__}, not a tensor; the file is damaged")
-                    out[pre + name] = t.detach()
-            children = _entries(obj, "_modules", pre)
-            for name, child in reversed(children):  # the first child is taken next: the order of a recursive walk
-                if child is None:
-                    continue
-                if not isinstance(child, PersistentObject):
-                    raise CheckpointError(f"sub-module {pre}{name} is a {type(child).__name__}; only StyleGAN2 network pickles are supported")
-                stack.append((f"{pre}{name}.", child))
-        return out
-
-
-def _entries(obj: PersistentObject, kind: str, prefix: str) -> list[tuple[str, Any]]:
-    """The ``(name, value)`` pairs of one of a module's ``_parameters``/``_buffers``/``_modules`` dicts, checked."""
-    d = obj.state.get(kind) or {}
-    if not isinstance(d, Mapping):
-        raise CheckpointError(f"{prefix or 'the network'}: {kind} is a {type(d).__name__}, not a dict; the file is damaged")
-    items = list(d.items())
-    for name, _ in items:
-        if not isinstance(name, str):
-            raise CheckpointError(f"{prefix or 'the network'}: {kind} has a key that is a {type(name).__name__}, not a name; the file is damaged")
-    return items
-
-
-def _load_storage_bytes(data: bytes) -> Any:
-    """``torch.storage._load_from_bytes`` without the full unpickler: weights only."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise CheckpointError("a tensor's data in the pickle is not bytes; the file is damaged")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-
-
-def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise CheckpointError("the pickle holds a numpy object scalar; refusing to load it")
-    return np.frombuffer(data, dtype=dtype, count=1)[0] if data is not None else dtype.type()
-
-
-def _allowed() -> dict[tuple[str, str], Any]:
-    allowed: dict[tuple[str, str], Any] = {
-        ("collections", "OrderedDict"): OrderedDict,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-        ("torch", "Size"): torch.Size,
-        ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
-        ("torch_utils.persistence", "_reconstruct_persistent_obj"): PersistentObject.from_meta,
-        ("dnnlib.util", "EasyDict"): EasyDict,
-        ("numpy", "dtype"): np.dtype,
-    }
-    if hasattr(torch._utils, "_rebuild_parameter_with_state"):
-        allowed[("torch._utils", "_rebuild_parameter_with_state")] = torch._utils._rebuild_parameter_with_state
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(mod, "scalar")] = _numpy_scalar
-    return allowed
-
-
-ALLOWED_GLOBALS = _allowed()
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :data:`ALLOWED_GLOBALS`; everything else is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise CheckpointError(
-                f"the pickle asks for {module}.{name}, which a StyleGAN2 network pickle never needs; "
-                "refusing to load it (it could run code); use an official checkpoint or a rosinality .pt"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise CheckpointError("the pickle refers to external objects; it is damaged or not a StyleGAN2 network pickle")
-
-
-def load_nvidia_pickle(data: bytes | io.BufferedIOBase) -> dict[str, Any]:
-    """Unpickle an NVIDIA network pickle safely; networks come back as :class:`PersistentObject`."""
-    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    try:
-        return SafeUnpickler(f).load()
-    except CheckpointError:
-        raise
-    except MemoryError:
-        # A few bytes can claim a terabyte (BINBYTES8 with a huge length): the unpickler tries to allocate it.
-        raise CheckpointError("the network pickle claims more memory than this machine has; it is damaged or not a StyleGAN2 network pickle") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RuntimeError, OverflowError) as e:
-        raise CheckpointError(f"the network pickle is damaged or truncated ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-
-
-def _show(x: Any) -> str:
-    """A stored value for a message, short whatever the file holds (no repr of a huge number or a nested list)."""
-    if x is None or isinstance(x, (bool, np.bool_)):
-        return repr(bool(x)) if x is not None else "None"
-    if isinstance(x, numbers.Integral):
-        n = int(x)
-        return f"{n:,}" if n.bit_length() <= 64 else f"a {'negative ' if n < 0 else ''}{n.bit_length():,}-bit number"
-    if isinstance(x, numbers.Real):
-        return repr(float(x))
-    if isinstance(x, str):
-        return repr(x[:40] + ("..." if len(x) > 40 else ""))
-    return f"a {type(x).__name__}"
-
-
-def _as_int(x: Any, what: str, lo: int = 0, hi: int | None = None, published: str = "") -> int:
-    """A stored whole number within ``[lo, hi]``; booleans, fractions and text are refused, not converted."""
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
-        raise CheckpointError(f"{what} is {_show(x)}, not a whole number; the file is damaged")
-    n = int(x)
-    if n < lo:
-        raise CheckpointError(f"{what} is {_show(n)}; it must be at least {lo}; the file is damaged")
-    if hi is not None and n > hi:
-        note = f" ({published})" if published else ""
-        raise CheckpointSizeError(f"{what} is {_show(n)}, more than {hi:,}, the most promptgen builds{note}; the file is damaged or not a StyleGAN2 network")
-    return n
-
-
-def _as_float(x: Any, what: str) -> float:
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
-        raise CheckpointError(f"{what} is {_show(x)}, not a finite number; the file is damaged")
-    return float(x)
-
-
-def _as_bool(x: Any, what: str) -> bool:
-    if not isinstance(x, (bool, np.bool_)):
-        raise CheckpointError(f"{what} is {_show(x)}, not True or False; the file is damaged")
-    return bool(x)
-
-
-def _as_text(x: Any, what: str) -> str:
-    if not isinstance(x, str) or len(x) > 100:
-        raise CheckpointError(f"{what} is {_show(x)}, not a name; the file is damaged")
-    return x
-
-
-def _validation_line(e: ValidationError) -> str:
-    """A pydantic error about a configuration read from a file, as one line."""
-    parts = []
-    for err in e.errors()[:2]:
-        where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where + ' ' if where else ''}is {_show(err['input']) if where else 'invalid'}: {err['msg'][:160]}")
-    return "; ".join(parts)
 
 
 def config_from_persistent(g: PersistentObject) -> StyleGAN2Config:
@@ -303,19 +116,19 @@ def config_from_persistent(g: PersistentObject) -> StyleGAN2Config:
     syn, mapping = g.module("synthesis"), g.module("mapping")
     if syn is None or mapping is None:
         raise CheckpointError("the Generator has no synthesis or mapping network; the file is damaged")
-    res = _as_int(g.attr("img_resolution"), "img_resolution", 4, MAX_RESOLUTION, "published StyleGAN2 models have at most 1024")
+    res = as_int(g.attr("img_resolution"), "img_resolution", 4, MAX_RESOLUTION, "published StyleGAN2 models have at most 1024")
     if res & (res - 1):
         raise CheckpointError(f"img_resolution is {res:,}, not a power of two; the file is damaged")
-    layers = _as_int(mapping.attr("num_layers"), "mapping.num_layers", 1, MAX_MAPPING_LAYERS, "published StyleGAN2 models have at most 8")
-    z_dim = _as_int(g.attr("z_dim"), "z_dim", 1, MAX_WIDTH)
-    c_dim = _as_int(g.attr("c_dim", 0), "c_dim", 0, MAX_WIDTH)
-    w_dim = _as_int(g.attr("w_dim"), "w_dim", 1, MAX_WIDTH)
-    img_channels = _as_int(g.attr("img_channels"), "img_channels", 1, MAX_WIDTH)
+    layers = as_int(mapping.attr("num_layers"), "mapping.num_layers", 1, MAX_MAPPING_LAYERS, "published StyleGAN2 models have at most 8")
+    z_dim = as_int(g.attr("z_dim"), "z_dim", 1, MAX_WIDTH)
+    c_dim = as_int(g.attr("c_dim", 0), "c_dim", 0, MAX_WIDTH)
+    w_dim = as_int(g.attr("w_dim"), "w_dim", 1, MAX_WIDTH)
+    img_channels = as_int(g.attr("img_channels"), "img_channels", 1, MAX_WIDTH)
     if syn.module("b4") is None:
-        names = sorted((syn.state.get("_modules") or {}).keys())[:3]
+        names = sorted(str(k)[:40] for k in (syn.state.get("_modules") or {}))[:3]
         raise CheckpointError(
-            f"this generator's synthesis network has layers {names}..., not StyleGAN2 blocks (b4, b8...); "
-            "it is probably a StyleGAN3 (config T or R) network, which this plugin does not run: use a StyleGAN2 model"
+            f"this generator's synthesis network has layers {names}..., neither StyleGAN2 blocks (b4, b8...) "
+            "nor StyleGAN3's input and layers (input, L0_...); it is not a StyleGAN network promptgen knows"
         )
     tensors = syn.tensors()
     if "b4.const" not in tensors or tensors["b4.const"].ndim != 3:
@@ -333,7 +146,7 @@ def config_from_persistent(g: PersistentObject) -> StyleGAN2Config:
     fcs = [mapping.module(f"fc{i}") for i in range(layers)]
     if None in fcs:
         raise CheckpointError(f"mapping.num_layers is {layers} but the mapping network has no fc{fcs.index(None)}; the file is damaged")
-    acts = {_show(a) if not isinstance(a, str) else a for a in (fc.attr("activation") for fc in fcs)}
+    acts = {show(a) if not isinstance(a, str) else a for a in (fc.attr("activation") for fc in fcs)}
     if acts != {"lrelu"} or conv.attr("activation", "lrelu") != "lrelu":
         raise CheckpointError(f"unsupported activations {sorted(acts)}; only StyleGAN2's leaky ReLU generators are supported")
     clamp = conv.attr("conv_clamp")
@@ -356,111 +169,48 @@ def config_from_persistent(g: PersistentObject) -> StyleGAN2Config:
             mapping_layers=layers,
             mapping_features=int(mtensors["fc0.weight"].shape[0]) if layers > 1 else None,
             embed_features=int(mtensors["embed.weight"].shape[0]) if c_dim else None,
-            mapping_lr=_as_float(fcs[0].attr("bias_gain", 0.01), "mapping.fc0.bias_gain"),
+            mapping_lr=as_float(fcs[0].attr("bias_gain", 0.01), "mapping.fc0.bias_gain"),
             channels=channels,
-            architecture=_as_text(b4.attr("architecture", "skip"), "synthesis.b4.architecture"),
-            conv_clamp=_as_float(clamp, "conv_clamp") if clamp is not None else None,
-            fp16_resolutions=sum(_as_bool(syn.module(f"b{r}").attr("use_fp16", False), f"synthesis.b{r}.use_fp16") for r in channels),
-            use_noise=_as_bool(conv.attr("use_noise", True), "use_noise"),
+            architecture=as_text(b4.attr("architecture", "skip"), "synthesis.b4.architecture"),
+            conv_clamp=as_float(clamp, "conv_clamp") if clamp is not None else None,
+            fp16_resolutions=sum(as_bool(syn.module(f"b{r}").attr("use_fp16", False), f"synthesis.b{r}.use_fp16") for r in channels),
+            use_noise=as_bool(conv.attr("use_noise", True), "use_noise"),
             fir=tuple(float(t) for t in taps),
         )
     except ValidationError as e:
-        raise CheckpointError(f"the stored configuration {_validation_line(e)}; the file is damaged or not StyleGAN2") from None
+        raise CheckpointError(f"the stored configuration {validation_line(e)}; the file is damaged or not StyleGAN2") from None
 
-
-def _check_gains(g: PersistentObject, model: StyleGAN2) -> None:
-    """Stored gains must be the ones this implementation uses (else the file is a variant we do not run)."""
-    for name, mod in model.named_modules():
-        stored = g.module(name) if name else g
-        if stored is None:
-            continue
-        for attr in ("weight_gain", "bias_gain"):
-            if hasattr(mod, attr) and stored.attr(attr) is not None:
-                a, b = _as_float(stored.attr(attr), f"{name or 'G_ema'}.{attr}"), float(getattr(mod, attr))
-                if not math.isclose(a, b, rel_tol=1e-6):
-                    raise CheckpointError(f"{name}.{attr} is {a} in the file but {b} here; this StyleGAN2 variant is not supported")
-
-
-def check_stored(state: Mapping[str, Any], source: str) -> None:
-    """Every tensor must be floating-point numbers the file holds, each once.
-
-    A pickle (or ``torch.save``) stores a tensor as data plus a shape and strides: a few bytes with strides 0 claim
-    a tensor of any size, and one array can stand under many names. Both would be built as that many separate
-    numbers, so they are refused here, before anything reads them: the network is then at most the file's size
-    (twice it for float16 files).
-    """
-    sizes: dict[int, int] = {}
-    need = 0
-    for name, t in state.items():
-        if not isinstance(t, Tensor):
-            raise CheckpointError(f"{source}: {name} is a {type(t).__name__}, not a tensor; the file is damaged")
-        if not t.is_floating_point():
-            raise CheckpointError(f"{source}: {name} holds {str(t.dtype).removeprefix('torch.')} numbers, not floating point; the file is damaged or not StyleGAN2")
-        storage = t.untyped_storage()
-        nbytes = t.numel() * t.element_size()
-        if nbytes > storage.nbytes():
-            raise CheckpointSizeError(
-                f"{source}: {name} claims shape {tuple(t.shape)} ({t.numel():,} numbers) but stores {storage.nbytes() // t.element_size():,}; "
-                "the file is damaged or crafted"
-            )
-        sizes[storage.data_ptr()] = max(sizes.get(storage.data_ptr(), 0), storage.nbytes())
-        need += nbytes
-    have = sum(sizes.values())
-    if need > have:
-        raise CheckpointSizeError(
-            f"{source} uses the same stored numbers under several names: its tensors claim {need:,} bytes from {have:,} bytes of data; "
-            "the file is damaged or crafted"
-        )
 
 
 def _build(cfg: StyleGAN2Config, state: Mapping[str, Tensor], source: str) -> StyleGAN2:
     """The network ``cfg`` describes, with ``state`` loaded: built for real only once the file's tensors fill it."""
-    check_stored(state, source)
-    for k, v in state.items():
-        if not torch.isfinite(v).all():
-            raise CheckpointError(f"{source}: {k} holds NaN or infinite values; the file is damaged")
-    try:
-        model = build_matching(lambda: StyleGAN2(cfg), state, source)
-    except ConfigSizeError as e:
-        raise CheckpointSizeError(str(e)) from None
-    except (RuntimeError, ValueError, TypeError) as e:  # a configuration torch refuses to build, even on meta
-        raise CheckpointError(f"{source}: cannot build the network it describes ({_first_line(e)})") from None
-    own = model.state_dict()
-    extra = sorted(set(state) - set(own))
-    if extra:
-        raise CheckpointError(f"{source} does not match a StyleGAN2 generator: unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    return model.eval().requires_grad_(False)
+    return build_checked(lambda: StyleGAN2(cfg), state, source, "a StyleGAN2 generator")
 
 
-#: What reading a hostile file's configuration can raise besides CheckpointError: each becomes one line.
-_READ_ERRORS = (KeyError, AttributeError, TypeError, ValueError, IndexError, RuntimeError, ArithmeticError)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
-
-
-def generator_from_nvidia(data: Mapping[str, Any], source: str = "the pickle") -> StyleGAN2:
-    """The ``G_ema`` network of an unpickled NVIDIA pickle as a :class:`StyleGAN2`."""
+def generator_from_nvidia(data: Mapping[str, Any], source: str = "the pickle") -> Generator:
+    """The ``G_ema`` network of an unpickled NVIDIA pickle: a :class:`StyleGAN2` or a :class:`StyleGAN3`."""
     if not isinstance(data, Mapping) or "G_ema" not in data:
-        raise CheckpointError(f"{source} has no G_ema network; it is not a StyleGAN2 training snapshot or release pickle")
+        raise CheckpointError(f"{source} has no G_ema network; it is not a StyleGAN training snapshot or release pickle")
     g = data["G_ema"]
     if not isinstance(g, PersistentObject):
         raise CheckpointError(f"{source}: G_ema is a {type(g).__name__}, not a network")
     state = g.tensors()
     check_stored(state, source)  # before any stored number is read (a stride-0 filter row could claim gigabytes)
+    family = "StyleGAN3" if checkpoints_stylegan3.is_stylegan3(g) else "StyleGAN2"
     try:
+        if family == "StyleGAN3":
+            return checkpoints_stylegan3.generator_from_persistent(g, state, source)
         cfg = config_from_persistent(g)
     except CheckpointError as e:
+        if source in str(e):
+            raise
         raise type(e)(f"{source}: {e}") from None
     except KeyError as e:
-        raise CheckpointError(f"{source}: G_ema lacks {e}; the file is damaged or not StyleGAN2") from None
-    except _READ_ERRORS as e:
-        raise CheckpointError(f"{source}: G_ema's stored configuration is damaged ({_first_line(e)})") from None
+        raise CheckpointError(f"{source}: G_ema lacks {e}; the file is damaged or not {family}") from None
+    except READ_ERRORS as e:
+        raise CheckpointError(f"{source}: G_ema's stored configuration is damaged ({first_line(e)})") from None
     model = _build(cfg, state, source)
-    _check_gains(g, model)
+    check_gains(g, model, "StyleGAN2")
     return model
 
 
@@ -578,14 +328,17 @@ def generator_from_rosinality(ckpt: Any, source: str = "the checkpoint") -> tupl
     except CheckpointError as e:
         raise type(e)(f"{source}: {e}") from None
     except ValidationError as e:
-        raise CheckpointError(f"{source}: the architecture its names and shapes describe {_validation_line(e)}; the file is damaged") from None
-    except _READ_ERRORS as e:
-        raise CheckpointError(f"{source}: g_ema is damaged or not a rosinality StyleGAN2 generator ({_first_line(e)})") from None
+        raise CheckpointError(f"{source}: the architecture its names and shapes describe {validation_line(e)}; the file is damaged") from None
+    except READ_ERRORS as e:
+        raise CheckpointError(f"{source}: g_ema is damaged or not a rosinality StyleGAN2 generator ({first_line(e)})") from None
     return _build(cfg, state, source), latent is not None
 
 
-def load_generator(path: str | Path) -> StyleGAN2:
-    """Load a StyleGAN2 generator from an NVIDIA ``.pkl`` or a rosinality ``.pt``, never running code from it.
+def load_generator(path: str | Path, family: Family | None = None) -> Generator:
+    """Load a StyleGAN2 or StyleGAN3 generator from an NVIDIA ``.pkl`` or a rosinality ``.pt``, never running code from it.
+
+    ``family``: the family the caller runs (``--gen stylegan2...`` or ``stylegan3...``); a file of the other one is
+    refused in one line that says which name to use. None: whichever the file holds.
 
     Without a stored mean latent (rosinality training snapshots), ``mapping.w_avg``
     is set to the mean of w over 4,096 latents drawn with seed 0, as rosinality's
@@ -605,12 +358,25 @@ def load_generator(path: str | Path) -> StyleGAN2:
         if source in str(e):
             raise
         raise type(e)(f"{source}: {e}") from None
-    if not has_avg:  # rosinality generators are unconditional
+    if family is not None:
+        check_family(model, family, source)
+    if not has_avg and isinstance(model, StyleGAN2):  # rosinality generators are unconditional
         model.mapping.w_avg.copy_(mean_w(model))
     return model
 
 
-def _read(raw: bytes, source: str) -> tuple[StyleGAN2, bool]:
+def check_family(model: Generator, family: Family, source: str) -> None:
+    """A StyleGAN3 file given to a StyleGAN2 name, or the other way round, is refused with the name to use."""
+    if isinstance(model, StyleGAN3) and family == "stylegan2":
+        raise CheckpointError(
+            f"{source} is a StyleGAN3 (config {model.cfg.kind}) network pickle, not StyleGAN2; "
+            f"load it with --gen stylegan3:path=FILE or a stylegan3-{model.cfg.kind.lower() if model.cfg.kind else 't'}-... name"
+        )
+    if isinstance(model, StyleGAN2) and family == "stylegan3":
+        raise CheckpointError(f"{source} is a StyleGAN2 network, not StyleGAN3; load it with --gen stylegan2:path=FILE")
+
+
+def _read(raw: bytes, source: str) -> tuple[Generator, bool]:
     if raw[:4] == b"PK\x03\x04" or zipfile.is_zipfile(io.BytesIO(raw)):  # torch.save's zip format (rosinality)
         check_archive(raw, source)
         return generator_from_rosinality(_torch_load(raw, source), source)
@@ -634,7 +400,7 @@ def check_archive(raw: bytes, source: str) -> None:
 
 
 @torch.no_grad()
-def mean_w(model: StyleGAN2, n: int = 4096, seed: int = 0) -> Tensor:
+def mean_w(model: Generator, n: int = 4096, seed: int = 0) -> Tensor:
     """The mean of w over ``n`` standard normal z drawn with ``seed`` (rosinality's ``mean_latent``).
 
     In pieces of at most :data:`BATCH_ELEMENTS` numbers per activation, so that a file whose (consistent)
@@ -652,7 +418,7 @@ def mean_w(model: StyleGAN2, n: int = 4096, seed: int = 0) -> Tensor:
     return (total / n).to(torch.float32)
 
 
-def mapping_width(cfg: StyleGAN2Config) -> int:
+def mapping_width(cfg: MappingConfig) -> int:
     """The widest activation of the mapping network, per sample."""
     embed = (cfg.embed_features or cfg.w_dim) if cfg.c_dim else 0
     return max(cfg.z_dim + embed, cfg.mapping_features or cfg.w_dim, cfg.w_dim, cfg.c_dim)

@@ -44,7 +44,22 @@ MAX_WIDTH = MAX_ELEMENTS
 
 
 
-class StyleGAN2Config(BaseModel):
+class MappingConfig(BaseModel):
+    """The mapping network's part of a generator's architecture (StyleGAN2 and StyleGAN3 share it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    z_dim: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
+    c_dim: int = Field(default=0, ge=0, le=MAX_WIDTH, strict=True)
+    w_dim: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
+    img_channels: int = Field(default=3, ge=1, le=MAX_WIDTH, strict=True)
+    mapping_layers: int = Field(default=8, ge=1, le=MAX_MAPPING_LAYERS, strict=True)
+    mapping_features: int | None = Field(default=None, ge=1, le=MAX_WIDTH, strict=True, description="width of the hidden mapping layers (None: w_dim)")
+    embed_features: int | None = Field(default=None, ge=1, le=MAX_WIDTH, strict=True, description="label embedding width (None: w_dim)")
+    mapping_lr: float = Field(default=0.01, gt=0, allow_inf_nan=False, description="learning-rate multiplier of the mapping layers")
+
+
+class StyleGAN2Config(MappingConfig):
     """Everything needed to rebuild the network before its weights are loaded.
 
     ``channels`` maps each block's resolution (4, 8, ... ``resolution``) to its
@@ -52,17 +67,7 @@ class StyleGAN2Config(BaseModel):
     the official configs (config F: base 32768, max 512).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    z_dim: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
-    c_dim: int = Field(default=0, ge=0, le=MAX_WIDTH, strict=True)
-    w_dim: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
     resolution: int = Field(default=1024, ge=4, le=MAX_RESOLUTION, strict=True, description="a power of two")
-    img_channels: int = Field(default=3, ge=1, le=MAX_WIDTH, strict=True)
-    mapping_layers: int = Field(default=8, ge=1, le=MAX_MAPPING_LAYERS, strict=True)
-    mapping_features: int | None = Field(default=None, ge=1, le=MAX_WIDTH, strict=True, description="width of the hidden mapping layers (None: w_dim)")
-    embed_features: int | None = Field(default=None, ge=1, le=MAX_WIDTH, strict=True, description="label embedding width (None: w_dim)")
-    mapping_lr: float = Field(default=0.01, gt=0, allow_inf_nan=False, description="learning-rate multiplier of the mapping layers")
     channel_base: int = Field(default=32768, ge=1, le=MAX_WIDTH * MAX_RESOLUTION, strict=True)
     channel_max: int = Field(default=512, ge=1, le=MAX_WIDTH, strict=True)
     channels: dict[int, int] | None = None
@@ -120,7 +125,7 @@ def normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
 class Mapping(nn.Module):
     """z (and a class label) -> w, broadcast to ``num_ws`` copies."""
 
-    def __init__(self, cfg: StyleGAN2Config, num_ws: int) -> None:
+    def __init__(self, cfg: MappingConfig, num_ws: int) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, num_ws
         self.num_layers = cfg.mapping_layers

@@ -1,11 +1,13 @@
-"""The few tensor operations StyleGAN2 is made of, in plain PyTorch.
+"""The few tensor operations StyleGAN2 and StyleGAN3 are made of, in plain PyTorch.
 
 Written from the definitions in Karras et al., "Analyzing and Improving the
-Image Quality of StyleGAN" (CVPR 2020) and checked against NVIDIA's reference
-implementation (``benchmarks/stylegan2_reference.py``): FIR up-sampling,
-modulated and demodulated convolution, bias + activation + gain + clamp. No
-compiled extensions: they run on any device PyTorch supports, and on CUDA the
-grouped convolutions go to cuDNN.
+Image Quality of StyleGAN" (CVPR 2020) and "Alias-Free Generative Adversarial
+Networks" (NeurIPS 2021), and checked against NVIDIA's reference
+implementations (``scripts/check_against_official.py``,
+``scripts/check_stylegan3.py``): FIR up- and down-sampling, modulated and
+demodulated convolution, bias + activation + gain + clamp, the filtered leaky
+ReLU. No compiled extensions: they run on any device PyTorch supports, and on
+CUDA the grouped convolutions go to cuDNN.
 """
 
 from __future__ import annotations
@@ -35,14 +37,18 @@ def fir_filter(taps: Sequence[float]) -> Tensor:
     return f.div_(f.sum())
 
 
-def upfirdn2d(x: Tensor, f: Tensor, *, up: int = 1, down: int = 1, pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> Tensor:
+def upfirdn2d(
+    x: Tensor, f: Tensor | None, *, up: int = 1, down: int = 1, pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0
+) -> Tensor:
     """Up-sample by inserting zeros, pad (negative: crop), convolve with ``f``, keep every ``down``-th pixel.
 
     Args:
         x: (B, C, H, W).
-        f: (fh, fw) filter; applied as a true convolution (flipped), per channel.
+        f: (fh, fw) filter, or (k,) taps of a separable one (applied along x, then along y), or None (no filter);
+            applied as a true convolution (flipped), per channel.
         pad: (x before, x after, y before, y after), in up-sampled pixels.
-        gain: the filter is scaled by it (``up**2`` keeps the mean after zero insertion).
+        gain: the filter is scaled by it (``up**2`` keeps the mean after zero insertion); a separable filter by its
+            square root in each direction.
     """
     b, c, h, w = x.shape
     if up > 1:
@@ -52,10 +58,16 @@ def upfirdn2d(x: Tensor, f: Tensor, *, up: int = 1, down: int = 1, pad: tuple[in
     x0, x1, y0, y1 = pad
     x = F.pad(x, (max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)))
     x = x[:, :, max(-y0, 0) : x.shape[2] - max(-y1, 0), max(-x0, 0) : x.shape[3] - max(-x1, 0)]
+    if f is None:
+        x = x * gain if gain != 1 else x
+        return x[:, :, ::down, ::down] if down > 1 else x
+    # Only the kept pixels are computed (a strided convolution): the same sums as filtering everything, then dropping.
+    if f.ndim == 1:
+        k = (f * gain**0.5).to(x.dtype).flip(0)
+        x = F.conv2d(x, k.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c, stride=(1, down))
+        return F.conv2d(x, k.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c, stride=(down, 1))
     k = (f * gain).to(x.dtype).flip((0, 1))
-    k = k[None, None].repeat(c, 1, 1, 1)
-    x = F.conv2d(x, k, groups=c)
-    return x[:, :, ::down, ::down] if down > 1 else x
+    return F.conv2d(x, k[None, None].repeat(c, 1, 1, 1), groups=c, stride=down)
 
 
 def upsample2d(x: Tensor, f: Tensor, factor: int = 2) -> Tensor:
@@ -155,3 +167,78 @@ def conv2d_up(x: Tensor, weight: Tensor, f: Tensor, up: int = 2) -> Tensor:
         # 1×1: convolve first, then up-sample (cheaper, the same result).
         return upsample2d(F.conv2d(x, weight), f, up)
     return _conv(x, weight, up=up, padding=kw // 2, f=f, groups=1)
+
+
+def filtered_lrelu(
+    x: Tensor,
+    up_filter: Tensor | None,
+    down_filter: Tensor | None,
+    bias: Tensor,
+    *,
+    up: int,
+    down: int,
+    pad: tuple[int, int, int, int],
+    gain: float,
+    slope: float,
+    clamp: float | None,
+) -> Tensor:
+    """StyleGAN3's alias-free nonlinearity: bias, up-sample, leaky ReLU at the higher rate, low-pass, down-sample.
+
+    Karras et al., "Alias-Free Generative Adversarial Networks" (NeurIPS 2021), sec. 3.2: a pointwise
+    nonlinearity creates frequencies the signal's sampling rate cannot hold, so it is applied at ``up`` times
+    the rate, between the up-sampling filter (zero insertion, ``pad``, ``up_filter`` with gain ``up**2``) and
+    the low-pass that removes what it created before keeping every ``down``-th pixel. ``slope=1`` with
+    ``gain=1`` is the linear ToRGB layer (then only ``clamp`` acts).
+
+    Args:
+        x: (B, C, H, W).
+        up_filter, down_filter: (k,) separable taps, (k, k) radial filter, or None (no filtering).
+        bias: (C,), added first.
+        pad: (x before, x after, y before, y after), in up-sampled pixels.
+        clamp: the result of the activation is clamped to [-clamp, clamp]; None: no clamping.
+
+    Returns:
+        (B, C, H', W') with ``H' = (H·up + pad_y - (len(up_filter) - 1) - (len(down_filter) - 1) + down - 1) // down``.
+    """
+    x = x + bias.to(x.dtype).reshape(1, -1, 1, 1)
+    x = upfirdn2d(x, up_filter, up=up, pad=pad, gain=up**2)
+    if slope != 1:
+        x = F.leaky_relu(x, slope)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return upfirdn2d(x, down_filter, down=down)
+
+
+def modulated_conv2d_prenormalized(
+    x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, padding: int, input_gain: Tensor | None = None
+) -> Tensor:
+    """StyleGAN3's modulated convolution: per-sample weights as one grouped convolution.
+
+    With ``demodulate``, the weight (per output channel) and the styles (over the whole batch) are first
+    scaled to unit root mean square, which demodulation then undoes, so that float16 cannot overflow;
+    ``input_gain`` (a scalar: 1/√ of the input's tracked mean square, StyleGAN3's ``magnitude_ema``) scales
+    the input channels.
+
+    Args:
+        x: (B, I, H, W).
+        weight: (O, I, k, k).
+        styles: (B, I).
+        padding: zeros on each side (StyleGAN3 pads by k - 1: a "full" convolution; its filters crop).
+
+    Returns:
+        (B, O, H + 2·padding - k + 1, W + 2·padding - k + 1).
+    """
+    b, i, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    if demodulate:
+        weight = weight * weight.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
+        styles = styles * styles.square().mean().rsqrt()
+    wt = weight.unsqueeze(0) * styles.reshape(b, 1, i, 1, 1)  # (B, O, I, k, k)
+    if demodulate:
+        wt = wt * (wt.square().sum(dim=(2, 3, 4)) + 1e-8).rsqrt().reshape(b, o, 1, 1, 1)
+    if input_gain is not None:
+        wt = wt * input_gain.expand(b, i).reshape(b, 1, i, 1, 1)
+    out = F.conv2d(x.reshape(1, b * i, h, w), wt.reshape(b * o, i, kh, kw).to(x.dtype), padding=padding, groups=b)
+    return out.reshape(b, o, *out.shape[2:])

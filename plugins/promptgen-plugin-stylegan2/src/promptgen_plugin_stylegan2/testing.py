@@ -6,7 +6,14 @@
   ``torch_utils.persistence`` object: class name, placeholder module source,
   and the module's ``__dict__``), opcode for opcode the same globals:
   :data:`NVIDIA_PICKLE_GLOBALS`, which is what pickles written by NVIDIA's own
-  code contain (checked with ``scripts/check_against_official.py``).
+  code contain (checked with ``scripts/check_against_official.py``). Given a
+  :class:`~.stylegan3.StyleGAN3` (:func:`random_stylegan3`), it writes what
+  NVlabs/stylegan3 writes for configs T and R: every object's attributes under
+  NVIDIA's names and types (layer sizes as numpy arrays, cutoffs as numpy
+  floats, the constructor arguments each persistent object keeps), globals
+  :data:`STYLEGAN3_PICKLE_GLOBALS`; ``scripts/check_stylegan3.py`` checks that
+  NVIDIA's own code loads such a file and makes the same images, and that its
+  objects have the attributes of the ones NVIDIA's code pickles.
 * :func:`write_rosinality_checkpoint` writes what rosinality's ``train.py``
   (``g``, ``d``, ``g_ema``, ``args``...) or ``convert_weight.py`` (``g_ema``,
   ``latent_avg``) writes with ``torch.save``, under rosinality's names.
@@ -39,6 +46,15 @@ from promptgen_plugin_stylegan2.network import (
     SynthesisLayer,
     ToRGB,
 )
+from promptgen_plugin_stylegan2.stylegan3 import (
+    AliasFreeLayer,
+    AliasFreeSynthesis,
+    FourierInput,
+    Kind,
+    StyleGAN3,
+    StyleGAN3Config,
+    synthesis_plan,
+)
 
 #: The globals in a network pickle written by NVIDIA's code (stylegan2-ada-pytorch and stylegan3, torch 2.x, numpy 2.x).
 NVIDIA_PICKLE_GLOBALS = frozenset(
@@ -54,6 +70,11 @@ NVIDIA_PICKLE_GLOBALS = frozenset(
     }
 )
 
+#: A StyleGAN3 pickle needs numpy arrays besides (its layers' sizes).
+STYLEGAN3_PICKLE_GLOBALS = NVIDIA_PICKLE_GLOBALS | frozenset(
+    {("numpy", "ndarray"), ("numpy._core.multiarray", "_reconstruct") if np.__version__ >= "2" else ("numpy.core.multiarray", "_reconstruct")}
+)
+
 OFFICIAL_CLASS = {
     StyleGAN2: "Generator",
     Mapping: "MappingNetwork",
@@ -63,6 +84,10 @@ OFFICIAL_CLASS = {
     SynthesisLayer: "SynthesisLayer",
     ToRGB: "ToRGBLayer",
     SkipConv: "Conv2dLayer",
+    StyleGAN3: "Generator",
+    AliasFreeSynthesis: "SynthesisNetwork",
+    FourierInput: "SynthesisInput",
+    AliasFreeLayer: "SynthesisLayer",
 }
 PLACEHOLDER_SOURCE = "# the module's source code is stored here by torch_utils.persistence; promptgen never runs it\n"
 
@@ -108,6 +133,8 @@ def persistent_state(
     for ``mapping_kwargs`` or ``synthesis_kwargs`` is merged into that one (for hostile-file tests).
     """
     extra = extra or {}
+    if isinstance(module, StyleGAN3):
+        return _stylegan3_state(module, source, extra, init_kwargs)
     state: dict[str, Any] = {}
     for k, v in module.__dict__.items():
         if k == "_modules":
@@ -134,6 +161,144 @@ def persistent_state(
                 state["_init_kwargs"][k] = v
     state.update(extra.get(prefix.rstrip("."), {}))
     return _Persistent(OFFICIAL_CLASS.get(type(module), type(module).__name__), state, source)
+
+
+#: NVlabs/stylegan3's constructor defaults (``SynthesisNetwork``, ``SynthesisLayer``): a pickle stores only the
+#: arguments that were given, and train.py gives these (``magnitude_ema_beta`` from its batch of 32).
+_SG3_DEFAULTS = StyleGAN3Config()
+MAGNITUDE_EMA_BETA = 0.5 ** (32 / 20_000)
+_SG3_ARGUMENTS = (
+    "num_layers", "num_critical", "first_cutoff", "first_stopband", "last_stopband_rel", "margin_size", "output_scale",
+    "num_fp16_res", "conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters", "conv_clamp",
+)  # fmt: skip
+
+
+def random_stylegan3(seed: int = 0, kind: Kind = "T", **config: Any) -> StyleGAN3:
+    """A small StyleGAN3 of config ``kind`` whose parameters, mean latent and magnitudes are random.
+
+    Its filters, frequencies and phases are designed and drawn as NVIDIA's constructor does. Defaults: 16 pixels,
+    4 layers, z and w of 16; the published models have 14 layers (``num_layers``).
+    """
+    defaults: dict[str, Any] = {"z_dim": 16, "w_dim": 16, "resolution": 16, "channel_base": 128, "channel_max": 16, "num_layers": 4}
+    torch.manual_seed(seed)
+    g = StyleGAN3(StyleGAN3Config.preset(kind, **{**defaults, **config})).eval().requires_grad_(False)
+    for p in g.parameters():
+        p.copy_(torch.randn_like(p) * (0.3 if p.ndim <= 1 else 1.0))
+    g.mapping.w_avg.copy_(torch.randn_like(g.mapping.w_avg) * 0.3)
+    for name, b in g.named_buffers():
+        if name.endswith("magnitude_ema"):
+            b.copy_(torch.rand(()) + 0.5)
+    return g
+
+
+def _clamp(c: float | None) -> Any:
+    return int(c) if c is not None and float(c).is_integer() else c  # NVIDIA's default is the int 256
+
+
+def _stylegan3_arguments(cfg: StyleGAN3Config) -> dict[str, Any]:
+    """The synthesis arguments train.py passes (channel_base, channel_max, magnitude_ema_beta; R's three), and
+    every other one that differs from NVIDIA's default."""
+    args: dict[str, Any] = {"channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "magnitude_ema_beta": MAGNITUDE_EMA_BETA}
+    if cfg.kind == "R":
+        args.update(conv_kernel=1, use_radial_filters=True)
+    for name in _SG3_ARGUMENTS:
+        value = getattr(cfg, name)
+        if name not in args and value != getattr(_SG3_DEFAULTS, name):
+            args[name] = _clamp(value) if name == "conv_clamp" else value
+    return args
+
+
+def _torch_internals(module: nn.Module) -> dict[str, Any]:
+    return {k: v for k, v in module.__dict__.items() if k == "training" or k.startswith("_")}
+
+
+def _official(module: nn.Module, attrs: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], source: str,
+              extra: dict[str, dict[str, Any]], prefix: str, children: dict[str, Any]) -> _Persistent:  # fmt: skip
+    state = _torch_internals(module)
+    state["_modules"] = OrderedDict((n, children[n]) for n in module._modules)
+    state.update(attrs)
+    state["_init_args"] = args
+    state["_init_kwargs"] = kwargs
+    state.update(extra.get(prefix.rstrip("."), {}))
+    return _Persistent(OFFICIAL_CLASS[type(module)], state, source)
+
+
+def _dense(d: Dense, args: tuple[Any, ...], kwargs: dict[str, Any], source: str, extra: dict[str, dict[str, Any]], prefix: str) -> _Persistent:
+    n_out, n_in = d.weight.shape
+    lr = kwargs.get("lr_multiplier", 1)
+    attrs = {"in_features": int(n_in), "out_features": int(n_out), "activation": d.activation, "weight_gain": lr / np.sqrt(int(n_in)), "bias_gain": lr}
+    return _official(d, attrs, args, kwargs, source, extra, prefix, {})
+
+
+def _stylegan3_state(g: StyleGAN3, source: str, extra: dict[str, dict[str, Any]], init_kwargs: dict[str, Any] | None) -> _Persistent:
+    """``g`` as NVlabs/stylegan3 pickles its Generator: each object's attributes and constructor arguments."""
+    cfg = g.cfg
+    EasyDict = sys.modules["dnnlib.util"].EasyDict
+    args = _stylegan3_arguments(cfg)
+    inp, plans = synthesis_plan(cfg)
+    syn, mapping = g.synthesis, g.mapping
+
+    def size(n: int) -> np.ndarray:
+        return np.broadcast_to(np.asarray(n), [2])  # as NVIDIA stores sizes: a read-only view, pickled as an array
+
+    layers: dict[str, Any] = {}
+    for p in plans:
+        layer = getattr(syn, p.name)
+        given = {
+            "w_dim": cfg.w_dim, "is_torgb": p.is_torgb, "is_critically_sampled": p.is_critically_sampled, "use_fp16": np.bool_(p.use_fp16),
+            "in_channels": p.in_channels, "out_channels": p.out_channels, "in_size": p.in_size, "out_size": p.out_size,
+            "in_sampling_rate": p.in_sampling_rate, "out_sampling_rate": p.out_sampling_rate,
+            "in_cutoff": np.float64(p.in_cutoff), "out_cutoff": np.float64(p.out_cutoff),
+            "in_half_width": np.float64(p.in_half_width), "out_half_width": np.float64(p.out_half_width),
+        }  # fmt: skip
+        layer_kwargs = {k: v for k, v in args.items() if k in ("conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters",
+                                                                "conv_clamp", "magnitude_ema_beta")}  # fmt: skip
+        attrs = {
+            **{k: given[k] for k in ("w_dim", "is_torgb", "is_critically_sampled", "use_fp16", "in_channels", "out_channels")},
+            "in_size": size(p.in_size), "out_size": size(p.out_size),
+            "in_sampling_rate": p.in_sampling_rate, "out_sampling_rate": p.out_sampling_rate, "tmp_sampling_rate": p.tmp_sampling_rate,
+            **{k: given[k] for k in ("in_cutoff", "out_cutoff", "in_half_width", "out_half_width")},
+            "conv_kernel": p.conv_kernel, "conv_clamp": _clamp(cfg.conv_clamp), "magnitude_ema_beta": layer_kwargs["magnitude_ema_beta"],
+            "up_factor": p.up_factor, "up_taps": p.up_taps, "down_factor": p.down_factor, "down_taps": p.down_taps,
+            "down_radial": p.down_radial, "padding": list(p.padding),
+        }  # fmt: skip
+        pre = f"synthesis.{p.name}."
+        affine = _dense(layer.affine, (cfg.w_dim, p.in_channels), {"bias_init": 1}, source, extra, pre + "affine.")
+        layers[p.name] = _official(layer, attrs, (), {**given, **layer_kwargs}, source, extra, pre, {"affine": affine})
+
+    given_input = {"w_dim": cfg.w_dim, "channels": inp.channels, "size": inp.size,
+                   "sampling_rate": np.float64(inp.sampling_rate), "bandwidth": np.float64(inp.bandwidth)}  # fmt: skip
+    input_affine = _dense(syn.input.affine, (cfg.w_dim, 4), {"weight_init": 0, "bias_init": [1, 0, 0, 0]}, source, extra, "synthesis.input.affine.")
+    input_attrs = {**given_input, "size": size(inp.size)}
+    layers["input"] = _official(syn.input, input_attrs, (), given_input, source, extra, "synthesis.input.", {"affine": input_affine})
+    syn_kwargs = {"w_dim": cfg.w_dim, "img_resolution": cfg.resolution, "img_channels": cfg.img_channels, **args}
+    syn_attrs = {
+        "w_dim": cfg.w_dim, "num_ws": cfg.num_ws, "img_resolution": cfg.resolution, "img_channels": cfg.img_channels,
+        "num_layers": cfg.num_layers, "num_critical": cfg.num_critical, "margin_size": cfg.margin_size,
+        "output_scale": cfg.output_scale, "num_fp16_res": cfg.num_fp16_res, "layer_names": [p.name for p in plans],
+    }  # fmt: skip
+    synthesis = _official(syn, syn_attrs, (), syn_kwargs, source, extra, "synthesis.", layers)
+
+    fcs: dict[str, Any] = {}
+    if cfg.c_dim:
+        fcs["embed"] = _dense(mapping.embed, (cfg.c_dim, cfg.w_dim), {}, source, extra, "mapping.embed.")
+    for i in range(cfg.mapping_layers):
+        fc = getattr(mapping, f"fc{i}")
+        n_out, n_in = fc.weight.shape
+        fcs[f"fc{i}"] = _dense(fc, (int(n_in), int(n_out)), {"activation": "lrelu", "lr_multiplier": cfg.mapping_lr}, source, extra, f"mapping.fc{i}.")
+    map_attrs = {"z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws, "num_layers": cfg.mapping_layers, "w_avg_beta": 0.998}
+    if not cfg.c_dim:
+        map_attrs["embed"] = None
+    map_kwargs = {"z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws, "num_layers": cfg.mapping_layers}
+    mapping_state = _official(mapping, map_attrs, (), map_kwargs, source, extra, "mapping.", fcs)
+
+    g_kwargs = {"z_dim": cfg.z_dim, "w_dim": cfg.w_dim, "mapping_kwargs": EasyDict(num_layers=cfg.mapping_layers), **args,
+                "c_dim": cfg.c_dim, "img_resolution": cfg.resolution, "img_channels": cfg.img_channels}  # fmt: skip
+    for k, v in (init_kwargs or {}).items():
+        g_kwargs[k] = v
+    g_attrs = {"z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "w_dim": cfg.w_dim, "img_resolution": cfg.resolution,
+               "img_channels": cfg.img_channels, "num_ws": cfg.num_ws}  # fmt: skip
+    return _official(g, g_attrs, (), g_kwargs, source, extra, "", {"synthesis": synthesis, "mapping": mapping_state})
 
 
 def _reconstruct_persistent_obj(meta: Any) -> Any:  # never called: files are read with promptgen's unpickler
@@ -165,7 +330,7 @@ def official_modules() -> Iterator[None]:
 
 
 def write_nvidia_pickle(
-    g: StyleGAN2,
+    g: StyleGAN2 | StyleGAN3,
     path: str | Path,
     *,
     source: str = PLACEHOLDER_SOURCE,
