@@ -80,7 +80,7 @@ def test_checkpointing_recomputes_the_image_steps_and_keeps_the_gradient(ckpt):
     for checkpointing in (False, True):
         g = build(f"diffae:path={ckpt}", path=str(ckpt), checkpointing=checkpointing)
         count = [0]
-        g.module.unet.register_forward_pre_hook(lambda *_: count.__setitem__(0, count[0] + 1))  # recomputation stops early
+        g.module.unet.register_forward_pre_hook(lambda *_, count=count: count.__setitem__(0, count[0] + 1))  # recomputation stops early
         z = torch.randn(2, 16, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
         g.decode(z, {"noise_seed": torch.tensor([[0.5], [1.5]])}).square().mean().backward()
         grads.append(z.grad)
