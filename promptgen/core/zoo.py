@@ -49,6 +49,10 @@ _STYLEGAN2 = (
     "stylegan2-brecahad", "stylegan2-cifar10", "stylegan2-ffhq-1024", "stylegan2-ffhq-512", "stylegan2-ffhq-256",
     "stylegan2-ffhqu-1024", "stylegan2-ffhqu-256", "stylegan2-metfaces-1024", "stylegan2-metfacesu-1024",
     "stylegan2-afhqv2-512", "stylegan2-celebahq-256", "stylegan2-lsundog-256", "stylegan2-ffhq-256-rosinality",
+    "stylegan3-t", "stylegan3-t-ffhq-1024", "stylegan3-t-ffhqu-1024", "stylegan3-t-ffhqu-256", "stylegan3-t-afhqv2-512",
+    "stylegan3-t-metfaces-1024", "stylegan3-t-metfacesu-1024", "stylegan3-r", "stylegan3-r-ffhq-1024",
+    "stylegan3-r-ffhqu-1024", "stylegan3-r-ffhqu-256", "stylegan3-r-afhqv2-512", "stylegan3-r-metfaces-1024",
+    "stylegan3-r-metfacesu-1024",
 )  # fmt: skip
 
 #: Every distribution of this repository besides promptgen-core.

@@ -1,11 +1,12 @@
 """Hostile checkpoints: a stored configuration describing a huge or impossible network is refused in one line.
 
-Each case is an official file (an NVIDIA training snapshot or a rosinality
-``.pt``, written by :mod:`promptgen_plugin_stylegan2.testing` at a small size)
-whose configuration is then tampered with: the Generator's stored attributes
-and ``_init_kwargs`` (``z_dim``, ``img_resolution``, the mapping's
-``num_layers``...), rosinality's key names (which are its architecture), or a
-tensor's shape and strides. Every case must be refused with one line (a
+Each case is an official file (an NVIDIA training snapshot, StyleGAN2 or
+StyleGAN3, or a rosinality ``.pt``, written by
+:mod:`promptgen_plugin_stylegan2.testing` at a small size) whose configuration
+is then tampered with: the Generator's stored attributes and ``_init_kwargs``
+(``z_dim``, ``img_resolution``, the mapping's ``num_layers``...), StyleGAN3's
+synthesis arguments and stored numpy arrays, rosinality's key names (which are
+its architecture), or a tensor's shape and strides. Every case must be refused with one line (a
 ``PromptgenError`` naming the file and what is wrong), never a traceback, a
 MemoryError or a long hang: all of them are loaded in one subprocess that
 measures each case's time and the growth of its peak memory.
@@ -22,6 +23,7 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from promptgen_plugin_stylegan2.checkpoints import CheckpointError, load_generator
@@ -30,6 +32,7 @@ from promptgen_plugin_stylegan2.testing import (
     official_modules,
     persistent_state,
     random_generator,
+    random_stylegan3,
     rosinality_state,
     write_nvidia_pickle,
     write_rosinality_checkpoint,
@@ -60,9 +63,10 @@ def nvidia(path: Path, *, attrs: dict | None = None, mapping: dict | None = None
     return write_nvidia_pickle(random_generator(), path, extra=extra, init_kwargs=init_kwargs)
 
 
-def nvidia_g_ema(path: Path, edit) -> Path:
-    """The fixture snapshot with ``edit(state)`` applied to G_ema's stored object tree."""
-    g = random_generator()
+def nvidia_g_ema(path: Path, edit, g=None) -> Path:
+    """The fixture snapshot (of ``g``, by default the StyleGAN2 one) with ``edit(g, state)`` applied to G_ema's
+    stored object tree."""
+    g = g if g is not None else random_generator()
     with official_modules():
         state = persistent_state(g)
         edit(g, state)
@@ -196,6 +200,34 @@ def legacy_storage_claim(path: Path) -> Path:
     return path
 
 
+def stylegan3(path: Path, edit) -> Path:
+    """The StyleGAN3 (config T) fixture snapshot with ``edit(g, state)`` applied to G_ema's stored object tree."""
+    return nvidia_g_ema(path, edit, random_stylegan3())
+
+
+def stylegan3_arguments(**changes):
+    def edit(g, state):
+        child(state, "synthesis").state["_init_kwargs"].update(changes)
+
+    return lambda path: stylegan3(path, edit)
+
+
+class _ArrayClaim:
+    """A numpy array of 2^40 int64 numbers with eight bytes of data: what a crafted pickle can say in a few bytes."""
+
+    def __reduce__(self):
+        from numpy._core import multiarray
+
+        return (multiarray._reconstruct, (np.ndarray, (0,), b"b"), (1, (2**40,), np.dtype("int64"), False, b"\0" * 8))
+
+
+def stylegan3_array_claim(path: Path) -> Path:
+    def edit(g, state):
+        child(state, f"synthesis.{g.synthesis.layer_names[0]}").state["in_size"] = _ArrayClaim()
+
+    return stylegan3(path, edit)
+
+
 CASES = {
     # name: (writer, words the one-line error must contain)
     "huge_z_dim": (lambda p: nvidia(p, attrs={"z_dim": 10**9}), ["a network of 16,000,0", "more than promptgen builds", "4,000,000,000"]),
@@ -221,6 +253,19 @@ CASES = {
     "one_array_under_two_names": (aliased_noise, ["same stored numbers", "several names"]),
     "one_module_under_2^40_names": (shared_module_bomb, ["already holds elsewhere"]),
     "activation_a_nested_list_bomb": (nested_list_bomb, ["unsupported activations", "a list"]),
+    "stylegan3_huge_num_layers": (
+        stylegan3_arguments(num_layers=10**6), ["synthesis argument num_layers", "1,000,000", "more than 64"]
+    ),
+    "stylegan3_huge_margin": (
+        stylegan3_arguments(margin_size=10**9), ["margin_size", "1,000,000,000", "more than 1,024"]
+    ),
+    "stylegan3_huge_channels": (
+        stylegan3_arguments(channel_base=10**13, channel_max=10**9), ["a network of", "more than promptgen builds"]
+    ),
+    "stylegan3_array_of_2^40_numbers": (stylegan3_array_claim, ["claims shape (1099511627776,)", "holds 8 bytes"]),
+    "stylegan3_unknown_config": (
+        stylegan3_arguments(conv_kernel=7), ["unknown configuration", "conv_kernel=7", "config R"]
+    ),
     "rosinality_1000_mapping_layers": (rosinality_many_layers, ["1,000 mapping layers", f"{MAX_MAPPING_LAYERS}"]),
     "rosinality_resolution_2^41": (rosinality_huge_resolution, ["39 RGB outputs", "2^41", f"{MAX_RESOLUTION:,}"]),
     "rosinality_z_dim_from_a_stride0_tensor": (rosinality_stride0_z, ["style.1.weight", "1000000000", "stores 1"]),

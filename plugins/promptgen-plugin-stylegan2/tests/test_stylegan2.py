@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from promptgen_plugin_stylegan2.checkpoints import ALLOWED_GLOBALS, CheckpointError, load_generator, load_nvidia_pickle
+from promptgen_plugin_stylegan2.checkpoints import CheckpointError, load_generator, load_nvidia_pickle
 from promptgen_plugin_stylegan2.network import StyleGAN2, StyleGAN2Config
 from promptgen_plugin_stylegan2.ops import fir_filter, upsample2d
 from promptgen_plugin_stylegan2.testing import (
     NVIDIA_PICKLE_GLOBALS,
     official_modules,
     persistent_state,
+    pickle_globals,
     random_generator,
     rosinality_state,
     write_nvidia_pickle,
@@ -78,15 +78,7 @@ def test_rosinality_without_mean_latent_uses_the_mean_of_w(tmp_path):
 
 def test_fixture_pickle_has_exactly_the_globals_of_official_pickles(tmp_path):
     path = write_nvidia_pickle(random_generator(), tmp_path / "g.pkl")
-    seen = set()
-
-    class Recorder(pickle.Unpickler):
-        def find_class(self, module, name):
-            seen.add((module, name))
-            return ALLOWED_GLOBALS[(module, name)]
-
-    Recorder(io.BytesIO(path.read_bytes())).load()
-    assert seen == set(NVIDIA_PICKLE_GLOBALS)
+    assert pickle_globals(path.read_bytes()) == set(NVIDIA_PICKLE_GLOBALS)
 
 
 def test_the_stored_module_source_is_never_run(tmp_path):
@@ -158,15 +150,22 @@ def test_wrong_shapes_and_wrong_contents_get_one_line(tmp_path):
         load_generator(tmp_path / "other.pkl")
 
 
-def test_a_stylegan3_network_is_named_as_such(tmp_path):
+def test_a_synthesis_network_of_neither_family_is_named_as_such(tmp_path):
     g = random_generator()
     with official_modules():
         state = persistent_state(g)
         syn = state.state["_modules"]["synthesis"]
+        # StyleGAN3-shaped (an input, then layers) but not StyleGAN3's classes.
         syn.state["_modules"] = {"input": syn.state["_modules"]["b4"], "L0_36_512": syn.state["_modules"]["b8"]}
-    path = write_nvidia_pickle(g, tmp_path / "sg3.pkl", g_ema=state)
-    with pytest.raises(CheckpointError, match="StyleGAN3"):
-        load_generator(path)
+    expected = "StyleGAN3-shaped.*SynthesisInput is a 'SynthesisBlock'.*config T.*config R"
+    with pytest.raises(CheckpointError, match=expected):
+        load_generator(write_nvidia_pickle(g, tmp_path / "sg3.pkl", g_ema=state))
+    with official_modules():
+        state = persistent_state(g)
+        syn = state.state["_modules"]["synthesis"]
+        syn.state["_modules"] = {"block0": syn.state["_modules"]["b4"]}
+    with pytest.raises(CheckpointError, match=r"layers \['block0'\].*neither StyleGAN2 blocks.*nor StyleGAN3"):
+        load_generator(write_nvidia_pickle(g, tmp_path / "other.pkl", g_ema=state))
 
 
 def test_noise_modes_and_truncation():

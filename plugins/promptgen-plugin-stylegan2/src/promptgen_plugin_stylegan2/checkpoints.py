@@ -190,7 +190,9 @@ def _build(cfg: StyleGAN2Config, state: Mapping[str, Tensor], source: str) -> St
 def generator_from_nvidia(data: Mapping[str, Any], source: str = "the pickle") -> Generator:
     """The ``G_ema`` network of an unpickled NVIDIA pickle: a :class:`StyleGAN2` or a :class:`StyleGAN3`."""
     if not isinstance(data, Mapping) or "G_ema" not in data:
-        raise CheckpointError(f"{source} has no G_ema network; it is not a StyleGAN training snapshot or release pickle")
+        raise CheckpointError(
+            f"{source} has no G_ema network; it is not a StyleGAN training snapshot or release pickle"
+        )
     g = data["G_ema"]
     if not isinstance(g, PersistentObject):
         raise CheckpointError(f"{source}: G_ema is a {type(g).__name__}, not a network")
@@ -335,7 +337,7 @@ def generator_from_rosinality(ckpt: Any, source: str = "the checkpoint") -> tupl
 
 
 def load_generator(path: str | Path, family: Family | None = None) -> Generator:
-    """Load a StyleGAN2 or StyleGAN3 generator from an NVIDIA ``.pkl`` or a rosinality ``.pt``, never running code from it.
+    """Load a StyleGAN2 or StyleGAN3 generator from an NVIDIA ``.pkl`` or a rosinality ``.pt``, running no code from it.
 
     ``family``: the family the caller runs (``--gen stylegan2...`` or ``stylegan3...``); a file of the other one is
     refused in one line that says which name to use. None: whichever the file holds.
@@ -370,7 +372,7 @@ def check_family(model: Generator, family: Family, source: str) -> None:
     if isinstance(model, StyleGAN3) and family == "stylegan2":
         raise CheckpointError(
             f"{source} is a StyleGAN3 (config {model.cfg.kind}) network pickle, not StyleGAN2; "
-            f"load it with --gen stylegan3:path=FILE or a stylegan3-{model.cfg.kind.lower() if model.cfg.kind else 't'}-... name"
+            f"load it with --gen stylegan3-{(model.cfg.kind or 't').lower()}:path=FILE"
         )
     if isinstance(model, StyleGAN2) and family == "stylegan3":
         raise CheckpointError(f"{source} is a StyleGAN2 network, not StyleGAN3; load it with --gen stylegan2:path=FILE")

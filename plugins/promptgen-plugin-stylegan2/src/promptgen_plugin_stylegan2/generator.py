@@ -1,4 +1,4 @@
-"""StyleGAN2 as a promptgen :class:`~promptgen.plugin.Generator`, with the options users set in specs."""
+"""StyleGAN2 and StyleGAN3 as promptgen :class:`~promptgen.plugin.Generator` s, with the options users set in specs."""
 
 from __future__ import annotations
 
@@ -9,23 +9,34 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from promptgen.plugin import GeneratorInfo, ModuleGenerator, Options, Spec, SpecError, local_file, seeded_noise
-from promptgen_plugin_stylegan2.checkpoints import BATCH_ELEMENTS, load_generator, mapping_width
-from promptgen_plugin_stylegan2.network import StyleGAN2
+from promptgen_plugin_stylegan2.checkpoints import (
+    BATCH_ELEMENTS,
+    CheckpointError,
+    Family,
+    Generator,
+    load_generator,
+    mapping_width,
+)
+from promptgen_plugin_stylegan2.stylegan3 import StyleGAN3
 from promptgen_plugin_stylegan2.zoo import ZooModel
 
+#: Both families' files are cached here (``$PROMPTGEN_HOME/stylegan2/``).
 CACHE_SUBDIR = "stylegan2"
 #: The file ``path=`` gives, in errors.
-CHECKPOINT = "an NVIDIA .pkl or a rosinality .pt"
+CHECKPOINT = {"stylegan2": "an NVIDIA .pkl or a rosinality .pt", "stylegan3": "an NVIDIA stylegan3 .pkl"}
 #: Latents behind the Gaussian fit of W (``space=w``).
 W_FIT_SAMPLES = 10_000
 
 
 class StyleGAN2Decoder(nn.Module):
-    """latent (B, D) -> images (B, C, size, size) in [0, 1], with the chosen options baked in."""
+    """latent (B, D) -> images (B, C, size, size) in [0, 1], with the chosen options baked in.
+
+    ``net`` is a StyleGAN2 or a StyleGAN3 (whose synthesis network ignores ``noise``: it has none).
+    """
 
     def __init__(
         self,
-        net: StyleGAN2,
+        net: Generator,
         *,
         psi: float = 1.0,
         noise: str = "const",
@@ -103,15 +114,32 @@ def _class_index(spec: Spec, value: str, n: int, names: tuple[str, ...], model: 
     raise SpecError(f"{spec.format()!r}: class={value!r} is not one of {model}'s classes ({known})")
 
 
-def build_generator(spec: Spec, options: Options, model: ZooModel | None = None, *, progress: bool = True) -> ModuleGenerator:
-    """A promptgen generator for ``stylegan2:path=FILE`` or a zoo name, with the spec's options.
+def build_generator(
+    spec: Spec,
+    options: Options,
+    model: ZooModel | None = None,
+    *,
+    family: Family = "stylegan2",
+    kind: str | None = None,
+    progress: bool = True,
+) -> ModuleGenerator:
+    """A promptgen generator for ``stylegan2:path=FILE``, ``stylegan3-t:path=FILE`` or a zoo name, with its options.
 
-    ``options``: a :data:`~promptgen_plugin_stylegan2.options.StyleGAN2Options`, checked by the core;
-    ``class=`` is checked here, against the loaded model's classes.
+    ``options``: a :data:`~promptgen_plugin_stylegan2.options.StyleGAN2Options` (or ``StyleGAN3Options``), checked by
+    the core; ``class=`` is checked here, against the loaded model's classes, and a file of the other family, or of
+    the other StyleGAN3 config than ``kind`` (or the zoo model's), is refused in one line.
     """
     weights = model.weights if model is not None else None
-    path = local_file(weights, path=options.path, subdir=CACHE_SUBDIR, spec=spec, what=CHECKPOINT, progress=progress)
-    net = load_generator(path)
+    what = CHECKPOINT[family]
+    path = local_file(weights, path=options.path, subdir=CACHE_SUBDIR, spec=spec, what=what, progress=progress)
+    net = load_generator(path, family)
+    kind = model.kind if model is not None else kind
+    if isinstance(net, StyleGAN3) and kind and net.cfg.kind != kind:
+        other = (net.cfg.kind or "t").lower()
+        raise CheckpointError(
+            f"{str(path)!r} is a StyleGAN3 config {net.cfg.kind} network but {spec.name} is config {kind}; "
+            f"use stylegan3-{other}:path=FILE or a stylegan3-{other}-... name"
+        )
     label = None
     names = model.classes if model is not None else ()
     wanted = getattr(options, "class")  # a Python keyword: no attribute syntax
@@ -120,18 +148,30 @@ def build_generator(spec: Spec, options: Options, model: ZooModel | None = None,
     elif net.cfg.c_dim:
         known = ", ".join(names) if names else f"0-{net.cfg.c_dim - 1}"
         raise SpecError(f"{spec.format()!r}: {spec.name} is class-conditional; add class=N ({known}), e.g. {spec.name}:class=3")
+    moved = ""
+    if isinstance(net, StyleGAN3):
+        shift, angle = (options.translate_x, options.translate_y), options.rotate
+        if shift != (0, 0) or angle:  # else the file's transform stays (NVIDIA's published files store none)
+            net.set_transform(shift, angle)
+            moved = f", moved by ({shift[0]:g}, {shift[1]:g}) and rotated {angle:g}°"
+    noise = getattr(options, "noise", "const")
     size, space = options.size, options.space
-    decoder = StyleGAN2Decoder(net, psi=options.psi, noise=options.noise, space=space, label=label, size=size, precision=options.precision)
+    decoder = StyleGAN2Decoder(
+        net, psi=options.psi, noise=noise, space=space, label=label, size=size, precision=options.precision
+    )
     res = size or net.cfg.resolution
+    kind = f"StyleGAN3 config {net.cfg.kind}" if isinstance(net, StyleGAN3) else "StyleGAN2"
     info = GeneratorInfo(
         name=spec.name,
         resolution=(res, res),
         channels=net.cfg.img_channels,
         licence=model.licence if model is not None else "see the checkpoint's source",
         source=(model.weights.url or model.weights.page) if model is not None else str(path),
-        description=(model.description if model is not None else f"StyleGAN2 from {path.name}") + f", latent {space} of size {decoder.latent_dim}",
+        description=(model.description if model is not None else f"{kind} from {path.name}")
+        + moved
+        + f", latent {space} of size {decoder.latent_dim}",
     )
-    if options.noise == "random" and net.cfg.use_noise:
+    if noise == "random" and net.synthesis.noise_shapes:
         return RandomNoiseGenerator(decoder, (decoder.latent_dim,), info)
     return ModuleGenerator(decoder, (decoder.latent_dim,), info)
 

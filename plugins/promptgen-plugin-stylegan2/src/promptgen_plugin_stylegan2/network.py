@@ -310,19 +310,16 @@ class Synthesis(nn.Module):
         return img
 
 
-class StyleGAN2(nn.Module):
-    """The generator: ``G(z, c) -> image`` (B, img_channels, resolution, resolution), roughly in [-1, 1].
+class MappedGenerator(nn.Module):
+    """What StyleGAN2 and StyleGAN3 share: ``G(z, c)`` is ``synthesis(mapping(z, c))``.
 
-    Args:
-        cfg: the architecture (see :class:`StyleGAN2Config`).
+    Subclasses set ``cfg``, ``mapping`` (a :class:`Mapping`), ``synthesis`` and ``num_ws``.
     """
 
-    def __init__(self, cfg: StyleGAN2Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.synthesis = Synthesis(cfg)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = Mapping(cfg, self.num_ws)
+    cfg: MappingConfig
+    mapping: Mapping
+    synthesis: nn.Module
+    num_ws: int
 
     def forward(
         self,
@@ -337,3 +334,18 @@ class StyleGAN2(nn.Module):
     ) -> Tensor:
         ws = self.mapping(z, c, psi=psi, cutoff=cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, noise=noise, half=half)
+
+
+class StyleGAN2(MappedGenerator):
+    """The generator: ``G(z, c) -> image`` (B, img_channels, resolution, resolution), roughly in [-1, 1].
+
+    Args:
+        cfg: the architecture (see :class:`StyleGAN2Config`).
+    """
+
+    def __init__(self, cfg: StyleGAN2Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.synthesis = Synthesis(cfg)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = Mapping(cfg, self.num_ws)

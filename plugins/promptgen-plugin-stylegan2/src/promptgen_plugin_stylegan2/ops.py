@@ -38,7 +38,13 @@ def fir_filter(taps: Sequence[float]) -> Tensor:
 
 
 def upfirdn2d(
-    x: Tensor, f: Tensor | None, *, up: int = 1, down: int = 1, pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0
+    x: Tensor,
+    f: Tensor | None,
+    *,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
 ) -> Tensor:
     """Up-sample by inserting zeros, pad (negative: crop), convolve with ``f``, keep every ``down``-th pixel.
 
@@ -51,6 +57,10 @@ def upfirdn2d(
             square root in each direction.
     """
     b, c, h, w = x.shape
+    if up > 1 and f is not None and f.ndim == 1:
+        k = (f * gain**0.5).to(x.dtype)
+        x = _upsample_1d(_upsample_1d(x, k, up, pad[0], pad[1], dim=3), k, up, pad[2], pad[3], dim=2)
+        return x[:, :, ::down, ::down] if down > 1 else x
     if up > 1:
         x = x.reshape(b, c, h, 1, w, 1)
         x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
@@ -68,6 +78,19 @@ def upfirdn2d(
         return F.conv2d(x, k.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c, stride=(down, 1))
     k = (f * gain).to(x.dtype).flip((0, 1))
     return F.conv2d(x, k[None, None].repeat(c, 1, 1, 1), groups=c, stride=down)
+
+
+def _upsample_1d(x: Tensor, k: Tensor, up: int, before: int, after: int, *, dim: int) -> Tensor:
+    """Zero insertion, padding and the (unflipped) taps ``k`` along ``dim`` (3: x, 2: y), as one strided transposed
+    convolution: the products with the inserted zeros are never computed (``up`` times fewer)."""
+    c, taps = x.shape[1], k.numel()
+    shape, stride = ((1, 1, 1, taps), (1, up)) if dim == 3 else ((1, 1, taps, 1), (up, 1))
+    out = F.conv_transpose2d(x, k.reshape(shape).repeat(c, 1, 1, 1), stride=stride, groups=c)
+    # The transposed convolution's sample j is the padded, zero-filled, filtered signal's sample j - taps + 1 + before.
+    length = x.shape[dim] * up + before + after - taps + 1
+    start = taps - 1 - before
+    crop = (-start, length - (out.shape[dim] - start))
+    return F.pad(out, (*crop, 0, 0) if dim == 3 else (0, 0, *crop))
 
 
 def upsample2d(x: Tensor, f: Tensor, factor: int = 2) -> Tensor:

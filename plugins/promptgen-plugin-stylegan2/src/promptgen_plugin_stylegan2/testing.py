@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import pickle
 import sys
 import types
@@ -46,6 +47,7 @@ from promptgen_plugin_stylegan2.network import (
     SynthesisLayer,
     ToRGB,
 )
+from promptgen_plugin_stylegan2.stored import ALLOWED_GLOBALS
 from promptgen_plugin_stylegan2.stylegan3 import (
     AliasFreeLayer,
     AliasFreeSynthesis,
@@ -72,7 +74,12 @@ NVIDIA_PICKLE_GLOBALS = frozenset(
 
 #: A StyleGAN3 pickle needs numpy arrays besides (its layers' sizes).
 STYLEGAN3_PICKLE_GLOBALS = NVIDIA_PICKLE_GLOBALS | frozenset(
-    {("numpy", "ndarray"), ("numpy._core.multiarray", "_reconstruct") if np.__version__ >= "2" else ("numpy.core.multiarray", "_reconstruct")}
+    {
+        ("numpy", "ndarray"),
+        ("numpy._core.multiarray", "_reconstruct")
+        if np.__version__ >= "2"
+        else ("numpy.core.multiarray", "_reconstruct"),
+    }
 )
 
 OFFICIAL_CLASS = {
@@ -168,9 +175,20 @@ def persistent_state(
 _SG3_DEFAULTS = StyleGAN3Config()
 MAGNITUDE_EMA_BETA = 0.5 ** (32 / 20_000)
 _SG3_ARGUMENTS = (
-    "num_layers", "num_critical", "first_cutoff", "first_stopband", "last_stopband_rel", "margin_size", "output_scale",
-    "num_fp16_res", "conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters", "conv_clamp",
-)  # fmt: skip
+    "num_layers",
+    "num_critical",
+    "first_cutoff",
+    "first_stopband",
+    "last_stopband_rel",
+    "margin_size",
+    "output_scale",
+    "num_fp16_res",
+    "conv_kernel",
+    "filter_size",
+    "lrelu_upsampling",
+    "use_radial_filters",
+    "conv_clamp",
+)
 
 
 def random_stylegan3(seed: int = 0, kind: Kind = "T", **config: Any) -> StyleGAN3:
@@ -179,16 +197,44 @@ def random_stylegan3(seed: int = 0, kind: Kind = "T", **config: Any) -> StyleGAN
     Its filters, frequencies and phases are designed and drawn as NVIDIA's constructor does. Defaults: 16 pixels,
     4 layers, z and w of 16; the published models have 14 layers (``num_layers``).
     """
-    defaults: dict[str, Any] = {"z_dim": 16, "w_dim": 16, "resolution": 16, "channel_base": 128, "channel_max": 16, "num_layers": 4}
+    defaults: dict[str, Any] = {
+        "z_dim": 16,
+        "w_dim": 16,
+        "resolution": 16,
+        "channel_base": 128,
+        "channel_max": 16,
+        "num_layers": 4,
+    }
     torch.manual_seed(seed)
     g = StyleGAN3(StyleGAN3Config.preset(kind, **{**defaults, **config})).eval().requires_grad_(False)
+    randomize_stylegan3(g)
+    return g
+
+
+@torch.no_grad()
+def randomize_stylegan3(g: nn.Module) -> None:
+    """Random parameters, mean latent (``mapping.w_avg``) and input magnitudes (``magnitude_ema``, from 0.5 to 1.5)
+    for a StyleGAN3 generator: promptgen's or NVIDIA's, whose names are the same."""
     for p in g.parameters():
         p.copy_(torch.randn_like(p) * (0.3 if p.ndim <= 1 else 1.0))
-    g.mapping.w_avg.copy_(torch.randn_like(g.mapping.w_avg) * 0.3)
     for name, b in g.named_buffers():
-        if name.endswith("magnitude_ema"):
+        if name == "mapping.w_avg":
+            b.copy_(torch.randn_like(b) * 0.3)
+        elif name.endswith("magnitude_ema"):
             b.copy_(torch.rand(()) + 0.5)
-    return g
+
+
+def pickle_globals(data: bytes) -> set[tuple[str, str]]:
+    """The globals (module, name) a pickle asks for; one outside promptgen's allow-list raises ``KeyError``."""
+    seen: set[tuple[str, str]] = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            seen.add((module, name))
+            return ALLOWED_GLOBALS[(module, name)]
+
+    Recorder(io.BytesIO(data)).load()
+    return seen
 
 
 def _clamp(c: float | None) -> Any:
@@ -198,7 +244,11 @@ def _clamp(c: float | None) -> Any:
 def _stylegan3_arguments(cfg: StyleGAN3Config) -> dict[str, Any]:
     """The synthesis arguments train.py passes (channel_base, channel_max, magnitude_ema_beta; R's three), and
     every other one that differs from NVIDIA's default."""
-    args: dict[str, Any] = {"channel_base": cfg.channel_base, "channel_max": cfg.channel_max, "magnitude_ema_beta": MAGNITUDE_EMA_BETA}
+    args: dict[str, Any] = {
+        "channel_base": cfg.channel_base,
+        "channel_max": cfg.channel_max,
+        "magnitude_ema_beta": MAGNITUDE_EMA_BETA,
+    }
     if cfg.kind == "R":
         args.update(conv_kernel=1, use_radial_filters=True)
     for name in _SG3_ARGUMENTS:
@@ -212,8 +262,16 @@ def _torch_internals(module: nn.Module) -> dict[str, Any]:
     return {k: v for k, v in module.__dict__.items() if k == "training" or k.startswith("_")}
 
 
-def _official(module: nn.Module, attrs: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any], source: str,
-              extra: dict[str, dict[str, Any]], prefix: str, children: dict[str, Any]) -> _Persistent:  # fmt: skip
+def _official(
+    module: nn.Module,
+    attrs: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    source: str,
+    extra: dict[str, dict[str, Any]],
+    prefix: str,
+    children: dict[str, Any],
+) -> _Persistent:
     state = _torch_internals(module)
     state["_modules"] = OrderedDict((n, children[n]) for n in module._modules)
     state.update(attrs)
@@ -223,14 +281,24 @@ def _official(module: nn.Module, attrs: dict[str, Any], args: tuple[Any, ...], k
     return _Persistent(OFFICIAL_CLASS[type(module)], state, source)
 
 
-def _dense(d: Dense, args: tuple[Any, ...], kwargs: dict[str, Any], source: str, extra: dict[str, dict[str, Any]], prefix: str) -> _Persistent:
+def _dense(
+    d: Dense, args: tuple[Any, ...], kwargs: dict[str, Any], source: str, extra: dict[str, dict[str, Any]], prefix: str
+) -> _Persistent:
     n_out, n_in = d.weight.shape
     lr = kwargs.get("lr_multiplier", 1)
-    attrs = {"in_features": int(n_in), "out_features": int(n_out), "activation": d.activation, "weight_gain": lr / np.sqrt(int(n_in)), "bias_gain": lr}
+    attrs = {
+        "in_features": int(n_in),
+        "out_features": int(n_out),
+        "activation": d.activation,
+        "weight_gain": lr / np.sqrt(int(n_in)),
+        "bias_gain": lr,
+    }
     return _official(d, attrs, args, kwargs, source, extra, prefix, {})
 
 
-def _stylegan3_state(g: StyleGAN3, source: str, extra: dict[str, dict[str, Any]], init_kwargs: dict[str, Any] | None) -> _Persistent:
+def _stylegan3_state(
+    g: StyleGAN3, source: str, extra: dict[str, dict[str, Any]], init_kwargs: dict[str, Any] | None
+) -> _Persistent:
     """``g`` as NVlabs/stylegan3 pickles its Generator: each object's attributes and constructor arguments."""
     cfg = g.cfg
     EasyDict = sys.modules["dnnlib.util"].EasyDict
@@ -245,38 +313,91 @@ def _stylegan3_state(g: StyleGAN3, source: str, extra: dict[str, dict[str, Any]]
     for p in plans:
         layer = getattr(syn, p.name)
         given = {
-            "w_dim": cfg.w_dim, "is_torgb": p.is_torgb, "is_critically_sampled": p.is_critically_sampled, "use_fp16": np.bool_(p.use_fp16),
-            "in_channels": p.in_channels, "out_channels": p.out_channels, "in_size": p.in_size, "out_size": p.out_size,
-            "in_sampling_rate": p.in_sampling_rate, "out_sampling_rate": p.out_sampling_rate,
-            "in_cutoff": np.float64(p.in_cutoff), "out_cutoff": np.float64(p.out_cutoff),
-            "in_half_width": np.float64(p.in_half_width), "out_half_width": np.float64(p.out_half_width),
-        }  # fmt: skip
-        layer_kwargs = {k: v for k, v in args.items() if k in ("conv_kernel", "filter_size", "lrelu_upsampling", "use_radial_filters",
-                                                                "conv_clamp", "magnitude_ema_beta")}  # fmt: skip
+            "w_dim": cfg.w_dim,
+            "is_torgb": p.is_torgb,
+            "is_critically_sampled": p.is_critically_sampled,
+            "use_fp16": np.bool_(p.use_fp16),
+            "in_channels": p.in_channels,
+            "out_channels": p.out_channels,
+            "in_size": p.in_size,
+            "out_size": p.out_size,
+            "in_sampling_rate": p.in_sampling_rate,
+            "out_sampling_rate": p.out_sampling_rate,
+            "in_cutoff": np.float64(p.in_cutoff),
+            "out_cutoff": np.float64(p.out_cutoff),
+            "in_half_width": np.float64(p.in_half_width),
+            "out_half_width": np.float64(p.out_half_width),
+        }
+        layer_kwargs = {
+            k: v
+            for k, v in args.items()
+            if k
+            in (
+                "conv_kernel",
+                "filter_size",
+                "lrelu_upsampling",
+                "use_radial_filters",
+                "conv_clamp",
+                "magnitude_ema_beta",
+            )
+        }
         attrs = {
-            **{k: given[k] for k in ("w_dim", "is_torgb", "is_critically_sampled", "use_fp16", "in_channels", "out_channels")},
-            "in_size": size(p.in_size), "out_size": size(p.out_size),
-            "in_sampling_rate": p.in_sampling_rate, "out_sampling_rate": p.out_sampling_rate, "tmp_sampling_rate": p.tmp_sampling_rate,
+            **{
+                k: given[k]
+                for k in ("w_dim", "is_torgb", "is_critically_sampled", "use_fp16", "in_channels", "out_channels")
+            },
+            "in_size": size(p.in_size),
+            "out_size": size(p.out_size),
+            "in_sampling_rate": p.in_sampling_rate,
+            "out_sampling_rate": p.out_sampling_rate,
+            "tmp_sampling_rate": p.tmp_sampling_rate,
             **{k: given[k] for k in ("in_cutoff", "out_cutoff", "in_half_width", "out_half_width")},
-            "conv_kernel": p.conv_kernel, "conv_clamp": _clamp(cfg.conv_clamp), "magnitude_ema_beta": layer_kwargs["magnitude_ema_beta"],
-            "up_factor": p.up_factor, "up_taps": p.up_taps, "down_factor": p.down_factor, "down_taps": p.down_taps,
-            "down_radial": p.down_radial, "padding": list(p.padding),
-        }  # fmt: skip
+            "conv_kernel": p.conv_kernel,
+            "conv_clamp": _clamp(cfg.conv_clamp),
+            "magnitude_ema_beta": layer_kwargs["magnitude_ema_beta"],
+            "up_factor": p.up_factor,
+            "up_taps": p.up_taps,
+            "down_factor": p.down_factor,
+            "down_taps": p.down_taps,
+            "down_radial": p.down_radial,
+            "padding": list(p.padding),
+        }
         pre = f"synthesis.{p.name}."
         affine = _dense(layer.affine, (cfg.w_dim, p.in_channels), {"bias_init": 1}, source, extra, pre + "affine.")
         layers[p.name] = _official(layer, attrs, (), {**given, **layer_kwargs}, source, extra, pre, {"affine": affine})
 
-    given_input = {"w_dim": cfg.w_dim, "channels": inp.channels, "size": inp.size,
-                   "sampling_rate": np.float64(inp.sampling_rate), "bandwidth": np.float64(inp.bandwidth)}  # fmt: skip
-    input_affine = _dense(syn.input.affine, (cfg.w_dim, 4), {"weight_init": 0, "bias_init": [1, 0, 0, 0]}, source, extra, "synthesis.input.affine.")
+    given_input = {
+        "w_dim": cfg.w_dim,
+        "channels": inp.channels,
+        "size": inp.size,
+        "sampling_rate": np.float64(inp.sampling_rate),
+        "bandwidth": np.float64(inp.bandwidth),
+    }
+    input_affine = _dense(
+        syn.input.affine,
+        (cfg.w_dim, 4),
+        {"weight_init": 0, "bias_init": [1, 0, 0, 0]},
+        source,
+        extra,
+        "synthesis.input.affine.",
+    )
     input_attrs = {**given_input, "size": size(inp.size)}
-    layers["input"] = _official(syn.input, input_attrs, (), given_input, source, extra, "synthesis.input.", {"affine": input_affine})
+    layers["input"] = _official(
+        syn.input, input_attrs, (), given_input, source, extra, "synthesis.input.", {"affine": input_affine}
+    )
     syn_kwargs = {"w_dim": cfg.w_dim, "img_resolution": cfg.resolution, "img_channels": cfg.img_channels, **args}
     syn_attrs = {
-        "w_dim": cfg.w_dim, "num_ws": cfg.num_ws, "img_resolution": cfg.resolution, "img_channels": cfg.img_channels,
-        "num_layers": cfg.num_layers, "num_critical": cfg.num_critical, "margin_size": cfg.margin_size,
-        "output_scale": cfg.output_scale, "num_fp16_res": cfg.num_fp16_res, "layer_names": [p.name for p in plans],
-    }  # fmt: skip
+        "w_dim": cfg.w_dim,
+        "num_ws": cfg.num_ws,
+        "img_resolution": cfg.resolution,
+        "img_channels": cfg.img_channels,
+        "num_layers": cfg.num_layers,
+        "num_critical": cfg.num_critical,
+        "margin_size": cfg.margin_size,
+        "output_scale": cfg.output_scale,
+        "num_fp16_res": cfg.num_fp16_res,
+        "layer_names": [p.name for p in plans],
+    }
     synthesis = _official(syn, syn_attrs, (), syn_kwargs, source, extra, "synthesis.", layers)
 
     fcs: dict[str, Any] = {}
@@ -285,19 +406,52 @@ def _stylegan3_state(g: StyleGAN3, source: str, extra: dict[str, dict[str, Any]]
     for i in range(cfg.mapping_layers):
         fc = getattr(mapping, f"fc{i}")
         n_out, n_in = fc.weight.shape
-        fcs[f"fc{i}"] = _dense(fc, (int(n_in), int(n_out)), {"activation": "lrelu", "lr_multiplier": cfg.mapping_lr}, source, extra, f"mapping.fc{i}.")
-    map_attrs = {"z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws, "num_layers": cfg.mapping_layers, "w_avg_beta": 0.998}
+        fcs[f"fc{i}"] = _dense(
+            fc,
+            (int(n_in), int(n_out)),
+            {"activation": "lrelu", "lr_multiplier": cfg.mapping_lr},
+            source,
+            extra,
+            f"mapping.fc{i}.",
+        )
+    map_attrs = {
+        "z_dim": cfg.z_dim,
+        "c_dim": cfg.c_dim,
+        "w_dim": cfg.w_dim,
+        "num_ws": cfg.num_ws,
+        "num_layers": cfg.mapping_layers,
+        "w_avg_beta": 0.998,
+    }
     if not cfg.c_dim:
         map_attrs["embed"] = None
-    map_kwargs = {"z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws, "num_layers": cfg.mapping_layers}
+    map_kwargs = {
+        "z_dim": cfg.z_dim,
+        "c_dim": cfg.c_dim,
+        "w_dim": cfg.w_dim,
+        "num_ws": cfg.num_ws,
+        "num_layers": cfg.mapping_layers,
+    }
     mapping_state = _official(mapping, map_attrs, (), map_kwargs, source, extra, "mapping.", fcs)
 
-    g_kwargs = {"z_dim": cfg.z_dim, "w_dim": cfg.w_dim, "mapping_kwargs": EasyDict(num_layers=cfg.mapping_layers), **args,
-                "c_dim": cfg.c_dim, "img_resolution": cfg.resolution, "img_channels": cfg.img_channels}  # fmt: skip
+    g_kwargs = {
+        "z_dim": cfg.z_dim,
+        "w_dim": cfg.w_dim,
+        "mapping_kwargs": EasyDict(num_layers=cfg.mapping_layers),
+        **args,
+        "c_dim": cfg.c_dim,
+        "img_resolution": cfg.resolution,
+        "img_channels": cfg.img_channels,
+    }
     for k, v in (init_kwargs or {}).items():
         g_kwargs[k] = v
-    g_attrs = {"z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "w_dim": cfg.w_dim, "img_resolution": cfg.resolution,
-               "img_channels": cfg.img_channels, "num_ws": cfg.num_ws}  # fmt: skip
+    g_attrs = {
+        "z_dim": cfg.z_dim,
+        "c_dim": cfg.c_dim,
+        "w_dim": cfg.w_dim,
+        "img_resolution": cfg.resolution,
+        "img_channels": cfg.img_channels,
+        "num_ws": cfg.num_ws,
+    }
     return _official(g, g_attrs, (), g_kwargs, source, extra, "", {"synthesis": synthesis, "mapping": mapping_state})
 
 
@@ -337,6 +491,7 @@ def write_nvidia_pickle(
     extra: dict[str, dict[str, Any]] | None = None,
     g_ema: Any = None,
     init_kwargs: dict[str, Any] | None = None,
+    protocol: int = 4,
 ) -> Path:
     """Write ``g`` as an NVIDIA training snapshot (``G`` and ``G_ema`` both ``g``; a small stand-in ``D``).
 
@@ -345,6 +500,7 @@ def write_nvidia_pickle(
         extra: dotted module path -> attributes to add or override in its stored state ("" is the Generator).
         g_ema: store this object as ``G_ema`` instead (for hostile-file tests).
         init_kwargs: overrides of the Generator's stored constructor arguments (see :func:`persistent_state`).
+        protocol: the pickle protocol (NVIDIA's files: 4, Python 3.8's default; 3 under Python 3.7).
     """
     path = Path(path)
     with official_modules():
@@ -359,7 +515,7 @@ def write_nvidia_pickle(
             "augment_pipe": None,
             "training_set_kwargs": EasyDict(class_name="training.dataset.ImageFolderDataset", path="data.zip", resolution=g.cfg.resolution),
         }
-        path.write_bytes(pickle.dumps(snapshot, protocol=4))
+        path.write_bytes(pickle.dumps(snapshot, protocol=protocol))
     return path
 
 

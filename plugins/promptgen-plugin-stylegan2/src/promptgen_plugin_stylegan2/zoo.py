@@ -1,4 +1,4 @@
-"""Named official StyleGAN2 checkpoints: where they are published and under which terms.
+"""Named official StyleGAN2 and StyleGAN3 checkpoints: where they are published and under which terms.
 
 NVIDIA publishes no checksums for these files, so downloads are checked by
 size only (``sha256=None``); set one here when a trusted hash is known.
@@ -12,6 +12,8 @@ from promptgen import plugin
 
 ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
 SG3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
+#: NVlabs/stylegan3's own models (configs T and R), listed in its README ("Pretrained networks").
+STYLEGAN3 = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
 ADA_TERMS = "NVIDIA Source Code License (non-commercial), https://nvlabs.github.io/stylegan2-ada-pytorch/license.html"
 SG3_TERMS = "NVIDIA Source Code License (non-commercial), https://github.com/NVlabs/stylegan3/blob/main/LICENSE.txt"
 FFHQ = "; FFHQ images: CC BY-NC-SA 4.0"
@@ -28,6 +30,7 @@ class ZooModel:
         weights: the checkpoint, cached in ``$PROMPTGEN_HOME/stylegan2/`` (``url`` None: no direct link).
         licence: terms of the weights (and of the data they were trained on).
         classes: class labels of a class-conditional model, else empty.
+        kind: StyleGAN3's configuration, "T" or "R" (None for StyleGAN2).
     """
 
     name: str
@@ -36,6 +39,7 @@ class ZooModel:
     weights: plugin.Published
     licence: str
     classes: tuple[str, ...] = ()
+    kind: str | None = None
 
     @property
     def filename(self) -> str:
@@ -86,5 +90,28 @@ MODELS: dict[str, ZooModel] = {
             ),
             "MIT (rosinality/stylegan2-pytorch); NVIDIA ops under the NVIDIA Source Code License" + FFHQ,
         ),
+    ]
+}
+
+
+def _stylegan3(kind: str, data: str, res: int, what: str, licence: str) -> ZooModel:
+    file = f"stylegan3-{kind.lower()}-{data}-{res}x{res}.pkl"
+    page = "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan3"
+    name = f"stylegan3-{kind.lower()}-{data}-{res}"
+    weights = plugin.Published(file, STYLEGAN3 + file, page=page)
+    return ZooModel(name, res, f"{what}, StyleGAN3-{kind}", weights, SG3_TERMS + licence, kind=kind)
+
+
+#: Every network NVlabs/stylegan3 publishes, both configurations of each: ``--gen stylegan3-t-ffhq-1024`` ...
+STYLEGAN3_MODELS: dict[str, ZooModel] = {
+    m.name: m
+    for kind in ("T", "R")
+    for m in [
+        _stylegan3(kind, "ffhq", 1024, "FFHQ faces", FFHQ),
+        _stylegan3(kind, "ffhqu", 1024, "FFHQ-U, unaligned faces", FFHQ),
+        _stylegan3(kind, "ffhqu", 256, "FFHQ-U, unaligned faces", FFHQ),
+        _stylegan3(kind, "afhqv2", 512, "AFHQv2 animals", "; AFHQ images: CC BY-NC 4.0"),
+        _stylegan3(kind, "metfaces", 1024, "MetFaces portraits", "; MetFaces images: CC BY-NC 2.0"),
+        _stylegan3(kind, "metfacesu", 1024, "MetFaces-U, unaligned portraits", "; MetFaces images: CC BY-NC 2.0"),
     ]
 }
