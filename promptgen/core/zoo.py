@@ -75,6 +75,10 @@ ZOO: tuple[Distribution, ...] = (
         "promptgen-plugin-diffae", "plugins/promptgen-plugin-diffae",
         generators=("diffae", "diffae-ffhq-256", "diffae-ffhq-128", "diffae-bedroom-128", "diffae-horse-128"),
     ),
+    Distribution(
+        "promptgen-plugin-stylenerf", "plugins/promptgen-plugin-stylenerf",
+        generators=("stylenerf", "stylenerf-ffhq-256", "stylenerf-ffhq-512", "stylenerf-ffhq-1024"),
+    ),
     Distribution("promptgen-plugin-clip", "plugins/promptgen-plugin-clip", energies=("clip",)),
     Distribution("promptgen-plugin-deca", "plugins/promptgen-plugin-deca", energies=("deca-pose",)),
     Distribution("promptgen-plugin-arcface", "plugins/promptgen-plugin-arcface", energies=("arcface-id",)),

@@ -249,26 +249,52 @@ ALLOWED_GLOBALS = _allowed()
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only :data:`ALLOWED_GLOBALS`; everything else is refused."""
+    """An unpickler that resolves only :data:`ALLOWED_GLOBALS` (and ``extra_globals``); everything else is refused.
+
+    ``extra_globals``: what another family of NVIDIA-style pickles also needs (StyleNeRF's ``torch.nn`` containers),
+    as data-only stand-ins; ``kind`` names that family in the refusal.
+    """
+
+    def __init__(
+        self, file: Any, *, extra_globals: Mapping[tuple[str, str], Any] | None = None, kind: str = "StyleGAN"
+    ) -> None:
+        super().__init__(file)
+        self.extra_globals = dict(extra_globals or {})
+        self.kind = kind
 
     def find_class(self, module: str, name: str) -> Any:
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
+        found = ALLOWED_GLOBALS.get((module, name), self.extra_globals.get((module, name)))
+        if found is None and module == "torch.nn.modules.container" and self.kind == "StyleGAN":
+            # StyleNeRF's pickles are NVIDIA-style too, but hold torch.nn containers: say so rather than "suspicious".
             raise CheckpointError(
-                f"the pickle asks for {module}.{name}, which a StyleGAN network pickle never needs; "
-                "refusing to load it (it could run code); use an official checkpoint or a rosinality .pt"
-            ) from None
+                f"the pickle holds a torch.nn.{name} stored by class, which StyleGAN network pickles never do but "
+                "StyleNeRF ones do; if it is a StyleNeRF network, load it with --gen stylenerf:path=FILE"
+            )
+        if found is None:
+            advice = "use an official checkpoint" + (" or a rosinality .pt" if self.kind == "StyleGAN" else "")
+            raise CheckpointError(
+                f"the pickle asks for {module}.{name}, which a {self.kind} network pickle never needs; "
+                f"refusing to load it (it could run code); {advice}"
+            )
+        return found
 
     def persistent_load(self, pid: Any) -> Any:
         raise CheckpointError("the pickle refers to external objects; it is damaged or not a StyleGAN network pickle")
 
 
-def load_nvidia_pickle(data: bytes | io.BufferedIOBase) -> dict[str, Any]:
-    """Unpickle an NVIDIA network pickle safely; networks come back as :class:`PersistentObject`."""
+def load_nvidia_pickle(
+    data: bytes | io.BufferedIOBase,
+    *,
+    extra_globals: Mapping[tuple[str, str], Any] | None = None,
+    kind: str = "StyleGAN",
+) -> dict[str, Any]:
+    """Unpickle an NVIDIA network pickle safely; networks come back as :class:`PersistentObject`.
+
+    ``extra_globals`` and ``kind``: see :class:`SafeUnpickler`.
+    """
     f = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     try:
-        return SafeUnpickler(f).load()
+        return SafeUnpickler(f, extra_globals=extra_globals, kind=kind).load()
     except CheckpointError:
         raise
     except MemoryError:

@@ -1,0 +1,284 @@
+"""promptgen-plugin-stylenerf on random-weight pickles in facebookresearch/StyleNeRF's format
+(promptgen_plugin_stylenerf.testing).
+
+What is checked against the official code is in ``scripts/conformance.py`` (it needs a checkout of it); these
+tests check the reading, the camera, the refusals and the CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from promptgen_plugin_stylegan2.checkpoints import load_generator
+from promptgen_plugin_stylegan2.testing import random_generator, write_nvidia_pickle
+from promptgen_plugin_stylenerf import StyleNeRFOptions, _build
+from promptgen_plugin_stylenerf.generator import StyleNeRFGenerator
+from promptgen_plugin_stylenerf.testing import random_stylenerf, write_stylenerf_pickle
+from promptgen_plugin_stylenerf.zoo import MODELS
+from typer.testing import CliRunner
+
+from promptgen.cli import app
+from promptgen.core.registry import get_registry, reset_registry
+from promptgen.plugin import PromptgenError, SpecError, parse_spec, seeded_noise
+from promptgen.testing import check_generator, install_fake_distribution
+
+#: The FFHQ prior, from conf/model/stylenerf_ffhq.yaml: yaw ~ N(0, 0.3), polar angle ~ N(π/2, 0.155).
+YAW_STD, PITCH_STD = 0.3, 0.155
+
+
+def build(path, **options) -> StyleNeRFGenerator:
+    return _build(parse_spec(f"stylenerf:path={path}"), StyleNeRFOptions(path=str(path), **options), None)
+
+
+def one_line(e: pytest.ExceptionInfo) -> str:
+    text = str(e.value)
+    assert "\n" not in text and text
+    return text
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_stylenerf(0)
+
+
+@pytest.fixture(scope="module")
+def pkl(tmp_path_factory, model):
+    return write_stylenerf_pickle(model, tmp_path_factory.mktemp("stylenerf") / "ffhq_tiny.pkl")
+
+
+class CameraSpy:
+    """A forward hook on the volume renderer: the camera-to-world matrices it was given."""
+
+    def __init__(self, g: StyleNeRFGenerator) -> None:
+        self.worlds: list[torch.Tensor] = []
+        self.handle = g.module.model.synthesis.V.register_forward_hook(
+            lambda m, args, out: self.worlds.append(args[0].clone())
+        )
+
+    def yaw_pitch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The camera's yaw (azimuth about +z from +x) and pitch (elevation), radians, from its position."""
+        pos = torch.cat(self.worlds)[:, :3, 3]
+        return torch.atan2(pos[:, 1], pos[:, 0]), torch.asin(pos[:, 2] / pos.norm(dim=1))
+
+
+def test_the_pickle_loads_with_every_weight_and_the_configuration(pkl, model):
+    g = build(pkl)
+    loaded = g.module.model
+    assert loaded.cfg == model.cfg
+    ours, theirs = loaded.state_dict(), model.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert g.latent_shape == (16,) and g.info.resolution == (16, 16) and g.noise_shapes == {"camera_seed": (1,)}
+
+
+def test_decode_is_the_network_on_the_seeded_camera_and_background(pkl, model):
+    g = build(pkl)
+    z, seed = torch.randn(3, 16), torch.randn(3, 1)
+    drawn = seeded_noise(seed, {"camera": (2,), "background": (8,)})
+    with torch.no_grad():
+        images = g.decode(z, {"camera_seed": seed})
+        expected = ((model(z, drawn["camera"], drawn["background"]) + 1) / 2).clamp(0, 1)
+    assert images.shape == (3, 3, 16, 16) and images.min() >= 0 and images.max() <= 1 and images.std() > 0.01
+    assert torch.equal(images, expected)
+
+
+def test_the_seeded_camera_repeats_and_differs_between_seeds(pkl):
+    g = build(pkl)
+    spy = CameraSpy(g)
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        a = g.decode(z, {"camera_seed": torch.tensor([[0.25], [0.5]])})
+        b = g.decode(z, {"camera_seed": torch.tensor([[0.25], [0.5]])})
+        c = g.decode(z, {"camera_seed": torch.tensor([[0.75], [1.5]])})
+    assert torch.equal(a, b) and torch.equal(spy.worlds[0], spy.worlds[1])
+    assert not torch.equal(spy.worlds[0], spy.worlds[2]) and (a - c).abs().max() > 1e-3
+
+
+def test_the_prior_camera_has_the_ffhq_spread(tmp_path):
+    g = build(write_stylenerf_pickle(random_stylenerf(1, resolution=8, resolution_vol=2), tmp_path / "small.pkl"))
+    spy = CameraSpy(g)
+    with torch.no_grad():
+        g.decode(torch.randn(400, 16), {"camera_seed": torch.arange(400, dtype=torch.float32)[:, None] / 7})
+    yaw, pitch = spy.yaw_pitch()
+    assert abs(float(yaw.mean())) < 0.05 and abs(float(yaw.std()) - YAW_STD) < 0.04
+    assert abs(float(pitch.mean())) < 0.03 and abs(float(pitch.std()) - PITCH_STD) < 0.02
+
+
+def test_camera_latent_is_the_camera_the_renderer_receives(pkl):
+    g = build(pkl, camera="latent")
+    assert g.latent_shape == (18,) and g.latent_parts == {"z": (16,), "camera": (2,)}
+    spy = CameraSpy(g)
+    asked = torch.tensor([[1.0, -0.5], [-2.0, 1.5], [0.0, 0.0]])
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        g.decode({"z": z, "camera": asked}, {"camera_seed": torch.randn(3, 1)})
+    yaw, pitch = spy.yaw_pitch()
+    assert torch.allclose(yaw, asked[:, 0] * YAW_STD, atol=1e-5)
+    assert torch.allclose(pitch, -asked[:, 1] * PITCH_STD, atol=1e-5)  # a larger polar angle: the camera lower
+    expected_yaw, expected_pitch = g.module.model.cfg.camera.yaw_pitch(asked)
+    assert torch.allclose(yaw, expected_yaw, atol=1e-5) and torch.allclose(pitch, expected_pitch, atol=1e-5)
+    with torch.no_grad():  # another seed moves the background only, not the camera
+        g.decode({"z": z, "camera": asked}, {"camera_seed": torch.randn(3, 1)})
+    assert torch.equal(spy.worlds[0], spy.worlds[1])
+
+
+def test_conformance_kit(pkl):
+    reset_registry()
+    check_generator(get_registry(), f"stylenerf:path={pkl}")
+    check_generator(get_registry(), f"stylenerf-ffhq-256:path={pkl},camera=latent,psi=0.7")
+
+
+def test_a_stylegan2_pickle_is_named_and_refused(tmp_path):
+    path = write_nvidia_pickle(random_generator(0), tmp_path / "sg2.pkl")
+    with pytest.raises(SpecError) as e:
+        build(path)
+    assert "is a StyleGAN2 network pickle, not StyleNeRF" in one_line(e) and "stylegan2:path=" in one_line(e)
+
+
+def test_a_stylenerf_pickle_given_to_stylegan2_is_named_and_refused(pkl):
+    with pytest.raises(PromptgenError) as e:
+        load_generator(pkl)
+    assert "StyleNeRF" in one_line(e) and "stylenerf:path=" in one_line(e) and "could run code" not in one_line(e)
+
+
+def test_a_truncated_pickle_is_refused_in_one_line(pkl, tmp_path):
+    cut = tmp_path / "cut.pkl"
+    cut.write_bytes(pkl.read_bytes()[: pkl.stat().st_size // 2])
+    with pytest.raises(SpecError) as e:
+        build(cut)
+    assert "damaged or truncated" in one_line(e) and str(cut) in one_line(e)
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Hostile:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "hostile.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Hostile()}))
+    with pytest.raises(SpecError) as e:
+        build(path)
+    assert "could run code" in one_line(e) and "StyleNeRF" in one_line(e)
+    assert not marker.exists()
+
+
+def test_a_variant_the_implementation_does_not_run_is_refused(tmp_path, model):
+    # ray_align_corner=True samples other pixel positions: refused by name rather than rendered differently.
+    path = write_stylenerf_pickle(model, tmp_path / "variant.pkl", extra={"synthesis.C": {"ray_align_corner": True}})
+    with pytest.raises(SpecError) as e:
+        build(path)
+    assert "ray_align_corner" in one_line(e) and "not supported" in one_line(e)
+
+
+TOY_FACES = """
+import torch
+from promptgen import plugin
+
+
+class Gender:
+    attributes = {"gender": ["Male", "Female"]}
+
+    def log_probs(self, images):
+        red_minus_blue = (images[:, 0] - images[:, -1]).mean((1, 2)) * 8
+        logsigmoid = torch.nn.functional.logsigmoid
+        return {"gender": torch.stack([logsigmoid(-red_minus_blue), logsigmoid(red_minus_blue)], 1)}
+
+    def to(self, device):
+        return self
+
+
+@plugin.hookimpl
+def promptgen_attribute_classifiers():
+    return [plugin.ClassifierEntry("toy-gender", Gender.attributes, lambda options, registry: Gender(),
+                                   summary="red against blue")]
+"""
+
+
+@pytest.fixture
+def faces(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTGEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PROMPTGEN_OFFLINE", "1")
+    (tmp_path / "site").mkdir()
+    install_fake_distribution(
+        tmp_path / "site", "promptgen-plugin-toy-faces", "0.2.0", "toy_faces", TOY_FACES, "a-toy-faces"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.invalidate_caches()
+    reset_registry()
+    yield tmp_path
+    reset_registry()
+
+
+def test_compose_debias_gender_runs_and_sampling_with_a_seed_repeats(faces):
+    # The smallest model (volume 2², image 8², narrow, 3 + 3 + 2 samples): compose draws thousands of images.
+    small = random_stylenerf(
+        2,
+        resolution=8,
+        resolution_vol=2,
+        fg_hidden=8,
+        fg_blocks=2,
+        bg_hidden=4,
+        n_ray_samples=3,
+        n_bg_samples=2,
+        rgb_out_dim=8,
+        rgb_out_dim_bg=8,
+        channel_max=8,
+        n_freq=2,
+    )
+    pkl = write_stylenerf_pickle(small, faces / "ffhq_8.pkl")
+    runner = CliRunner()
+    out = faces / "prompt"
+    result = runner.invoke(
+        app,
+        [
+            "compose",
+            "--gen",
+            f"stylenerf-ffhq-256:path={pkl}",
+            "--energy",
+            "debias:gender",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--eval-batch",
+            "4",
+            "--transforms",
+            "2",
+            "--hidden",
+            "8",
+            "--out",
+            str(out),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    files = []
+    for i in range(2):
+        target = faces / f"s{i}.npz"
+        result = runner.invoke(app, ["sample", str(out), "-n", "4", "--seed", "3", "-o", str(target)])
+        assert result.exit_code == 0, result.output
+        files.append(target.read_bytes())
+    assert files[0] == files[1] and np.load(faces / "s0.npz")["images"].shape[0] == 4
+    other = faces / "s2.npz"
+    assert runner.invoke(app, ["sample", str(out), "-n", "4", "--seed", "4", "-o", str(other)]).exit_code == 0
+    assert not np.array_equal(np.load(other)["images"], np.load(faces / "s0.npz")["images"])
+
+
+def test_the_zoo_entry_without_its_file_says_to_give_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMPTGEN_HOME", str(tmp_path))
+    monkeypatch.setenv("PROMPTGEN_OFFLINE", "1")
+    with pytest.raises(PromptgenError) as e:
+        _build(
+            parse_spec("stylenerf-ffhq-256"),
+            StyleNeRFOptions(),
+            None,
+            MODELS["stylenerf-ffhq-256"],
+        )
+    assert "path=" in one_line(e) and "ffhq_256.pkl" in one_line(e)
