@@ -25,30 +25,10 @@ from typer.testing import CliRunner
 
 from promptgen.cli import app
 from promptgen.core.registry import reset_registry
-from promptgen.testing import install_fake_distribution
+from promptgen.testing import TOY_GENDER_PLUGIN, install_fake_distribution
 
 runner = CliRunner()
 
-TOY_FACES = '''
-import torch
-from promptgen import plugin
-
-
-class Gender:
-    attributes = {"gender": ["Male", "Female"]}
-
-    def log_probs(self, images):
-        red_minus_blue = (images[:, 0] - images[:, -1]).mean((1, 2)) * 8
-        return {"gender": torch.stack([torch.nn.functional.logsigmoid(-red_minus_blue), torch.nn.functional.logsigmoid(red_minus_blue)], 1)}
-
-    def to(self, device):
-        return self
-
-
-@plugin.hookimpl
-def promptgen_attribute_classifiers():
-    return [plugin.ClassifierEntry("toy-gender", Gender.attributes, lambda options, registry: Gender(), summary="red against blue")]
-'''
 
 
 @pytest.fixture
@@ -67,7 +47,7 @@ def zoo(tmp_path, monkeypatch):
     write_checkpoint(decoder, args, home / "nvae" / NVAE["nvae-ffhq-256"].filename)
     # "a-" sorts before "fairface": the toy is the first classifier that provides gender.
     (tmp_path / "site").mkdir()
-    install_fake_distribution(tmp_path / "site", "promptgen-plugin-toy-faces", "0.2.0", "toy_faces", TOY_FACES, "a-toy-faces")
+    install_fake_distribution(tmp_path / "site", "promptgen-plugin-toy-faces", "0.2.0", "toy_faces", TOY_GENDER_PLUGIN, "a-toy-faces")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
     reset_registry()

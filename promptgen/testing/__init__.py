@@ -34,7 +34,13 @@ from promptgen.testing.classifiers import CLASSIFIER_SHAPES, check_classifier
 from promptgen.testing.common import BOGUS_OPTION, DEFAULT_DEVICES, SKIPPED_BY_DEFAULT, bad_option_values
 from promptgen.testing.energies import check_energy
 from promptgen.testing.generators import check_generator
-from promptgen.testing.helpers import install_fake_distribution, offline, one_line_error, toy_generator_entry
+from promptgen.testing.helpers import (
+    TOY_GENDER_PLUGIN,
+    install_fake_distribution,
+    offline,
+    one_line_error,
+    toy_generator_entry,
+)
 from promptgen.testing.registered import (
     ConformanceReport,
     EntryResult,
@@ -49,6 +55,7 @@ __all__ = [
     "CLASSIFIER_SHAPES",
     "DEFAULT_DEVICES",
     "SKIPPED_BY_DEFAULT",
+    "TOY_GENDER_PLUGIN",
     "ConformanceReport",
     "EntryResult",
     "bad_option_values",

@@ -90,3 +90,30 @@ def offline() -> Iterator[None]:
         if hub_now is not None:
             was = before["HF_HUB_OFFLINE"]
             hub_now.HF_HUB_OFFLINE = hub_before if hub is not None else (was or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+#: Source of a third-party plugin module with a toy ``gender`` classifier (red against blue), for tests of face
+#: generators' ``debias:gender`` without FairFace's ResNet-34. Install it with :func:`install_fake_distribution`
+#: under an entry point that sorts before ``fairface`` (e.g. ``"a-toy-faces"``), so it is the first that provides
+#: ``gender``.
+TOY_GENDER_PLUGIN = """
+import torch
+from promptgen import plugin
+
+
+class Gender:
+    attributes = {"gender": ["Male", "Female"]}
+
+    def log_probs(self, images):
+        red_minus_blue = (images[:, 0] - images[:, -1]).mean((1, 2)) * 8
+        logsigmoid = torch.nn.functional.logsigmoid
+        return {"gender": torch.stack([logsigmoid(-red_minus_blue), logsigmoid(red_minus_blue)], 1)}
+
+    def to(self, device):
+        return self
+
+
+@plugin.hookimpl
+def promptgen_attribute_classifiers():
+    return [plugin.ClassifierEntry("toy-gender", Gender.attributes, lambda options, registry: Gender(), summary="red against blue")]
+"""

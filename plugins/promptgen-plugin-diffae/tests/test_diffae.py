@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 from promptgen.cli import app
 from promptgen.core.registry import reset_registry
 from promptgen.plugin import PromptgenError, SpecError, parse_spec
-from promptgen.testing import install_fake_distribution
+from promptgen.testing import TOY_GENDER_PLUGIN, install_fake_distribution
 
 FAST = {"steps": 2, "latent_steps": 2, "sample_steps": 4, "sample_latent_steps": 4}
 
@@ -213,26 +213,6 @@ def test_zoo_names_read_the_cache_or_say_where_to_download(tmp_path, monkeypatch
     assert g.info.licence.startswith("MIT") and g.info.source == model.weights.page
 
 
-TOY_FACES = '''
-import torch
-from promptgen import plugin
-
-
-class Gender:
-    attributes = {"gender": ["Male", "Female"]}
-
-    def log_probs(self, images):
-        red_minus_blue = (images[:, 0] - images[:, -1]).mean((1, 2)) * 8
-        return {"gender": torch.stack([torch.nn.functional.logsigmoid(-red_minus_blue), torch.nn.functional.logsigmoid(red_minus_blue)], 1)}
-
-    def to(self, device):
-        return self
-
-
-@plugin.hookimpl
-def promptgen_attribute_classifiers():
-    return [plugin.ClassifierEntry("toy-gender", Gender.attributes, lambda options, registry: Gender(), summary="red against blue")]
-'''
 
 
 def test_compose_diffae_ffhq_256_with_debias_gender_then_sample_repeatably(tmp_path, monkeypatch):
@@ -241,7 +221,7 @@ def test_compose_diffae_ffhq_256_with_debias_gender_then_sample_repeatably(tmp_p
     monkeypatch.setenv("PROMPTGEN_OFFLINE", "1")
     write_checkpoint(home / "diffae" / MODELS["diffae-ffhq-256"].weights.filename)
     (tmp_path / "site").mkdir()
-    install_fake_distribution(tmp_path / "site", "promptgen-plugin-toy-faces", "0.2.0", "toy_faces", TOY_FACES, "a-toy-faces")
+    install_fake_distribution(tmp_path / "site", "promptgen-plugin-toy-faces", "0.2.0", "toy_faces", TOY_GENDER_PLUGIN, "a-toy-faces")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
     reset_registry()

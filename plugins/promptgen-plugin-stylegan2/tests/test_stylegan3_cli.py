@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from promptgen.cli import app
 from promptgen.core.registry import get_registry, reset_registry
-from promptgen.testing import install_fake_distribution, one_line_error
+from promptgen.testing import TOY_GENDER_PLUGIN, install_fake_distribution, one_line_error
 
 #: The cheapest geometry that still has every kind of layer: 8 pixels, 3 layers, a margin of 2 pixels.
 CHEAP = {"resolution": 8, "channel_base": 32, "channel_max": 4, "margin_size": 2, "num_layers": 3, "num_critical": 1}
@@ -35,30 +35,6 @@ PUBLISHED = [
 ]  # fmt: skip
 NGC = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
 
-TOY_GENDER = """
-import torch
-from promptgen import plugin
-
-
-class Gender:
-    attributes = {"gender": ["Male", "Female"]}
-
-    def log_probs(self, images):
-        red_minus_blue = (images[:, 0] - images[:, -1]).mean((1, 2)) * 8
-        logsigmoid = torch.nn.functional.logsigmoid
-        return {"gender": torch.stack([logsigmoid(-red_minus_blue), logsigmoid(red_minus_blue)], 1)}
-
-    def to(self, device):
-        return self
-
-
-@plugin.hookimpl
-def promptgen_attribute_classifiers():
-    def build(options, registry):
-        return Gender()
-
-    return [plugin.ClassifierEntry("toy-gender", Gender.attributes, build, summary="red against blue")]
-"""
 
 TINY_CLIP = {
     "embed_dim": 32,
@@ -82,7 +58,7 @@ def home(tmp_path, monkeypatch):
     write_nvidia_pickle(random_stylegan3(1, "T", **CHEAP), home / "stylegan2" / "stylegan3-t-ffhqu-256x256.pkl")
     (tmp_path / "site").mkdir()
     install_fake_distribution(
-        tmp_path / "site", "promptgen-plugin-toy-gender", "0.2.0", "toy_gender", TOY_GENDER, "a-toy-gender"
+        tmp_path / "site", "promptgen-plugin-toy-gender", "0.2.0", "toy_gender", TOY_GENDER_PLUGIN, "a-toy-gender"
     )
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()

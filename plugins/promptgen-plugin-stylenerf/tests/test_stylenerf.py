@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from promptgen.cli import app
 from promptgen.core.registry import get_registry, reset_registry
 from promptgen.plugin import PromptgenError, SpecError, parse_spec, seeded_noise
-from promptgen.testing import check_generator, install_fake_distribution
+from promptgen.testing import TOY_GENDER_PLUGIN, check_generator, install_fake_distribution
 
 #: The FFHQ prior, from conf/model/stylenerf_ffhq.yaml: yaw ~ N(0, 0.3), polar angle ~ N(π/2, 0.155).
 YAW_STD, PITCH_STD = 0.3, 0.155
@@ -177,28 +177,6 @@ def test_a_variant_the_implementation_does_not_run_is_refused(tmp_path, model):
     assert "ray_align_corner" in one_line(e) and "not supported" in one_line(e)
 
 
-TOY_FACES = """
-import torch
-from promptgen import plugin
-
-
-class Gender:
-    attributes = {"gender": ["Male", "Female"]}
-
-    def log_probs(self, images):
-        red_minus_blue = (images[:, 0] - images[:, -1]).mean((1, 2)) * 8
-        logsigmoid = torch.nn.functional.logsigmoid
-        return {"gender": torch.stack([logsigmoid(-red_minus_blue), logsigmoid(red_minus_blue)], 1)}
-
-    def to(self, device):
-        return self
-
-
-@plugin.hookimpl
-def promptgen_attribute_classifiers():
-    return [plugin.ClassifierEntry("toy-gender", Gender.attributes, lambda options, registry: Gender(),
-                                   summary="red against blue")]
-"""
 
 
 @pytest.fixture
@@ -207,7 +185,7 @@ def faces(tmp_path, monkeypatch):
     monkeypatch.setenv("PROMPTGEN_OFFLINE", "1")
     (tmp_path / "site").mkdir()
     install_fake_distribution(
-        tmp_path / "site", "promptgen-plugin-toy-faces", "0.2.0", "toy_faces", TOY_FACES, "a-toy-faces"
+        tmp_path / "site", "promptgen-plugin-toy-faces", "0.2.0", "toy_faces", TOY_GENDER_PLUGIN, "a-toy-faces"
     )
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     importlib.invalidate_caches()
