@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from timing import best_of
+from timing import best_of, flow_step, limit_address_space, rss_mb, training_update
 
 #: Google's 256-pixel DDPM UNet (the hub's unet/config.json of google/ddpm-celebahq-256 and its siblings).
 PUBLISHED_256 = {
@@ -43,10 +42,6 @@ PUBLISHED_256 = {
     "flip_sin_to_cos": False, "freq_shift": 1, "center_input_sample": False, "time_embedding_type": "positional",
     "act_fn": "silu", "mid_block_scale_factor": 1,
 }  # fmt: skip
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_published(folder: Path) -> Path:
@@ -100,21 +95,11 @@ def case(model: str, batch: int, checkpointing: bool, steps: int, repeats: int) 
         noise = {"noise_seed": torch.randn(batch, 1)}
         x = g.decode(z, noise)
         energy = (x.mean(dim=(1, 2, 3)) - 0.3).square()  # cheap stand-in: the cost is the DDIM's
-        loss = (0.5 * z.square().sum(1) + 30 * energy - log_det).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        training_update(opt, z, log_det, energy)
 
-    cot = torch.randn(batch, d)
+    flow_only = flow_step(flow, opt, batch, d)
 
-    def flow_step() -> None:
-        z, log_det = flow(torch.randn(batch, d))
-        loss = (z * cot).sum() - log_det.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    step, flow_seconds = best_of(full_step, repeats), best_of(flow_step, 5)
+    step, flow_seconds = best_of(full_step, repeats), best_of(flow_only, 5)
     config = "phizaz/diffae ffhq256_autoenc_latent, random weights" if model == "diffae" else "google/ddpm-*-256 UNet, random weights"
     return {
         "case": "training step", "model": model, "config": config, "parameters_millions": round(params / 1e6, 1),
@@ -139,9 +124,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        if args.limit_gb:
-            limit = int(args.limit_gb * 2**30)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        limit_address_space(args.limit_gb)
         print(json.dumps(case(args.model, int(args.child[0]), args.child[1] == "1", args.steps, args.repeats)), flush=True)
         return
     for batch in args.batches:

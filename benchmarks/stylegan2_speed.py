@@ -21,19 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 
 import torch
-from timing import best_of
+from timing import best_of, flow_step, rss_mb, training_update
 
 CONFIGS = {256: {"channel_base": 16384, "channel_max": 512}, 1024: {"channel_base": 32768, "channel_max": 512}}
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def network(resolution: int):
@@ -75,22 +70,11 @@ def flow_share_case(batch: int, repeats: int) -> dict:
         z, log_det = flow(eps)
         x = (g(z) + 1) / 2
         energy = (x.mean(dim=(1, 2, 3)) - 0.3).square()  # cheap stand-in energy: the share is the flow's against the generator
-        loss = (0.5 * z.square().sum(1) + 30 * energy - log_det).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        training_update(opt, z, log_det, energy)
 
-    cot = torch.randn(batch, 512)
+    flow_only = flow_step(flow, opt, batch, 512)
 
-    def flow_step() -> None:
-        eps = torch.randn(batch, 512)
-        z, log_det = flow(eps)
-        loss = (z * cot).sum() - log_det.sum()  # the same backward shape as a real step, without the generator
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    whole, own = best_of(full_step, repeats), best_of(flow_step, repeats)
+    whole, own = best_of(full_step, repeats), best_of(flow_only, repeats)
     return {
         "case": "flow share of a training step", "resolution": 256, "batch": batch,
         "step_seconds": round(whole, 3), "flow_seconds": round(own, 4), "flow_share_percent": round(100 * own / whole, 2),

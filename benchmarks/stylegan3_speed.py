@@ -23,23 +23,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from timing import best_of
+from timing import best_of, flow_step, limit_address_space, rss_mb, training_update
 
 #: NVIDIA's stylegan3-{t,r}-ffhqu-256x256 configurations (train.py --cbase=16384; R doubles base and max).
 PUBLISHED_256 = {"z_dim": 512, "w_dim": 512, "resolution": 256, "channel_base": 16384, "channel_max": 512}
 #: --smoke: every kind of layer, at a size that runs in seconds.
 SMOKE = {"z_dim": 16, "w_dim": 16, "resolution": 16, "channel_base": 128, "channel_max": 16, "num_layers": 4}
-
-
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def generator(kind: str, smoke: bool, folder: Path):
@@ -86,21 +81,11 @@ def case(name: str, kind: str, batch: int, repeats: int, smoke: bool) -> dict:
             z, log_det = flow(torch.randn(batch, d))
             x = g.decode(z)
             energy = (x.mean(dim=(1, 2, 3)) - 0.3).square()  # cheap stand-in: the cost is the generator's
-            loss = (0.5 * z.square().sum(1) + 30 * energy - log_det).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            training_update(opt, z, log_det, energy)
 
-        cot = torch.randn(batch, d)
+        flow_only = flow_step(flow, opt, batch, d)
 
-        def flow_step() -> None:
-            z, log_det = flow(torch.randn(batch, d))
-            loss = (z * cot).sum() - log_det.sum()  # the same backward shape as a real step, without the generator
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        step, own = best_of(full_step, repeats), best_of(flow_step, max(repeats, 5))
+        step, own = best_of(full_step, repeats), best_of(flow_only, max(repeats, 5))
         out.update(
             images_per_second=round(batch / step, 3), step_seconds=round(step, 3), flow_seconds=round(own, 4),
             flow_share_percent=round(100 * own / step, 3),
@@ -128,9 +113,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        if args.limit_gb:
-            limit = int(args.limit_gb * 2**30)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        limit_address_space(args.limit_gb)
         name, kind, batch = args.child
         print(json.dumps(case(name, kind, int(batch), args.repeats, args.smoke)), flush=True)
         return

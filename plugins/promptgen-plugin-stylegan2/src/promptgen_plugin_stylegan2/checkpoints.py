@@ -73,6 +73,7 @@ from promptgen_plugin_stylegan2.stored import (
     check_stored,
     first_line,
     load_nvidia_pickle,
+    read_checkpoint,
     show,
     validation_line,
 )
@@ -346,14 +347,7 @@ def load_generator(path: str | Path, family: Family | None = None) -> Generator:
     is set to the mean of w over 4,096 latents drawn with seed 0, as rosinality's
     ``mean_latent`` does, so truncation works.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
-    source = repr(str(path))
-    if not raw:
-        raise CheckpointError(f"{source} is empty; download it again")
+    raw, source = read_checkpoint(path)
     try:
         model, has_avg = _read(raw, source)
     except CheckpointError as e:  # every refusal names the file

@@ -14,8 +14,9 @@ from their bytes only, never with object dtypes. Anything else in the file (a
 ``posix.system``, ``builtins.eval``...) stops loading with
 :class:`CheckpointError`.
 
-Also here, for both StyleGAN families: the checks of stored values (whole
-numbers within bounds, finite numbers, tensors the file really holds) and
+Also here, for both StyleGAN families: :func:`read_checkpoint` (a file's
+bytes, or a one-line refusal), the checks of stored values (whole numbers
+within bounds, finite numbers, tensors the file really holds) and
 :func:`build_checked`, which builds a network only once the file's tensors
 fill it.
 """
@@ -29,6 +30,7 @@ import pickle
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -423,6 +425,20 @@ READ_ERRORS = (KeyError, AttributeError, TypeError, ValueError, IndexError, Runt
 def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0][:160]}" if text else type(e).__name__
+
+
+def read_checkpoint(path: str | Path) -> tuple[bytes, str]:
+    """A checkpoint file's bytes and the name every refusal gives it (its quoted path); a one-line
+    :class:`CheckpointError` if it cannot be read or is empty."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+    source = repr(str(path))
+    if not raw:
+        raise CheckpointError(f"{source} is empty; download it again")
+    return raw, source
 
 
 M = TypeVar("M", bound=nn.Module)

@@ -32,6 +32,7 @@ from promptgen_plugin_stylegan2.stored import (
     as_int,
     build_checked,
     load_nvidia_pickle,
+    read_checkpoint,
     show,
     validation_line,
 )
@@ -153,6 +154,21 @@ def _require(obj: PersistentObject, defaults: dict[str, Any], where: str, **want
             )
 
 
+#: The fields' settings that are read (sizes) or differ between the two fields, not required of both.
+_FIELD_OWN = ("hidden_size", "n_blocks", "n_freq_posenc", "inverse_sphere", "img_channels")
+
+
+def _require_field(field: PersistentObject, where: str, inverse_sphere: bool) -> None:
+    """A field (``fg_nerf`` or ``bg_nerf``) at the FFHQ models' settings: ``inverse_sphere`` as given (the background
+    field's only), ``predict_rgb`` set, and every other flag at the official default."""
+    wanted = {
+        name: True if name == "predict_rgb" else value
+        for name, value in NERF_DEFAULTS.items()
+        if name not in _FIELD_OWN
+    }
+    _require(field, NERF_DEFAULTS, where, inverse_sphere=inverse_sphere, **wanted)
+
+
 def _part(parent: PersistentObject, name: str, class_name: str, where: str) -> PersistentObject:
     obj = parent.state.get(name)
     if not isinstance(obj, PersistentObject) or obj.class_name != class_name:
@@ -248,27 +264,8 @@ def config_from_persistent(g: PersistentObject, synthesis: PersistentObject, sou
         channel_dict=None,
         out_channel_dict=None,
     )
-    common = {
-        "positional_encoding": "normal",
-        "use_viewdirs": False,
-        "predict_rgb": True,
-        "use_skip": False,
-        "use_sdf": False,
-        "merge_sigma_feat": False,
-        "no_sigma": False,
-        "tcnn_backend": False,
-        "use_pos": False,
-        "downscale_p_by": 1,
-        "normalized_feat": False,
-        "final_sigmoid_act": False,
-        "add_rgb": False,
-        "use_normal": False,
-        "shuffle_factor": 1,
-        "disable_latents": False,
-        "magnitude_ema_beta": -1,
-    }
-    _require(fg, NERF_DEFAULTS, f"{where}.fg_nerf", inverse_sphere=False, **common)
-    _require(bg, NERF_DEFAULTS, f"{where}.bg_nerf", inverse_sphere=True, **common)
+    _require_field(fg, f"{where}.fg_nerf", inverse_sphere=False)
+    _require_field(bg, f"{where}.bg_nerf", inverse_sphere=True)
     first = synthesis.module(
         f"b{2 * as_int(synthesis.attr('resolution_vol'), f'{where}.resolution_vol', 2, MAX_RESOLUTION)}"
     )
@@ -345,14 +342,7 @@ def config_from_persistent(g: PersistentObject, synthesis: PersistentObject, sou
 
 def load_stylenerf(path: str | Path) -> StyleNeRF:
     """Load the ``G_ema`` of an official StyleNeRF pickle, running no code from it (one-line CheckpointError if not)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
-    source = repr(str(path))
-    if not raw:
-        raise CheckpointError(f"{source} is empty; download it again")
+    raw, source = read_checkpoint(path)
     try:
         data = load_nvidia_pickle(raw, extra_globals=EXTRA_GLOBALS, kind="StyleNeRF")
         if not isinstance(data, dict) or "G_ema" not in data:
