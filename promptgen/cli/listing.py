@@ -183,6 +183,10 @@ def info(
     c = m.training.config
     t.add_row("training", printable(f"{c.steps} steps × batch {c.batch_size}×{c.accumulate}, lr {c.lr:g}, seed {c.seed}, {m.training.device}, {m.training.seconds:.1f} s"))
     t.add_row("final", printable(f"loss {m.training.final_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.training.final_terms.items())))
+    if m.training.stopped_at is not None:
+        t.add_row("until-met", f"stopped at step {m.training.stopped_at} of {c.steps}: every target met on two batches")
+    if m.training.realism_factor > 1:
+        t.add_row("guard", f"raised the realism weights to {m.training.realism_factor:g} times their own: junk rose")
     if m.training.kept_step is not None:
         t.add_row("guard", f"kept the flow of step {m.training.kept_step}: the last evaluation made more junk than the generator")
     from promptgen.composing.trials import describe as describe_trials

@@ -57,8 +57,13 @@ def compose(
     ] = "auto",
     guard: Annotated[
         str, typer.Option(help="When the watch sees junk rise above the generator's: keep-best (end with the best flow whose junk stayed "
-                          "within the margin), back-off (also halve the energies' weights), off (only report)")
+                          "within the margin), back-off (also halve the energies' weights), realism (also double the energies' "
+                          "realism weights, up to 8 times their own), off (only report)")
     ] = _default(TrainConfig, "guard"),
+    until_met: Annotated[
+        bool, typer.Option("--until-met", help="Stop at the first evaluation (--eval-every) where every target is met without junk, "
+                           "confirmed on a second batch; never past --steps")
+    ] = False,
     check_samples: Annotated[
         int, typer.Option(min=0, max=1_000_000, help="Samples of the closing check (0: none)")
     ] = _default(TrainConfig, "check_samples"),
@@ -104,6 +109,7 @@ def compose(
         eval_batch=eval_batch,
         checkpoint_every=checkpoint_every,
         guard=guard,
+        until_met=until_met,
         check_samples=check_samples,
         log=log,
         log_dir=str(log_dir.absolute()) if log_dir is not None else None,  # run.json keeps it: --resume from anywhere
@@ -139,6 +145,16 @@ def compose(
         f"[green]✓[/green] prompt saved to [bold]{prompt.path}[/bold] "
         f"({t.seconds:.1f} s, final loss {t.final_loss:.3f}); preview: {prompt.path / PREVIEW}"
     )
+    if t.stopped_at is not None:
+        out_console.print(
+            f"[green]until-met:[/green] stopped at step {t.stopped_at} of {t.config.steps}: every target met on the evaluation's "
+            f"{t.config.eval_batch} samples and on {t.confirmation.n if t.confirmation else t.config.eval_batch} fresh ones", soft_wrap=True)
+    elif t.config.until_met:
+        out_console.print(f"[yellow]until-met:[/yellow] ran all {t.config.steps} steps: no evaluation met every target twice", soft_wrap=True)
+    if t.realism_factor > 1:
+        out_console.print(
+            f"[yellow]guard:[/yellow] junk rose, so the energies' realism weights were raised to {t.realism_factor:g} times their own",
+            soft_wrap=True)
     if t.kept_step is not None:
         out_console.print(
             f"[yellow]guard:[/yellow] the last evaluation made more junk than the generator; kept the flow of step {t.kept_step}, "
@@ -207,13 +223,14 @@ def _check_before_relaunch(gen: str, energies: list[str], out: Path | None, over
 
     from promptgen.composing.watch import SampleWatch, root_generator
     from promptgen.core.conditions import check_names, parse_range
+    from promptgen.core.latents import condition_inputs
     from promptgen.core.spec import parse_spec
     from promptgen.training.ebm import check_conditions
 
     ranges = check_names([parse_range(c) for c in cond])
     generator = build_generator(gen, registry)
     terms = [build_energy(e, registry) for e in energies]
-    check_conditions(terms, ranges)
+    check_conditions(terms, ranges, reads=condition_inputs(generator))
     SampleWatch(terms, generator, root_generator(generator, parse_spec(gen).name), registry, torch.device("cpu"), realism)
     if out is not None:
         from promptgen.artifacts.manifest import check_out_dir

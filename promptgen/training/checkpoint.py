@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from promptgen.core.errors import ArtifactError, one_line
+from promptgen.training.watch import MAX_REALISM_FACTOR
 
 FORMAT = "promptgen-checkpoint"
 VERSION = 1
@@ -129,6 +130,7 @@ OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
     "best": (lambda v: v is None or (isinstance(v, Mapping) and _is_int(v.get("step")) and _is_number(v.get("score"))
                                     and _is_tensor_dict(v.get("flow"))), "None or {'step', 'score', 'flow'}"),
     "backoff": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "realism_factor": (lambda v: _is_number(v) and 1 <= v <= MAX_REALISM_FACTOR, f"a number in [1, {MAX_REALISM_FACTOR:g}]"),
     "checkpoint_seconds": (lambda v: _is_number(v) and math.isfinite(v) and v >= 0, "a finite number >= 0"),
     "config": (lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v), "a dict of training settings"),
 }

@@ -97,7 +97,13 @@ class TrainConfig(Checked):
     guard: Guard = Field(
         default="keep-best",
         description="what a run does when its watch sees the junk rate rise above the generator's: keep-best (end with the "
-        "best flow whose junk stayed within the margin), back-off (also halve the energies' weights), off (only report)",
+        "best flow whose junk stayed within the margin), back-off (also halve the energies' weights), realism (also double "
+        "the realism weight of the energies that have one, up to 8 times their own), off (only report)",
+    )
+    until_met: bool = Field(
+        default=False,
+        description="stop at the first periodic evaluation where every asked target is met without junk, confirmed on a "
+        "second batch of fresh samples; never past steps",
     )
     check_samples: int = Field(default=2000, ge=0, description="samples of the closing check compose prints (0: none)")
     log: LogChoice = Field(
@@ -153,6 +159,13 @@ class TrainingSummary(BaseModel):
     watch: list[Reading] = Field(default_factory=list, description="what the watch saw at each evaluation (step 0: the generator)")
     kept_step: int | None = Field(
         default=None, description="the step whose flow was kept instead of the last one, when the last made junk (guard keep-best)"
+    )
+    stopped_at: int | None = Field(
+        default=None, description="the step --until-met stopped at, its targets met on the evaluation's samples and on a second batch"
+    )
+    confirmation: Reading | None = Field(default=None, description="--until-met's reading of the second batch, which confirmed the stop")
+    realism_factor: float = Field(
+        default=1.0, description="what the realism guard multiplied the energies' realism weights by (1: it never acted)"
     )
     step_history: list[dict[str, float]] = Field(
         default_factory=list,

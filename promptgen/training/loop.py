@@ -28,7 +28,7 @@ from promptgen.training.flow import CouplingFlow
 from promptgen.training.optim import adam, lr_schedule
 from promptgen.training.resume import RESUME_HINT, check_resumable, load_energy_states
 from promptgen.training.tracking import NoTracker, StepHistory, Tracker
-from promptgen.training.watch import Reading, Watch, better, stratified_classes
+from promptgen.training.watch import MAX_REALISM_FACTOR, Reading, Watch, better, stratified_classes
 
 #: Images in the sample grid a tracker receives at each evaluation.
 GRID_IMAGES = 64
@@ -94,7 +94,7 @@ def flow_images(ebm: EnergyBasedModel, flow: CouplingFlow, eps: torch.Tensor, co
         part = slice(i, i + chunk)
         c = None if classes is None else classes[part].to(eps.device)
         a = None if condition is None else condition[part].to(eps.device)
-        out.append(ebm.generator.decode(flow(eps[part], c, a)[0]).clamp(0, 1))
+        out.append(ebm.decode(flow(eps[part], c, a)[0], a).clamp(0, 1))
     return torch.cat(out)
 
 
@@ -146,6 +146,8 @@ class RunState:
         readings: what the watch saw, the generator's first (step 0).
         best: the healthy reading with the lowest score so far: its step, score and the flow's weights then.
         backoff: the factor on every energy's weight (guard back-off halves it at each unhealthy reading).
+        realism: the factor on every energy's realism weight (guard realism doubles it at each unhealthy reading).
+        stopped_at: the step ``--until-met`` stopped at; ``confirmation`` the second batch's reading that confirmed it.
         kept_step: the step whose flow :meth:`TrainingRun.keep_best` kept instead of the last one.
         steps: every step's loss and energy terms (:class:`~promptgen.training.tracking.StepHistory`).
     """
@@ -165,6 +167,9 @@ class RunState:
     readings: list[Reading] = field(default_factory=list)
     best: dict | None = None
     backoff: float = 1.0
+    realism: float = 1.0
+    stopped_at: int | None = None
+    confirmation: Reading | None = None
     kept_step: int | None = None
     steps: StepHistory = field(default_factory=StepHistory)
 
@@ -197,6 +202,10 @@ class TrainingRun:
         self.running: dict[str, float] = {}
         self.bad_in_a_row = 0
         self.tracker: Tracker = NoTracker()
+        #: Each energy's realism weight as built, for the realism guard's factor (energies without one: none).
+        self.realism_weights = {
+            i: float(t.energy.realism) for i, t in enumerate(ebm.terms) if isinstance(getattr(t.energy, "realism", None), int | float)
+        }
 
     # -- setting up -------------------------------------------------------------------------------------------------
     def start(self, fitted: Prefit | None, *, console: Console | None, progress: bool) -> None:
@@ -256,12 +265,14 @@ class TrainingRun:
             readings=[Reading.model_validate(r) for r in resume.get("readings", [])],
             best=resume.get("best"),
             backoff=float(resume.get("backoff", 1.0)),
+            realism=float(resume.get("realism_factor", 1.0)),
             # A checkpoint written before the history was kept: the steps after it only.
             steps=StepHistory.restore(resume["step_history"], "checkpoint", RESUME_HINT) if "step_history" in resume else StepHistory(),
         ))
 
     def _begin(self, state: RunState) -> None:
         self.state = state
+        self._apply_realism()
         self.model = torch.nn.parallel.DistributedDataParallel(self.flow) if self.dist.active else self.flow
         if self.watch is not None:
             # The generator's own images on the watch's noise: what the prompt's junk and figures are held against.
@@ -336,6 +347,7 @@ class TrainingRun:
             "readings": [r.model_dump(mode="json") for r in s.readings],
             "best": s.best,
             "backoff": s.backoff,
+            "realism_factor": s.realism,
             "step_history": s.steps.state(),
         }
 
@@ -440,10 +452,16 @@ class TrainingRun:
         """What follows a step, each at its own cadence: adapting energies, evaluating, keeping a checkpoint."""
         self._adapt(step)
         self._evaluate(step, on_eval)
-        if self.config.guard == "back-off" and self.dist.active and (step % self.config.eval_every == 0 or step == self.config.steps):
-            backoff = torch.tensor([self.state.backoff], dtype=torch.float64, device=self.device)
-            from_main(self.dist, [backoff])  # only the main process watches: every process trains at its weight
-            self.state.backoff = float(backoff.item())
+        if self.dist.active and (step % self.config.eval_every == 0 or step == self.config.steps):
+            # Only the main process watches: every process trains at its weights and stops with it.
+            said = torch.tensor(
+                [self.state.backoff, self.state.realism, -1 if self.state.stopped_at is None else self.state.stopped_at],
+                dtype=torch.float64, device=self.device,
+            )
+            from_main(self.dist, [said])
+            self.state.backoff, self.state.realism = float(said[0]), float(said[1])
+            self.state.stopped_at = None if int(said[2]) < 0 else int(said[2])
+            self._apply_realism()
         if step % self.config.checkpoint_every == 0 and not bad:
             self._keep(step, checkpoint)
 
@@ -474,6 +492,8 @@ class TrainingRun:
             figures.update(_reading_figures(self._watch(step, metrics["loss"], images)))
             if self.config.guard == "back-off":
                 figures["watch/backoff"] = s.backoff
+            if self.config.guard == "realism":
+                figures["watch/realism_factor"] = s.realism
         elif logging:
             n = min(GRID_IMAGES, s.eval_eps.shape[0])
             images = flow_images(self.ebm, self.flow, s.eval_eps[:n], None if s.eval_condition is None else s.eval_condition[:n])
@@ -495,7 +515,38 @@ class TrainingRun:
             s.best = {"step": step, "score": reading.score, "flow": {k: v.detach().cpu().clone() for k, v in self.flow.state_dict().items()}}
         if not reading.healthy and self.config.guard == "back-off":
             s.backoff *= 0.5
+        if not reading.healthy and self.config.guard == "realism" and self.realism_weights:
+            s.realism = min(2.0 * s.realism, MAX_REALISM_FACTOR)
+            self._apply_realism()
+        if self.config.until_met and step < self.config.steps and reading.confirmed:
+            self._confirm(step, images.shape[0])
         return reading
+
+    @property
+    def stopped(self) -> bool:
+        """Whether ``--until-met`` ended the run (every process knows after the evaluation that decided it)."""
+        return self.state.stopped_at is not None
+
+    def _apply_realism(self) -> None:
+        """Set every energy's realism weight to its own times the guard's factor."""
+        for i, weight in self.realism_weights.items():
+            self.ebm.terms[i].energy.realism = weight * self.state.realism  # type: ignore[attr-defined]
+
+    def _confirm(self, step: int, n: int) -> None:
+        """``--until-met``: the evaluation after ``step`` met every target; judge ``n`` fresh samples of the flow
+        (against the generator's on the same noise) and stop when they meet them too. The fresh noise comes from its
+        own generator, so the run's random stream is the same whether it stops or not."""
+        s, config = self.state, self.config
+        assert self.watch is not None
+        g = torch.Generator().manual_seed((config.seed + 7 + 1_000_003 * step) % 2**64)
+        eps = torch.randn((n, *self.flow.latent_shape), generator=g).to(self.device)
+        condition = training_conditions(self.ebm, n, g)
+        condition = None if condition is None else condition.to(self.device)
+        self.watch.baseline(decode_images(self.ebm, eps))
+        second = self.watch.read(flow_images(self.ebm, self.flow, eps, condition), step)
+        self.watch.baseline(decode_images(self.ebm, s.eval_eps))  # later readings are held against the evaluation noise's
+        if second.confirmed:
+            s.stopped_at, s.confirmation = step, second
 
     def _keep(self, step: int, checkpoint: Path | None) -> None:
         """Make the state after ``step`` the one a rollback returns to, and write it to ``checkpoint`` (main process)."""
@@ -526,13 +577,15 @@ class TrainingRun:
         s, config = self.state, self.config
         if config.guard == "off" or self.watch is None or s.best is None or not s.readings or s.best["step"] == s.readings[-1].step:
             return
+        if s.stopped_at is not None:  # it stopped on a reading that met every target without junk, twice
+            return
         g = torch.Generator().manual_seed((config.seed + 3) % 2**64)
         n = max(config.check_samples, config.eval_batch)
         eps = torch.randn((n, *self.flow.latent_shape), generator=g).to(self.device)
         condition = training_conditions(self.ebm, n, g)
         condition = None if condition is None else condition.to(self.device)
         self.watch.baseline(decode_images(self.ebm, eps))
-        last = self.watch.read(flow_images(self.ebm, self.flow, eps, condition), config.steps, strict=True)
+        last = self.watch.read(flow_images(self.ebm, self.flow, eps, condition), s.readings[-1].step, strict=True)
         if last.healthy:
             return
         final = {k: v.detach().clone() for k, v in self.flow.state_dict().items()}
@@ -568,6 +621,9 @@ class TrainingRun:
             checkpoint_seconds=s.checkpoint_seconds,
             watch=s.readings,
             kept_step=s.kept_step,
+            stopped_at=s.stopped_at,
+            confirmation=s.confirmation,
+            realism_factor=s.realism,
             step_history=s.steps.points(),
         )
 

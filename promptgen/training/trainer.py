@@ -117,8 +117,10 @@ def train_flow(
             for step in range(run.state.first, config.steps + 1):
                 bad = run.step(step)
                 run.after_step(step, bad, checkpoint, on_eval)
-                if show and (step % 5 == 0 or step == config.steps):
-                    bar.update(task, completed=step, description=run.describe())
+                if show and (step % 5 == 0 or step == config.steps or run.stopped):
+                    bar.update(task, completed=config.steps if run.stopped else step, description=run.describe())
+                if run.stopped:
+                    break
         run.keep_best()
     finally:
         tracker.close()

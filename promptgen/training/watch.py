@@ -23,9 +23,13 @@ if TYPE_CHECKING:  # the command line reads the settings without importing torch
 #: What a run does when a reading is unhealthy (junk above the generator's by more than the margin):
 #: ``keep-best`` ends with the flow of the best healthy reading when the last one is not healthy;
 #: ``back-off`` halves every energy's weight from then on (and keeps the best, as keep-best);
+#: ``realism`` doubles the realism weight of every energy that has one (``realism=`` in its spec), up to
+#: :data:`MAX_REALISM_FACTOR` times its own, and keeps the best, as keep-best;
 #: ``off`` only reports. (docs/robust-controls.md, "The guard", measured each on the panel.)
-GUARDS = ("keep-best", "back-off", "off")
-Guard = Literal["keep-best", "back-off", "off"]
+GUARDS = ("keep-best", "back-off", "realism", "off")
+Guard = Literal["keep-best", "back-off", "realism", "off"]
+#: The most the ``realism`` guard multiplies an energy's realism weight by (3 → 24 at the default).
+MAX_REALISM_FACTOR = 8.0
 
 #: A KL that cannot be computed (every sample junk) is recorded as this many nats: JSON has no infinity.
 NO_FIGURE = 99.0
@@ -128,6 +132,12 @@ class Reading(BaseModel):
         return self.healthy and not self.unjudged and all(t.met for t in self.targets)
 
     @property
+    def confirmed(self) -> bool:
+        """Met, and by more than the noise of the samples judged: no share and no junk within :data:`CONFIRM_Z`
+        standard errors of its limit (what ``--until-met`` asks of two readings before it stops)."""
+        return self.met and not self.junk_unconfirmed and not any(t.unconfirmed for t in self.targets)
+
+    @property
     def junk_rose(self) -> bool:
         return not self.healthy
 
@@ -226,6 +236,7 @@ __all__ = [
     "CONFIRM_Z",
     "GUARDS",
     "JUNK_MARGIN",
+    "MAX_REALISM_FACTOR",
     "NO_FIGURE",
     "Guard",
     "Reading",
