@@ -73,6 +73,7 @@ from promptgen.core.protocols import (
     GeneratorInfo,
     HasLatentParts,
     HasNoise,
+    ReadsConditions,
 )
 from promptgen.core.published import Published, local_file, zoo_entries
 from promptgen.core.registry import Registry
@@ -122,6 +123,7 @@ __all__ = [
     "PickleBudgetError",
     "PromptgenError",
     "Published",
+    "ReadsConditions",
     "Registry",
     "RemoteFile",
     "Settling",

@@ -131,6 +131,47 @@ def test_gradients_reach_the_flow_through_the_twin():
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
 
 
+class LitGenerator(LineGenerator):
+    """A generator that reads a condition, ``light`` (ReadsConditions): it adds it to every pixel's logit; without
+    it, 0 (its "prior"). Records what it was given."""
+
+    condition_inputs = {"light": (-2.0, 2.0)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[dict | None] = []
+
+    def decode(self, z, condition=None):
+        self.calls.append(z.shape[0])
+        self.given.append(condition)
+        light = 0 if condition is None or "light" not in condition else condition["light"][:, None]
+        return torch.sigmoid(z[:, :4] + light).view(-1, 1, 2, 2)
+
+
+def test_a_generator_that_reads_a_condition_gets_it_for_the_batch_and_the_reference_for_the_twin():
+    gen, energy = LitGenerator(), Recorder()
+    ebm = EnergyBasedModel(gen, [term(energy)], [ConditionRange("a", -1, 2, reference=0.5), ConditionRange("light", -1, 1)])
+    flow = CouplingFlow(FlowConfig(features=4, transforms=2, hidden=8, conditions=2))
+    eps = torch.randn(3, 4)
+    condition = torch.tensor([[0.0, -1.0], [1.0, 0.5], [2.0, 1.0]])
+    _, pot, _ = ebm.reverse_kl(flow, eps, condition=condition)
+    given = gen.given[-1]
+    assert set(given) == {"light"}  # only what it reads: "a" is an energy's
+    assert torch.equal(given["light"], torch.tensor([-1.0, 0.5, 1.0, 0.0, 0.0, 0.0]))  # the batch, then twins at the reference
+    with torch.no_grad():
+        z = flow(eps, None, condition)[0]
+    assert torch.allclose(pot.images, torch.sigmoid(z + condition[:, 1:]).view(-1, 1, 2, 2), atol=1e-6)
+
+
+def test_a_generator_condition_outside_its_range_or_missing_is_refused():
+    with pytest.raises(SpecError, match=r"--cond light=-3:1 goes outside the range the generator takes, -2:2"):
+        EnergyBasedModel(LitGenerator(), [term(Recorder())], [ConditionRange("a", -1, 1), ConditionRange("light", -3, 1)])
+    with pytest.raises(SpecError, match=r"takes light from the prompt's conditions, and none was given; .* --cond light=-1:1"):
+        EnergyBasedModel(LitGenerator(), [term(Recorder())], [ConditionRange("a", -1, 1)])
+    # A condition only the generator reads needs no energy that reads it.
+    EnergyBasedModel(LitGenerator(), [term(TwinOnly())], [ConditionRange("light", -1, 1)])
+
+
 def test_conditions_no_energy_reads_and_twins_without_conditions_are_refused():
     with pytest.raises(SpecError, match=r"--cond b: no energy reads a condition 'b' \(recorder reads a\)"):
         EnergyBasedModel(LineGenerator(), [term(Recorder())], [ConditionRange("b", 0, 1)])

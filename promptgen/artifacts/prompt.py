@@ -38,7 +38,7 @@ from promptgen.artifacts.manifest import LineageRecord, PromptManifest, file_sha
 from promptgen.core.conditions import ConditionRange, ConditionWarning, condition_tensor, outside
 from promptgen.core.errors import ArtifactError, SpecError, UnknownNameError, closest, one_line
 from promptgen.core.generators import check_images
-from promptgen.core.latents import noise_size
+from promptgen.core.latents import decode_at, noise_size
 from promptgen.core.protocols import Generator, GeneratorInfo
 from promptgen.core.registry import Registry, get_registry
 from promptgen.training.flow import CouplingFlow
@@ -187,6 +187,11 @@ class Prompt:
         """``f(ε; α)`` with ``condition`` (B, C) per sample (None: a prompt without conditions)."""
         return self.flow(self.noise(eps), self.components(eps), condition)[0]
 
+    def decode_latents(self, z: Tensor, condition: Tensor | None) -> Tensor:
+        """The generator's images of latents ``z`` made at ``condition`` (B, C); a generator that reads conditions
+        (a camera, :class:`~promptgen.core.protocols.ReadsConditions`) is set to them too."""
+        return decode_at(self.generator, z, condition, [c.name for c in self.conditions])
+
     def chain(self) -> list[Prompt]:
         """This prompt, then the prompt it was trained on, and so on (a loop, not recursion: chains may be long)."""
         out: list[Prompt] = [self]
@@ -217,7 +222,8 @@ class Prompt:
         chain = self.chain()
         for prompt in chain:
             eps = prompt.latents(eps)
-        return chain[-1].generator.decode(eps)
+        root = chain[-1]
+        return root.decode_latents(eps, root.condition_input(eps.shape[0], eps.device))
 
     def to(self, device: torch.device | str) -> Prompt:
         chain = self.chain()

@@ -250,8 +250,9 @@ def closing_check(prompt, watch: SampleWatch, n: int, seed: int, device: torch.d
         noise = torch.randn((m, *prompt.generator.latent_shape), generator=g)
         eps = prompt.with_component(noise, torch.randn(m, generator=gu)).to(device)
         condition = draw_conditions(prompt.conditions, m, gc).to(device) if prompt.conditions else None
-        base.append(prompt.generator.decode(prompt.noise(eps)).clamp(0, 1))
-        ours.append(prompt.generator.decode(prompt.latents_at(eps, condition)).clamp(0, 1))
+        # A generator that reads conditions (a camera) renders both sides at the same ones.
+        base.append(prompt.decode_latents(prompt.noise(eps), condition).clamp(0, 1))
+        ours.append(prompt.decode_latents(prompt.latents_at(eps, condition), condition).clamp(0, 1))
     base_images, our_images = torch.cat(base), torch.cat(ours)
     watch.baseline(base_images)
     base_parts, base_junk = watch._last_parts, watch._last_junk

@@ -51,7 +51,7 @@ from promptgen.core.conditions import ConditionRange, check_names, parse_range
 from promptgen.core.device import resolve_device
 from promptgen.core.errors import ArtifactError, PromptgenError, SpecError, first_error, one_line
 from promptgen.core.images import save_images
-from promptgen.core.latents import controlled_size, noise_size
+from promptgen.core.latents import condition_inputs, controlled_size, noise_size
 from promptgen.core.lock import run_lock
 from promptgen.core.protocols import Generator
 from promptgen.core.registry import Registry, get_registry
@@ -168,7 +168,6 @@ def compose(
     if train.batch_size % dist.world:
         raise SpecError(f"--batch-size {train.batch_size} does not split over {dist.world} processes; use a multiple of {dist.world}")
     terms = unique_labels([build_energy(e, registry) for e in energies])
-    check_conditions(terms, ranges)
     if train.forward_weight > 0 and ranges:
         raise SpecError("--forward-weight does not apply to a conditional prompt (its bank of base samples has no condition); remove it or --cond")
     if train.forward_weight > 0:  # the forward-KL bank needs one flow: an energy that may become a mixture stays one
@@ -176,6 +175,7 @@ def compose(
             t.caps.settle("tilt")
     mixture_for(terms, train)  # checked before anything is written
     gen = build_generator(generator, registry)
+    check_conditions(terms, ranges, reads=condition_inputs(gen))  # a generator may read conditions (its camera)
     check_fit(gen, terms, registry, registry.provider(gen_name, "generator"), ranges)
     watch = SampleWatch(terms, gen, root_generator(gen, gen_name), registry, dev, realism)  # a check that cannot judge gen: one line
     out = Path(out) if out is not None else default_out_dir(energies)

@@ -39,7 +39,7 @@ are returned unchanged, so their prompts and manifests are as before.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -47,7 +47,10 @@ from torch import Tensor
 
 from promptgen.core.errors import PromptgenError
 
-__all__ = ["BoundGenerator", "bind", "controlled_size", "noise_size", "seed_of", "seeded_noise", "split_latent"]
+__all__ = [
+    "BoundGenerator", "bind", "condition_inputs", "controlled_size", "decode_at", "noise_size", "seed_of", "seeded_noise",
+    "split_latent",
+]
 
 
 def _shapes(generator: Any, attribute: str) -> dict[str, tuple[int, ...]]:
@@ -125,11 +128,16 @@ class BoundGenerator:
             z = controlled.reshape(flat.shape[0], *self.parts["z"])
         return z, (split_latent(rest, self.noise) if self.noise else None)
 
-    def decode(self, z: Tensor) -> Tensor:
+    @property
+    def condition_inputs(self) -> dict[str, tuple[float, float]]:
+        return condition_inputs(self.inner)
+
+    def decode(self, z: Tensor, condition: Mapping[str, Tensor] | None = None) -> Tensor:
         latent, noise = self.split(z)
+        extra: dict[str, Any] = {} if condition is None else {"condition": condition}
         if noise is None:
-            return self.inner.decode(latent)
-        return self.inner.decode(latent, noise=noise)
+            return self.inner.decode(latent, **extra)
+        return self.inner.decode(latent, noise=noise, **extra)
 
     def to(self, device: torch.device | str) -> BoundGenerator:
         self.inner.to(device)
@@ -137,6 +145,31 @@ class BoundGenerator:
 
     def __repr__(self) -> str:
         return f"BoundGenerator({self.inner!r}, parts={self.parts}, noise={self.noise})"
+
+
+def condition_inputs(generator: Any) -> dict[str, tuple[float, float]]:
+    """The inputs a conditional prompt may set on ``generator`` (:class:`~promptgen.core.protocols.ReadsConditions`:
+    a 3D-aware generator's camera), name -> the range it is defined on; ``{}`` for a generator that reads none."""
+    found = getattr(generator, "condition_inputs", None)
+    return {str(k): (float(v[0]), float(v[1])) for k, v in found.items()} if found else {}
+
+
+def decode_at(generator: Any, z: Tensor, condition: Tensor | None, names: Sequence[str]) -> Tensor:
+    """``generator.decode(z)``; a generator that reads conditions also gets the columns of ``condition`` (B, C),
+    named by ``names``, that it reads (the others it sets itself, e.g. from its prior).
+
+    >>> class Lit:
+    ...     condition_inputs = {"yaw": (-1.0, 1.0)}
+    ...     def decode(self, z, condition=None):
+    ...         return z if condition is None else z + condition["yaw"][:, None]
+    >>> decode_at(Lit(), torch.zeros(2, 1), torch.tensor([[0.5, 9.0], [-0.5, 9.0]]), ["yaw", "slant"]).tolist()
+    [[0.5], [-0.5]]
+    """
+    reads = condition_inputs(generator)
+    if condition is None or not reads:
+        return generator.decode(z)
+    named = {n: condition[:, i] for i, n in enumerate(names) if n in reads}
+    return generator.decode(z, condition=named) if named else generator.decode(z)
 
 
 def bind(generator: Any) -> Any:

@@ -105,6 +105,23 @@ class HasNoise(Protocol):
     def decode(self, z: Any, noise: Mapping[str, Tensor] | None = None) -> Tensor: ...
 
 
+@runtime_checkable
+class ReadsConditions(Protocol):
+    """A generator with inputs a conditional prompt sets: a 3D-aware generator's camera (yaw, pitch).
+
+    ``condition_inputs`` maps each input's name to the range it is defined on; a prompt's ``--cond`` of that
+    name must lie inside it. ``decode(z, ..., condition=...)`` receives a dict name -> (B,) values for the inputs
+    the prompt sets; an input it does not set (or ``condition=None``) the generator chooses itself, as it would
+    without a prompt (for a camera: from its prior). The flow is conditioned on the same values, so a prompt
+    trained with ``--cond yaw=-0.5:0.5`` learns one ``f(ε; yaw)`` whose images the renderer shows at that yaw.
+    See :mod:`promptgen.core.latents` (:func:`~promptgen.core.latents.decode_at`).
+    """
+
+    condition_inputs: Mapping[str, tuple[float, float]]
+
+    def decode(self, z: Any, noise: Mapping[str, Tensor] | None = None, condition: Mapping[str, Tensor] | None = None) -> Tensor: ...
+
+
 class BaseSample:
     """Samples of the base distribution (or of a flow), handed to energies that fit or adapt.
 
@@ -310,5 +327,6 @@ __all__ = [
     "GeneratorInfo",
     "HasLatentParts",
     "HasNoise",
+    "ReadsConditions",
     "Sampler",
 ]

@@ -250,7 +250,7 @@ def _sample_side(
 ) -> None:
     """Draw ``n`` samples of one side (``base``: the generator on the prompt's noise; ``prompt``: through the flow)
     from ``seed``, batch by batch, and collect into ``r`` what the judge and the energies say of them."""
-    base, dev = prompt.generator, judge.device
+    dev = judge.device
     task = bar.add_task(f"{side:>9} samples", total=n)
     g = torch.Generator().manual_seed(seed)
     # A conditional prompt is judged at conditions drawn from its training distribution (the same on both sides);
@@ -264,7 +264,7 @@ def _sample_side(
         condition = draw_conditions(conditions, m, cg).to(dev) if conditions else None
         t0 = time.perf_counter()
         z = prompt.noise(noise) if side == "base" else prompt.latents_at(noise, condition)
-        images = base.decode(z).clamp(0, 1)
+        images = prompt.decode_latents(z, condition).clamp(0, 1)  # a generator that reads conditions: the same on both sides
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         r.seconds += time.perf_counter() - t0
@@ -276,7 +276,8 @@ def _sample_side(
             r.realism.append(scores)
         context = None
         if condition is not None:
-            twin = images if side == "base" else base.decode(prompt.latents_at(noise, prompt.reference_input(m, dev))).clamp(0, 1)
+            ref = prompt.reference_input(m, dev)
+            twin = images if side == "base" else prompt.decode_latents(prompt.latents_at(noise, ref), ref).clamp(0, 1)
             context = EnergyContext(
                 condition=condition, condition_names=tuple(c.name for c in conditions), reference=twin,
                 classes=None if side == "base" else prompt.components(noise),

@@ -25,7 +25,7 @@ from torch import Tensor
 from promptgen.core.capabilities import Capabilities, EnergyContext, capabilities
 from promptgen.core.conditions import ConditionRange, condition_tensor
 from promptgen.core.errors import SpecError
-from promptgen.core.latents import controlled_size
+from promptgen.core.latents import condition_inputs, controlled_size, decode_at
 from promptgen.core.protocols import Energy, Generator, Sampler
 from promptgen.core.spec import Spec
 
@@ -88,11 +88,15 @@ class EnergyBasedModel:
         # Coordinates past these are the generator's own noise (promptgen.core.latents): not part of the prior.
         self.controlled = controlled_size(generator)
         self.needs_twin = bool(self.conditions) and any(t.caps.needs_reference for t in self.terms)
-        check_conditions(self.terms, self.conditions)
+        check_conditions(self.terms, self.conditions, reads=condition_inputs(generator))
 
     @property
     def condition_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.conditions)
+
+    def decode(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        """``G(z)``; a generator that reads conditions (a camera) is handed those of ``condition`` (B, C) it reads."""
+        return decode_at(self.generator, z, condition, self.condition_names)
 
     def reference(self, n: int, like: Tensor) -> Tensor:
         """(n, C) the reference condition, where each sample's twin is drawn."""
@@ -159,7 +163,7 @@ class EnergyBasedModel:
             return pot.total - log_det, pot, log_det
         if not self.needs_twin:
             z, log_det = sampler.forward(eps, classes, condition)
-            images, twin = None, None
+            images, twin = self.decode(z, condition), None
         else:
             # One pass of the flow and the generator for the batch and its twins (the twins at the
             # reference condition): half the calls, and one forward before backward under DDP.
@@ -167,7 +171,7 @@ class EnergyBasedModel:
             both = None if classes is None else torch.cat([classes, classes])
             zz, lds = sampler.forward(torch.cat([eps, eps]), both, torch.cat([condition, self.reference(b, condition)]))
             z, log_det = zz[:b], lds[:b]
-            images, twin = self.generator.decode(zz).split(b)
+            images, twin = self.decode(zz, torch.cat([condition, self.reference(b, condition)])).split(b)
         context = EnergyContext(condition=condition, condition_names=self.condition_names, reference=twin, classes=classes)
         pot = self.potential(z, anneal, classes, context, images)
         return pot.total - log_det, pot, log_det
@@ -179,18 +183,39 @@ class EnergyBasedModel:
         return self
 
 
-def check_conditions(terms: Sequence[WeightedEnergy], conditions: Sequence[ConditionRange], registry: Any = None) -> None:
-    """Refuse, in one line, a condition that no energy reads, and a twin-comparing energy without conditions.
+def check_conditions(
+    terms: Sequence[WeightedEnergy],
+    conditions: Sequence[ConditionRange],
+    registry: Any = None,
+    reads: dict[str, tuple[float, float]] | None = None,
+) -> None:
+    """Refuse, in one line, a condition that neither an energy nor the generator reads, and a twin-comparing energy
+    without conditions; for a generator that reads conditions (``reads``, name -> the range it takes: a camera),
+    refuse a range outside it, and a prompt that sets none of them.
 
     The hint names the installed energies that read a condition (their entries' ``conditions``), so it
     points at one that exists here: ``--energy slant --cond slant=-0.3:0.3`` on a digit prompt.
     """
     names = [c.name for c in conditions]
+    reads = reads or {}
+    for c in conditions:
+        if c.name in reads:
+            low, high = reads[c.name]
+            if c.low < low or c.high > high:
+                raise SpecError(
+                    f"--cond {c.name}={c.low:g}:{c.high:g} goes outside the range the generator takes, {low:g}:{high:g}; give a range inside it"
+                )
+    if reads and not set(names) & set(reads):
+        example = " ".join(f"--cond {n}={low / 2:.2g}:{high / 2:.2g}" for n, (low, high) in reads.items())
+        raise SpecError(
+            f"the generator takes {', '.join(reads)} from the prompt's conditions, and none was given; add their training "
+            f"ranges, e.g. {example}"
+        )
     contextual = [t for t in terms if t.caps.contextual]
     read = {n for t in contextual for n in t.caps.condition_names}
     twin = [t for t in contextual if t.caps.needs_reference]
     for name in names:
-        if name in read:
+        if name in read or name in reads:
             continue
         readers = "; ".join(f"{t.label} reads {', '.join(t.caps.condition_names)}" for t in contextual if t.caps.condition_names)
         if readers:

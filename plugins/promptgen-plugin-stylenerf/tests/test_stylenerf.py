@@ -127,6 +127,28 @@ def test_camera_latent_is_the_camera_the_renderer_receives(pkl):
     assert torch.equal(spy.worlds[0], spy.worlds[1])
 
 
+def test_camera_condition_is_the_camera_the_renderer_receives(pkl):
+    g = build(pkl, camera="condition")
+    assert g.latent_shape == (16,) and g.latent_parts is None
+    # 3 standard deviations of the FFHQ prior about its mean: yaw ±0.9, pitch ±0.465 (radians).
+    assert g.condition_inputs == {"yaw": (-0.9, 0.9), "pitch": (-0.465, 0.465)}
+    spy = CameraSpy(g)
+    z, seeds = torch.randn(3, 16), {"camera_seed": torch.randn(3, 1)}
+    yaw_asked, pitch_asked = torch.tensor([0.5, -0.8, 0.0]), torch.tensor([0.2, -0.4, 0.1])
+    with torch.no_grad():
+        g.decode(z, seeds, condition={"yaw": yaw_asked, "pitch": pitch_asked})
+        g.decode(z, seeds, condition={"yaw": yaw_asked})  # pitch not set: from the prior, drawn from the seed
+        g.decode(z, seeds)  # nothing set: the prior's camera, as camera=prior draws it
+    yaw, pitch = spy.yaw_pitch()
+    assert torch.allclose(yaw[:3], yaw_asked, atol=1e-5) and torch.allclose(pitch[:3], pitch_asked, atol=1e-5)
+    assert torch.allclose(yaw[3:6], yaw_asked, atol=1e-5) and torch.allclose(pitch[3:6], pitch[6:], atol=1e-5)
+    prior = build(pkl)
+    spy_prior = CameraSpy(prior)
+    with torch.no_grad():
+        prior.decode(z, seeds)
+    assert torch.equal(spy.worlds[2], spy_prior.worlds[0])
+
+
 def test_conformance_kit(pkl):
     reset_registry()
     check_generator(get_registry(), f"stylenerf:path={pkl}")
@@ -195,22 +217,7 @@ def faces(tmp_path, monkeypatch):
 
 
 def test_compose_debias_gender_runs_and_sampling_with_a_seed_repeats(faces):
-    # The smallest model (volume 2², image 8², narrow, 3 + 3 + 2 samples): compose draws thousands of images.
-    small = random_stylenerf(
-        2,
-        resolution=8,
-        resolution_vol=2,
-        fg_hidden=8,
-        fg_blocks=2,
-        bg_hidden=4,
-        n_ray_samples=3,
-        n_bg_samples=2,
-        rgb_out_dim=8,
-        rgb_out_dim_bg=8,
-        channel_max=8,
-        n_freq=2,
-    )
-    pkl = write_stylenerf_pickle(small, faces / "ffhq_8.pkl")
+    pkl = write_stylenerf_pickle(tiny_model(), faces / "ffhq_8.pkl")
     runner = CliRunner()
     out = faces / "prompt"
     result = runner.invoke(
@@ -247,6 +254,64 @@ def test_compose_debias_gender_runs_and_sampling_with_a_seed_repeats(faces):
     other = faces / "s2.npz"
     assert runner.invoke(app, ["sample", str(out), "-n", "4", "--seed", "4", "-o", str(other)]).exit_code == 0
     assert not np.array_equal(np.load(other)["images"], np.load(faces / "s0.npz")["images"])
+
+
+def tiny_model():
+    # The smallest model (volume 2², image 8², narrow, 3 + 3 + 2 samples): compose draws thousands of images.
+    return random_stylenerf(
+        2, resolution=8, resolution_vol=2, fg_hidden=8, fg_blocks=2, bg_hidden=4, n_ray_samples=3, n_bg_samples=2,
+        rgb_out_dim=8, rgb_out_dim_bg=8, channel_max=8, n_freq=2,
+    )
+
+
+def test_a_conditional_prompt_sets_the_camera_and_a_sweep_turns_it(faces, monkeypatch):
+    pkl = write_stylenerf_pickle(tiny_model(), faces / "ffhq_8.pkl")
+    runner = CliRunner()
+    out = faces / "turn"
+    gen = f"stylenerf-ffhq-256:path={pkl},camera=condition"
+    small = ["--steps", "2", "--batch-size", "4", "--eval-batch", "4", "--check-samples", "8", "--transforms", "2",
+             "--hidden", "8", "-q"]
+    result = runner.invoke(app, ["compose", "--gen", gen, "--energy", "debias:gender", "--cond", "yaw=-0.5:0.5", *small,
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    # The renderer's camera is the swept yaw, column by column, for every row; pitch is the prior's, per noise.
+    seen: list[torch.Tensor] = []
+    real = StyleNeRFGenerator.decode
+
+    def spy(self, z, noise=None, condition=None):
+        handle = self.module.model.synthesis.V.register_forward_hook(lambda m, args, o: seen.append(args[0].clone()))
+        try:
+            return real(self, z, noise, condition)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(StyleNeRFGenerator, "decode", spy)
+    grid = faces / "sweep.npz"
+    result = runner.invoke(app, ["sample", str(out), "--sweep", "yaw=-0.5:0.5:3", "-n", "2", "--seed", "1", "-o", str(grid)])
+    assert result.exit_code == 0, result.output
+    pos = torch.cat(seen[-3:])[:, :3, 3]  # the last three decodes: one per column, two rows each
+    yaw = torch.atan2(pos[:, 1], pos[:, 0])
+    assert torch.allclose(yaw, torch.tensor([-0.5, -0.5, 0.0, 0.0, 0.5, 0.5]), atol=1e-5)
+    pitch = torch.asin(pos[:, 2] / pos.norm(dim=1))
+    assert torch.allclose(pitch[0::2], pitch[0].expand(3)) and torch.allclose(pitch[1::2], pitch[1].expand(3))
+    images = np.load(grid)["images"]
+    assert images.shape[0] == 6 and not np.array_equal(images[0], images[2])  # the same face, turned
+
+
+@pytest.mark.parametrize(
+    ("cond", "said"),
+    [
+        ([], ("the generator takes yaw, pitch from the prompt's conditions, and none was given; add their training ranges, "
+             "e.g. --cond yaw=-0.45:0.45 --cond pitch=-0.23:0.23")),
+        (["--cond", "yaw=-1.5:0.5"], "--cond yaw=-1.5:0.5 goes outside the range the generator takes, -0.9:0.9"),
+    ],
+)
+def test_camera_condition_without_a_camera_range_or_beyond_the_prior_is_one_line(faces, cond, said):
+    pkl = write_stylenerf_pickle(random_stylenerf(1, resolution=8, resolution_vol=2), faces / "small.pkl")
+    result = CliRunner().invoke(app, ["compose", "--gen", f"stylenerf:path={pkl},camera=condition", "--energy", "debias:gender",
+                                      *cond, "--out", str(faces / "never")])
+    assert result.exit_code == 2 and said in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not (faces / "never").exists()
 
 
 def test_the_zoo_entry_without_its_file_says_to_give_path(tmp_path, monkeypatch):

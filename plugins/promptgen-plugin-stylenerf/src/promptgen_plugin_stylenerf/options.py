@@ -20,8 +20,9 @@ class StyleNeRFOptions(plugin.Options):
         example="ffhq_256.pkl",
     )
     psi: float = plugin.option(1.0, ge=0, le=1, help="truncation ψ towards the mean w (1: none)", example="0.7")
-    camera: Literal["prior", "latent"] = plugin.option(
+    camera: Literal["prior", "latent", "condition"] = plugin.option(
         "prior",
         help="prior: the camera is noise drawn from the model's own prior at every image (as in the paper); "
-        "latent: yaw and pitch are a part of the latent the prompt controls, mapped to the prior's range",
+        "latent: yaw and pitch are a part of the latent the prompt controls, mapped to the prior's range; "
+        "condition: a conditional prompt sets them (--cond yaw=-0.5:0.5 --cond pitch=-0.2:0.2, radians)",
     )
