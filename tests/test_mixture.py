@@ -448,6 +448,21 @@ def test_the_better_reading_wins():
     assert any(line.startswith("not met: a target could not be judged") for line in lines)
 
 
+def test_a_tilt_met_by_less_than_the_noise_of_its_samples_does_not_end_the_trials():
+    # Seen on the panel's WGAN-GP: the tilt's reading met KL 0.0198 with junk 18.4 % against an allowed 18.6 % on
+    # 2,000 samples, so auto kept it without trying the mixture, and the closing check said "not confirmed".
+    from promptgen.composing.trials import done
+    from promptgen.training.config import TrialRecord
+    from promptgen.training.watch import Reading
+
+    def tilt(junk):
+        reading = Reading(step=800, n=2000, junk=junk, base_junk=0.166, junk_margin=0.02, healthy=junk - 0.166 <= 0.02)
+        return TrialRecord(energy="debias:digit", mode="tilt", steps=800, seconds=1.0, reading=reading)
+
+    assert tilt(0.184).reading.met and not tilt(0.184).reading.confirmed and not done([tilt(0.184)])
+    assert done([tilt(0.150)]) and done([tilt(0.184), tilt(0.184)])
+
+
 def test_auto_trains_the_tilt_then_the_mixture_when_the_tilt_misses(registry, tmp_path):
     # 8 steps cannot bring a 16 % pixel to 50 %: the tilt misses, so the mixture is trained too.
     kw = {"train": TrainConfig(steps=8, batch_size=32, fit_samples=512, check_samples=256, eval_every=4), "flow": {"transforms": 2, "hidden": 16},

@@ -8,7 +8,8 @@ measures whole runs, and only as many as it needs (compose does it, :func:`promp
 
 1. it trains the **tilt**, which stays closest to the generator's own images, for the whole run (with its
    checkpoints and the guard), and judges it with the closing check's reading (:mod:`promptgen.composing.watch`);
-2. if that reading meets every target without raising the junk rate, the tilt is the prompt;
+2. if that reading meets every target without raising the junk rate, by more than the noise of its samples, the
+   tilt is the prompt;
 3. otherwise it keeps the tilt aside (``.tilt-flow.safetensors`` beside the run, its record in ``run.json``)
    and trains the **mixture** the same way, from the same fit and seed, judged on the same samples;
 4. it keeps the better reading (:func:`~promptgen.training.watch.better`: junk within the margin beats junk that
@@ -45,8 +46,9 @@ def undecided(terms: list[WeightedEnergy]) -> list[WeightedEnergy]:
 
 
 def done(records: list[TrialRecord]) -> bool:
-    """Whether the trials are over: the tilt met its targets, or both modes were tried."""
-    return (len(records) >= 1 and records[0].reading.met) or len(records) >= len(MODES)
+    """Whether the trials are over: the tilt met its targets by more than the noise of the samples judged (the
+    closing check would otherwise call it "not met: not confirmed"), or both modes were tried."""
+    return (len(records) >= 1 and records[0].reading.confirmed) or len(records) >= len(MODES)
 
 
 def choose(records: list[TrialRecord]) -> TrialRecord:
