@@ -155,6 +155,54 @@ def test_conformance_kit(pkl):
     check_generator(get_registry(), f"stylenerf-ffhq-256:path={pkl},camera=latent,psi=0.7")
 
 
+def test_a_pickle_with_the_hydra_configuration_in_omegaconf_containers_loads_the_same(tmp_path, model):
+    # facebookresearch/StyleNeRF's run_train.py keeps its settings in an OmegaConf DictConfig
+    # (args.update({"G_kwargs": dict(**cfg.model.G_kwargs)})), so the networks' kwargs, and the lists the
+    # CameraRay stored, are DictConfig / ListConfig objects in its pickles. Built here the same way, with the real
+    # library; the loader reads them as plain data and never imports omegaconf.
+    from omegaconf import OmegaConf
+
+    p = model.cfg.camera
+    cfg = OmegaConf.create({"num_fp16_res": 0, "spec": {"map": model.cfg.mapping_layers}, "model": {"G_kwargs": {
+        "class_name": "training.networks.Generator", "z_dim": model.cfg.z_dim, "w_dim": model.cfg.w_dim,
+        "mapping_kwargs": {"num_layers": "${spec.map}"},
+        "synthesis_kwargs": {
+            "num_fp16_res": "${num_fp16_res}", "channel_base": 1,
+            "camera_kwargs": {"range_v": list(p.range_v), "range_u": list(p.range_u), "range_radius": [p.radius, p.radius],
+                              "depth_range": list(model.cfg.depth_range), "fov": p.fov, "gaussian_camera": True},
+            "upsampler_kwargs": {"channel_base": "${model.G_kwargs.synthesis_kwargs.channel_base}"},
+        },
+    }}})
+    args = OmegaConf.create({})
+    args.update({"G_kwargs": dict(**cfg.model.G_kwargs)})
+    camera = args.G_kwargs.synthesis_kwargs.camera_kwargs
+    assert type(camera.range_u).__name__ == "ListConfig"
+    extra = {
+        "synthesis.C": {k: camera[k] for k in ("range_u", "range_v", "range_radius", "depth_range")},
+        "": {"_init_kwargs": dict(**args.G_kwargs)},
+    }
+    plain = build(write_stylenerf_pickle(model, tmp_path / "plain.pkl"))
+    hydra = build(write_stylenerf_pickle(model, tmp_path / "hydra.pkl", extra=extra))
+    assert b"omegaconf.listconfig" in (tmp_path / "hydra.pkl").read_bytes()
+    assert hydra.module.model.cfg == plain.module.model.cfg
+    z, seeds = torch.randn(2, 16), {"camera_seed": torch.randn(2, 1)}
+    with torch.no_grad():
+        assert torch.equal(hydra.decode(z, seeds), plain.decode(z, seeds))
+
+
+def test_an_omegaconf_object_that_would_run_code_is_refused(tmp_path, model):
+    class Resolver:  # pickles as a call of omegaconf.OmegaConf.register_new_resolver
+        def __reduce__(self):
+            import omegaconf
+
+            return (omegaconf.OmegaConf.register_new_resolver, ("boom", print))
+
+    path = write_stylenerf_pickle(model, tmp_path / "evil.pkl", extra={"synthesis.C": {"fov": Resolver()}})
+    with pytest.raises(PromptgenError) as e:
+        build(path)
+    assert "omegaconf.OmegaConf" in one_line(e) and "refusing to load it" in one_line(e)
+
+
 def test_a_stylegan2_pickle_is_named_and_refused(tmp_path):
     path = write_nvidia_pickle(random_generator(0), tmp_path / "sg2.pkl")
     with pytest.raises(SpecError) as e:

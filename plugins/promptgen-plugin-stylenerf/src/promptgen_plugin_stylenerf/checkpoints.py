@@ -63,11 +63,77 @@ class StoredModuleList(StoredModule):
     stored_name = "ModuleList"
 
 
+# -- omegaconf containers, as data --------------------------------------------------------------------------------
+# StyleNeRF builds its networks from a hydra configuration: ``run_train.py`` keeps the settings in an OmegaConf
+# ``DictConfig``, so the kwargs a network was built with (``_init_kwargs``) and the lists it stored as attributes
+# (``CameraRay.range_u`` ...) are ``DictConfig`` / ``ListConfig`` objects holding ``AnyNode`` leaves. They pickle
+# as plain state (``_content``, ``_val``, ``_metadata``, ``_parent``), so they are read into plain dicts and lists
+# here: omegaconf is never imported and nothing of it runs. An interpolation (``${spec.map}``) stays its text.
+
+
+class StoredDictConfig(dict):
+    """An ``omegaconf.DictConfig`` as stored: a plain dict of its leaves' values."""
+
+    def __setstate__(self, state: Any) -> None:
+        content = state.get("_content") if isinstance(state, dict) else None
+        if isinstance(content, dict):
+            self.update({k: _omega_value(v) for k, v in content.items()})
+
+
+class StoredListConfig(list):
+    """An ``omegaconf.ListConfig`` as stored: a plain list of its leaves' values."""
+
+    def __setstate__(self, state: Any) -> None:
+        content = state.get("_content") if isinstance(state, dict) else None
+        if isinstance(content, list):
+            self.extend(_omega_value(v) for v in content)
+
+
+class StoredValueNode:
+    """An omegaconf leaf (``AnyNode``, ``IntegerNode`` ...) as stored: its ``_val``."""
+
+    value: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        self.value = state.get("_val") if isinstance(state, dict) else None
+
+
+class StoredMetadata:
+    """omegaconf's ``Metadata`` / ``ContainerMetadata`` (key, types, flags): kept as data, never read."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+def _omega_value(x: Any) -> Any:
+    return x.value if isinstance(x, StoredValueNode) else x
+
+
+def _stored_defaultdict(factory: Any = None) -> dict:
+    """``collections.defaultdict(dict)`` (omegaconf's resolver cache) as an empty plain dict: the factory is not called."""
+    return {}
+
+
+#: Type references omegaconf's metadata stores (``ref_type=typing.Any``, ``object_type=dict``): names only.
+_TYPE_NAMES = {("typing", "Any"), *(("builtins", t) for t in ("dict", "list", "int", "float", "str", "bool", "bytes"))}
+OMEGACONF_GLOBALS: dict[tuple[str, str], Any] = {
+    ("omegaconf.dictconfig", "DictConfig"): StoredDictConfig,
+    ("omegaconf.listconfig", "ListConfig"): StoredListConfig,
+    **{("omegaconf.nodes", n): StoredValueNode for n in (
+        "AnyNode", "IntegerNode", "FloatNode", "StringNode", "BooleanNode", "BytesNode", "PathNode", "EnumNode", "ValueNode",
+    )},
+    ("omegaconf.base", "Metadata"): StoredMetadata,
+    ("omegaconf.base", "ContainerMetadata"): StoredMetadata,
+    ("collections", "defaultdict"): _stored_defaultdict,
+    **{key: f"{key[0]}.{key[1]}" for key in _TYPE_NAMES},
+}
+
 #: What a StyleNeRF pickle needs beyond a StyleGAN one: the fields' ``nn.ModuleList`` of layers and the upsampler's
-#: ``nn.Sequential`` adapters, pickled by class.
+#: ``nn.Sequential`` adapters, pickled by class, and the omegaconf containers of its hydra configuration.
 EXTRA_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch.nn.modules.container", "Sequential"): StoredSequential,
     ("torch.nn.modules.container", "ModuleList"): StoredModuleList,
+    **OMEGACONF_GLOBALS,
 }
 
 #: The official classes' defaults for the attributes read here (a persistent object stores only what was set).
