@@ -11,7 +11,7 @@ Layers, bottom first (a module may import its own layer and those below):
 5. ``promptgen.composing``: ``compose``, from specs to a saved prompt
 6. ``promptgen.evaluation``: ``eval`` and ``report``
 7. ``promptgen.energies``, ``promptgen.builtin``: the built-in plugins (found through entry points, like any plugin)
-8. ``promptgen.api``, ``promptgen.testing``
+8. ``promptgen.api``, ``promptgen.testing``, ``promptgen.app`` (the web app of ``promptgen app``)
 9. ``promptgen.cli``, ``promptgen`` itself
 """
 
@@ -39,6 +39,7 @@ LAYERS = {
     "builtin": 7,
     "api": 8,
     "testing": 8,
+    "app": 8,
     "cli": 9,
     "__main__": 9,
     "__init__": 9,

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from promptgen.cli import hub, judging, listing, sampling, train  # noqa: F401 - each registers its commands on app
+from promptgen.cli import hub, judging, listing, sampling, train, web  # noqa: F401 - each registers its commands on app
 from promptgen.cli.app import OneLineErrors, app, err_console, out_console, tolerant_streams, user_errors
 from promptgen.cli.launch import launch_torchrun
 
