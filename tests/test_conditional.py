@@ -135,10 +135,9 @@ class LitGenerator(LineGenerator):
     """A generator that reads a condition, ``light`` (ReadsConditions): it adds it to every pixel's logit; without
     it, 0 (its "prior"). Records what it was given."""
 
-    condition_inputs = {"light": (-2.0, 2.0)}
-
     def __init__(self) -> None:
         super().__init__()
+        self.condition_inputs = {"light": (-2.0, 2.0)}
         self.given: list[dict | None] = []
 
     def decode(self, z, condition=None):
