@@ -312,6 +312,39 @@ def tiny_model():
     )
 
 
+def test_compose_with_a_tiny_clip_then_sample_repeats_camera_included(faces, tmp_path):
+    # The zoo name with its file in the cache, as a download leaves it; CLIP a tiny open_clip with random weights.
+    import json
+
+    import open_clip
+
+    configs = tmp_path / "clip-configs"
+    configs.mkdir()
+    (configs / "promptgen-tiny-clip-nerf.json").write_text(json.dumps({
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }))
+    open_clip.add_model_config(configs)
+    cache = faces / "home" / "stylenerf"
+    cache.mkdir(parents=True)
+    write_stylenerf_pickle(tiny_model(), cache / MODELS["stylenerf-ffhq-256"].weights.filename)
+    runner = CliRunner()
+    out = faces / "smile"
+    result = runner.invoke(app, [
+        "compose", "--gen", "stylenerf-ffhq-256", "--energy", "clip:a smiling face,model=promptgen-tiny-clip-nerf,pretrained=none,augs=2",
+        "--steps", "2", "--batch-size", "4", "--eval-batch", "4", "--check-samples", "0", "--transforms", "2", "--hidden", "8",
+        "--out", str(out), "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    grids = []
+    for name in ("a", "b"):
+        result = runner.invoke(app, ["sample", str(out), "-n", "4", "--seed", "5", "-o", str(faces / f"{name}.npz")])
+        assert result.exit_code == 0, result.output
+        grids.append(np.load(faces / f"{name}.npz")["images"])
+    assert np.array_equal(grids[0], grids[1])  # the camera is drawn from each image's seed
+
+
 def test_a_conditional_prompt_sets_the_camera_and_a_sweep_turns_it(faces, monkeypatch):
     pkl = write_stylenerf_pickle(tiny_model(), faces / "ffhq_8.pkl")
     runner = CliRunner()
