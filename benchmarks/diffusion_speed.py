@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from timing import best_of, flow_step, limit_address_space, rss_mb, training_update
+from timing import best_of, flow_step, limit_address_space, rss_mb, run_case, training_update
 
 #: Google's 256-pixel DDPM UNet (the hub's unet/config.json of google/ddpm-celebahq-256 and its siblings).
 PUBLISHED_256 = {
@@ -131,16 +130,7 @@ def main() -> None:
         for checkpointing in (True, False):
             cmd = [sys.executable, __file__, "--child", str(batch), "1" if checkpointing else "0", "--model", args.model, "--steps", str(args.steps),
                    "--repeats", str(args.repeats), "--threads", str(args.threads), "--limit-gb", str(args.limit_gb)]
-            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if r.returncode == 0 and r.stdout.strip():
-                print(r.stdout.strip().splitlines()[-1], flush=True)
-                continue
-            why = f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)" if r.returncode < 0 else f"exit status {r.returncode}"
-            if any("memory" in line.lower() for line in r.stderr.splitlines()[-5:]):
-                why += f" (out of memory under the {args.limit_gb:g} GB limit)"
-            print(json.dumps({"case": "training step", "model": args.model, "batch": batch, "checkpointing": checkpointing, "error": why,
-                              "stderr_tail": r.stderr.strip().splitlines()[-3:]}), flush=True)
-
+            run_case(cmd, {"case": "training step", "model": args.model, "batch": batch, "checkpointing": checkpointing}, args.limit_gb)
 
 if __name__ == "__main__":
     main()

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 
 import torch
-from timing import best_of, flow_step, rss_mb, training_update
+from timing import best_of, flow_step, rss_mb, run_case, training_update
 
 # The training commands' flags (NVlabs/NVAE README); absent flags take train.py's defaults:
 # min_groups_per_scale 1, num_x_bits 8, num_mixture_dec 10, arch_instance res_mbconv, ada_groups False.
@@ -140,14 +139,7 @@ def flow_share_case(model: str, batch: int, repeats: int) -> dict:
 def run_child(child: str, model: str, extra: list[str]) -> None:
     """One case in a fresh process; its JSON line, or one saying why it failed."""
     cmd = [sys.executable, __file__, "--child", child, "--model", model, *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if r.returncode == 0 and r.stdout.strip():
-        print(r.stdout.strip(), flush=True)
-        return
-    why = f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)" if r.returncode < 0 else f"exit status {r.returncode}"
-    tail = r.stderr.strip().splitlines()[-3:]
-    print(json.dumps({"case": "decoder" if child == "decoder" else "flow share of a training step", "model": model,
-                      "error": why, "stderr_tail": tail}), flush=True)
+    run_case(cmd, {"case": "decoder" if child == "decoder" else "flow share of a training step", "model": model})
 
 
 def main() -> None:

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from timing import best_of, flow_step, limit_address_space, rss_mb, training_update
+from timing import best_of, flow_step, limit_address_space, rss_mb, run_case, training_update
 
 #: NVIDIA's stylegan3-{t,r}-ffhqu-256x256 configurations (train.py --cbase=16384; R doubles base and max).
 PUBLISHED_256 = {"z_dim": 512, "w_dim": 512, "resolution": 256, "channel_base": 16384, "channel_max": 512}
@@ -122,28 +121,7 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", name, kind, str(batch), "--repeats", str(args.repeats),
                    "--threads", str(args.threads), "--limit-gb", str(args.limit_gb),
                    *(["--smoke"] if args.smoke else [])]  # fmt: skip
-            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if r.returncode == 0 and r.stdout.strip():
-                print(r.stdout.strip().splitlines()[-1], flush=True)
-                continue
-            why = (
-                f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)"
-                if r.returncode < 0
-                else f"exit status {r.returncode}"
-            )
-            print(
-                json.dumps(
-                    {
-                        "case": name,
-                        "config": kind,
-                        "batch": batch,
-                        "error": why,
-                        "stderr_tail": r.stderr.strip().splitlines()[-3:],
-                    }
-                ),
-                flush=True,
-            )
-
+            run_case(cmd, {"case": name, "config": kind, "batch": batch}, args.limit_gb)
 
 if __name__ == "__main__":
     main()

@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
-from timing import best_of, flow_step, limit_address_space, rss_mb, training_update
+from timing import best_of, flow_step, limit_address_space, rss_mb, run_case, training_update
 
 #: facebookresearch/StyleNeRF's FFHQ 256 generator (stylenerf_ffhq.yaml, paper256.yaml; the NeRFBlock defaults for
 #: the foreground field's width, depth and frequencies). The image resolution is --resolution's.
@@ -143,29 +142,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", name, str(batch), "--camera", args.camera,
                "--resolution", str(args.resolution), "--repeats", str(args.repeats), "--threads", str(args.threads),
                "--limit-gb", str(args.limit_gb), *(["--smoke"] if args.smoke else [])]  # fmt: skip
-        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if r.returncode == 0 and r.stdout.strip():
-            print(r.stdout.strip().splitlines()[-1], flush=True)
-            continue
-        why = (
-            f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)"
-            if r.returncode < 0
-            else f"exit status {r.returncode}"
-        )
-        print(
-            json.dumps(
-                {
-                    "case": name,
-                    "camera": args.camera,
-                    "resolution": args.resolution,
-                    "batch": batch,
-                    "error": why,
-                    "stderr_tail": r.stderr.strip().splitlines()[-3:],
-                }
-            ),
-            flush=True,
-        )
-
+        run_case(cmd, {"case": name, "camera": args.camera, "resolution": args.resolution, "batch": batch}, args.limit_gb)
 
 if __name__ == "__main__":
     main()

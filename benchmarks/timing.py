@@ -4,7 +4,9 @@ update and the flow's own step."""
 
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -57,3 +59,17 @@ def flow_step(flow: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, fea
         update(opt, (z * cot).sum() - log_det.sum())  # the same backward shape as a real step, without the generator
 
     return step
+
+
+def run_case(cmd: list[str], record: dict, limit_gb: float = 0.0) -> None:
+    """Run one case in a fresh process (so its peak memory is its own) and print its last JSON line; when the
+    process fails, print ``record`` with why (killed by a signal, out of memory under ``limit_gb``) and the tail
+    of its standard error."""
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode == 0 and r.stdout.strip():
+        print(r.stdout.strip().splitlines()[-1], flush=True)
+        return
+    why = f"killed by signal {-r.returncode} (SIGKILL: likely the OOM killer)" if r.returncode < 0 else f"exit status {r.returncode}"
+    if limit_gb and any("memory" in line.lower() for line in r.stderr.splitlines()[-5:]):
+        why += f" (out of memory under the {limit_gb:g} GB limit)"
+    print(json.dumps({**record, "error": why, "stderr_tail": r.stderr.strip().splitlines()[-3:]}), flush=True)
