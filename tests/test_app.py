@@ -7,6 +7,7 @@ asserts on the page's content.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -70,6 +71,61 @@ def test_the_list_shows_each_prompt_and_a_broken_one_with_its_reason(runs):
     assert three.created.endswith("UTC") and three.cells()[-1] == "ok"
     assert rows["nested/slant"].conditions == ["slant -0.3:0.3"]
     assert not rows["broken"].ok and "is not valid JSON" in rows["broken"].error and "\n" not in rows["broken"].error
+
+
+FIRST_LIST = """
+import json, sys
+from promptgen.app.library import Library
+from promptgen.app.ui import build
+library = Library(sys.argv[1])
+rows = library.scan(weights=False)
+build(library)  # the page, its first list included
+print(json.dumps({"cells": {r.name: r.cells() for r in rows}, "pending": [r.name for r in rows if r.pending],
+                  "loaded": sorted(m for m in ("torch", "safetensors", "promptgen.artifacts.manifest") if m in sys.modules)}))
+"""
+
+
+def test_the_first_list_is_read_from_the_manifests_without_importing_torch(runs):
+    """Issue 29: the page's first list is each manifest read as plain JSON; torch waits for the checked list."""
+    done = subprocess.run([sys.executable, "-c", FIRST_LIST, str(runs)], check=False, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first["loaded"] == [], first["loaded"]
+    assert sorted(first["pending"]) == ["nested/slant", "three"]
+    checked = {r.name: r.cells() for r in Library(runs).scan()}
+    assert set(first["cells"]) == set(checked)
+    for name in ("three", "nested/slant"):  # the same cells as once checked, but the status
+        assert first["cells"][name][:-1] == checked[name][:-1] and first["cells"][name][-1] == "checking its weights…"
+    assert first["cells"]["broken"][-1].startswith("broken: ") and "is not valid JSON" in first["cells"]["broken"][-1]
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('{"format": "promptgen-prompt"}', ["invalid at generator.spec"]),
+        ('{"format": "promptgen-prompt", "generator": {"spec": "mnist"}, "energies": [{"spec": "x"}]}', ["invalid at energies.0"]),
+        ('{"format": "promptgen-prompt", "generator": {"spec": "mnist"}, "energies": []}', ["invalid at training.seconds"]),
+        ('[1, 2]', ["is not a promptgen manifest"]),
+        ('{"format": "promptgen-prompt", "format_version": 7}', ["newer prompt format"]),
+        ("\xff", ["not UTF-8"]),
+    ],
+)
+def test_a_manifest_lacking_what_the_first_list_shows_is_broken_in_one_line(tmp_path, text, words):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_bytes(text.encode("latin-1"))
+    (row,) = Library(tmp_path).scan(weights=False)
+    assert not row.ok and not row.pending and "\n" not in row.error and all(w in row.error for w in words), row.error
+    (full,) = Library(tmp_path).scan()
+    assert not full.ok
+
+
+def test_the_first_lists_constants_are_the_manifests():
+    from promptgen.app import library
+    from promptgen.artifacts import manifest
+
+    assert (library.MANIFEST, library.FORMAT, library.FORMAT_VERSION, library.MAX_MANIFEST_BYTES) == (
+        manifest.MANIFEST, manifest.FORMAT, manifest.FORMAT_VERSION, manifest.MAX_MANIFEST_BYTES)
 
 
 @pytest.mark.parametrize(

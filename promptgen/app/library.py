@@ -15,7 +15,10 @@ Mistakes are :class:`~promptgen.core.errors.PromptgenError` lines, which the pag
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -38,6 +41,13 @@ MAX_COUNT = 256
 MAX_STEPS = 16
 #: The evaluation cache: ``EVAL_CACHE.format(sha=..., n=..., seed=...)`` inside the prompt folder.
 EVAL_CACHE = ".app-eval-{sha}-n{n}-seed{seed}.json"
+#: A prompt folder's manifest, its ``format`` and the largest this promptgen reads (as
+#: :mod:`promptgen.artifacts.manifest` has them: that module imports torch, which the first list must not wait for).
+MANIFEST = "manifest.json"
+FORMAT = "promptgen-prompt"
+FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+_DAMAGED = "the prompt is damaged, train it again"
 
 
 @dataclass
@@ -196,15 +206,14 @@ class Library:
         with its one-line reason. Hidden folders and links to folders are not entered.
 
         With ``weights=False``, a prompt whose weights were not checked yet (see :meth:`checked`) is listed from its
-        manifest alone, ``pending``: quick, what a page shows first, before the list with every weight checked."""
-        from promptgen.artifacts.manifest import MANIFEST
-
+        manifest read as plain JSON, ``pending``: quick, and without importing torch, what a page shows first, before
+        the list with every manifest validated and every weight checked (issue 29)."""
         if not weights:
-            return self._scan(MANIFEST, weights=False)
+            return self._scan(weights=False)
         with self._scan_lock:  # one full scan at a time: the second finds the first's checks
-            return self._scan(MANIFEST)
+            return self._scan()
 
-    def _scan(self, manifest_name: str, weights: bool = True) -> list[PromptRow]:
+    def _scan(self, weights: bool = True) -> list[PromptRow]:
         rows: list[PromptRow] = []
         visited = 0
         for top, dirs, files in os.walk(self.root, followlinks=False):
@@ -213,18 +222,19 @@ class Library:
             if visited > MAX_FOLDERS:
                 rows.append(PromptRow(name="…", error=f"more than {MAX_FOLDERS:,} folders under {self.shown!r}; serve a smaller folder"))
                 break
-            if manifest_name not in files:
+            if MANIFEST not in files:
                 continue
             folder = Path(top)
             row = PromptRow(name=self.name_of(folder))
             try:
-                m = self.checked(folder, weights, row)
-                row.generator = m.generator.spec
-                row.energies = [_weighted(e.spec, e.weight) for e in m.energies]
-                row.conditions = [f"{c.name} {c.low:g}:{c.high:g}" for c in m.conditions]
-                row.seconds = m.training.seconds
-                row.created = _when(m.created)
-                self.check_chain(folder)
+                m = self.checked(folder) if weights else self.remembered(folder)
+                if m is None:  # the first list: the manifest as plain JSON, checked after the page is up
+                    _fill(row, **quick_manifest(folder))
+                    row.pending = True
+                else:
+                    _fill(row, m.generator.spec, [(e.spec, e.weight) for e in m.energies],
+                          [(c.name, c.low, c.high) for c in m.conditions], m.training.seconds, m.created)
+                    self.check_chain(folder)
             except PromptgenError as exc:
                 row.error = one_line(str(exc))
             except Exception as exc:  # noqa: BLE001 - one broken folder must not hide the others
@@ -232,22 +242,22 @@ class Library:
             rows.append(row)
         return sorted(rows, key=lambda r: r.name)
 
-    def checked(self, folder: Path, weights: bool = True, row: PromptRow | None = None) -> Any:
-        """``check_prompt(folder)``: its manifest, after loading its weights; remembered while the folder's files stay
-        the same (name, inode, size, modification time), so that reading the list again, as each page opens, does not
-        load every prompt's weights again. Sampling loads them anyway, and says what is wrong with them.
+    def remembered(self, folder: Path) -> Any:
+        """The manifest :meth:`checked` remembers for ``folder``, if its files are still the same; else None."""
+        stamp = _stamp(folder)
+        seen = self._checks.get(folder)
+        return seen[1] if stamp is not None and seen is not None and seen[0] == stamp else None
 
-        With ``weights=False`` and no check remembered: the manifest alone, and ``row`` marked ``pending``."""
-        from promptgen.artifacts.manifest import check_prompt, read_manifest
+    def checked(self, folder: Path) -> Any:
+        """``check_prompt(folder)``: its validated manifest, after loading its weights; remembered while the folder's
+        files stay the same (name, inode, size, modification time), so that reading the list again, as each page opens,
+        does not load every prompt's weights again. Sampling loads them anyway, and says what is wrong with them."""
+        from promptgen.artifacts.manifest import check_prompt
 
         stamp = _stamp(folder)  # before the check: a file changed during it is checked again next time
         seen = self._checks.get(folder)
         if stamp is not None and seen is not None and seen[0] == stamp:
             return seen[1]
-        if not weights:
-            if row is not None:
-                row.pending = True
-            return read_manifest(folder)
         manifest = check_prompt(folder)
         if stamp is not None:
             self._checks[folder] = (stamp, manifest)
@@ -402,6 +412,92 @@ def _stamp(folder: Path) -> tuple | None:
     except OSError:
         return None
     return tuple(sorted(files))
+
+
+def quick_manifest(folder: Path) -> dict[str, Any]:
+    """What the list shows of ``folder/manifest.json``, read as plain JSON (no pydantic, no torch): ``generator``,
+    ``energies`` (spec, weight), ``conditions`` (name, low, high), ``seconds`` and ``created``. A file that is missing,
+    a link out of the folder, too large, not JSON, or lacks one of these is a one-line :class:`PromptgenError`; the
+    rest of it is validated by :meth:`Library.checked`, after the page is up."""
+    path = folder / MANIFEST
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(folder.resolve(strict=True)):
+            raise PromptgenError(f"{str(path)!r} is a link to {str(real)!r}, outside the prompt folder; copy the file into the folder")
+        info = real.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+            raise PromptgenError(f"{str(path)!r} is not a regular file; {_DAMAGED}")
+        if info.st_size > MAX_MANIFEST_BYTES:
+            raise PromptgenError(f"{str(path)!r} is {info.st_size / 2**20:.0f} MB, far larger than a promptgen manifest "
+                                 f"(at most {MAX_MANIFEST_BYTES // 2**20} MB); it is not a prompt manifest")
+        with open(real, "rb") as fh:
+            raw: Any = json.loads(fh.read(MAX_MANIFEST_BYTES + 1).decode("utf-8"))
+    except FileNotFoundError:
+        raise PromptgenError(f"{str(folder)!r} is not a prompt: it has no {MANIFEST}; give a folder made by `promptgen compose`") from None
+    except UnicodeDecodeError:
+        raise PromptgenError(f"{str(path)!r} is not UTF-8 text, so not a manifest; {_DAMAGED}") from None
+    except RecursionError:
+        raise PromptgenError(f"{str(path)!r} is nested too deeply to be a promptgen manifest; {_DAMAGED}") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer with thousands of digits
+        raise PromptgenError(f"{str(path)!r} is not valid JSON ({one_line(str(exc))[:120]}); {_DAMAGED}") from None
+    except (OSError, RuntimeError) as exc:  # unreadable, or a loop of links
+        raise PromptgenError(f"cannot read {str(path)!r}: {one_line(getattr(exc, 'strerror', None) or str(exc))}; "
+                             "check the file and its permissions") from None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise PromptgenError(f"{str(path)!r} is not a promptgen manifest (no \"format\": \"{FORMAT}\")")
+    version = raw.get("format_version", FORMAT_VERSION)
+    if _number(version) and version > FORMAT_VERSION:
+        raise PromptgenError(f"{str(folder)!r} is a newer prompt format; this promptgen reads up to format {FORMAT_VERSION}: "
+                             "upgrade with `pip install -U promptgen-core`")
+
+    def bad(where: str, what: str) -> PromptgenError:
+        return PromptgenError(f"{str(path)!r} is invalid at {where}: {what}; {_DAMAGED}")
+
+    generator = raw.get("generator")
+    spec = generator.get("spec") if isinstance(generator, dict) else None
+    if not isinstance(spec, str):
+        raise bad("generator.spec", "a text field is missing")
+    energies = raw.get("energies")
+    if not isinstance(energies, list):
+        raise bad("energies", "a list is missing")
+    pairs = []
+    for i, e in enumerate(energies):
+        e_spec, weight = (e.get("spec"), e.get("weight")) if isinstance(e, dict) else (None, None)
+        if not isinstance(e_spec, str) or not _number(weight):
+            raise bad(f"energies.{i}", "an energy needs a spec and a finite weight")
+        pairs.append((e_spec, float(weight)))
+    conditions = raw.get("conditions", [])
+    if not isinstance(conditions, list):
+        raise bad("conditions", "not a list")
+    ranges = []
+    for i, c in enumerate(conditions):
+        name, low, high = (c.get("name"), c.get("low"), c.get("high")) if isinstance(c, dict) else (None, None, None)
+        if not isinstance(name, str) or not _number(low) or not _number(high):
+            raise bad(f"conditions.{i}", "a condition needs a name, a low and a high")
+        ranges.append((name, float(low), float(high)))
+    training = raw.get("training")
+    seconds = training.get("seconds") if isinstance(training, dict) else None
+    if not _number(seconds):
+        raise bad("training.seconds", "a number is missing")
+    created = raw.get("created", "")
+    if not isinstance(created, str):
+        raise bad("created", "not a time")
+    return {"generator": spec, "energies": pairs, "conditions": ranges, "seconds": float(seconds), "created": created}
+
+
+def _number(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number (not a boolean)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fill(row: PromptRow, generator: str, energies: list[tuple[str, float]], conditions: list[tuple[str, float, float]],
+          seconds: float, created: str) -> None:
+    """Set the row's cells from its manifest (validated or read as plain JSON: shown the same)."""
+    row.generator = printable(generator)
+    row.energies = [_weighted(spec, weight) for spec, weight in energies]
+    row.conditions = [printable(f"{name} {low:g}:{high:g}") for name, low, high in conditions]
+    row.seconds = seconds
+    row.created = _when(created)
 
 
 def _count(n: Any) -> int:
